@@ -1,0 +1,92 @@
+/*
+ * protocol.h - the stupidP2P wire protocol: command bytes, status and reason
+ * codes, BYE reasons and size limits, shared by the server (C++) and the
+ * client library (C).
+ *
+ * Only constants live here: no functions, no I/O, no includes beyond
+ * <stdint.h>, so that it compiles alone as C99 and as C++ and costs nothing.
+ * The full specification is man/stupidp2p.7; the summary:
+ *
+ *   frame   = length (u32, big-endian) + payload (length bytes)
+ *   payload = command byte + data
+ *
+ * Every request a server understands is answered by one frame whose payload
+ * starts with (command | P2P_REPLY_BIT) and a status byte, in request order.
+ */
+#ifndef STUPIDP2P_PROTOCOL_H
+#define STUPIDP2P_PROTOCOL_H
+
+#include <stdint.h>
+
+/* Requests (client -> server). 0x01..0x07 are the original protocol (v1). */
+enum p2p_command {
+    P2P_CMD_REGISTER = 0x01,     /* id                                    */
+    P2P_CMD_SUBSCRIBE = 0x02,    /* id                                    */
+    P2P_CMD_SEND = 0x03,         /* data; also the v1 delivery to clients */
+    P2P_CMD_UNREGISTER = 0x04,   /* (nothing)                             */
+    P2P_CMD_UNSUBSCRIBE = 0x05,  /* id                                    */
+    P2P_CMD_CHECK_ALIVE = 0x06,  /* id                                    */
+    P2P_CMD_HEARTBEAT = 0x07,    /* (nothing)                             */
+    /* v2 additions; HELLO, SEND_TO and AUTH are answered in any session. */
+    P2P_CMD_HELLO = 0x08,        /* version u8, flags u8                  */
+    P2P_EVT_DELIVER = 0x09,      /* server -> v2 client: id_len, id, data */
+    P2P_CMD_SEND_TO = 0x0A,      /* id_len, target id, data               */
+    P2P_EVT_PRESENCE = 0x0B,     /* server -> v2 client: state, id_len, id*/
+    P2P_CMD_AUTH = 0x0C,         /* reserved for token authentication     */
+    P2P_EVT_BYE = 0x0E           /* server -> v2 client: reason, text     */
+};
+
+/* A reply's command byte is the request's with this bit set. Requests with
+ * the bit set are not commands: v1 ignores them, v2 treats them as a
+ * protocol error. */
+#define P2P_REPLY_BIT 0x80u
+
+/* The status byte of a reply. v1 sessions only ever see 0 and 1. */
+enum p2p_status {
+    P2P_STATUS_FAILURE = 0,          /* generic failure (all v1 failures) */
+    P2P_STATUS_OK = 1,
+    P2P_STATUS_NOT_REGISTERED = 2,   /* the caller holds no id            */
+    P2P_STATUS_OFFLINE = 3,          /* target offline or unknown         */
+    P2P_STATUS_BAD_ARGUMENT = 4,     /* empty/over-long id, own id, ...   */
+    P2P_STATUS_NOT_AUTHORIZED = 5,
+    P2P_STATUS_UNSUPPORTED = 6,      /* unknown command                   */
+    P2P_STATUS_LIMIT = 7             /* a server limit was reached        */
+};
+
+/* The reason byte of a BYE, the last frame before the server closes a v2
+ * connection. */
+enum p2p_bye_reason {
+    P2P_BYE_TAKEN_OVER = 1,
+    P2P_BYE_IDLE_TIMEOUT = 2,
+    P2P_BYE_SLOW_CONSUMER = 3,
+    P2P_BYE_SHUTDOWN = 4,
+    P2P_BYE_PROTOCOL_ERROR = 5,
+    P2P_BYE_NOT_AUTHORIZED = 6,
+    P2P_BYE_LIMIT = 7
+};
+
+/* PRESENCE state byte. */
+enum p2p_presence_state { P2P_PRESENCE_OFFLINE = 0, P2P_PRESENCE_ONLINE = 1 };
+
+/* HELLO flags. Every other bit is reserved and makes HELLO fail (88 04). */
+#define P2P_HELLO_FLAG_QUIET 0x01u
+
+/* Protocol versions. A connection is v1 until HELLO negotiates 2. */
+#define P2P_VERSION_1 1u
+#define P2P_VERSION_2 2u
+#define P2P_VERSION_MAX P2P_VERSION_2
+
+/* Sizes. */
+#define P2P_FRAME_HEADER_SIZE 4u
+#define P2P_ID_MAX 255u                   /* ids are 1..255 bytes          */
+#define P2P_DEFAULT_MAX_FRAME 65536u      /* bound on client-sent payloads */
+#define P2P_DEFAULT_PORT 4040u
+/* A DELIVER carries [0x09][id_len][id] before the data, so a frame from the
+ * server may exceed the negotiated max_frame by up to this much
+ * (2 + 255 id bytes, less the command byte already counted). */
+#define P2P_SERVER_FRAME_SLACK 256u
+#define P2P_BYE_TEXT_MAX 127u
+/* HELLO reply: 88 01 version u8, max_frame u32, idle_timeout_s u32. */
+#define P2P_HELLO_REPLY_SIZE 11u
+
+#endif /* STUPIDP2P_PROTOCOL_H */
