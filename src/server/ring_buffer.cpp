@@ -1,0 +1,132 @@
+// ring_buffer.cpp - see ring_buffer.h.
+#include "ring_buffer.h"
+
+#include <cstdlib>
+#include <cstring>
+
+namespace {
+
+uint32_t round_up_pow2(uint32_t n) {
+    uint32_t p = 1;
+    while (p < n && p < RingBuffer::kMaxCapacity) p <<= 1;
+    return p;
+}
+
+}  // namespace
+
+RingBuffer::RingBuffer(uint32_t max_bytes, uint32_t initial_capacity)
+    : max_bytes_(max_bytes == 0 ? 1 : (max_bytes > kMaxCapacity ? kMaxCapacity : max_bytes)),
+      initial_capacity_(round_up_pow2(initial_capacity == 0 ? 1 : initial_capacity)) {}
+
+RingBuffer::~RingBuffer() { std::free(data_); }
+
+bool RingBuffer::grow(uint32_t needed) {
+    uint32_t cap = capacity_ ? capacity_ : initial_capacity_;
+    while (cap < needed && cap < kMaxCapacity) cap <<= 1;
+    // Never allocate beyond what max_bytes can use.
+    uint32_t limit = round_up_pow2(max_bytes_);
+    if (cap > limit) cap = limit;
+    if (cap < needed) return false;
+    auto* fresh = static_cast<uint8_t*>(std::malloc(cap));
+    if (fresh == nullptr) return false;
+    // Lay the bytes out where the unchanged counters map under the new mask:
+    // the oldest at tail_ & (cap - 1), wrapping to the start if needed.
+    uint32_t n = size();
+    uint32_t start = tail_ & (cap - 1);
+    uint32_t first = cap - start < n ? cap - start : n;
+    peek(fresh + start, 0, first);
+    peek(fresh, first, n - first);
+    std::free(data_);
+    data_ = fresh;
+    capacity_ = cap;
+    return true;
+}
+
+bool RingBuffer::reserve(size_t n) {
+    if (n > max_bytes_ - size()) return false;
+    uint32_t needed = size() + static_cast<uint32_t>(n);
+    if (needed <= capacity_) return true;
+    return grow(needed);
+}
+
+bool RingBuffer::append(const void* data, size_t n) {
+    if (!reserve(n)) return false;
+    uint32_t mask = capacity_ - 1;
+    uint32_t start = head_ & mask;
+    uint32_t len = static_cast<uint32_t>(n);
+    uint32_t first = capacity_ - start < len ? capacity_ - start : len;
+    const auto* src = static_cast<const uint8_t*>(data);
+    std::memcpy(data_ + start, src, first);
+    std::memcpy(data_, src + first, len - first);
+    head_ += len;
+    return true;
+}
+
+int RingBuffer::read_spans(struct iovec spans[2]) const {
+    uint32_t n = size();
+    if (n == 0) return 0;
+    uint32_t mask = capacity_ - 1;
+    uint32_t start = tail_ & mask;
+    uint32_t first = capacity_ - start < n ? capacity_ - start : n;
+    spans[0].iov_base = data_ + start;
+    spans[0].iov_len = first;
+    if (first == n) return 1;
+    spans[1].iov_base = data_;
+    spans[1].iov_len = n - first;
+    return 2;
+}
+
+int RingBuffer::write_spans(struct iovec spans[2]) {
+    uint32_t n = free_space();
+    if (n == 0) return 0;
+    uint32_t mask = capacity_ - 1;
+    uint32_t start = head_ & mask;
+    uint32_t first = capacity_ - start < n ? capacity_ - start : n;
+    spans[0].iov_base = data_ + start;
+    spans[0].iov_len = first;
+    if (first == n) return 1;
+    spans[1].iov_base = data_;
+    spans[1].iov_len = n - first;
+    return 2;
+}
+
+void RingBuffer::commit(size_t n) { head_ += static_cast<uint32_t>(n); }
+
+void RingBuffer::consume(size_t n) { tail_ += static_cast<uint32_t>(n); }
+
+bool RingBuffer::peek(void* dst, size_t offset, size_t n) const {
+    uint32_t used = size();
+    if (offset > used || n > used - offset) return false;
+    if (n == 0) return true;
+    uint32_t mask = capacity_ - 1;
+    uint32_t start = (tail_ + static_cast<uint32_t>(offset)) & mask;
+    uint32_t len = static_cast<uint32_t>(n);
+    uint32_t first = capacity_ - start < len ? capacity_ - start : len;
+    auto* out = static_cast<uint8_t*>(dst);
+    std::memcpy(out, data_ + start, first);
+    std::memcpy(out + first, data_, len - first);
+    return true;
+}
+
+const uint8_t* RingBuffer::contiguous(size_t offset, size_t n) const {
+    uint32_t used = size();
+    if (offset > used || n > used - offset) return nullptr;
+    if (capacity_ == 0) return nullptr;
+    uint32_t mask = capacity_ - 1;
+    uint32_t start = (tail_ + static_cast<uint32_t>(offset)) & mask;
+    if (n > capacity_ - start) return nullptr;
+    return data_ + start;
+}
+
+bool RingBuffer::release() {
+    if (!empty()) return false;
+    std::free(data_);
+    data_ = nullptr;
+    capacity_ = 0;
+    return true;
+}
+
+void RingBuffer::set_counters_for_test(uint32_t start) {
+    if (!empty()) return;
+    head_ = tail_ = start;
+}

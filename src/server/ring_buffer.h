@@ -1,0 +1,88 @@
+// ring_buffer.h - a byte ring with power-of-two capacity, lazily allocated,
+// grown on demand up to a cap, released when empty.
+//
+// Design (after Linux kfifo and HAProxy's buf.h): head and tail are
+// free-running 32-bit counters; the bytes in the ring are [tail, head), their
+// count is head - tail (unsigned arithmetic survives wrap-around), and a
+// counter becomes an index by masking with capacity - 1. No byte is wasted to
+// tell full from empty, and no branch is needed on the wrap.
+//
+// Memory: a ring holds no storage until the first reserve(); release() gives
+// storage back when the ring is empty, so an idle connection costs only this
+// object. Capacity doubles on demand and never exceeds max_capacity (rounded
+// up to a power of two); callers enforce a byte cap below that with
+// reserve() returning false.
+//
+// Spans: read_spans/write_spans describe the used/free bytes as at most two
+// iovecs, so that one readv/writev moves data across the wrap.
+//
+// Not thread-safe; no I/O here.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstdint>
+
+class RingBuffer {
+   public:
+    static constexpr uint32_t kMaxCapacity = 1u << 30;
+
+    // max_bytes: the most the ring may ever hold (1 .. kMaxCapacity).
+    // initial_capacity: the first allocation (rounded up to a power of two).
+    explicit RingBuffer(uint32_t max_bytes, uint32_t initial_capacity = 1024);
+    ~RingBuffer();
+    RingBuffer(const RingBuffer&) = delete;
+    RingBuffer& operator=(const RingBuffer&) = delete;
+
+    uint32_t size() const { return head_ - tail_; }
+    bool empty() const { return head_ == tail_; }
+    uint32_t capacity() const { return capacity_; }
+    uint32_t max_bytes() const { return max_bytes_; }
+    // Bytes that can be added without growing.
+    uint32_t free_space() const { return capacity_ - size(); }
+
+    // Makes room for n more bytes, growing if needed. False when size() + n
+    // would exceed max_bytes or memory is exhausted; the ring is unchanged.
+    bool reserve(size_t n);
+
+    // Appends n bytes (reserve()s first). False, with nothing appended, when
+    // they do not fit under max_bytes.
+    bool append(const void* data, size_t n);
+
+    // Up to two iovecs covering the used bytes, oldest first. Returns the
+    // count (0 when empty).
+    int read_spans(struct iovec spans[2]) const;
+    // Up to two iovecs covering the free bytes of the current allocation.
+    int write_spans(struct iovec spans[2]);
+
+    // After writing n bytes into write_spans(): makes them part of the ring.
+    void commit(size_t n);
+    // Drops the n oldest bytes (n <= size()).
+    void consume(size_t n);
+
+    // Copies n bytes starting offset bytes past the oldest into dst; returns
+    // false (copying nothing) when offset + n > size().
+    bool peek(void* dst, size_t offset, size_t n) const;
+
+    // A pointer to n contiguous bytes starting offset bytes past the oldest,
+    // or nullptr when they straddle the wrap (then use peek()).
+    const uint8_t* contiguous(size_t offset, size_t n) const;
+
+    // Frees the storage if the ring is empty. Returns whether it did.
+    bool release();
+
+    // Test seam: starts both counters at `start`, so that tests can exercise
+    // the 32-bit wrap-around. Only valid on an empty ring.
+    void set_counters_for_test(uint32_t start);
+
+   private:
+    bool grow(uint32_t needed);
+
+    uint8_t* data_ = nullptr;
+    uint32_t capacity_ = 0;  // 0 or a power of two
+    uint32_t head_ = 0;      // counter one past the newest byte
+    uint32_t tail_ = 0;      // counter of the oldest byte
+    uint32_t max_bytes_;
+    uint32_t initial_capacity_;
+};
