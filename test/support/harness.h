@@ -89,4 +89,69 @@ void tc_expect_nothing_pending(int fd);
 void tc_register(int fd, const char *id, uint8_t expect_status);
 void tc_subscribe(int fd, const char *id, uint8_t expect_status);
 
+/* ---- additions (harness.c) ---------------------------------------------- */
+
+/* The server binary: $P2P_SERVER, or ./p2pServer. */
+const char *p2p_server_path(void);
+
+/* Prints the tail of every running server's log to stderr (done by every
+ * failing tc_ helper before it fails the test). */
+void tc_print_server_logs(void);
+
+/* Fails the current test with a printf-style message, after printing the
+ * running servers' log tails. Does not return. */
+void tc_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Hex dump of data[from..from+count) (clipped to len) on stderr. */
+void tc_hexdump(const char *label, const void *data, size_t len, size_t from, size_t count);
+
+/* Like tc_send_raw but returns -1 (errno set) instead of failing: for
+ * writes that may meet a connection the server has closed. */
+int tc_try_send_raw(int fd, const void *buf, size_t len);
+
+/* tc_expect_frame with an explicit timeout. */
+void tc_expect_frame_within(int fd, const void *expected, size_t len, int timeout_ms);
+
+/* 1 if the connection answers a HEARTBEAT with 87 01, 0 if it is closed
+ * (EOF, reset or no answer within TC_WAIT_MS). Fails on any other frame. */
+int tc_is_open(int fd);
+
+/* Ids as byte strings (NUL and high bytes allowed). */
+void tc_register_bytes(int fd, const void *id, size_t len, uint8_t expect_status);
+void tc_subscribe_bytes(int fd, const void *id, size_t len, uint8_t expect_status);
+
+/* More v1 shortcuts that assert the reply. */
+void tc_unsubscribe(int fd, const char *id);                       /* 85 01 */
+void tc_unregister(int fd);                                        /* 84 01 */
+void tc_check_alive(int fd, const char *id, uint8_t expect_status); /* 86 s */
+void tc_send_data(int fd, const void *data, size_t len, uint8_t expect_status); /* 83 s */
+
+/* Asserts the next frame is the v1 delivery [0x03] + data. */
+void tc_expect_data(int fd, const void *data, size_t len);
+
+/* close() that fails the test on error; ignores fd < 0. */
+void tc_close(int fd);
+
+/* p2p_server_stop with another signal (SIGINT, ...). */
+int p2p_server_stop_with(struct p2p_server *server, int sig);
+
+/* Reads exactly len bytes and asserts they are expected[0..len): for
+ * checking frames on the wire, headers included. */
+void tc_expect_raw(int fd, const void *expected, size_t len);
+
+/* Closes our side with shutdown(SHUT_WR), waits (bounded) for the server to
+ * close its side, skipping frames, then closes fd. When it returns the
+ * server has processed the close: the connection's id is released. */
+void tc_close_and_wait(int fd);
+
+/* Sends CHECK_ALIVE id on fd until the reply status is `status` (bounded
+ * by timeout_ms): for the few cases with no event to synchronise on. */
+void tc_wait_alive(int fd, const void *id, size_t len, uint8_t status, int timeout_ms);
+
+/* CMocka fixtures: *state becomes a started struct p2p_server (allocated);
+ * teardown stops it and fails if it did not exit 0 on SIGTERM. */
+int tc_setup_server(void **state);
+int tc_setup_server_args(void **state, const char *const *extra_args);
+int tc_teardown_server(void **state);
+
 #endif /* STUPIDP2P_TEST_HARNESS_H */
