@@ -1,0 +1,34 @@
+"""stupidp2p: a standard-library client for the stupidP2P relay server.
+
+Two faces:
+
+* :class:`Client` - the Pythonic API: typed exceptions, :class:`Message`
+  objects with the sender id (protocol v2), callbacks, automatic reconnect
+  that restores the id and subscriptions.
+* :class:`stupidP2PClient` - the original client's API and return values,
+  so programs written for the original run unchanged (also importable as
+  ``from stupidP2P import stupidP2PClient``).
+
+``python3 -m stupidp2p chat --server HOST:PORT --me ID --peer ID`` is a
+terminal chat.
+"""
+
+from . import protocol
+from .client import Bye, Client, ConnectionState, Message
+from .compat import stupidP2PClient
+from .errors import (BadArgument, ClientClosedError, ConnectError,
+                     ConnectionLostError, LimitReached, MessageTooLarge,
+                     NotAuthorized, NotConnectedError, NotRegistered,
+                     P2PError, ProtocolError, RequestFailed, RequestTimeout,
+                     TargetOffline, Unsupported)
+
+__version__ = "1.0.0"
+
+__all__ = [
+    "Client", "Message", "Bye", "ConnectionState", "stupidP2PClient",
+    "protocol", "P2PError", "ConnectError", "NotConnectedError",
+    "ConnectionLostError", "ClientClosedError", "RequestTimeout",
+    "ProtocolError", "MessageTooLarge", "RequestFailed", "NotRegistered",
+    "TargetOffline", "BadArgument", "NotAuthorized", "Unsupported",
+    "LimitReached", "__version__",
+]
