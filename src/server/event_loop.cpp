@@ -1,0 +1,73 @@
+// event_loop.cpp - see event_loop.h.
+#include "event_loop.h"
+
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+#include "log.h"
+
+EventLoop::~EventLoop() {
+    if (tick_fd_ != -1) close(tick_fd_);
+}
+
+uint64_t EventLoop::monotonic_ms() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+bool EventLoop::init(Hooks* hooks, uint32_t tick_ms) {
+    hooks_ = hooks;
+    now_ms_ = monotonic_ms();
+    if (!poller_.open()) return false;
+    tick_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (tick_fd_ == -1) return false;
+    struct itimerspec spec;
+    spec.it_interval.tv_sec = tick_ms / 1000;
+    spec.it_interval.tv_nsec = static_cast<long>(tick_ms % 1000) * 1000000L;
+    spec.it_value = spec.it_interval;
+    if (timerfd_settime(tick_fd_, 0, &spec, nullptr) == -1) return false;
+    return poller_.add(tick_fd_, EPOLLIN, &tick_handler_);
+}
+
+void EventLoop::TickHandler::on_events(uint32_t) {
+    uint64_t expirations = 0;
+    // Level-triggered and non-blocking: one read drains the counter.
+    for (;;) {
+        ssize_t n = read(loop_.tick_fd_, &expirations, sizeof expirations);
+        if (n == -1 && errno == EINTR) continue;
+        break;  // EAGAIN: a spurious wake-up; the tick runs anyway, harmless
+    }
+    loop_.hooks_->on_tick(loop_.now_ms_);
+}
+
+bool EventLoop::run() {
+    running_ = true;
+    struct epoll_event events[kMaxEvents];
+    while (running_) {
+        int timeout = deferred_.empty() ? -1 : 0;
+        int n = poller_.wait(events, kMaxEvents, timeout);
+        if (n == -1) {
+            int err = errno;
+            LOG_ERROR("epoll_wait failed: %s", strerrordesc_np(err));
+            errno = err;
+            return false;
+        }
+        now_ms_ = monotonic_ms();
+        // Handlers deferred before this batch; ones that defer during it
+        // are resumed in the next iteration.
+        IntrusiveList<EventHandler, DeferTag> resume;
+        while (EventHandler* h = deferred_.pop_front()) resume.push_back(*h);
+        for (int i = 0; i < n; ++i) {
+            auto* h = static_cast<EventHandler*>(events[i].data.ptr);
+            h->on_events(events[i].events);
+        }
+        while (EventHandler* h = resume.pop_front()) h->on_resume();
+        hooks_->after_iteration(now_ms_);
+    }
+    return true;
+}

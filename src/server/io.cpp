@@ -1,0 +1,116 @@
+// io.cpp - see io.h.
+#include "io.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+IoResult io_readv(int fd, const struct iovec* iov, int count) {
+    for (;;) {
+        ssize_t n = readv(fd, iov, count);
+        if (n > 0) return {IoStatus::ok, static_cast<size_t>(n), 0};
+        if (n == 0) return {IoStatus::eof, 0, 0};
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) return {IoStatus::would_block, 0, 0};
+        return {IoStatus::error, 0, err};
+    }
+}
+
+IoResult io_writev(int fd, const struct iovec* iov, int count) {
+    struct msghdr msg;
+    std::memset(&msg, 0, sizeof msg);
+    msg.msg_iov = const_cast<struct iovec*>(iov);
+    msg.msg_iovlen = static_cast<size_t>(count);
+    for (;;) {
+        ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n >= 0) return {IoStatus::ok, static_cast<size_t>(n), 0};
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) return {IoStatus::would_block, 0, 0};
+        return {IoStatus::error, 0, err};
+    }
+}
+
+AcceptResult io_accept(int listen_fd) {
+    AcceptResult r;
+    std::memset(&r, 0, sizeof r);
+    for (;;) {
+        r.peer_len = sizeof r.peer;
+        int fd = accept4(listen_fd, reinterpret_cast<struct sockaddr*>(&r.peer), &r.peer_len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd != -1) {
+            r.status = IoStatus::ok;
+            r.fd = fd;
+            return r;
+        }
+        int err = errno;
+        switch (err) {
+            case EINTR:
+            // accept(2): these are errors of the pending connection, already
+            // gone; Linux passes them on and wants the call retried.
+            case ECONNABORTED:
+            case EPROTO:
+            case ENETDOWN:
+            case ENOPROTOOPT:
+            case EHOSTDOWN:
+            case ENONET:
+            case EHOSTUNREACH:
+            case EOPNOTSUPP:
+            case ENETUNREACH:
+                continue;
+            case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+            case EWOULDBLOCK:
+#endif
+                r.status = IoStatus::would_block;
+                return r;
+            default:
+                r.status = IoStatus::error;
+                r.err = err;
+                r.fd = -1;
+                return r;
+        }
+    }
+}
+
+bool io_error_is_peer(int err) {
+    switch (err) {
+        case ECONNRESET:
+        case EPIPE:
+        case ETIMEDOUT:
+        case EHOSTUNREACH:
+        case ENETUNREACH:
+        case ECONNABORTED:
+            return true;
+        default:
+            return false;
+    }
+}
+
+void io_format_address(const struct sockaddr* addr, socklen_t len, char* out, size_t cap) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const auto* in = reinterpret_cast<const struct sockaddr_in*>(addr);
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        std::snprintf(out, cap, "%s:%u", host, port);
+    } else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(addr);
+        port = ntohs(in6->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
+            std::snprintf(out, cap, "%s:%u", host, port);
+        } else {
+            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+            std::snprintf(out, cap, "[%s]:%u", host, port);
+        }
+    } else {
+        std::snprintf(out, cap, "unknown");
+    }
+}

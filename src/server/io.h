@@ -1,0 +1,49 @@
+// io.h - the one place where socket syscalls meet errno.
+//
+// Every read, write and accept on a connection goes through here, and comes
+// back as an IoResult: ok with a byte count, would_block (EAGAIN), eof, or
+// error with the saved errno. EINTR is retried here and never escapes. Writes
+// use sendmsg(MSG_NOSIGNAL), so a peer that has gone away is an EPIPE result,
+// not a signal. Nothing here logs: callers know what the connection was doing
+// and log with that context; io_error_is_peer() tells them how loudly.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+
+enum class IoStatus { ok, would_block, eof, error };
+
+struct IoResult {
+    IoStatus status;
+    size_t bytes;  // ok: bytes moved (> 0)
+    int err;       // error: errno
+};
+
+// readv(2) into iov[0..count).
+IoResult io_readv(int fd, const struct iovec* iov, int count);
+
+// sendmsg(2) of iov[0..count) with MSG_NOSIGNAL. A short write is ok with
+// the bytes written; the caller keeps the rest.
+IoResult io_writev(int fd, const struct iovec* iov, int count);
+
+struct AcceptResult {
+    IoStatus status;  // ok, would_block or error (never eof)
+    int fd;           // ok: non-blocking, close-on-exec
+    int err;          // error: errno
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+};
+
+// accept4(2) with SOCK_NONBLOCK | SOCK_CLOEXEC. Errors that concern only the
+// one connection being accepted (ECONNABORTED, EPROTO, ...) are skipped
+// here and the next pending connection is tried.
+AcceptResult io_accept(int listen_fd);
+
+// True for errors a peer causes in the normal course of things (reset,
+// broken pipe, timeouts, unreachable): logged quietly.
+bool io_error_is_peer(int err);
+
+// Formats an IPv4/IPv6 address and port as "1.2.3.4:5" or "[::1]:5".
+void io_format_address(const struct sockaddr* addr, socklen_t len, char* out, size_t cap);
