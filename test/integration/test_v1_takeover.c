@@ -1,0 +1,184 @@
+/*
+ * test_v1_takeover.c - v1 REGISTER of an id held by another connection: the
+ * new connection takes the id over (81 01) and the old holder is closed,
+ * after its pending output has been flushed, without a frame of its own.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "harness.h"
+#include "protocol.h"
+
+#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
+
+static uint16_t port_of(void **state)
+{
+    return ((struct p2p_server *)*state)->port;
+}
+
+static void test_takeover_closes_old_holder(void **state)
+{
+    int a = tc_connect(port_of(state));
+    int b = tc_connect(port_of(state));
+    int q = tc_connect(port_of(state));
+    tc_register(a, "phone", 1);
+    tc_register(b, "phone", 1);
+    /* v1: no BYE, no frame at all, just the close. */
+    tc_expect_closed(a, TC_WAIT_MS, 0);
+    tc_check_alive(q, "phone", 1);
+    assert_true(tc_is_open(b));
+    tc_send_data(b, "x", 1, 1);
+    tc_close(a);
+    tc_close(b);
+    tc_close(q);
+}
+
+/* Subscribers of the id receive from the new holder, once. */
+static void test_takeover_new_holder_reaches_subscribers(void **state)
+{
+    int a = tc_connect(port_of(state));
+    int b = tc_connect(port_of(state));
+    int s = tc_connect(port_of(state));
+    tc_register(a, "cam", 1);
+    tc_subscribe(s, "cam", 1);
+    tc_send_data(a, "from a", 6, 1);
+    tc_expect_data(s, "from a", 6);
+    tc_register(b, "cam", 1);
+    tc_expect_closed(a, TC_WAIT_MS, 0);
+    tc_send_data(b, "from b", 6, 1);
+    tc_expect_data(s, "from b", 6);
+    tc_expect_nothing_pending(s);
+    tc_close(a);
+    tc_close(b);
+    tc_close(s);
+}
+
+/* Output queued for the old holder before the takeover is delivered in full
+ * before the close. 24 x 60 KiB is more than the socket buffers take while
+ * the old holder does not read, so part of it waits in the server. */
+static void test_takeover_flushes_pending_output(void **state)
+{
+    enum { N = 24, SIZE = 60 * 1024 };
+    static uint8_t data[SIZE];
+    int a = tc_connect(port_of(state));
+    int p = tc_connect(port_of(state));
+    int b = tc_connect(port_of(state));
+    tc_register(a, "old", 1);
+    tc_register(p, "pub", 1);
+    tc_subscribe(a, "pub", 1);
+    for (int i = 0; i < N; i++) {
+        memset(data, 'a' + i, sizeof data);
+        data[0] = (uint8_t)i;
+        tc_send_data(p, data, sizeof data, 1);
+    }
+    tc_register(b, "old", 1);
+    for (int i = 0; i < N; i++) {
+        memset(data, 'a' + i, sizeof data);
+        data[0] = (uint8_t)i;
+        tc_expect_data(a, data, sizeof data);
+    }
+    tc_expect_closed(a, TC_WAIT_MS, 0);
+    tc_close(a);
+    tc_close(p);
+    tc_close(b);
+}
+
+/* The connection taking over already held another id: that one is released
+ * (offline), and it gets the new one. */
+static void test_takeover_by_registered_connection(void **state)
+{
+    int a = tc_connect(port_of(state));
+    int b = tc_connect(port_of(state));
+    int q = tc_connect(port_of(state));
+    tc_register(a, "x", 1);
+    tc_register(b, "w", 1);
+    tc_register(b, "x", 1);
+    tc_expect_closed(a, TC_WAIT_MS, 0);
+    tc_check_alive(q, "w", 0);
+    tc_check_alive(q, "x", 1);
+    tc_close(a);
+    tc_close(b);
+    tc_close(q);
+}
+
+/* A chain of takeovers: each previous holder is closed, the last one holds
+ * the id, and the id is online throughout. */
+static void test_repeated_takeovers(void **state)
+{
+    enum { N = 5 };
+    int fds[N];
+    int q = tc_connect(port_of(state));
+    int s = tc_connect(port_of(state));
+    for (int i = 0; i < N; i++) {
+        fds[i] = tc_connect(port_of(state));
+        tc_register(fds[i], "hot", 1);
+        if (i == 0)
+            tc_subscribe(s, "hot", 1);
+        if (i > 0)
+            tc_expect_closed(fds[i - 1], TC_WAIT_MS, 0);
+        tc_check_alive(q, "hot", 1);
+    }
+    tc_send_data(fds[N - 1], "last", 4, 1);
+    tc_expect_data(s, "last", 4);
+    tc_expect_nothing_pending(s);
+    for (int i = 0; i < N; i++)
+        tc_close(fds[i]);
+    tc_close(q);
+    tc_close(s);
+}
+
+/* The old holder's own subscriptions die with it: the new holder of the id
+ * does not inherit them. */
+static void test_takeover_does_not_transfer_subscriptions(void **state)
+{
+    int a = tc_connect(port_of(state));
+    int b = tc_connect(port_of(state));
+    int p = tc_connect(port_of(state));
+    tc_register(p, "pub", 1);
+    tc_register(a, "dev", 1);
+    tc_subscribe(a, "pub", 1);
+    tc_register(b, "dev", 1);
+    tc_expect_closed(a, TC_WAIT_MS, 0);
+    tc_send_data(p, "m", 1, 1);
+    tc_expect_nothing_pending(b);
+    tc_close(a);
+    tc_close(b);
+    tc_close(p);
+}
+
+/* Unrelated connections are untouched by a takeover. */
+static void test_takeover_leaves_others_alone(void **state)
+{
+    int a = tc_connect(port_of(state));
+    int b = tc_connect(port_of(state));
+    int other = tc_connect(port_of(state));
+    tc_register(other, "bystander", 1);
+    tc_register(a, "id", 1);
+    tc_register(b, "id", 1);
+    tc_expect_closed(a, TC_WAIT_MS, 0);
+    assert_true(tc_is_open(other));
+    tc_check_alive(other, "bystander", 1);
+    tc_close(a);
+    tc_close(b);
+    tc_close(other);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_takeover_closes_old_holder),
+        T(test_takeover_new_holder_reaches_subscribers),
+        T(test_takeover_flushes_pending_output),
+        T(test_takeover_by_registered_connection),
+        T(test_repeated_takeovers),
+        T(test_takeover_does_not_transfer_subscriptions),
+        T(test_takeover_leaves_others_alone),
+    };
+    return cmocka_run_group_tests_name("v1 takeover", tests, NULL, NULL);
+}
