@@ -421,8 +421,10 @@ void Relay::end_session(Session& s, CloseReason reason) {
             case CloseReason::peer_closed:
             case CloseReason::io_error: break;
         }
-        if (bye != 0) send_bye(s, bye, text);
+        // Ended first: from now on the host accepts only this BYE for it, even
+        // from a session cut off for exceeding its output cap.
         s.ended = true;
+        if (bye != 0) send_bye(s, bye, text);
     }
     if (s.device != nullptr) {
         char printable[300];
