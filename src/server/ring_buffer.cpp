@@ -77,7 +77,9 @@ int RingBuffer::read_spans(struct iovec spans[2]) const {
 }
 
 int RingBuffer::write_spans(struct iovec spans[2]) {
+    // Free bytes of the allocation, but never more than max_bytes allows.
     uint32_t n = free_space();
+    if (n > max_bytes_ - size()) n = max_bytes_ - size();
     if (n == 0) return 0;
     uint32_t mask = capacity_ - 1;
     uint32_t start = head_ & mask;

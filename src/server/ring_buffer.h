@@ -53,7 +53,8 @@ class RingBuffer {
     // Up to two iovecs covering the used bytes, oldest first. Returns the
     // count (0 when empty).
     int read_spans(struct iovec spans[2]) const;
-    // Up to two iovecs covering the free bytes of the current allocation.
+    // Up to two iovecs covering the free bytes of the current allocation,
+    // limited to what max_bytes still allows.
     int write_spans(struct iovec spans[2]);
 
     // After writing n bytes into write_spans(): makes them part of the ring.
