@@ -59,6 +59,8 @@ from .frame import FrameDecoder, encode
 __all__ = ["Client", "Message", "ConnectionState", "Bye", "DeviceId", "Data"]
 
 log = logging.getLogger("stupidp2p")
+# A library prints nothing unless the application configures logging.
+log.addHandler(logging.NullHandler())
 
 DeviceId = Union[str, bytes]
 """A device id: str (encoded as UTF-8) or bytes, 1 to 255 bytes."""

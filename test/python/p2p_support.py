@@ -1,0 +1,374 @@
+"""Shared helpers of the Python client's tests (not a test module itself).
+
+* :class:`ServerProcess` runs the real ``p2pServer`` (``$P2P_SERVER``,
+  default ``<repo>/p2pServer``) on 127.0.0.1 and an ephemeral port, waits
+  until it accepts connections, and can stop and restart it on the same port.
+* :class:`FakeV1Server` is a small in-process server that speaks only the
+  original protocol and ignores HELLO like the original server; it can also
+  go mute (accept, read, never answer).
+* :func:`wait_until` waits for a condition with a deadline.
+* :func:`run_python` runs a Python program in a subprocess with the client
+  package on its path.
+
+Every wait here has a deadline; nothing sleeps a fixed time to synchronise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from typing import Callable, Dict, List, Optional, Set
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PYTHON_SRC = os.path.join(REPO, "src", "client", "python")
+SERVER = os.environ.get("P2P_SERVER") or os.path.join(REPO, "p2pServer")
+
+if PYTHON_SRC not in sys.path:
+    sys.path.insert(0, PYTHON_SRC)
+
+
+def require_server() -> None:
+    """Skip (standalone) or fail (under ``make test``) without the binary."""
+    if os.access(SERVER, os.X_OK):
+        return
+    if os.environ.get("P2P_SERVER"):
+        raise AssertionError("P2P_SERVER=%s is not an executable" % SERVER)
+    raise unittest.SkipTest("no server binary at %s (run make first)" % SERVER)
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0,
+               interval: float = 0.005) -> bool:
+    """Evaluate ``predicate`` until it is true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def can_connect(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class ServerProcess:
+    """The real server on 127.0.0.1, on an ephemeral port.
+
+    Args:
+        *args: extra options (e.g. ``"--idle-timeout", "2"``).
+    """
+
+    def __init__(self, *args: str) -> None:
+        require_server()
+        self.args = list(args)
+        self.port = 0
+        self.proc: Optional[subprocess.Popen] = None
+        self.log = tempfile.TemporaryFile()
+
+    @property
+    def address(self) -> str:
+        return "127.0.0.1:%d" % self.port
+
+    def start(self, port: Optional[int] = None, timeout: float = 10.0) \
+            -> "ServerProcess":
+        """Start the server (on ``port``, else on a fresh free port) and
+        wait until it accepts connections."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.port = port or free_port()
+            self.proc = subprocess.Popen(
+                [SERVER, "--bind", "127.0.0.1", "--log-level", "debug"]
+                + self.args + [str(self.port)],
+                stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    break  # exited at once: port taken; try again
+                if can_connect(self.port):
+                    return self
+                time.sleep(0.005)
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise AssertionError("server did not start:\n" + self.output())
+            # A restart on a fixed port may meet the old socket for a moment.
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Signal the server and wait for it to exit; return its status."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        """SIGKILL: the kernel closes every connection, no BYE."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the server and start a new one on the same port."""
+        port = self.port
+        self.stop(sig)
+        self.start(port)
+
+    def output(self) -> str:
+        """Everything the server logged so far."""
+        if self.log.closed:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        self.log.close()
+
+
+def _recv_exact(sock: socket.socket, n: int) -> Optional[bytes]:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return buf
+
+
+class FakeV1Server:
+    """An original (v1-only) server in a thread: HELLO and every other
+    unknown command are ignored, as the original server did.
+
+    Attributes:
+        mute: while true, nothing is answered or delivered.
+        commands: every command byte received, in order (all connections).
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.mute = False
+        self.commands: List[int] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._ids: Dict[bytes, socket.socket] = {}
+        self._id_of: Dict[socket.socket, bytes] = {}
+        self._subs: Dict[bytes, Set[socket.socket]] = {}
+        self._socks: List[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self) -> "FakeV1Server":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        with self._lock:
+            socks = list(self._socks)
+        for s in socks:
+            self._drop(s)
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                s, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self._socks.append(s)
+                self.connections += 1
+            threading.Thread(target=self._serve, args=(s,),
+                             daemon=True).start()
+
+    @staticmethod
+    def _send(s: socket.socket, payload: bytes) -> None:
+        try:
+            s.sendall(struct.pack(">I", len(payload)) + payload)
+        except OSError:
+            pass
+
+    def _drop(self, s: socket.socket) -> None:
+        with self._lock:
+            dev = self._id_of.pop(s, None)
+            if dev is not None and self._ids.get(dev) is s:
+                del self._ids[dev]
+            for subs in self._subs.values():
+                subs.discard(s)
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+    def _serve(self, s: socket.socket) -> None:
+        try:
+            while True:
+                head = _recv_exact(s, 4)
+                if head is None:
+                    break
+                (n,) = struct.unpack(">I", head)
+                payload = _recv_exact(s, n) if n else b""
+                if payload is None:
+                    break
+                if payload:
+                    self._handle(s, payload)
+        except OSError:
+            pass
+        self._drop(s)
+
+    def _handle(self, s: socket.socket, p: bytes) -> None:
+        cmd, arg = p[0], p[1:]
+        with self._lock:
+            self.commands.append(cmd)
+            if self.mute:
+                return
+            reply: Optional[int] = None
+            if cmd == 0x01:
+                reply = 0
+                if arg:
+                    old = self._ids.get(arg)
+                    if old is not None and old is not s:
+                        self._id_of.pop(old, None)
+                    prev = self._id_of.get(s)
+                    if prev is not None:
+                        self._ids.pop(prev, None)
+                    self._ids[arg] = s
+                    self._id_of[s] = arg
+                    reply = 1
+            elif cmd == 0x02:
+                ok = arg in self._ids and self._id_of.get(s) != arg
+                if ok:
+                    self._subs.setdefault(arg, set()).add(s)
+                reply = 1 if ok else 0
+            elif cmd == 0x03:
+                dev = self._id_of.get(s)
+                if dev is None:
+                    reply = 0
+                else:
+                    for sub in list(self._subs.get(dev, ())):
+                        self._send(sub, p)
+                    reply = 1
+            elif cmd == 0x04:
+                dev = self._id_of.pop(s, None)
+                if dev is not None:
+                    self._ids.pop(dev, None)
+                for subs in self._subs.values():
+                    subs.discard(s)
+                reply = 1
+            elif cmd == 0x05:
+                self._subs.get(arg, set()).discard(s)
+                reply = 1
+            elif cmd == 0x06:
+                reply = 1 if arg in self._ids else 0
+            elif cmd == 0x07:
+                reply = 1
+            # Anything else (HELLO included) is ignored, as the original did.
+            if reply is not None:
+                self._send(s, bytes((cmd | 0x80, reply)))
+
+
+def python_env() -> Dict[str, str]:
+    """Environment for a child Python with the client package on its path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = PYTHON_SRC + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_python(code: str, *args: str, timeout: float = 30.0,
+               cwd: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run ``code`` as a program in a new interpreter; capture its output."""
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False,
+                                     dir=cwd) as f:
+        f.write(code)
+        path = f.name
+    try:
+        return subprocess.run([sys.executable, path] + list(args),
+                              stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=timeout, env=python_env(),
+                              cwd=cwd)
+    finally:
+        os.unlink(path)
+
+
+class Collector:
+    """Records callback calls and lets a test wait for one."""
+
+    def __init__(self) -> None:
+        self.items: List[object] = []
+        self._cond = threading.Condition()
+
+    def __call__(self, *args: object) -> None:
+        with self._cond:
+            self.items.append(args[0] if len(args) == 1 else args)
+            self._cond.notify_all()
+
+    def wait_for(self, item: object, timeout: float = 5.0) -> bool:
+        """Wait until ``item`` has been recorded."""
+        with self._cond:
+            return self._cond.wait_for(lambda: item in self.items, timeout)
+
+
+class ServerCase(unittest.TestCase):
+    """A test class with its own real server, started once for the class."""
+
+    server_args: tuple = ()
+    server: ServerProcess
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = ServerProcess(*cls.server_args).start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.stop()
+        cls.server.log.close()
+
+    def client(self, **options: object):
+        """A connected :class:`stupidp2p.Client`, closed after the test."""
+        from stupidp2p import Client
+        options.setdefault("timeout", 5.0)
+        c = Client("127.0.0.1", self.server.port, **options)
+        self.addCleanup(c.close)
+        return c
+
+    def uid(self, name: str) -> str:
+        """A device id unique to this test."""
+        return "%s.%s" % (self._testMethodName, name)
