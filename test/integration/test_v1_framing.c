@@ -1,0 +1,229 @@
+/*
+ * test_v1_framing.c - the length-prefixed framing of v1, as the server reads
+ * it: many frames in one segment, one frame a byte at a time, a stream split
+ * at every offset, empty frames (L = 0) and unknown command bytes ignored
+ * without a reply while the connection stays open.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "harness.h"
+#include "protocol.h"
+
+#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
+
+static uint16_t port_of(void **state)
+{
+    return ((struct p2p_server *)*state)->port;
+}
+
+/* A stream of commands covering every v1 command, and its replies. Run on a
+ * connection while "pub" is registered elsewhere, it leaves the connection
+ * as it found it (no id, no subscription), so it can be repeated. */
+static const uint8_t stream[] = {
+    0, 0, 0, 4, 0x01, 'd', 'e', 'v',       /* REGISTER dev     -> 81 01 */
+    0, 0, 0, 1, 0x07,                      /* HEARTBEAT        -> 87 01 */
+    0, 0, 0, 4, 0x02, 'p', 'u', 'b',       /* SUBSCRIBE pub    -> 82 01 */
+    0, 0, 0, 5, 0x02, 'n', 'o', 'n', 'e',  /* SUBSCRIBE none   -> 82 00 */
+    0, 0, 0, 4, 0x06, 'd', 'e', 'v',       /* CHECK_ALIVE dev  -> 86 01 */
+    0, 0, 0, 3, 0x03, 'h', 'i',            /* SEND hi          -> 83 01 */
+    0, 0, 0, 4, 0x05, 'p', 'u', 'b',       /* UNSUBSCRIBE pub  -> 85 01 */
+    0, 0, 0, 1, 0x04,                      /* UNREGISTER       -> 84 01 */
+    0, 0, 0, 3, 0x03, 'h', 'o',            /* SEND ho (no id)  -> 83 00 */
+};
+static const uint8_t replies[][2] = {
+    {0x81, 1}, {0x87, 1}, {0x82, 1}, {0x82, 0}, {0x86, 1},
+    {0x83, 1}, {0x85, 1}, {0x84, 1}, {0x83, 0},
+};
+#define NREPLIES (sizeof replies / sizeof replies[0])
+/* Offsets just past each frame of the stream. */
+static const size_t frame_ends[NREPLIES] = {8, 13, 21, 30, 38, 45, 53, 58, 65};
+
+static void expect_replies(int fd, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        tc_expect_frame(fd, replies[i], 2);
+}
+
+static void test_stream_layout(void **state)
+{
+    (void)state;
+    assert_int_equal(sizeof stream, frame_ends[NREPLIES - 1]);
+}
+
+static void test_many_frames_in_one_segment(void **state)
+{
+    int p = tc_connect(port_of(state));
+    int a = tc_connect(port_of(state));
+    tc_register(p, "pub", 1);
+    tc_send_raw(a, stream, sizeof stream);
+    expect_replies(a, 0, NREPLIES);
+    tc_expect_nothing_pending(a);
+    /* Three copies in one write. */
+    uint8_t triple[3 * sizeof stream];
+    for (int i = 0; i < 3; i++)
+        memcpy(triple + i * sizeof stream, stream, sizeof stream);
+    tc_send_raw(a, triple, sizeof triple);
+    for (int i = 0; i < 3; i++)
+        expect_replies(a, 0, NREPLIES);
+    tc_expect_nothing_pending(a);
+    tc_close(p);
+    tc_close(a);
+}
+
+/* One byte per write (TCP_NODELAY: one segment each, as far as the kernel
+ * lets us); the replies to complete frames arrive as we go. */
+static void test_byte_at_a_time(void **state)
+{
+    int p = tc_connect(port_of(state));
+    int a = tc_connect(port_of(state));
+    tc_register(p, "pub", 1);
+    size_t next = 0;
+    for (size_t i = 0; i < sizeof stream; i++) {
+        tc_send_raw(a, stream + i, 1);
+        if (i + 1 == frame_ends[next]) {
+            tc_expect_frame(a, replies[next], 2);
+            next++;
+        }
+    }
+    assert_int_equal(next, NREPLIES);
+    tc_expect_nothing_pending(a);
+    tc_close(p);
+    tc_close(a);
+}
+
+/* The stream in two writes, split at every offset. The replies to the frames
+ * complete in the first part are awaited before the second part is sent, so
+ * the server has read the first part on its own. */
+static void test_split_at_every_offset(void **state)
+{
+    int p = tc_connect(port_of(state));
+    int a = tc_connect(port_of(state));
+    tc_register(p, "pub", 1);
+    for (size_t cut = 0; cut <= sizeof stream; cut++) {
+        size_t done = 0;
+        while (done < NREPLIES && frame_ends[done] <= cut)
+            done++;
+        if (cut > 0)
+            tc_send_raw(a, stream, cut);
+        expect_replies(a, 0, done);
+        if (cut < sizeof stream)
+            tc_send_raw(a, stream + cut, sizeof stream - cut);
+        expect_replies(a, done, NREPLIES);
+    }
+    tc_expect_nothing_pending(a);
+    tc_close(p);
+    tc_close(a);
+}
+
+/* A frame whose header is split from its payload, and a payload split in
+ * the middle. */
+static void test_header_and_payload_split(void **state)
+{
+    int a = tc_connect(port_of(state));
+    static const uint8_t reg[] = {0, 0, 0, 6, 0x01, 's', 'p', 'l', 'i', 't'};
+    tc_send_raw(a, reg, 2);
+    tc_send_raw(a, reg + 2, 2);
+    tc_send_raw(a, reg + 4, 3);
+    tc_send_raw(a, reg + 7, 3);
+    tc_expect_reply(a, P2P_CMD_REGISTER, 1);
+    tc_check_alive(a, "split", 1);
+    tc_close(a);
+}
+
+/* L = 0: no reply, the connection stays open and in sync. */
+static void test_empty_frame_ignored(void **state)
+{
+    int a = tc_connect(port_of(state));
+    static const uint8_t empty[] = {0, 0, 0, 0};
+    static const uint8_t hb_reply[] = {0, 0, 0, 2, 0x87, 0x01};
+    tc_send_raw(a, empty, sizeof empty);
+    /* The next bytes on the wire are the heartbeat's reply. */
+    tc_send_raw(a, "\0\0\0\1\7", 5);
+    tc_expect_raw(a, hb_reply, sizeof hb_reply);
+    /* Many empty frames between commands, in one write. */
+    static const uint8_t mixed[] = {
+        0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 4, 0x01, 'e', 'm', 'p',
+        0, 0, 0, 0,
+        0, 0, 0, 4, 0x06, 'e', 'm', 'p',
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    };
+    tc_send_raw(a, mixed, sizeof mixed);
+    tc_expect_reply(a, P2P_CMD_REGISTER, 1);
+    tc_expect_reply(a, P2P_CMD_CHECK_ALIVE, 1);
+    tc_expect_nothing_pending(a);
+    tc_close(a);
+}
+
+/* Unknown command bytes are ignored without a reply in a v1 session. (0x08
+ * HELLO, 0x0A SEND_TO and 0x0C AUTH are answered in any session: see the v2
+ * tests.) Bytes >= 0x80 are ignored too in v1. */
+static void test_unknown_commands_ignored(void **state)
+{
+    static const uint8_t unknown[] = {0x00, 0x09, 0x0b, 0x0d, 0x0e, 0x0f, 0x10, 0x42,
+                                      0x7f, 0x80, 0x81, 0x87, 0xc0, 0xfe, 0xff};
+    int a = tc_connect(port_of(state));
+    int p = tc_connect(port_of(state));
+    int s = tc_connect(port_of(state));
+    tc_register(p, "pub", 1);
+    tc_subscribe(s, "pub", 1);
+    for (size_t i = 0; i < sizeof unknown; i++) {
+        tc_send_cmd(a, unknown[i], NULL, 0);
+        tc_send_cmd(a, unknown[i], "pub", 3);
+        /* From a publisher: nothing relayed either. */
+        tc_send_cmd(p, unknown[i], "data", 4);
+    }
+    tc_expect_nothing_pending(a);
+    tc_expect_nothing_pending(p);
+    tc_expect_nothing_pending(s);
+    /* Nothing changed: a has no id, p still publishes to s. */
+    tc_send_data(a, "x", 1, 0);
+    tc_send_data(p, "y", 1, 1);
+    tc_expect_data(s, "y", 1);
+    tc_close(a);
+    tc_close(p);
+    tc_close(s);
+}
+
+/* Replies go out as whole frames even when the client reads slowly. */
+static void test_reply_frames_on_the_wire(void **state)
+{
+    int a = tc_connect(port_of(state));
+    tc_send_raw(a, stream, sizeof stream);
+    uint8_t want[NREPLIES * 6];
+    for (size_t i = 0; i < NREPLIES; i++) {
+        uint8_t *w = want + i * 6;
+        w[0] = 0;
+        w[1] = 0;
+        w[2] = 0;
+        w[3] = 2;
+        w[4] = replies[i][0];
+        w[5] = replies[i][1];
+    }
+    /* Without "pub" registered, SUBSCRIBE pub fails. */
+    want[2 * 6 + 5] = 0;
+    tc_expect_raw(a, want, sizeof want);
+    tc_expect_nothing_pending(a);
+    tc_close(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stream_layout),
+        T(test_many_frames_in_one_segment),
+        T(test_byte_at_a_time),
+        T(test_split_at_every_offset),
+        T(test_header_and_payload_split),
+        T(test_empty_frame_ignored),
+        T(test_unknown_commands_ignored),
+        T(test_reply_frames_on_the_wire),
+    };
+    return cmocka_run_group_tests_name("v1 framing", tests, NULL, NULL);
+}
