@@ -1,0 +1,334 @@
+/*
+ * stupidp2p.h - the stupidP2P C client library (libstupidp2p.a).
+ *
+ * A handle is one connection to one relay server, kept alive by one
+ * background thread: it sends heartbeats, notices a dead or closed
+ * connection, reconnects with exponential backoff and, before it reports
+ * itself connected again, registers the device id again and renews every
+ * subscription. The application only sees commands that answer, messages
+ * that arrive, and (if it asks) callbacks.
+ *
+ * Two layers share one handle:
+ *
+ *  - The ORIGINAL API (stupid_p2p_init ... stupid_p2p_free_recv_data_buf),
+ *    with the original names, signatures and error values, so that programs
+ *    written for the original stupidP2P compile and run unchanged. Ids are
+ *    NUL-terminated strings. Every failure the server reports is
+ *    STUPID_P2P_ERROR_COMMOND, whatever reason it gave.
+ *
+ *  - ADDITIONS (stupid_p2p_init_ex ... stupid_p2p_strerror): an options
+ *    struct, ids as (pointer, length) byte strings, the server's failure
+ *    reason as its own error code, the sender id of every message (protocol
+ *    v2), sending to one device, a blocking receive with a timeout, and
+ *    callbacks for messages, presence, connection state and logging.
+ *
+ * Build and link:  cc app.c -Iinclude libstupidp2p.a -lpthread
+ *
+ * Threads. Every function may be called from any thread, on one handle from
+ * several threads at once; each caller gets the reply to its own request.
+ * Callbacks run on the handle's background thread: they may call the
+ * non-blocking functions (stupid_p2p_recv_data, stupid_p2p_get_state,
+ * stupid_p2p_get_stats, stupid_p2p_strerror, and even stupid_p2p_deinit of
+ * their own handle) but a command that waits for the server (register,
+ * send, ...) returns STUPID_P2P_WRONG_THREAD there, since the thread that
+ * would read its reply is the caller.
+ *
+ * Process. The library installs no signal handler (it writes with
+ * MSG_NOSIGNAL), prints nothing (see the log callback) and keeps no
+ * global state beyond the table of open handles.
+ *
+ * Errors are negative int32_t codes (below); stupid_p2p_strerror names them.
+ * errno is never part of the interface. The manual is stupidp2p(3).
+ */
+#ifndef STUPIDP2P_H
+#define STUPIDP2P_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h> /* the original header included it; _log below uses it */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- error codes ---------------------------------------------------------
+ * The original's values: STUPID_P2P_ERROR_COMMOND is 0x80000001 read as an
+ * int32_t, and the next ones follow it. They are written as negative
+ * numbers so that every enumerator fits in an int (ISO C) and compares
+ * with an int32_t result without a sign conversion. */
+enum {
+    STUPID_P2P_NO_ERROR = 0,
+    STUPID_P2P_ERROR_COMMOND = -0x7fffffff,  /* 0x80000001: the server said
+                                                no, or an unknown handle  */
+    STUPID_P2P_BAD_PARAM = -0x7ffffffe,      /* 0x80000002                */
+    STUPID_P2P_MEMORY_ERROR = -0x7ffffffd,   /* 0x80000003                */
+    STUPID_P2P_RESTARTING = -0x7ffffffc,     /* 0x80000004: not connected
+                                                now; reconnecting          */
+    STUPID_P2P_NET_ERROR = -0x7ffffffb,      /* 0x80000005: no connection
+                                                could be made, or no reply */
+    /* Additions (new calls only, plus the few noted in the manual). */
+    STUPID_P2P_ERROR_COMMAND = STUPID_P2P_ERROR_COMMOND, /* spelled right */
+    STUPID_P2P_TIMEOUT = -0x7ffffffa,        /* no reply / no message in time */
+    STUPID_P2P_NOT_REGISTERED = -0x7ffffff9, /* v2 reason 2: hold an id first */
+    STUPID_P2P_OFFLINE = -0x7ffffff8,        /* v2 reason 3: target offline  */
+    STUPID_P2P_BAD_ARGUMENT = -0x7ffffff7,   /* v2 reason 4: server refused
+                                                the argument (own id, ...)  */
+    STUPID_P2P_NOT_AUTHORIZED = -0x7ffffff6, /* v2 reason 5                  */
+    STUPID_P2P_UNSUPPORTED = -0x7ffffff5,    /* v2 reason 6, or the server
+                                                speaks only v1              */
+    STUPID_P2P_LIMIT = -0x7ffffff4,          /* v2 reason 7: a server limit  */
+    STUPID_P2P_CLOSED = -0x7ffffff3,         /* the handle was deinitialised
+                                                while the call waited       */
+    STUPID_P2P_WRONG_THREAD = -0x7ffffff2    /* blocking call from a callback */
+};
+
+/* Returns a static English description of an error code above (never NULL;
+ * "unknown error" for other values). Any thread. */
+const char *stupid_p2p_strerror(int32_t code);
+
+/* ---- the original API ----------------------------------------------------
+ * Handles are positive int32_t values, never reused within a process.
+ * Unless noted, functions return STUPID_P2P_NO_ERROR or a negative code:
+ *   STUPID_P2P_BAD_PARAM       handle <= 0, NULL id, empty or over-long
+ *                              (> 255 bytes) id, bad length
+ *   STUPID_P2P_ERROR_COMMOND   unknown handle, or the server answered
+ *                              failure (for any reason)
+ *   STUPID_P2P_RESTARTING      not connected at the moment (reconnecting)
+ *   STUPID_P2P_NET_ERROR       no reply within the command timeout, or the
+ *                              connection was lost before the reply
+ *   STUPID_P2P_MEMORY_ERROR    out of memory
+ *   STUPID_P2P_CLOSED, STUPID_P2P_WRONG_THREAD   (see above)
+ * Each command waits for its own reply and returns as soon as it arrives. */
+
+/* Connects to server_ip (a NUL-terminated IPv4 or IPv6 literal, or a host
+ * name) on server_port, with default options. Returns a positive handle
+ * once the first connection is made and negotiated, or NET_ERROR when it
+ * cannot be made (BAD_PARAM for a bad address or port), leaking nothing.
+ * Reconnection starts only after a successful init. */
+int32_t stupid_p2p_init(const uint8_t *server_ip, const int32_t server_port);
+
+/* Closes the handle: wakes every call waiting on it (they return
+ * STUPID_P2P_CLOSED), joins the background thread and frees everything,
+ * including messages still queued. Unknown handles are ignored. */
+void stupid_p2p_deinit(int32_t fd);
+
+/* REGISTER: binds the NUL-terminated device_id (1..255 bytes) to this
+ * connection. The library remembers it and registers it again after every
+ * reconnect. A second id replaces the first. */
+int32_t stupid_p2p_register_device(const int32_t fd, const uint8_t *device_id);
+
+/* SUBSCRIBE: messages sent by device_id will be received here. Remembered
+ * and renewed after every reconnect. On a v1 server it fails while the
+ * device is offline (v2 servers accept it). */
+int32_t stupid_p2p_subscribe_device(const int32_t fd, const uint8_t *device_id);
+
+/* SEND: buf[0..length) to every subscriber of this device's id. 0 <= length
+ * <= the server's max_frame - 1 (65535 by default); longer: BAD_PARAM. The
+ * data is copied before the call returns; buf is not modified. */
+int32_t stupid_p2p_send_data(const int32_t fd, uint8_t *buf, int32_t length);
+
+/* UNREGISTER: releases the id; the server also cancels this connection's
+ * subscriptions, and the library forgets both. */
+int32_t stupid_p2p_unregister_device(const int32_t fd);
+
+/* UNSUBSCRIBE: idempotent. */
+int32_t stupid_p2p_unsubscribe_device(const int32_t fd, const uint8_t *device_id);
+
+/* CHECK_ALIVE: NO_ERROR if device_id is online, ERROR_COMMOND if not. */
+int32_t stupid_p2p_check_device_alive(const int32_t fd, const uint8_t *device_id);
+
+/* HEARTBEAT: a round trip to the server (the library sends its own
+ * heartbeats; calling this is never needed). */
+int32_t stupid_p2p_heart_beat(const int32_t fd);
+
+typedef struct {
+    int32_t length;   /* bytes in data                                    */
+    uint8_t *data;    /* length bytes, followed by a NUL the original did
+                         not promise                                      */
+} recv_data_t;
+
+typedef struct {
+    int32_t num;              /* number of messages (may be 0)            */
+    recv_data_t **recv_data;  /* num pointers                             */
+} recv_data_buf_t;
+
+/* Takes every message waiting in the receive queue (up to 1024 per call),
+ * oldest first, without waiting. Returns NULL for an unknown handle or out
+ * of memory, otherwise a buffer (num may be 0) that the caller owns and
+ * frees with stupid_p2p_free_recv_data_buf. Messages handed to a message
+ * callback are not queued. */
+recv_data_buf_t *stupid_p2p_recv_data(const int32_t fd);
+
+/* Frees a buffer from stupid_p2p_recv_data, completely. NULL is ignored. */
+void stupid_p2p_free_recv_data_buf(recv_data_buf_t *recv_data_buf);
+
+/* ---- additions: options and callbacks ------------------------------------ */
+
+/* Connection states, as reported by stupid_p2p_get_state and the state
+ * callback. */
+typedef enum {
+    STUPID_P2P_STATE_CONNECTING = 1,   /* connecting, negotiating, restoring
+                                          the id and subscriptions         */
+    STUPID_P2P_STATE_CONNECTED = 2,    /* commands are accepted            */
+    STUPID_P2P_STATE_DISCONNECTED = 3, /* lost; waiting to reconnect       */
+    STUPID_P2P_STATE_CLOSED = 4        /* deinitialised                    */
+} stupid_p2p_state_t;
+
+/* Why a connection ended (state callback, stats). 1..7 are the server's BYE
+ * reasons (protocol v2), with the wire values. */
+typedef enum {
+    STUPID_P2P_CAUSE_NONE = 0,
+    STUPID_P2P_CAUSE_TAKEN_OVER = 1,     /* another connection took our id;
+                                            the library forgets the id     */
+    STUPID_P2P_CAUSE_IDLE_TIMEOUT = 2,
+    STUPID_P2P_CAUSE_SLOW_CONSUMER = 3,
+    STUPID_P2P_CAUSE_SERVER_SHUTDOWN = 4,
+    STUPID_P2P_CAUSE_PROTOCOL_ERROR = 5, /* the server said we erred        */
+    STUPID_P2P_CAUSE_NOT_AUTHORIZED = 6,
+    STUPID_P2P_CAUSE_LIMIT = 7,
+    STUPID_P2P_CAUSE_EOF = 16,           /* closed without a word           */
+    STUPID_P2P_CAUSE_IO_ERROR = 17,      /* reset, or another socket error  */
+    STUPID_P2P_CAUSE_HEARTBEAT_LOST = 18,/* heartbeats went unanswered      */
+    STUPID_P2P_CAUSE_BAD_FRAME = 19,     /* the server sent something wrong */
+    STUPID_P2P_CAUSE_CONNECT_FAILED = 20,/* a reconnect attempt failed      */
+    STUPID_P2P_CAUSE_DEINIT = 21
+} stupid_p2p_cause_t;
+
+/* Log levels for the log callback. */
+typedef enum {
+    STUPID_P2P_LOG_ERROR = 0,
+    STUPID_P2P_LOG_WARNING = 1,
+    STUPID_P2P_LOG_INFO = 2,
+    STUPID_P2P_LOG_DEBUG = 3
+} stupid_p2p_log_level_t;
+
+/* A message arrived. sender is the sending device's id (sender_len bytes,
+ * 1..255; followed by a NUL) on a v2 connection, or NULL with sender_len 0
+ * on v1. data holds len bytes (followed by a NUL). Both pointers are valid
+ * only during the call: copy what you keep. */
+typedef void (*stupid_p2p_message_cb)(int32_t handle, const uint8_t *sender,
+                                      size_t sender_len, const uint8_t *data,
+                                      size_t len, void *user_data);
+
+/* A subscribed device went online (online = 1) or offline (0). v2 only:
+ * sent once for every successful subscribe, then on every change. */
+typedef void (*stupid_p2p_presence_cb)(int32_t handle, const uint8_t *id,
+                                       size_t id_len, int online,
+                                       void *user_data);
+
+/* The connection state changed; cause says why it ended (DISCONNECTED) or
+ * is STUPID_P2P_CAUSE_NONE. Not called for the first connection made by
+ * init, nor for CLOSED. */
+typedef void (*stupid_p2p_state_cb)(int32_t handle, stupid_p2p_state_t state,
+                                    stupid_p2p_cause_t cause, void *user_data);
+
+/* One line of log, without a newline. Unlike the others this callback may
+ * run on any library thread, with internal locks held: it must not call
+ * this library. */
+typedef void (*stupid_p2p_log_cb)(int32_t handle, stupid_p2p_log_level_t level,
+                                  const char *message, void *user_data);
+
+/* Options for stupid_p2p_init_ex. Fill with stupid_p2p_options_init, then
+ * change what you need. Times are milliseconds. */
+typedef struct {
+    uint32_t struct_size;        /* sizeof(stupid_p2p_options_t): set by
+                                    stupid_p2p_options_init                */
+    int32_t connect_timeout_ms;  /* per address, per attempt     (5000)    */
+    int32_t command_timeout_ms;  /* wait for a reply              (3000)    */
+    int32_t heartbeat_interval_ms; /* idle-time heartbeat period  (3000)    */
+    int32_t heartbeat_max_missed;  /* reconnect after this many   (3)       */
+    int32_t backoff_initial_ms;  /* reconnect delay envelope:     (200)     */
+    int32_t backoff_max_ms;      /* doubles per failure up to     (30000),
+                                    each delay uniform in [0, envelope]    */
+    int32_t recv_queue_max;      /* queued messages at most       (1024)    */
+    int32_t recv_queue_max_bytes;/* queued data bytes at most  (16 MiB)     */
+    int32_t protocol_version;    /* 2: ask for v2, fall back to v1 (2);
+                                    1: never send HELLO                    */
+    stupid_p2p_message_cb on_message;   /* NULL: messages are queued       */
+    stupid_p2p_presence_cb on_presence; /* NULL: presence is ignored       */
+    stupid_p2p_state_cb on_state;       /* NULL: see stupid_p2p_get_state  */
+    stupid_p2p_log_cb on_log;           /* NULL: silent                    */
+    stupid_p2p_log_level_t log_level;   /* most verbose level passed (INFO) */
+    void *user_data;                    /* passed to every callback        */
+} stupid_p2p_options_t;
+
+/* Fills *options with the defaults above. */
+void stupid_p2p_options_init(stupid_p2p_options_t *options);
+
+/* stupid_p2p_init with options (NULL: defaults), host a NUL-terminated
+ * name or address, port 1..65535. Returns a handle or a negative code. */
+int32_t stupid_p2p_init_ex(const char *host, int32_t port,
+                           const stupid_p2p_options_t *options);
+
+/* ---- additions: commands with ids as byte strings --------------------------
+ * Ids are id[0..id_len), 1..255 arbitrary bytes. These return NO_ERROR or
+ * the server's reason as its own code (NOT_REGISTERED, OFFLINE,
+ * BAD_ARGUMENT, NOT_AUTHORIZED, UNSUPPORTED, LIMIT; ERROR_COMMAND when the
+ * server gave no reason, as a v1 server never does), or a local error as
+ * above, with STUPID_P2P_TIMEOUT (not NET_ERROR) when no reply came. */
+int32_t stupid_p2p_register(int32_t handle, const void *id, size_t id_len);
+int32_t stupid_p2p_unregister(int32_t handle);
+int32_t stupid_p2p_subscribe(int32_t handle, const void *id, size_t id_len);
+int32_t stupid_p2p_unsubscribe(int32_t handle, const void *id, size_t id_len);
+
+/* Returns 1 if the device is online, 0 if not, or a negative code. */
+int32_t stupid_p2p_check_alive(int32_t handle, const void *id, size_t id_len);
+
+/* Sends data[0..len) to every subscriber of this device's id. */
+int32_t stupid_p2p_send(int32_t handle, const void *data, size_t len);
+
+/* Sends data[0..len) to the one device id, subscribed or not (protocol v2;
+ * STUPID_P2P_UNSUPPORTED against an original server). len is at most
+ * max_frame - 2 - id_len. */
+int32_t stupid_p2p_send_to(int32_t handle, const void *id, size_t id_len,
+                           const void *data, size_t len);
+
+/* A received message, owned by the caller of stupid_p2p_recv. */
+typedef struct {
+    size_t sender_len;      /* 0 on a v1 connection (sender unknown)       */
+    uint8_t sender[256];    /* sender_len bytes, then a NUL                */
+    size_t length;          /* bytes in data                               */
+    uint8_t *data;          /* length bytes, then a NUL                    */
+} stupid_p2p_message_t;
+
+/* Waits up to timeout_ms (0: do not wait; negative: without limit) for the
+ * oldest queued message and hands it over in *message, to be freed with
+ * stupid_p2p_message_free. Returns NO_ERROR, STUPID_P2P_TIMEOUT,
+ * STUPID_P2P_CLOSED (deinit meanwhile), or another negative code. */
+int32_t stupid_p2p_recv(int32_t handle, stupid_p2p_message_t **message,
+                        int32_t timeout_ms);
+
+/* Frees a message from stupid_p2p_recv. NULL is ignored. */
+void stupid_p2p_message_free(stupid_p2p_message_t *message);
+
+/* Returns the handle's state (positive), or a negative code. */
+int32_t stupid_p2p_get_state(int32_t handle);
+
+/* Counters and negotiated values, copied in one consistent snapshot. */
+typedef struct {
+    uint64_t messages_received; /* delivered to the queue or the callback */
+    uint64_t messages_dropped;  /* lost because the queue was full        */
+    uint64_t reconnects;        /* connections made after the first       */
+    uint32_t queue_length;      /* messages waiting now                   */
+    int32_t protocol_version;   /* 1 or 2 on the current/last connection  */
+    uint32_t max_frame;         /* largest frame payload we may send      */
+    uint32_t server_idle_timeout_s; /* from HELLO; 0 when unknown (v1)    */
+    stupid_p2p_cause_t last_cause;  /* why the last connection ended      */
+} stupid_p2p_stats_t;
+
+/* Fills *stats. Returns NO_ERROR or a negative code. */
+int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats);
+
+/* ---- compatibility with the original header -----------------------------
+ * The original defined _log(fmt, ...) as printf; programs written for it
+ * may use it. Define STUPID_P2P_NO_LEGACY_LOG before including this header
+ * to leave the name free. */
+#if !defined(STUPID_P2P_NO_LEGACY_LOG) && !defined(_log)
+#define _log(...) printf(__VA_ARGS__)
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STUPIDP2P_H */

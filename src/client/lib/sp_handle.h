@@ -1,0 +1,427 @@
+/*
+ * sp_handle.h - the state behind one handle, and the table of open handles.
+ *
+ * Locking. A handle has one mutex, `mu`, guarding everything shared between
+ * the callers and the background thread: the output queue, the FIFO of
+ * requests awaiting replies, the remembered id and subscriptions, the
+ * receive queue, the state and the counters. Fields marked "thread only"
+ * belong to the background thread and are touched by nobody else (the
+ * socket fd is written by it under `mu` and read by callers under `mu`, so
+ * that a caller never writes to a closed descriptor). User callbacks run
+ * without `mu` held, except the log callback (documented in stupidp2p.h).
+ *
+ * Lifetime. The handle table (sp_reg_*) maps the public int32_t to the
+ * struct and counts the callers inside each handle (refs). deinit unlists
+ * the handle, wakes every waiter, joins the thread and waits for refs to
+ * drop to zero before freeing: a call racing with deinit gets CLOSED or
+ * ERROR_COMMOND, never freed memory.
+ *
+ * Replies. The server answers every request in order, so requests wait in
+ * a FIFO (sp_pending), each with its own condition variable: the reply at
+ * the head of the stream belongs to the request at the head of the FIFO.
+ * A caller that stops waiting (timeout, deinit) leaves its node in place,
+ * marked abandoned, to keep the FIFO aligned; the thread frees it when its
+ * reply arrives or the connection ends.
+ *
+ * See sp_buf.h for why this is a header of static functions.
+ */
+#ifndef SP_HANDLE_H
+#define SP_HANDLE_H
+
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "protocol.h"
+#include "stupidp2p.h"
+
+#include "sp_buf.h"
+#include "sp_clock.h"
+
+/* A request's status once complete: a wire status byte (0..255), or: */
+#define SP_STATUS_LOST (-1)    /* the connection ended before the reply */
+
+enum sp_req_kind {
+    SP_REQ_USER = 0,       /* a caller waits on cond                       */
+    SP_REQ_HELLO = 1,      /* handshake: the HELLO probe                   */
+    SP_REQ_PROBE = 2,      /* handshake: the HEARTBEAT after HELLO         */
+    SP_REQ_RESTORE = 3,    /* re-register / re-subscribe after reconnect   */
+    SP_REQ_HEARTBEAT = 4,  /* periodic heartbeat                           */
+    SP_REQ_RETRY_SUB = 5   /* v1: retry of a subscription the server refused */
+};
+
+struct sp_pending {
+    struct sp_pending *next;
+    uint8_t cmd;           /* request command byte; the reply is cmd|0x80 */
+    uint8_t kind;          /* enum sp_req_kind                            */
+    uint8_t id_len;        /* REGISTER/SUBSCRIBE/UNSUBSCRIBE: the id, to  */
+    uint8_t id[P2P_ID_MAX];/*   update the remembered state on success    */
+    int done;              /* status is set                               */
+    int status;
+    int abandoned;         /* the waiter left: the thread frees the node  */
+    int has_cond;
+    pthread_cond_t cond;
+};
+
+struct sp_sub {
+    struct sp_sub *next;
+    int confirmed;         /* the server accepted it on this connection   */
+    uint8_t len;
+    uint8_t id[P2P_ID_MAX];
+};
+
+/* A queued message; pub is what stupid_p2p_recv hands out. */
+struct sp_msg {
+    stupid_p2p_message_t pub;  /* first: message_free casts back */
+    struct sp_msg *next;
+};
+
+enum sp_phase {
+    SP_PH_RESOLVE = 0,     /* about to resolve and connect                */
+    SP_PH_CONNECTING = 1,  /* non-blocking connect in progress            */
+    SP_PH_HANDSHAKE = 2,   /* HELLO + HEARTBEAT sent                      */
+    SP_PH_RESTORE = 3,     /* re-registering and re-subscribing           */
+    SP_PH_CONNECTED = 4,
+    SP_PH_BACKOFF = 5,     /* waiting before the next attempt             */
+    SP_PH_FAILED_INIT = 6  /* the first attempt failed: the thread ends   */
+};
+
+struct sp_handle {
+    int32_t id;
+    stupid_p2p_options_t opt;
+    char *host;
+    char port[8];
+
+    pthread_mutex_t mu;
+    pthread_condattr_t cattr;  /* CLOCK_MONOTONIC, for every cond below */
+
+    /* ---- guarded by mu ---- */
+    int closing;               /* deinit has begun                       */
+    int init_done;             /* the first attempt has an outcome       */
+    int32_t init_result;
+    pthread_cond_t init_cond;
+    stupid_p2p_state_t state;
+    stupid_p2p_cause_t last_cause;
+    int fd;                    /* the socket, -1 when none               */
+    struct sp_buf out;         /* frames not yet written                 */
+    struct sp_pending *req_head, *req_tail;
+    int version;               /* 1 or 2                                 */
+    int hello_answered;        /* the server knows HELLO (not original)  */
+    uint32_t max_frame;
+    uint32_t idle_timeout_s;
+    int has_id;
+    uint8_t reg_len;
+    uint8_t reg_id[P2P_ID_MAX];
+    struct sp_sub *subs;
+    struct sp_msg *q_head, *q_tail;
+    uint32_t q_len;
+    size_t q_bytes;
+    int q_overflowing;
+    uint64_t q_dropped_episode;
+    pthread_cond_t q_cond;
+    uint64_t n_received, n_dropped, n_reconnects;
+
+    /* ---- thread only ---- */
+    pthread_t thread;
+    int thread_started;
+    int self_destroy;          /* deinit was called on the thread itself */
+    int tfd, efd;
+    uint64_t timer_armed;
+    enum sp_phase phase;
+    uint64_t deadline;         /* of the current phase (ms, monotonic)   */
+    struct addrinfo *ai_list, *ai_next;
+    struct sp_buf in;
+    uint64_t last_rx;
+    uint64_t connected_since;
+    uint64_t hb_interval;
+    int hb_outstanding;
+    unsigned restore_outstanding;
+    unsigned attempt;          /* failed attempts since the last good one */
+    uint64_t rng;
+    int32_t resolve_error;     /* init's error when resolution failed    */
+};
+
+/* ---- the table of open handles ------------------------------------------ */
+
+struct sp_slot {
+    struct sp_handle *h;
+    unsigned refs;
+};
+
+static pthread_mutex_t sp_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sp_reg_cond = PTHREAD_COND_INITIALIZER;
+static struct sp_slot *sp_reg;
+static size_t sp_reg_len, sp_reg_cap;
+static int32_t sp_reg_next_id;
+
+/* The next handle number: positive, never reused while the process lives
+ * (it would take 2^31 inits to wrap). */
+static int32_t sp_reg_new_id(void)
+{
+    pthread_mutex_lock(&sp_reg_mu);
+    if (sp_reg_next_id == INT32_MAX)
+        sp_reg_next_id = 0;
+    int32_t id = ++sp_reg_next_id;
+    pthread_mutex_unlock(&sp_reg_mu);
+    return id;
+}
+
+static int sp_reg_add(struct sp_handle *h)
+{
+    int rc = 0;
+    pthread_mutex_lock(&sp_reg_mu);
+    if (sp_reg_len == sp_reg_cap) {
+        size_t cap = sp_reg_cap ? sp_reg_cap * 2 : 8;
+        struct sp_slot *p = realloc(sp_reg, cap * sizeof *p);
+        if (p == NULL) {
+            rc = -1;
+            goto out;
+        }
+        sp_reg = p;
+        sp_reg_cap = cap;
+    }
+    sp_reg[sp_reg_len].h = h;
+    sp_reg[sp_reg_len].refs = 0;
+    sp_reg_len++;
+out:
+    pthread_mutex_unlock(&sp_reg_mu);
+    return rc;
+}
+
+/* Finds a handle and counts the caller in; pair with sp_release. */
+static struct sp_handle *sp_acquire(int32_t id)
+{
+    struct sp_handle *h = NULL;
+    pthread_mutex_lock(&sp_reg_mu);
+    for (size_t i = 0; i < sp_reg_len; i++) {
+        if (sp_reg[i].h->id == id) {
+            sp_reg[i].refs++;
+            h = sp_reg[i].h;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sp_reg_mu);
+    return h;
+}
+
+/* Slots stay in the table (refs counting) until deinit has waited for them;
+ * see sp_reg_remove. A slot being removed has h->closing set, and callers
+ * check that under h->mu. */
+static void sp_release(struct sp_handle *h)
+{
+    pthread_mutex_lock(&sp_reg_mu);
+    for (size_t i = 0; i < sp_reg_len; i++) {
+        if (sp_reg[i].h == h) {
+            if (--sp_reg[i].refs == 0)
+                pthread_cond_broadcast(&sp_reg_cond);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&sp_reg_mu);
+}
+
+/* Waits until no caller is inside h (except `own` references held by the
+ * calling thread itself), then removes it from the table. */
+static void sp_reg_remove(struct sp_handle *h, unsigned own)
+{
+    pthread_mutex_lock(&sp_reg_mu);
+    for (;;) {
+        size_t i;
+        for (i = 0; i < sp_reg_len; i++)
+            if (sp_reg[i].h == h)
+                break;
+        if (i == sp_reg_len)
+            break;
+        if (sp_reg[i].refs <= own) {
+            sp_reg[i] = sp_reg[--sp_reg_len];
+            break;
+        }
+        pthread_cond_wait(&sp_reg_cond, &sp_reg_mu);
+    }
+    if (sp_reg_len == 0) {
+        free(sp_reg);
+        sp_reg = NULL;
+        sp_reg_cap = 0;
+    }
+    pthread_mutex_unlock(&sp_reg_mu);
+}
+
+/* ---- logging --------------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4)))
+static void sp_log(const struct sp_handle *h, stupid_p2p_log_level_t level, const char *fmt, ...)
+{
+    if (h->opt.on_log == NULL || level > h->opt.log_level)
+        return;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    h->opt.on_log(h->id, level, line, h->opt.user_data);
+}
+
+/* ---- requests awaiting replies (mu held) ------------------------------------ */
+
+static struct sp_pending *sp_pending_new(struct sp_handle *h, uint8_t cmd, uint8_t kind,
+                                         const uint8_t *id, size_t id_len)
+{
+    struct sp_pending *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->cmd = cmd;
+    p->kind = kind;
+    if (id != NULL && id_len > 0 && id_len <= P2P_ID_MAX) {
+        memcpy(p->id, id, id_len);
+        p->id_len = (uint8_t)id_len;
+    }
+    if (kind == SP_REQ_USER) {
+        if (pthread_cond_init(&p->cond, &h->cattr) != 0) {
+            free(p);
+            return NULL;
+        }
+        p->has_cond = 1;
+    }
+    return p;
+}
+
+static void sp_pending_free(struct sp_pending *p)
+{
+    if (p->has_cond)
+        pthread_cond_destroy(&p->cond);
+    free(p);
+}
+
+static void sp_pending_push(struct sp_handle *h, struct sp_pending *p)
+{
+    p->next = NULL;
+    if (h->req_tail)
+        h->req_tail->next = p;
+    else
+        h->req_head = p;
+    h->req_tail = p;
+}
+
+static struct sp_pending *sp_pending_pop(struct sp_handle *h)
+{
+    struct sp_pending *p = h->req_head;
+    if (p) {
+        h->req_head = p->next;
+        if (h->req_head == NULL)
+            h->req_tail = NULL;
+        p->next = NULL;
+    }
+    return p;
+}
+
+/* Completes a popped request: wakes its waiter, or frees it when nobody
+ * waits. */
+static void sp_pending_complete(struct sp_pending *p, int status)
+{
+    if (p->kind == SP_REQ_USER && !p->abandoned) {
+        p->status = status;
+        p->done = 1;
+        pthread_cond_signal(&p->cond);
+    } else {
+        sp_pending_free(p);
+    }
+}
+
+/* The connection ended: every request still waiting fails with LOST. */
+static void sp_pending_fail_all(struct sp_handle *h)
+{
+    struct sp_pending *p;
+    while ((p = sp_pending_pop(h)) != NULL)
+        sp_pending_complete(p, SP_STATUS_LOST);
+}
+
+/* ---- remembered subscriptions (mu held) ------------------------------------- */
+
+static struct sp_sub *sp_sub_find(struct sp_handle *h, const uint8_t *id, size_t len)
+{
+    for (struct sp_sub *s = h->subs; s; s = s->next)
+        if (s->len == len && memcmp(s->id, id, len) == 0)
+            return s;
+    return NULL;
+}
+
+static void sp_sub_add(struct sp_handle *h, const uint8_t *id, size_t len)
+{
+    struct sp_sub *s = sp_sub_find(h, id, len);
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL) {
+            sp_log(h, STUPID_P2P_LOG_ERROR, "out of memory: a subscription will not be renewed after a reconnect");
+            return;
+        }
+        memcpy(s->id, id, len);
+        s->len = (uint8_t)len;
+        s->next = h->subs;
+        h->subs = s;
+    }
+    s->confirmed = 1;
+}
+
+static void sp_sub_remove(struct sp_handle *h, const uint8_t *id, size_t len)
+{
+    for (struct sp_sub **pp = &h->subs; *pp; pp = &(*pp)->next) {
+        struct sp_sub *s = *pp;
+        if (s->len == len && memcmp(s->id, id, len) == 0) {
+            *pp = s->next;
+            free(s);
+            return;
+        }
+    }
+}
+
+static void sp_sub_clear(struct sp_handle *h)
+{
+    while (h->subs) {
+        struct sp_sub *s = h->subs;
+        h->subs = s->next;
+        free(s);
+    }
+}
+
+/* ---- the receive queue (mu held) -------------------------------------------- */
+
+static void sp_msg_free(struct sp_msg *m)
+{
+    if (m) {
+        free(m->pub.data);
+        free(m);
+    }
+}
+
+static void sp_queue_clear(struct sp_handle *h)
+{
+    while (h->q_head) {
+        struct sp_msg *m = h->q_head;
+        h->q_head = m->next;
+        sp_msg_free(m);
+    }
+    h->q_tail = NULL;
+    h->q_len = 0;
+    h->q_bytes = 0;
+}
+
+static struct sp_msg *sp_queue_pop(struct sp_handle *h)
+{
+    struct sp_msg *m = h->q_head;
+    if (m) {
+        h->q_head = m->next;
+        if (h->q_head == NULL)
+            h->q_tail = NULL;
+        h->q_len--;
+        h->q_bytes -= m->pub.length;
+        m->next = NULL;
+    }
+    return m;
+}
+
+#endif /* SP_HANDLE_H */

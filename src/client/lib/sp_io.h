@@ -1,0 +1,160 @@
+/*
+ * sp_io.h - every syscall the library makes on its sockets, timer and
+ * wake-up descriptor meets errno here, once: EINTR is retried, EAGAIN means
+ * "would block", 0 from read means EOF, anything else is an error whose
+ * errno is returned to the caller (saved at once). No other file calls
+ * read/send/connect directly. See sp_buf.h for why this is a header of
+ * static functions.
+ */
+#ifndef SP_IO_H
+#define SP_IO_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+enum sp_io_result {
+    SP_IO_OK = 0,      /* *n bytes moved (> 0)                      */
+    SP_IO_AGAIN = 1,   /* would block: nothing moved                */
+    SP_IO_EOF = 2,     /* the peer closed (read only)               */
+    SP_IO_ERROR = 3    /* *err holds errno                          */
+};
+
+/* send(2) with MSG_NOSIGNAL (no SIGPIPE: the library installs no handler)
+ * and MSG_DONTWAIT. */
+static enum sp_io_result sp_io_send(int fd, const void *buf, size_t len, size_t *n, int *err)
+{
+    for (;;) {
+        ssize_t r = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r >= 0) {
+            *n = (size_t)r;
+            return r > 0 || len == 0 ? SP_IO_OK : SP_IO_AGAIN;
+        }
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        *n = 0;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return SP_IO_AGAIN;
+        *err = e;
+        return SP_IO_ERROR;
+    }
+}
+
+static enum sp_io_result sp_io_read(int fd, void *buf, size_t cap, size_t *n, int *err)
+{
+    for (;;) {
+        ssize_t r = read(fd, buf, cap);
+        if (r > 0) {
+            *n = (size_t)r;
+            return SP_IO_OK;
+        }
+        *n = 0;
+        if (r == 0)
+            return SP_IO_EOF;
+        int e = errno;
+        if (e == EINTR)
+            continue;
+        if (e == EAGAIN || e == EWOULDBLOCK)
+            return SP_IO_AGAIN;
+        *err = e;
+        return SP_IO_ERROR;
+    }
+}
+
+/* Starts a non-blocking connect. Returns SP_IO_OK when connected at once,
+ * SP_IO_AGAIN when in progress (wait for POLLOUT, then sp_io_connect_result),
+ * SP_IO_ERROR otherwise. EINTR: the connection goes on asynchronously
+ * (connect(2)), so it is "in progress" too. */
+static enum sp_io_result sp_io_connect(int fd, const struct sockaddr *sa, socklen_t len, int *err)
+{
+    if (connect(fd, sa, len) == 0)
+        return SP_IO_OK;
+    int e = errno;
+    if (e == EINPROGRESS || e == EINTR)
+        return SP_IO_AGAIN;
+    *err = e;
+    return SP_IO_ERROR;
+}
+
+/* The outcome of a finished non-blocking connect: 0 or its errno. */
+static int sp_io_connect_result(int fd)
+{
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == -1)
+        return errno;
+    return soerr;
+}
+
+/* A TCP socket for `family`, non-blocking, close-on-exec, TCP_NODELAY (a
+ * command is one small frame waiting for its reply: Nagle would only add
+ * latency). Returns the fd or -1 with *err set. */
+static int sp_io_socket(int family, int *err)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) {
+        *err = errno;
+        return -1;
+    }
+    int one = 1;
+    /* Failure only costs latency: ignore it. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+/* close(2) whose EINTR is not retried (Linux frees the fd anyway). */
+static void sp_io_close(int fd)
+{
+    if (fd >= 0)
+        (void)close(fd);
+}
+
+/* Wakes a thread polling the eventfd. EAGAIN (counter saturated) means it
+ * is awake already. */
+static void sp_io_wake(int efd)
+{
+    uint64_t one = 1;
+    for (;;) {
+        ssize_t r = write(efd, &one, sizeof one);
+        if (r >= 0 || errno != EINTR)
+            return;
+    }
+}
+
+/* Reads an eventfd or timerfd counter to reset it; EAGAIN is fine. */
+static void sp_io_drain(int fd)
+{
+    uint64_t v;
+    for (;;) {
+        ssize_t r = read(fd, &v, sizeof v);
+        if (r >= 0 || errno != EINTR)
+            return;
+    }
+}
+
+/* Arms the timerfd for the absolute CLOCK_MONOTONIC time at_ms (0 disarms).
+ * Returns 0 or an errno. */
+static int sp_io_timer_arm(int tfd, uint64_t at_ms)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof its);
+    if (at_ms != 0) {
+        its.it_value.tv_sec = (time_t)(at_ms / 1000u);
+        its.it_value.tv_nsec = (long)(at_ms % 1000u) * 1000000L;
+        if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+            its.it_value.tv_nsec = 1;
+    }
+    if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) == -1)
+        return errno;
+    return 0;
+}
+
+#endif /* SP_IO_H */

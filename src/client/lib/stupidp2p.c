@@ -1,0 +1,638 @@
+/*
+ * stupidp2p.c - the public API of libstupidp2p.a (see include/stupidp2p.h
+ * and stupidp2p(3)).
+ *
+ * Why one translation unit. The library is split by concept into
+ * sp_buf.h (byte queue), sp_clock.h (time, jitter), sp_io.h (every
+ * syscall), sp_handle.h (a handle's state, the handle table, the request
+ * FIFO, subscriptions, the receive queue) and sp_engine.h (the background
+ * thread). Each holds static functions and is included here only, so that
+ * `nm libstupidp2p.a` defines nothing but stupid_p2p_* (and the shared
+ * p2p_frame_* codec): a static archive cannot hide an extern symbol from a
+ * program that links it, whatever its visibility attribute says.
+ *
+ * Why C. `cc app.c libstupidp2p.a -lpthread` must link with no C++ runtime.
+ *
+ * How a command runs (sp_command). The caller, under the handle's mutex,
+ * appends its frame to the output queue, appends a node to the FIFO of
+ * requests awaiting replies, and writes the queue to the socket itself if
+ * it can (the common case: one send(2), no hand-off to the thread). Then it
+ * sleeps on its node's own condition variable until the background thread
+ * has matched the reply to it, the command timeout passes, or deinit
+ * begins. Nothing polls a flag; nothing sleeps for a fixed time.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+
+#include "stupidp2p.h"
+
+#include "sp_buf.h"
+#include "sp_clock.h"
+#include "sp_engine.h"
+#include "sp_handle.h"
+#include "sp_io.h"
+
+#define SP_RECV_DATA_MAX 1024 /* messages per stupid_p2p_recv_data, as before */
+#define SP_HOST_MAX 1024
+
+/* ---- errors -------------------------------------------------------------------- */
+
+const char *stupid_p2p_strerror(int32_t code)
+{
+    switch (code) {
+    case STUPID_P2P_NO_ERROR: return "success";
+    case STUPID_P2P_ERROR_COMMOND: return "the server refused the command, or unknown handle";
+    case STUPID_P2P_BAD_PARAM: return "bad parameter";
+    case STUPID_P2P_MEMORY_ERROR: return "out of memory";
+    case STUPID_P2P_RESTARTING: return "not connected: reconnecting";
+    case STUPID_P2P_NET_ERROR: return "network error: no connection, or connection lost before the reply";
+    case STUPID_P2P_TIMEOUT: return "timed out";
+    case STUPID_P2P_NOT_REGISTERED: return "this device has no id: register first";
+    case STUPID_P2P_OFFLINE: return "target device offline or unknown";
+    case STUPID_P2P_BAD_ARGUMENT: return "the server refused the argument";
+    case STUPID_P2P_NOT_AUTHORIZED: return "not authorized";
+    case STUPID_P2P_UNSUPPORTED: return "not supported by this server";
+    case STUPID_P2P_LIMIT: return "a server limit was reached";
+    case STUPID_P2P_CLOSED: return "handle closed (deinit) while waiting";
+    case STUPID_P2P_WRONG_THREAD: return "blocking call from a library callback";
+    default: return "unknown error";
+    }
+}
+
+/* ---- options ---------------------------------------------------------------------- */
+
+void stupid_p2p_options_init(stupid_p2p_options_t *o)
+{
+    if (o == NULL)
+        return;
+    memset(o, 0, sizeof *o);
+    o->struct_size = (uint32_t)sizeof *o;
+    o->connect_timeout_ms = 5000;
+    o->command_timeout_ms = 3000;
+    o->heartbeat_interval_ms = 3000;
+    o->heartbeat_max_missed = 3;
+    o->backoff_initial_ms = 200;
+    o->backoff_max_ms = 30000;
+    o->recv_queue_max = 1024;
+    o->recv_queue_max_bytes = 16 << 20;
+    o->protocol_version = 2;
+    o->log_level = STUPID_P2P_LOG_INFO;
+}
+
+static int sp_options_valid(const stupid_p2p_options_t *o)
+{
+    return o->connect_timeout_ms > 0 && o->command_timeout_ms > 0 && o->heartbeat_interval_ms > 0 &&
+           o->heartbeat_max_missed > 0 && o->backoff_initial_ms > 0 &&
+           o->backoff_max_ms >= o->backoff_initial_ms && o->recv_queue_max > 0 &&
+           o->recv_queue_max_bytes > 0 && (o->protocol_version == 1 || o->protocol_version == 2);
+}
+
+/* ---- handle creation and destruction --------------------------------------------- */
+
+static void sp_handle_free(struct sp_handle *h)
+{
+    struct sp_pending *p;
+    while ((p = sp_pending_pop(h)) != NULL)
+        sp_pending_free(p);
+    sp_sub_clear(h);
+    sp_queue_clear(h);
+    sp_buf_free(&h->out);
+    sp_buf_free(&h->in);
+    if (h->ai_list)
+        freeaddrinfo(h->ai_list);
+    sp_io_close(h->fd);
+    sp_io_close(h->tfd);
+    sp_io_close(h->efd);
+    pthread_cond_destroy(&h->q_cond);
+    pthread_cond_destroy(&h->init_cond);
+    pthread_condattr_destroy(&h->cattr);
+    pthread_mutex_destroy(&h->mu);
+    free(h->host);
+    free(h);
+}
+
+/* The thread's entry: the loop, then, when deinit was called from one of
+ * this handle's own callbacks (it could not join itself), the clean-up
+ * deinit would have done. */
+static void *sp_thread_entry(void *arg)
+{
+    struct sp_handle *h = arg;
+    sp_thread_main(h);
+    if (h->self_destroy) {
+        sp_reg_remove(h, 0);
+        (void)pthread_detach(pthread_self());
+        sp_handle_free(h);
+    }
+    return NULL;
+}
+
+/* Allocates a handle with its locks and descriptors. NULL when out of
+ * resources (*err says which). */
+static struct sp_handle *sp_handle_new(const char *host, int32_t port, const stupid_p2p_options_t *o, int32_t *err)
+{
+    struct sp_handle *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        *err = STUPID_P2P_MEMORY_ERROR;
+        return NULL;
+    }
+    h->fd = h->tfd = h->efd = -1;
+    h->opt = *o;
+    h->host = strdup(host);
+    snprintf(h->port, sizeof h->port, "%d", (int)port);
+    int ok = h->host != NULL;
+    int mu = ok && pthread_mutex_init(&h->mu, NULL) == 0;
+    int ca = mu && pthread_condattr_init(&h->cattr) == 0;
+    ok = ca && pthread_condattr_setclock(&h->cattr, CLOCK_MONOTONIC) == 0;
+    int c1 = ok && pthread_cond_init(&h->init_cond, &h->cattr) == 0;
+    int c2 = c1 && pthread_cond_init(&h->q_cond, &h->cattr) == 0;
+    if (!c2) {
+        if (c1)
+            pthread_cond_destroy(&h->init_cond);
+        if (ca)
+            pthread_condattr_destroy(&h->cattr);
+        if (mu)
+            pthread_mutex_destroy(&h->mu);
+        free(h->host);
+        free(h);
+        *err = STUPID_P2P_MEMORY_ERROR;
+        return NULL;
+    }
+    h->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    h->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (h->tfd == -1 || h->efd == -1) {
+        sp_handle_free(h);
+        *err = STUPID_P2P_NET_ERROR; /* out of descriptors */
+        return NULL;
+    }
+    h->state = STUPID_P2P_STATE_CONNECTING;
+    h->version = 1;
+    h->max_frame = P2P_DEFAULT_MAX_FRAME;
+    h->id = sp_reg_new_id();
+    h->rng = sp_rand_seed((uint64_t)(uintptr_t)h ^ (uint64_t)h->id);
+    return h;
+}
+
+int32_t stupid_p2p_init_ex(const char *host, int32_t port, const stupid_p2p_options_t *options)
+{
+    if (host == NULL || host[0] == '\0' || strnlen(host, SP_HOST_MAX) >= SP_HOST_MAX || port <= 0 || port > 65535)
+        return STUPID_P2P_BAD_PARAM;
+    stupid_p2p_options_t o;
+    stupid_p2p_options_init(&o);
+    if (options != NULL) {
+        /* An older caller's smaller struct: take what it has. */
+        size_t n = options->struct_size;
+        if (n < offsetof(stupid_p2p_options_t, connect_timeout_ms) + sizeof(int32_t))
+            return STUPID_P2P_BAD_PARAM;
+        memcpy(&o, options, n < sizeof o ? n : sizeof o);
+        o.struct_size = (uint32_t)sizeof o;
+    }
+    if (!sp_options_valid(&o))
+        return STUPID_P2P_BAD_PARAM;
+
+    int32_t err = STUPID_P2P_NO_ERROR;
+    struct sp_handle *h = sp_handle_new(host, port, &o, &err);
+    if (h == NULL)
+        return err;
+    int rc = pthread_create(&h->thread, NULL, sp_thread_entry, h);
+    if (rc != 0) {
+        sp_handle_free(h);
+        return STUPID_P2P_MEMORY_ERROR;
+    }
+    h->thread_started = 1;
+
+    /* The first attempt is bounded: resolution, connect_timeout_ms per
+     * address, command_timeout_ms per handshake step. */
+    pthread_mutex_lock(&h->mu);
+    while (!h->init_done)
+        pthread_cond_wait(&h->init_cond, &h->mu);
+    int32_t result = h->init_result;
+    pthread_mutex_unlock(&h->mu);
+
+    if (result == STUPID_P2P_NO_ERROR && sp_reg_add(h) != 0)
+        result = STUPID_P2P_MEMORY_ERROR;
+    if (result != STUPID_P2P_NO_ERROR) {
+        pthread_mutex_lock(&h->mu);
+        h->closing = 1;
+        pthread_mutex_unlock(&h->mu);
+        sp_io_wake(h->efd);
+        pthread_join(h->thread, NULL);
+        sp_handle_free(h);
+        return result;
+    }
+    return h->id;
+}
+
+int32_t stupid_p2p_init(const uint8_t *server_ip, const int32_t server_port)
+{
+    return stupid_p2p_init_ex((const char *)server_ip, server_port, NULL);
+}
+
+void stupid_p2p_deinit(int32_t fd)
+{
+    if (fd <= 0)
+        return;
+    struct sp_handle *h = sp_acquire(fd);
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (h->closing) {
+        pthread_mutex_unlock(&h->mu);
+        sp_release(h);
+        return;
+    }
+    h->closing = 1;
+    for (struct sp_pending *p = h->req_head; p; p = p->next)
+        if (p->has_cond)
+            pthread_cond_signal(&p->cond);
+    pthread_cond_broadcast(&h->q_cond);
+    pthread_mutex_unlock(&h->mu);
+    sp_io_wake(h->efd);
+
+    if (pthread_equal(pthread_self(), h->thread)) {
+        /* From a callback: the thread finishes the job when it returns. */
+        h->self_destroy = 1;
+        sp_release(h);
+        return;
+    }
+    pthread_join(h->thread, NULL);
+    sp_reg_remove(h, 1);
+    sp_handle_free(h);
+}
+
+/* ---- commands -------------------------------------------------------------------- */
+
+struct sp_cmd {
+    uint8_t cmd;
+    int prefix;            /* the id goes with a one-byte length (SEND_TO) */
+    const uint8_t *id;
+    size_t id_len;
+    const uint8_t *data;
+    size_t len;
+};
+
+/* Runs one command and waits for its reply. Returns NO_ERROR with the
+ * reply's status byte in *status, or a local error: BAD_PARAM,
+ * ERROR_COMMOND (unknown handle), WRONG_THREAD, CLOSED, RESTARTING,
+ * UNSUPPORTED, MEMORY_ERROR, TIMEOUT, NET_ERROR (connection lost). */
+static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
+{
+    if (handle <= 0)
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL)
+        return STUPID_P2P_ERROR_COMMOND;
+    int32_t rc;
+    if (pthread_equal(pthread_self(), h->thread)) {
+        sp_release(h);
+        return STUPID_P2P_WRONG_THREAD;
+    }
+    size_t plen = 1 + (c->prefix ? 1u : 0u) + c->id_len + c->len;
+    pthread_mutex_lock(&h->mu);
+    struct sp_pending *p = NULL;
+    if (h->closing) {
+        rc = STUPID_P2P_CLOSED;
+    } else if (h->state != STUPID_P2P_STATE_CONNECTED) {
+        rc = STUPID_P2P_RESTARTING;
+    } else if (plen > h->max_frame) {
+        rc = STUPID_P2P_BAD_PARAM;
+    } else if (c->cmd == P2P_CMD_SEND_TO && !h->hello_answered) {
+        rc = STUPID_P2P_UNSUPPORTED; /* the original would never answer */
+    } else if ((p = sp_pending_new(h, c->cmd, SP_REQ_USER, c->id, c->prefix ? 0 : c->id_len)) == NULL) {
+        rc = STUPID_P2P_MEMORY_ERROR;
+    } else if (sp_out_frame(h, c->cmd, c->prefix, c->id, c->id_len, c->data, c->len) != 0) {
+        sp_pending_free(p);
+        p = NULL;
+        rc = STUPID_P2P_MEMORY_ERROR;
+    } else {
+        sp_pending_push(h, p);
+        /* Write it now; leftovers (or an error, which the thread's read
+         * will meet) are the thread's business. */
+        if (sp_flush_locked(h) != 0 || sp_buf_used(&h->out) > 0)
+            sp_io_wake(h->efd);
+        struct timespec until = sp_deadline_ts(h->opt.command_timeout_ms);
+        while (!p->done && !h->closing) {
+            int w = pthread_cond_timedwait(&p->cond, &h->mu, &until);
+            if (w == ETIMEDOUT)
+                break;
+        }
+        if (p->done) {
+            /* The thread has popped it: it is ours to free. */
+            *status = p->status;
+            rc = p->status == SP_STATUS_LOST ? STUPID_P2P_NET_ERROR : STUPID_P2P_NO_ERROR;
+            sp_pending_free(p);
+        } else {
+            /* Still in the FIFO: leave it there, keeping replies aligned. */
+            p->abandoned = 1;
+            rc = h->closing ? STUPID_P2P_CLOSED : STUPID_P2P_TIMEOUT;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return rc;
+}
+
+/* The original calls: every failure the server reports is ERROR_COMMOND;
+ * no reply in time is NET_ERROR, as it was. */
+static int32_t sp_compat(int32_t fd, uint8_t cmd, const uint8_t *id, const uint8_t *data, size_t len)
+{
+    struct sp_cmd c = {cmd, 0, NULL, 0, data, len};
+    if (id != NULL) {
+        size_t n = strnlen((const char *)id, P2P_ID_MAX + 1);
+        if (n > P2P_ID_MAX)
+            return STUPID_P2P_BAD_PARAM;
+        c.id = id;
+        c.id_len = n;
+    }
+    int status = 0;
+    int32_t rc = sp_command(fd, &c, &status);
+    if (rc == STUPID_P2P_TIMEOUT)
+        return STUPID_P2P_NET_ERROR;
+    if (rc != STUPID_P2P_NO_ERROR)
+        return rc;
+    return status == P2P_STATUS_OK ? STUPID_P2P_NO_ERROR : STUPID_P2P_ERROR_COMMOND;
+}
+
+int32_t stupid_p2p_register_device(const int32_t fd, const uint8_t *device_id)
+{
+    if (device_id == NULL)
+        return STUPID_P2P_BAD_PARAM;
+    return sp_compat(fd, P2P_CMD_REGISTER, device_id, NULL, 0);
+}
+
+int32_t stupid_p2p_subscribe_device(const int32_t fd, const uint8_t *device_id)
+{
+    if (device_id == NULL)
+        return STUPID_P2P_BAD_PARAM;
+    return sp_compat(fd, P2P_CMD_SUBSCRIBE, device_id, NULL, 0);
+}
+
+int32_t stupid_p2p_send_data(const int32_t fd, uint8_t *buf, int32_t length)
+{
+    if (length < 0 || (buf == NULL && length > 0))
+        return STUPID_P2P_BAD_PARAM;
+    return sp_compat(fd, P2P_CMD_SEND, NULL, buf, (size_t)length);
+}
+
+int32_t stupid_p2p_unregister_device(const int32_t fd)
+{
+    return sp_compat(fd, P2P_CMD_UNREGISTER, NULL, NULL, 0);
+}
+
+int32_t stupid_p2p_unsubscribe_device(const int32_t fd, const uint8_t *device_id)
+{
+    if (device_id == NULL)
+        return STUPID_P2P_BAD_PARAM;
+    return sp_compat(fd, P2P_CMD_UNSUBSCRIBE, device_id, NULL, 0);
+}
+
+int32_t stupid_p2p_check_device_alive(const int32_t fd, const uint8_t *device_id)
+{
+    if (device_id == NULL)
+        return STUPID_P2P_BAD_PARAM;
+    return sp_compat(fd, P2P_CMD_CHECK_ALIVE, device_id, NULL, 0);
+}
+
+int32_t stupid_p2p_heart_beat(const int32_t fd)
+{
+    return sp_compat(fd, P2P_CMD_HEARTBEAT, NULL, NULL, 0);
+}
+
+/* ---- the new calls ----------------------------------------------------------------- */
+
+/* A reply's status as the new calls report it. */
+static int32_t sp_status_code(int status)
+{
+    switch (status) {
+    case P2P_STATUS_OK: return STUPID_P2P_NO_ERROR;
+    case P2P_STATUS_NOT_REGISTERED: return STUPID_P2P_NOT_REGISTERED;
+    case P2P_STATUS_OFFLINE: return STUPID_P2P_OFFLINE;
+    case P2P_STATUS_BAD_ARGUMENT: return STUPID_P2P_BAD_ARGUMENT;
+    case P2P_STATUS_NOT_AUTHORIZED: return STUPID_P2P_NOT_AUTHORIZED;
+    case P2P_STATUS_UNSUPPORTED: return STUPID_P2P_UNSUPPORTED;
+    case P2P_STATUS_LIMIT: return STUPID_P2P_LIMIT;
+    default: return STUPID_P2P_ERROR_COMMAND;
+    }
+}
+
+static int sp_id_ok(const void *id, size_t len)
+{
+    return id != NULL && len >= 1 && len <= P2P_ID_MAX;
+}
+
+static int32_t sp_new_call(int32_t handle, uint8_t cmd, const void *id, size_t id_len, int *status)
+{
+    struct sp_cmd c = {cmd, 0, id, id_len, NULL, 0};
+    return sp_command(handle, &c, status);
+}
+
+int32_t stupid_p2p_register(int32_t handle, const void *id, size_t id_len)
+{
+    if (!sp_id_ok(id, id_len))
+        return STUPID_P2P_BAD_PARAM;
+    int status = 0;
+    int32_t rc = sp_new_call(handle, P2P_CMD_REGISTER, id, id_len, &status);
+    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+int32_t stupid_p2p_unregister(int32_t handle)
+{
+    int status = 0;
+    int32_t rc = sp_new_call(handle, P2P_CMD_UNREGISTER, NULL, 0, &status);
+    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+int32_t stupid_p2p_subscribe(int32_t handle, const void *id, size_t id_len)
+{
+    if (!sp_id_ok(id, id_len))
+        return STUPID_P2P_BAD_PARAM;
+    int status = 0;
+    int32_t rc = sp_new_call(handle, P2P_CMD_SUBSCRIBE, id, id_len, &status);
+    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+int32_t stupid_p2p_unsubscribe(int32_t handle, const void *id, size_t id_len)
+{
+    if (!sp_id_ok(id, id_len))
+        return STUPID_P2P_BAD_PARAM;
+    int status = 0;
+    int32_t rc = sp_new_call(handle, P2P_CMD_UNSUBSCRIBE, id, id_len, &status);
+    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+int32_t stupid_p2p_check_alive(int32_t handle, const void *id, size_t id_len)
+{
+    if (!sp_id_ok(id, id_len))
+        return STUPID_P2P_BAD_PARAM;
+    int status = 0;
+    int32_t rc = sp_new_call(handle, P2P_CMD_CHECK_ALIVE, id, id_len, &status);
+    if (rc != STUPID_P2P_NO_ERROR)
+        return rc;
+    if (status == P2P_STATUS_OK)
+        return 1;
+    if (status == P2P_STATUS_FAILURE)
+        return 0;
+    return sp_status_code(status);
+}
+
+int32_t stupid_p2p_send(int32_t handle, const void *data, size_t len)
+{
+    if (data == NULL && len > 0)
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_cmd c = {P2P_CMD_SEND, 0, NULL, 0, data, len};
+    int status = 0;
+    int32_t rc = sp_command(handle, &c, &status);
+    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+int32_t stupid_p2p_send_to(int32_t handle, const void *id, size_t id_len, const void *data, size_t len)
+{
+    if (!sp_id_ok(id, id_len) || (data == NULL && len > 0))
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_cmd c = {P2P_CMD_SEND_TO, 1, id, id_len, data, len};
+    int status = 0;
+    int32_t rc = sp_command(handle, &c, &status);
+    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+/* ---- receiving ----------------------------------------------------------------------- */
+
+recv_data_buf_t *stupid_p2p_recv_data(const int32_t fd)
+{
+    if (fd <= 0)
+        return NULL;
+    struct sp_handle *h = sp_acquire(fd);
+    if (h == NULL)
+        return NULL;
+    recv_data_buf_t *buf = calloc(1, sizeof *buf);
+    if (buf == NULL) {
+        sp_release(h);
+        return NULL;
+    }
+    pthread_mutex_lock(&h->mu);
+    size_t n = h->q_len < SP_RECV_DATA_MAX ? h->q_len : SP_RECV_DATA_MAX;
+    if (n > 0) {
+        /* Allocate everything first: on failure the messages stay queued. */
+        recv_data_t **arr = calloc(n, sizeof *arr);
+        size_t got = 0;
+        while (arr != NULL && got < n && (arr[got] = malloc(sizeof **arr)) != NULL)
+            got++;
+        if (arr == NULL || got < n) {
+            for (size_t i = 0; arr != NULL && i < got; i++)
+                free(arr[i]);
+            free(arr);
+            pthread_mutex_unlock(&h->mu);
+            sp_release(h);
+            free(buf);
+            return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+            struct sp_msg *m = sp_queue_pop(h);
+            arr[i]->data = m->pub.data;
+            arr[i]->length = (int32_t)m->pub.length;
+            free(m);
+        }
+        buf->recv_data = arr;
+        buf->num = (int32_t)n;
+    }
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return buf;
+}
+
+void stupid_p2p_free_recv_data_buf(recv_data_buf_t *recv_data_buf)
+{
+    if (recv_data_buf == NULL)
+        return;
+    for (int32_t i = 0; i < recv_data_buf->num; i++) {
+        if (recv_data_buf->recv_data[i] != NULL) {
+            free(recv_data_buf->recv_data[i]->data);
+            free(recv_data_buf->recv_data[i]);
+        }
+    }
+    free(recv_data_buf->recv_data);
+    free(recv_data_buf);
+}
+
+int32_t stupid_p2p_recv(int32_t handle, stupid_p2p_message_t **message, int32_t timeout_ms)
+{
+    if (message == NULL)
+        return STUPID_P2P_BAD_PARAM;
+    *message = NULL;
+    if (handle <= 0)
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL)
+        return STUPID_P2P_ERROR_COMMOND;
+    if (timeout_ms != 0 && pthread_equal(pthread_self(), h->thread)) {
+        sp_release(h);
+        return STUPID_P2P_WRONG_THREAD;
+    }
+    struct timespec until = sp_deadline_ts(timeout_ms > 0 ? timeout_ms : 0);
+    int32_t rc = STUPID_P2P_TIMEOUT;
+    pthread_mutex_lock(&h->mu);
+    while (h->q_head == NULL && !h->closing && timeout_ms != 0) {
+        int w = timeout_ms < 0 ? pthread_cond_wait(&h->q_cond, &h->mu)
+                               : pthread_cond_timedwait(&h->q_cond, &h->mu, &until);
+        if (w == ETIMEDOUT)
+            break;
+    }
+    if (h->q_head != NULL) {
+        *message = &sp_queue_pop(h)->pub;
+        rc = STUPID_P2P_NO_ERROR;
+    } else if (h->closing) {
+        rc = STUPID_P2P_CLOSED;
+    }
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return rc;
+}
+
+void stupid_p2p_message_free(stupid_p2p_message_t *message)
+{
+    /* pub is the first member of struct sp_msg. */
+    sp_msg_free((struct sp_msg *)(void *)message);
+}
+
+/* ---- introspection -------------------------------------------------------------------- */
+
+int32_t stupid_p2p_get_state(int32_t handle)
+{
+    if (handle <= 0)
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL)
+        return STUPID_P2P_ERROR_COMMOND;
+    pthread_mutex_lock(&h->mu);
+    int32_t st = h->closing ? STUPID_P2P_STATE_CLOSED : (int32_t)h->state;
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return st;
+}
+
+int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats)
+{
+    if (handle <= 0 || stats == NULL)
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL)
+        return STUPID_P2P_ERROR_COMMOND;
+    memset(stats, 0, sizeof *stats);
+    pthread_mutex_lock(&h->mu);
+    stats->messages_received = h->n_received;
+    stats->messages_dropped = h->n_dropped;
+    stats->reconnects = h->n_reconnects;
+    stats->queue_length = h->q_len;
+    stats->protocol_version = h->version;
+    stats->max_frame = h->max_frame;
+    stats->server_idle_timeout_s = h->idle_timeout_s;
+    stats->last_cause = h->last_cause;
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return STUPID_P2P_NO_ERROR;
+}
