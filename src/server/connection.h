@@ -24,6 +24,7 @@
 #include <cstdint>
 
 #include "event_loop.h"
+#include "io.h"
 #include "intrusive_list.h"
 #include "ring_buffer.h"
 #include "session.h"
@@ -59,8 +60,12 @@ class Connection final : public EventHandler,
     ConnState state = ConnState::open;
     bool cut_off = false;         // output cap exceeded: being closed
     bool peer_eof = false;        // the peer has shut down its side
-    char peer[48] = "";           // "1.2.3.4:5678", for logs
-    char label[80] = "";          // "conn 7 [1.2.3.4:5678]"
+    PeerAddress peer;
+
+    // "conn 7 [1.2.3.4:5678]" for log lines. Formatted on demand into one of
+    // a few static buffers, so that one log line may name two connections;
+    // single-threaded server only.
+    const char* label() const;
 
    private:
     Server& server_;

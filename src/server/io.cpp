@@ -114,3 +114,37 @@ void io_format_address(const struct sockaddr* addr, socklen_t len, char* out, si
         std::snprintf(out, cap, "unknown");
     }
 }
+
+PeerAddress io_peer_address(const struct sockaddr* addr, socklen_t len) {
+    PeerAddress p;
+    if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const auto* in = reinterpret_cast<const struct sockaddr_in*>(addr);
+        std::memcpy(p.bytes, &in->sin_addr, 4);
+        p.port = ntohs(in->sin_port);
+        p.family = AF_INET;
+    } else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(addr);
+        p.port = ntohs(in6->sin6_port);
+        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+            std::memcpy(p.bytes, &in6->sin6_addr.s6_addr[12], 4);
+            p.family = AF_INET;
+        } else {
+            std::memcpy(p.bytes, &in6->sin6_addr, 16);
+            p.family = AF_INET6;
+        }
+    }
+    return p;
+}
+
+void io_format_peer(const PeerAddress& peer, char* out, size_t cap) {
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (peer.family == AF_INET) {
+        inet_ntop(AF_INET, peer.bytes, host, sizeof host);
+        std::snprintf(out, cap, "%s:%u", host, peer.port);
+    } else if (peer.family == AF_INET6) {
+        inet_ntop(AF_INET6, peer.bytes, host, sizeof host);
+        std::snprintf(out, cap, "[%s]:%u", host, peer.port);
+    } else {
+        std::snprintf(out, cap, "unknown");
+    }
+}

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include <cstddef>
+#include <cstdint>
 
 enum class IoStatus { ok, would_block, eof, error };
 
@@ -47,3 +48,14 @@ bool io_error_is_peer(int err);
 
 // Formats an IPv4/IPv6 address and port as "1.2.3.4:5" or "[::1]:5".
 void io_format_address(const struct sockaddr* addr, socklen_t len, char* out, size_t cap);
+
+// A peer's address in 20 bytes rather than a 128-byte sockaddr_storage:
+// kept per connection for log lines, formatted only when one is written.
+struct PeerAddress {
+    uint8_t bytes[16] = {};  // IPv4 in the first 4, IPv4-mapped IPv6 as IPv4
+    uint16_t port = 0;
+    uint8_t family = 0;      // AF_INET, AF_INET6 or 0 (unknown)
+};
+
+PeerAddress io_peer_address(const struct sockaddr* addr, socklen_t len);
+void io_format_peer(const PeerAddress& peer, char* out, size_t cap);

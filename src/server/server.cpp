@@ -45,6 +45,17 @@ uint32_t round_up_pow2(uint64_t n) {
 void Connection::on_events(uint32_t events) { server_.on_connection_events(*this, events); }
 void Connection::on_resume() { server_.on_connection_resume(*this); }
 
+const char* Connection::label() const {
+    static char buffers[4][96];
+    static unsigned next = 0;
+    char* text = buffers[next++ % 4];
+    char where[64];
+    io_format_peer(peer, where, sizeof where);
+    std::snprintf(text, sizeof buffers[0], "conn %llu [%s]",
+                  static_cast<unsigned long long>(session_id), where);
+    return text;
+}
+
 void Server::Listener::close_fd() {
     if (fd_ != -1) close(fd_);
     fd_ = -1;
@@ -233,12 +244,9 @@ void Server::accept_connections(Listener& listener) {
         auto* conn = new Connection(*this, r.fd, in_ring_max_,
                                     options_.max_output + 2 * P2P_SERVER_FRAME_SLACK);
         conn->session_id = next_session_id_++;
-        io_format_address(reinterpret_cast<struct sockaddr*>(&r.peer), r.peer_len, conn->peer,
-                          sizeof conn->peer);
-        std::snprintf(conn->label, sizeof conn->label, "conn %llu [%s]",
-                      static_cast<unsigned long long>(conn->session_id), conn->peer);
+        conn->peer = io_peer_address(reinterpret_cast<struct sockaddr*>(&r.peer), r.peer_len);
         if (!loop_.add(r.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, conn)) {
-            LOG_ERROR("%s: epoll_ctl: %s", conn->label, strerrordesc_np(errno));
+            LOG_ERROR("%s: epoll_ctl: %s", conn->label(), strerrordesc_np(errno));
             close(r.fd);
             delete conn;
             continue;
@@ -246,7 +254,7 @@ void Server::accept_connections(Listener& listener) {
         ++live_connections_;
         conn->last_active_ms = loop_.now_ms();
         idle_.push_back(*conn);
-        LOG_INFO("%s connected", conn->label);
+        LOG_INFO("%s connected", conn->label());
     }
     // Fairness: more may be pending; continue next iteration.
     loop_.defer(listener);
@@ -301,7 +309,7 @@ void Server::read_input(Connection& conn) {
         if (!conn.in.reserve(room < kReadChunk ? room : kReadChunk) || conn.in.free_space() == 0) {
             // Cannot happen while in_ring_max_ holds a whole frame, unless
             // memory is exhausted.
-            LOG_ERROR("%s: cannot allocate input buffer", conn.label);
+            LOG_ERROR("%s: cannot allocate input buffer", conn.label());
             close_connection(conn, CloseReason::io_error, false);
             return;
         }
@@ -326,9 +334,9 @@ void Server::read_input(Connection& conn) {
             break;
         }
         if (io_error_is_peer(r.err))
-            LOG_DEBUG("%s: read: %s", conn.label, strerrordesc_np(r.err));
+            LOG_DEBUG("%s: read: %s", conn.label(), strerrordesc_np(r.err));
         else
-            LOG_WARN("%s: read: %s", conn.label, strerrordesc_np(r.err));
+            LOG_WARN("%s: read: %s", conn.label(), strerrordesc_np(r.err));
         close_connection(conn, CloseReason::io_error, false);
         break;
     }
@@ -346,7 +354,7 @@ void Server::process_frames(Connection& conn) {
         FrameStatus st = next_frame(conn.in, options_.max_frame, scratch_, &frame);
         if (st == FrameStatus::incomplete) return;
         if (st == FrameStatus::too_long) {
-            LOG_INFO("%s: frame of %u bytes exceeds the maximum of %u", conn.label, frame.length,
+            LOG_INFO("%s: frame of %u bytes exceeds the maximum of %u", conn.label(), frame.length,
                      options_.max_frame);
             close_connection(conn, CloseReason::protocol_error, true);
             return;
@@ -407,7 +415,7 @@ void Server::send_frame(Session& to, const uint8_t* prefix, size_t prefix_len,
         return;
     }
     if (!conn.out.reserve(total)) {
-        LOG_ERROR("%s: cannot allocate output buffer", conn.label);
+        LOG_ERROR("%s: cannot allocate output buffer", conn.label());
         conn.cut_off = true;
         cutoff_.push_back(conn);
         return;
@@ -431,9 +439,9 @@ void Server::flush_output(Connection& conn) {
         }
         if (r.status == IoStatus::would_block) return;  // EPOLLOUT will call us
         if (io_error_is_peer(r.err))
-            LOG_DEBUG("%s: write: %s", conn.label, strerrordesc_np(r.err));
+            LOG_DEBUG("%s: write: %s", conn.label(), strerrordesc_np(r.err));
         else
-            LOG_WARN("%s: write: %s", conn.label, strerrordesc_np(r.err));
+            LOG_WARN("%s: write: %s", conn.label(), strerrordesc_np(r.err));
         if (conn.state == ConnState::open) {
             close_connection(conn, CloseReason::io_error, false);
         } else {
@@ -469,7 +477,7 @@ void Server::close_session(Session& session, CloseReason reason) {
 }
 
 const char* Server::describe(const Session& session) {
-    return static_cast<const Connection&>(session).label;
+    return static_cast<const Connection&>(session).label();
 }
 
 void Server::close_connection(Connection& conn, CloseReason reason, bool flush) {
@@ -480,9 +488,9 @@ void Server::close_connection(Connection& conn, CloseReason reason, bool flush) 
     }
     bool routine = reason == CloseReason::peer_closed || reason == CloseReason::shutdown;
     if (routine)
-        LOG_INFO("%s closed: %s", conn.label, close_reason_name(reason));
+        LOG_INFO("%s closed: %s", conn.label(), close_reason_name(reason));
     else
-        LOG_INFO("%s closing: %s (%u bytes of output pending)", conn.label,
+        LOG_INFO("%s closing: %s (%u bytes of output pending)", conn.label(),
                  close_reason_name(reason), conn.out.size());
     // The relay releases the id at once and queues a BYE for v2 peers, while
     // the connection is still open for output.
@@ -518,8 +526,8 @@ void Server::kill_connection(Connection& conn) {
 void Server::reap() {
     while (Connection* c = reap_.pop_front()) {
         if (!c->out.empty())
-            LOG_DEBUG("%s: %u bytes of output dropped at close", c->label, c->out.size());
-        if (close(c->fd()) == -1) LOG_WARN("%s: close: %s", c->label, strerrordesc_np(errno));
+            LOG_DEBUG("%s: %u bytes of output dropped at close", c->label(), c->out.size());
+        if (close(c->fd()) == -1) LOG_WARN("%s: close: %s", c->label(), strerrordesc_np(errno));
         --live_connections_;
         delete c;
     }
@@ -533,7 +541,7 @@ void Server::reap() {
 
 void Server::after_iteration(uint64_t) {
     while (Connection* c = cutoff_.pop_front()) {
-        LOG_WARN("%s: slow consumer: output would exceed %u bytes; disconnecting", c->label,
+        LOG_WARN("%s: slow consumer: output would exceed %u bytes; disconnecting", c->label(),
                  options_.max_output);
         close_connection(*c, CloseReason::slow_consumer, true);
     }
@@ -553,7 +561,7 @@ void Server::on_tick(uint64_t now) {
     while (Connection* c = linger_.front()) {
         if (now < c->deadline_ms) break;
         if (!c->out.empty())
-            LOG_INFO("%s: closed before its output was flushed (%u bytes left)", c->label,
+            LOG_INFO("%s: closed before its output was flushed (%u bytes left)", c->label(),
                      c->out.size());
         kill_connection(*c);
     }
