@@ -712,6 +712,8 @@ void p2p_server_kill(struct p2p_server *server)
         fprintf(stderr, "harness: server pid %ld not reaped after SIGKILL\n", (long)pid);
     running_remove(pid);
     server->pid = 0;
+    if (log_is_temporary(server->log_path))
+        unlink(server->log_path);
 }
 
 /* ---- raw clients ------------------------------------------------------ */
