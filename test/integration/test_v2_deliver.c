@@ -425,6 +425,30 @@ static void test_deliver_no_store_and_forward(void **state)
     stop_server(&srv);
 }
 
+/* REGISTER (of a first or a second id) does not touch the connection's own
+ * subscriptions; UNREGISTER cancels them. */
+static void test_deliver_own_subscriptions_survive_register(void **state)
+{
+    (void)state;
+    struct p2p_server srv;
+    start_server(&srv, NULL);
+    int pub = v2_connect(srv.port);
+    tc_register(pub, "pub", P2P_STATUS_OK);
+    int dev = v2_connect(srv.port);
+    tc_subscribe(dev, "pub", P2P_STATUS_OK);
+    expect_presence(dev, P2P_PRESENCE_ONLINE, "pub");
+    tc_register(dev, "first", P2P_STATUS_OK);
+    tc_register(dev, "second", P2P_STATUS_OK);
+    tc_send_data(pub, "still", 5, P2P_STATUS_OK);
+    expect_deliver_str(dev, "pub", "still");
+    tc_unregister(dev);
+    tc_send_data(pub, "gone", 4, P2P_STATUS_OK);
+    tc_expect_nothing_pending(dev);
+    tc_close(dev);
+    tc_close(pub);
+    stop_server(&srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -436,6 +460,7 @@ int main(void)
         cmocka_unit_test(test_deliver_once_and_unsubscribe),
         cmocka_unit_test(test_deliver_before_sender_reply),
         cmocka_unit_test(test_deliver_no_store_and_forward),
+        cmocka_unit_test(test_deliver_own_subscriptions_survive_register),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -385,6 +385,8 @@ static void test_status_non_failures_keep_v1_values(void **state)
     tc_register(fd, "me", P2P_STATUS_OK);
     tc_check_alive(fd, "me", P2P_STATUS_OK);
     tc_send_data(fd, "nobody listens", 14, P2P_STATUS_OK); /* dropped, 83 01 */
+    tc_send_cmd(fd, P2P_CMD_HEARTBEAT, "extra", 5); /* data ignored */
+    tc_expect_reply(fd, P2P_CMD_HEARTBEAT, P2P_STATUS_OK);
     tc_close(fd);
     stop_server(&srv);
 }

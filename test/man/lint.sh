@@ -19,10 +19,27 @@ if [ -z "$pages" ]; then
     echo "lint.sh: no man pages in man/" >&2
     exit 1
 fi
-if ! command -v groff >/dev/null 2>&1; then
-    echo "lint.sh: groff is not installed (apt-get install groff)" >&2
-    exit 1
+# groff and man are required, mandoc is used when present. As root with
+# apt-get, missing tools are installed (as scripts/ensure-test-deps.sh does
+# for CMocka); otherwise we stop with the command to run.
+missing=""
+command -v groff >/dev/null 2>&1 || missing="$missing groff-base"
+command -v man >/dev/null 2>&1 || missing="$missing man-db"
+command -v mandoc >/dev/null 2>&1 || missing="$missing mandoc"
+if [ -n "$missing" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "lint.sh: installing$missing with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q $missing >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null 2>&1; apt-get install -y -q $missing >/dev/null 2>&1; }
 fi
+for tool in groff man; do
+    if ! command -v $tool >/dev/null 2>&1; then
+        echo "lint.sh: $tool is not installed. Run:" >&2
+        echo "    sudo apt-get install groff-base man-db" >&2
+        exit 1
+    fi
+done
+command -v mandoc >/dev/null 2>&1 || echo "lint.sh: mandoc not installed: linting with groff only" >&2
 
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -48,13 +65,11 @@ for page in $pages; do
     groff -ww -z "$macros" "$page" >"$tmp/out" 2>&1
     check "groff -ww -z $macros" "$tmp/out" $?
 
-    if command -v man >/dev/null 2>&1; then
-        MANWIDTH=80 MAN_KEEP_FORMATTING= man -l "$page" >"$tmp/rendered" 2>"$tmp/out"
-        check "man -l" "$tmp/out" $?
-        if [ ! -s "$tmp/rendered" ]; then
-            echo "FAIL $page: man -l rendered nothing"
-            ok=0
-        fi
+    MANWIDTH=80 man -l "$page" >"$tmp/rendered" 2>"$tmp/out"
+    check "man -l" "$tmp/out" $?
+    if [ ! -s "$tmp/rendered" ]; then
+        echo "FAIL $page: man -l rendered nothing"
+        ok=0
     fi
 
     if [ "$ok" = 1 ]; then echo "ok   $page"; else status=1; fi
