@@ -43,8 +43,14 @@ def parse_server(text: str) -> Tuple[str, int]:
     return host, port
 
 
+_say_lock = threading.Lock()
+
+
 def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """One status line on standard error (whole, whichever thread says it)."""
+    with _say_lock:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
 
 
 def _printer(client: Client, out: TextIO) -> None:
