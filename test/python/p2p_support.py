@@ -195,10 +195,13 @@ class FakeV1Server:
 
     def close(self) -> None:
         self._closed = True
+        # close() alone would not wake a thread blocked in accept(), and the
+        # kernel would go on accepting; shutdown() does wake it (Linux).
         try:
-            self.listener.close()
+            self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        self.listener.close()
         with self._lock:
             socks = list(self._socks)
         for s in socks:

@@ -177,6 +177,7 @@ class _Connection:
         self.dead = False
         self.last_rx = time.monotonic()
         self.bye: Optional[Bye] = None
+        self.error: Optional[BaseException] = None
         self.decoder = FrameDecoder(
             max_frame + P.SERVER_FRAME_SLACK if version >= 2
             else _V1_FRAME_CAP)
@@ -813,6 +814,10 @@ class Client:
         """
         if conn.dead:
             return
+        # The first cause wins: a heartbeat loss also makes the reader see
+        # EOF, which is not the news.
+        if conn.error is None:
+            conn.error = error
         # Shut down first: a sendall blocked under the send lock fails at
         # once instead of holding the lock.
         try:
@@ -829,10 +834,10 @@ class Client:
             conn.sock.close()
         except OSError:
             pass
-        if error is not None and not self._closed.is_set():
-            self.last_error = error
+        if conn.error is not None and not self._closed.is_set():
+            self.last_error = conn.error
             log.info("connection to %s:%d lost: %s", self.host, self.port,
-                     error)
+                     conn.error)
         for req in pending:
             req.lost = True
             if req.event is not None:
