@@ -123,10 +123,10 @@ void Relay::send_presence(Session& to, const Device& device) {
     host_.send_frame(to, frame, 3 + device.id.size(), nullptr, 0);
 }
 
-void Relay::announce_presence(Device& device) {
+void Relay::announce_presence(Device& device, const Session* except) {
     for (Subscription* sub = device.subscribers.front(); sub != nullptr;
          sub = device.subscribers.next(*sub)) {
-        if (sub->subscriber != device.holder) send_presence(*sub->subscriber, device);
+        if (sub->subscriber != except) send_presence(*sub->subscriber, device);
     }
 }
 
@@ -165,7 +165,7 @@ void Relay::release_device(Session& s, bool announce) {
     if (d == nullptr) return;
     s.device = nullptr;
     d->holder = nullptr;
-    if (announce) announce_presence(*d);
+    if (announce) announce_presence(*d, &s);
     maybe_free(d);
 }
 
@@ -255,7 +255,7 @@ void Relay::on_register(Session& s, const uint8_t* id, size_t len) {
     LOG_INFO("%s registered \"%s\"", host_.describe(s),
              printable_id(key, printable, sizeof printable));
     reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
-    announce_presence(*d);
+    announce_presence(*d, &s);
 }
 
 void Relay::on_subscribe(Session& s, const uint8_t* id, size_t len) {

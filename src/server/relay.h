@@ -84,8 +84,10 @@ class Relay {
     // Reply with a failure: the v2 reason, or 0 in a v1 session.
     void fail(Session& s, uint8_t cmd, uint8_t reason);
     void deliver(Session& to, const Session& from, const uint8_t* data, size_t len);
-    // Tells every v2 subscriber of device its current state.
-    void announce_presence(Device& device);
+    // Tells every v2 subscriber of device its current state, except the
+    // session whose register/release caused the change (a connection is not
+    // told about its own id).
+    void announce_presence(Device& device, const Session* except);
     void send_presence(Session& to, const Device& device);
     void send_bye(Session& s, uint8_t reason, const char* text);
 

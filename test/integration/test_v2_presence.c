@@ -459,6 +459,35 @@ static void test_presence_after_last_delivery(void **state)
     stop_server(&srv);
 }
 
+/* A connection subscribed to an id that it then registers is never told
+ * about its own id: no PRESENCE online when it registers it, none offline
+ * when it releases it (by a second REGISTER or by UNREGISTER). Other
+ * subscribers are told both. (Regression: the offline event used to reach
+ * the releasing connection itself.) */
+static void test_presence_not_sent_about_own_id(void **state)
+{
+    (void)state;
+    struct p2p_server srv;
+    start_server(&srv, NULL);
+    int self = watcher(srv.port, "X");
+    int other = watcher(srv.port, "X");
+    tc_register(self, "X", P2P_STATUS_OK);
+    tc_expect_nothing_pending(self);
+    expect_presence(other, P2P_PRESENCE_ONLINE, "X");
+    tc_register(self, "Y", P2P_STATUS_OK); /* releases X */
+    tc_expect_nothing_pending(self);
+    expect_presence(other, P2P_PRESENCE_OFFLINE, "X");
+    tc_register(self, "X", P2P_STATUS_OK);
+    expect_presence(other, P2P_PRESENCE_ONLINE, "X");
+    tc_unregister(self);
+    tc_expect_nothing_pending(self);
+    expect_presence(other, P2P_PRESENCE_OFFLINE, "X");
+    tc_expect_nothing_pending(other);
+    tc_close(self);
+    tc_close(other);
+    stop_server(&srv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_presence_takeover_silent),
         cmocka_unit_test(test_presence_only_to_v2_subscribers),
         cmocka_unit_test(test_presence_after_last_delivery),
+        cmocka_unit_test(test_presence_not_sent_about_own_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
