@@ -28,6 +28,7 @@ extern "C" {
 
 #include "hash.h"
 #include "id_table.h"
+#include "mem_limit.h"
 
 namespace {
 
@@ -368,6 +369,34 @@ void test_for_each_once(void**) {
     for (uint32_t k = 0; k < n; ++k) assert_int_equal(seen[k], k % 3 == 0 ? 0 : 1);
 }
 
+// Out of memory during growth (RLIMIT_AS lowered, see mem_limit.h):
+// insert() returns false and the table is unchanged.
+void test_insert_out_of_memory(void**) {
+    if (!mem_limit_supported()) skip();
+    // 3/4 of 2^18 slots: the next insert must grow to 2^19 slots (8 MiB).
+    const uint32_t n = 196608;
+    std::vector<Dev> devs(n + 1);
+    Table t(kKey);
+    for (uint32_t i = 0; i <= n; ++i) devs[i].id = key_for(i);
+    for (uint32_t i = 0; i < n; ++i) assert_true(t.insert(&devs[i]));
+    assert_int_equal(t.capacity(), 262144);
+    bool inserted;
+    {
+        MemLimit lim(2u << 20);
+        assert_true(lim.ok());
+        inserted = t.insert(&devs[n]);
+    }
+    assert_false(inserted);
+    assert_int_equal(t.size(), n);
+    assert_int_equal(t.capacity(), 262144);
+    assert_null(t.find(devs[n].id));
+    for (uint32_t i = 0; i < n; i += 61) assert_ptr_equal(t.find(devs[i].id), &devs[i]);
+    // With memory back, the same insert works.
+    assert_true(t.insert(&devs[n]));
+    assert_int_equal(t.capacity(), 524288);
+    assert_ptr_equal(t.find(devs[n].id), &devs[n]);
+}
+
 // ---- collisions ------------------------------------------------------------
 
 void run_colliding(Table::Hasher hasher, uint32_t n) {
@@ -508,6 +537,7 @@ int main(void) {
         cmocka_unit_test(test_binary_keys_colliding),
         cmocka_unit_test(test_growth_many_keys),
         cmocka_unit_test(test_for_each_once),
+        cmocka_unit_test(test_insert_out_of_memory),
         cmocka_unit_test(test_all_keys_collide),
         cmocka_unit_test(test_runs_wrap_around_the_array_end),
         cmocka_unit_test(test_churn_against_model),

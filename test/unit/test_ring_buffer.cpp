@@ -21,6 +21,7 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include "mem_limit.h"
 #include "ring_buffer.h"
 
 namespace {
@@ -543,6 +544,44 @@ void test_zero_length_append(void**) {
     assert_true(r.empty());
 }
 
+// Out of memory (RLIMIT_AS lowered, see mem_limit.h): growth fails,
+// reserve() returns false and the ring is unchanged, bytes and all; the
+// first allocation of a lazy ring fails the same way.
+void test_grow_out_of_memory(void**) {
+    if (!mem_limit_supported()) skip();
+    RingBuffer r(RingBuffer::kMaxCapacity, 16);
+    append_pattern(r, 0, 10);
+    r.consume(4);
+    append_pattern(r, 10, 8);  // 14 bytes, wrapped in 16
+    std::vector<uint8_t> before = peek_all(r);
+    bool grew;
+    {
+        MemLimit lim(32u << 20);
+        assert_true(lim.ok());
+        grew = r.reserve(256u << 20);
+    }
+    assert_false(grew);
+    assert_int_equal(r.capacity(), 16);
+    assert_int_equal(r.size(), 14);
+    assert_true(peek_all(r) == before);
+    assert_true(span_bytes(r) == before);
+    // Still usable once memory is back.
+    append_pattern(r, 18, 20);
+    assert_int_equal(r.capacity(), 64);
+    assert_true(peek_all(r) == pattern(4, 34));
+
+    RingBuffer lazy(RingBuffer::kMaxCapacity, 512u << 20);
+    bool allocated;
+    {
+        MemLimit lim(32u << 20);
+        assert_true(lim.ok());
+        allocated = lazy.reserve(1);
+    }
+    assert_false(allocated);
+    assert_int_equal(lazy.capacity(), 0);
+    assert_true(lazy.empty());
+}
+
 // ---- randomized comparison with a model -----------------------------------
 
 // splitmix64: a fixed, portable PRNG (std distributions differ between
@@ -699,6 +738,7 @@ int main(void) {
         cmocka_unit_test(test_write_spans_respect_max_bytes),
         cmocka_unit_test(test_release_only_when_empty),
         cmocka_unit_test(test_contiguous),
+        cmocka_unit_test(test_grow_out_of_memory),
         cmocka_unit_test(test_model_randomized),
         // Last: under UBSan a failure here aborts the binary.
         cmocka_unit_test(test_zero_length_append),
