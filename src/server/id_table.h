@@ -48,15 +48,12 @@ class IdTable {
     // Adds entry under entry->key(). False if that key is present already
     // or memory is exhausted; the table is unchanged then.
     bool insert(Entry* entry) {
+        if (find(entry->key()) != nullptr) return false;
         if ((count_ + 1) * 4 > capacity() * 3 && !resize(capacity() ? capacity() * 2 : 16))
             return false;
         uint64_t h = hash(entry->key());
         size_t i = h & mask_;
-        for (;; i = (i + 1) & mask_) {
-            Slot& s = slots_[i];
-            if (s.entry == nullptr) break;
-            if (s.hash == h && s.entry->key() == entry->key()) return false;
-        }
+        while (slots_[i].entry != nullptr) i = (i + 1) & mask_;
         slots_[i] = Slot{h, entry};
         ++count_;
         return true;

@@ -13,6 +13,14 @@
 #include <cstddef>
 
 struct ListNode {
+    ListNode() = default;
+    // Copying an element does not copy its place in a list: the copy starts
+    // unlinked, and assignment leaves the target's own links alone.
+    ListNode(const ListNode&) {}
+    ListNode& operator=(const ListNode&) { return *this; }
+    // Destroying a linked node would leave its neighbours dangling.
+    ~ListNode() { unlink(); }
+
     ListNode* prev = nullptr;
     ListNode* next = nullptr;
     bool linked() const { return next != nullptr; }

@@ -50,6 +50,7 @@ bool RingBuffer::reserve(size_t n) {
 }
 
 bool RingBuffer::append(const void* data, size_t n) {
+    if (n == 0) return true;  // no storage may exist yet: touch nothing
     if (!reserve(n)) return false;
     uint32_t mask = capacity_ - 1;
     uint32_t start = head_ & mask;
