@@ -38,7 +38,9 @@ class V1FallbackTest(unittest.TestCase):
         with self.assertRaises(RequestFailed) as cm:
             sub.subscribe("offline")
         self.assertEqual(cm.exception.status, protocol.STATUS_FAILURE)
+        self.assertEqual(sub.subscriptions, [])  # refused: not renewed later
         sub.subscribe("pub")
+        self.assertEqual(sub.subscriptions, ["pub"])
         self.assertTrue(sub.is_alive("pub"))
         self.assertFalse(sub.is_alive("offline"))
         pub.send(b"x" * 65535)

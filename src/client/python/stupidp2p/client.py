@@ -52,8 +52,8 @@ from typing import (Callable, Deque, Dict, Iterator, List, Optional, Set,
 from . import protocol as P
 from .errors import (BadArgument, ClientClosedError, ConnectError,
                      ConnectionLostError, MessageTooLarge, NotConnectedError,
-                     P2PError, ProtocolError, RequestTimeout, Unsupported,
-                     error_for_status)
+                     P2PError, ProtocolError, RequestFailed, RequestTimeout,
+                     Unsupported, error_for_status)
 from .frame import FrameDecoder, encode
 
 __all__ = ["Client", "Message", "ConnectionState", "Bye", "DeviceId", "Data"]
@@ -394,6 +394,12 @@ class Client:
 
     # ---- commands -------------------------------------------------------
 
+    # The wanted id and subscriptions are recorded *before* the request is
+    # sent, so that a reconnect racing with the request restores them; a
+    # refusal from the server takes them back out.  If the connection drops
+    # while the request waits, the caller gets ConnectionLostError and the
+    # new connection carries out the request anyway.
+
     def register(self, device_id: DeviceId) -> None:
         """Take ``device_id`` for this connection (1..255 bytes).
 
@@ -402,17 +408,24 @@ class Client:
         connection holds the id, the server hands it over to this one.
         """
         raw = self._checked_id(device_id)
-        self._check(self._call(P.CMD_REGISTER, raw), P.CMD_REGISTER)
-        self._my_id = raw
+        previous, self._my_id = self._my_id, raw
         self._unrestored.discard(b"")
+        try:
+            self._check(self._call(P.CMD_REGISTER, raw), P.CMD_REGISTER)
+        except ConnectionLostError:
+            raise  # the next connection registers it
+        except (RequestFailed, NotConnectedError, ClientClosedError):
+            if self._my_id is raw:
+                self._my_id = previous
+            raise
 
     def unregister(self) -> None:
         """Release this client's id; the server also cancels its
         subscriptions, and so does the client."""
-        self._check(self._call(P.CMD_UNREGISTER), P.CMD_UNREGISTER)
         self._my_id = None
         self._subs.clear()
         self._unrestored.clear()
+        self._check(self._call(P.CMD_UNREGISTER), P.CMD_UNREGISTER)
 
     def subscribe(self, device_id: DeviceId) -> None:
         """Receive what ``device_id`` sends; renewed after a reconnect.
@@ -421,9 +434,17 @@ class Client:
         server refuses one (:class:`RequestFailed`).
         """
         raw = self._checked_id(device_id)
-        self._check(self._call(P.CMD_SUBSCRIBE, raw), P.CMD_SUBSCRIBE)
+        added = raw not in self._subs
         self._subs[raw] = None
         self._unrestored.discard(raw)
+        try:
+            self._check(self._call(P.CMD_SUBSCRIBE, raw), P.CMD_SUBSCRIBE)
+        except ConnectionLostError:
+            raise  # the next connection subscribes
+        except (RequestFailed, NotConnectedError, ClientClosedError):
+            if added:
+                self._subs.pop(raw, None)
+            raise
 
     def unsubscribe(self, device_id: DeviceId) -> None:
         """Stop receiving from ``device_id`` (idempotent)."""
