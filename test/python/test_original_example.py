@@ -214,6 +214,14 @@ class OriginalExampleTest(ServerCase):
         self.assertEqual(self.run_program(WINDOW_FLOW, self.server.port),
                          WINDOW_EXPECTED)
 
+    def test_chat_window_flow_package_import(self):
+        # The other way to run an original program: change only its import.
+        code = WINDOW_FLOW.replace("from stupidP2P import stupidP2PClient",
+                                   "from stupidp2p import stupidP2PClient")
+        self.assertNotEqual(code, WINDOW_FLOW)
+        self.assertEqual(self.run_program(code, self.server.port),
+                         WINDOW_EXPECTED)
+
     def test_chat_window_flow_original_server(self):
         with FakeV1Server() as srv:
             out = self.run_program(WINDOW_FLOW, srv.port)
