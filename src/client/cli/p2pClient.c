@@ -1,0 +1,283 @@
+/*
+ * p2pClient - the stupidP2P terminal client (see p2pClient(1)).
+ *
+ *   p2pClient -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS]
+ *
+ * Registers MY_ID, waits until OTHER_ID is online, subscribes to it, then
+ * sends every line of standard input and prints every message received as
+ * "recv data: ..." on standard output. `quit` or the end of the input ends
+ * it cleanly. Progress and errors go to standard error, so that standard
+ * output carries nothing but received data and the client works in pipes.
+ *
+ * Against a v2 server it subscribes first and wakes on the PRESENCE event
+ * that tells it OTHER_ID came online; against an original (v1) server it
+ * asks once a second, as the original client did.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "stupidp2p.h"
+
+#define EXIT_USAGE 2
+#define EXIT_CONNECT 3
+#define EXIT_WAIT 4
+
+static const char *progname = "p2pClient";
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int other_online;      /* PRESENCE said so */
+    const char *other_id;
+} g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS]\n"
+            "       %s --help\n"
+            "\n"
+            "Connects to a stupidP2P server, registers MY_ID, waits for OTHER_ID to be\n"
+            "online and subscribes to it. Every line read from standard input is then\n"
+            "sent; every message received is printed as \"recv data: ...\" on standard\n"
+            "output. \"quit\" or the end of the input exits.\n"
+            "\n"
+            "  -s, --server HOST     server host name or address (IPv4 or IPv6)\n"
+            "  -p, --port PORT       server port (1-65535)\n"
+            "  -m, --my-id ID        this device's id (1-255 bytes)\n"
+            "  -o, --other-id ID     the device to talk to (1-255 bytes)\n"
+            "  -w, --wait SECONDS    how long to wait for OTHER_ID (default 30)\n"
+            "  -h, --help            print this help and exit\n"
+            "\n"
+            "Exit status: 0 done, 1 the server refused a command, 2 usage error,\n"
+            "3 cannot connect, 4 OTHER_ID did not come online in time.\n",
+            progname, progname);
+}
+
+static void on_message(int32_t handle, const uint8_t *sender, size_t sender_len, const uint8_t *data,
+                       size_t len, void *user)
+{
+    (void)handle;
+    (void)sender;
+    (void)sender_len;
+    (void)user;
+    flockfile(stdout);
+    fputs("recv data: ", stdout);
+    fwrite(data, 1, len, stdout);
+    putc('\n', stdout);
+    fflush(stdout);
+    funlockfile(stdout);
+}
+
+static void on_presence(int32_t handle, const uint8_t *id, size_t id_len, int online, void *user)
+{
+    (void)handle;
+    (void)user;
+    pthread_mutex_lock(&g.mu);
+    if (id_len == strlen(g.other_id) && memcmp(id, g.other_id, id_len) == 0) {
+        g.other_online = online;
+        pthread_cond_broadcast(&g.cond);
+    }
+    pthread_mutex_unlock(&g.mu);
+    fprintf(stderr, "device:%s is %s\n", (const char *)id, online ? "online" : "offline");
+}
+
+static void on_state(int32_t handle, stupid_p2p_state_t state, stupid_p2p_cause_t cause, void *user)
+{
+    (void)handle;
+    (void)user;
+    if (state == STUPID_P2P_STATE_DISCONNECTED)
+        fprintf(stderr, "%s: connection lost (cause %d), reconnecting\n", progname, (int)cause);
+    else if (state == STUPID_P2P_STATE_CONNECTED)
+        fprintf(stderr, "%s: reconnected\n", progname);
+}
+
+static void on_log(int32_t handle, stupid_p2p_log_level_t level, const char *msg, void *user)
+{
+    (void)handle;
+    (void)user;
+    if (level <= STUPID_P2P_LOG_WARNING)
+        fprintf(stderr, "%s: %s\n", progname, msg);
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Waits until other is online, up to wait_s seconds. v2: subscribed
+ * already, woken by PRESENCE; v1: asks once a second. Returns 0 or -1. */
+static int wait_for_other(int32_t h, const char *other, long wait_s, int v2)
+{
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += wait_s;
+    fprintf(stderr, "checking device%s alive: \n", other);
+    for (int attempt = 1;; attempt++) {
+        int32_t r = stupid_p2p_check_alive(h, other, strlen(other));
+        if (r == 1) {
+            fprintf(stderr, "device:%s is alive\n", other);
+            return 0;
+        }
+        if (r < 0 && r != STUPID_P2P_RESTARTING && r != STUPID_P2P_TIMEOUT && r != STUPID_P2P_NET_ERROR) {
+            fprintf(stderr, "%s: check alive: %s\n", progname, stupid_p2p_strerror(r));
+            return -1;
+        }
+        struct timespec now, next;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            return -1;
+        fprintf(stderr, "device:%s is not alive, try again %d\n", other, attempt);
+        next = now;
+        next.tv_sec += 1;
+        if (next.tv_sec > end.tv_sec || (next.tv_sec == end.tv_sec && next.tv_nsec > end.tv_nsec))
+            next = end;
+        pthread_mutex_lock(&g.mu);
+        while (!(v2 && g.other_online)) {
+            if (pthread_cond_timedwait(&g.cond, &g.mu, &next) == ETIMEDOUT)
+                break;
+        }
+        pthread_mutex_unlock(&g.mu);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, 's'}, {"port", required_argument, NULL, 'p'},
+        {"my-id", required_argument, NULL, 'm'},  {"other-id", required_argument, NULL, 'o'},
+        {"wait", required_argument, NULL, 'w'},   {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *host = NULL, *my_id = NULL, *other = NULL;
+    long port = 0, wait_s = 30;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "s:p:m:o:w:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 's': host = optarg; break;
+        case 'm': my_id = optarg; break;
+        case 'o': other = optarg; break;
+        case 'p':
+            if (parse_int(optarg, 1, 65535, &port) != 0) {
+                fprintf(stderr, "%s: bad port '%s' (expected 1-65535)\n", progname, optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'w':
+            if (parse_int(optarg, 0, 86400, &wait_s) != 0) {
+                fprintf(stderr, "%s: bad wait '%s' (expected 0-86400 seconds)\n", progname, optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", progname, argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (host == NULL || port == 0 || my_id == NULL || other == NULL) {
+        fprintf(stderr, "%s: -s, -p, -m and -o are all required\n", progname);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    size_t ml = strlen(my_id), ol = strlen(other);
+    if (ml < 1 || ml > 255 || ol < 1 || ol > 255) {
+        fprintf(stderr, "%s: ids must be 1 to 255 bytes\n", progname);
+        return EXIT_USAGE;
+    }
+    g.other_id = other;
+
+    stupid_p2p_options_t opt;
+    stupid_p2p_options_init(&opt);
+    opt.on_message = on_message;
+    opt.on_presence = on_presence;
+    opt.on_state = on_state;
+    opt.on_log = on_log;
+    opt.log_level = STUPID_P2P_LOG_WARNING;
+    int32_t h = stupid_p2p_init_ex(host, (int32_t)port, &opt);
+    if (h < 0) {
+        fprintf(stderr, "%s: cannot connect to %s port %ld: %s\n", progname, host, port, stupid_p2p_strerror(h));
+        return EXIT_CONNECT;
+    }
+
+    int status = 0;
+    int subscribed = 0;
+    int32_t r = stupid_p2p_register(h, my_id, ml);
+    if (r != STUPID_P2P_NO_ERROR) {
+        fprintf(stderr, "%s: register %s: %s\n", progname, my_id, stupid_p2p_strerror(r));
+        status = 1;
+        goto out;
+    }
+    fprintf(stderr, "register device:%s success \n", my_id);
+
+    stupid_p2p_stats_t st;
+    int v2 = stupid_p2p_get_stats(h, &st) == STUPID_P2P_NO_ERROR && st.protocol_version >= 2;
+    if (v2) {
+        /* v2 accepts a subscription to an offline device and then tells us
+         * when it comes online. */
+        r = stupid_p2p_subscribe(h, other, ol);
+        if (r != STUPID_P2P_NO_ERROR) {
+            fprintf(stderr, "%s: subscribe %s: %s\n", progname, other, stupid_p2p_strerror(r));
+            status = 1;
+            goto out;
+        }
+        subscribed = 1;
+    }
+    if (wait_for_other(h, other, wait_s, v2) != 0) {
+        fprintf(stderr, "%s: device %s did not come online within %ld s\n", progname, other, wait_s);
+        status = EXIT_WAIT;
+        goto out;
+    }
+    if (!subscribed) {
+        r = stupid_p2p_subscribe(h, other, ol);
+        if (r != STUPID_P2P_NO_ERROR) {
+            fprintf(stderr, "%s: subscribe %s: %s\n", progname, other, stupid_p2p_strerror(r));
+            status = 1;
+            goto out;
+        }
+        subscribed = 1;
+    }
+    fprintf(stderr, "subscribe device:%s success\n", other);
+    fprintf(stderr, "input and receive(input 'quit' to quit): \n");
+
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, stdin)) != -1) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (strcmp(line, "quit") == 0)
+            break;
+        if (n == 0)
+            continue;
+        r = stupid_p2p_send(h, line, (size_t)n);
+        if (r != STUPID_P2P_NO_ERROR)
+            fprintf(stderr, "%s: send failed: %s\n", progname, stupid_p2p_strerror(r));
+        else
+            fprintf(stderr, "send data: %s\n", line);
+    }
+    if (ferror(stdin))
+        fprintf(stderr, "%s: reading standard input: %s\n", progname, strerror(errno));
+    free(line);
+
+out:
+    if (subscribed && stupid_p2p_unsubscribe(h, other, ol) == STUPID_P2P_NO_ERROR)
+        fprintf(stderr, "unsubscribe device:%s success\n", other);
+    if (stupid_p2p_unregister(h) == STUPID_P2P_NO_ERROR)
+        fprintf(stderr, "unregister device%s success\n", my_id);
+    stupid_p2p_deinit(h);
+    return status;
+}
