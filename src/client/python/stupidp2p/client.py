@@ -315,7 +315,7 @@ class Client:
     def close(self) -> None:
         """Close the connection and stop the threads.  Idempotent.
 
-        Waiting requests fail with :class:`ConnectionLostError`; a blocked
+        Waiting requests fail with :class:`ClientClosedError`; a blocked
         :meth:`recv` raises :class:`ClientClosedError` once the queue is
         empty.  Messages already queued can still be read.
         """
