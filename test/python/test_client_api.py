@@ -34,6 +34,7 @@ class ClientApiTest(ServerCase):
         self.assertEqual(c.server_idle_timeout, 300)
         self.assertIsNone(c.device_id)
         self.assertEqual(c.subscriptions, [])
+        self.assertIn("connected v2", repr(c))
 
     def test_connect_later_and_refused(self):
         c = Client("127.0.0.1", self.server.port, connect=False)

@@ -333,6 +333,11 @@ class Client:
             if t is not None and t is not me and t.is_alive():
                 t.join(timeout=max(self.timeout, 1.0))
 
+    def __repr__(self) -> str:
+        return "<stupidp2p.Client %s:%d %s v%s id=%r>" % (
+            self.host, self.port, self._state.value, self.protocol_version,
+            self.device_id)
+
     def __enter__(self) -> "Client":
         return self
 
