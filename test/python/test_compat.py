@@ -80,6 +80,15 @@ class CompatTest(ServerCase):
         self.assertEqual(str(bytes(got[0]), encoding="UTF-8"), "hello")
         self.assertEqual(sub.recvData(), [])
 
+    def test_offline_subscription_by_protocol_version(self):
+        # v2 accepts a subscription to an offline device; asking for v1
+        # gives exactly the original protocol, which refuses it.
+        self.assertEqual(self.started().subscribeDevice(self.uid("off")), 1)
+        v1 = self.make(version=1)
+        self.assertTrue(v1.initClient())
+        self.assertEqual(v1.client.protocol_version, 1)
+        self.assertEqual(v1.subscribeDevice(self.uid("off")), 0)
+
     def test_unsubscribe_both_spellings(self):
         pub = self.started(self.uid("pub"))
         sub = self.started(self.uid("sub"))
