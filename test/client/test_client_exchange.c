@@ -86,7 +86,7 @@ static void test_recv_data_batches(void **state)
  * and nothing is queued. */
 static void test_callback_delivery(void **state)
 {
-    struct ct_rec rec;
+    static struct ct_rec rec; /* static: outlives a failed test */
     ct_rec_init(&rec);
     int32_t a = ct_open(ct_port(state), NULL, 0);
     int32_t c = ct_open(ct_port(state), NULL, 0);
@@ -158,7 +158,7 @@ static void cb_calls_back(int32_t h, const uint8_t *s, size_t sl, const uint8_t 
 
 static void test_callback_cannot_block(void **state)
 {
-    struct ct_rec rec;
+    static struct ct_rec rec; /* static: outlives a failed test */
     ct_rec_init(&rec);
     stupid_p2p_options_t o;
     ct_options(&o, &rec, 1);

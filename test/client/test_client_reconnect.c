@@ -21,7 +21,7 @@
 static void test_traffic_resumes_after_restart(void **state)
 {
     struct p2p_server *srv = *state;
-    struct ct_rec ra, rb;
+    static struct ct_rec ra, rb; /* static: outlives a failed test */
     ct_rec_init(&ra);
     ct_rec_init(&rb);
     int32_t a = ct_open(srv->port, &ra, 0);
@@ -66,7 +66,7 @@ static void test_traffic_resumes_after_restart(void **state)
     stupid_p2p_stats_t st;
     ct_ok(stupid_p2p_get_stats(a, &st));
     assert_int_equal(st.reconnects, 1);
-    assert_int_equal(st.last_cause, STUPID_P2P_CAUSE_EOF);
+    assert_true(st.last_cause == STUPID_P2P_CAUSE_EOF || st.last_cause == STUPID_P2P_CAUSE_CONNECT_FAILED);
     /* The state sequence: DISCONNECTED, then CONNECTING/DISCONNECTED
      * pairs while the server is down, then CONNECTED last. */
     pthread_mutex_lock(&ra.mu);
@@ -83,7 +83,7 @@ static void test_traffic_resumes_after_restart(void **state)
 static void test_repeated_restarts_v2(void **state)
 {
     struct p2p_server *srv = *state;
-    struct ct_rec ra, rb;
+    static struct ct_rec ra, rb; /* static: outlives a failed test */
     ct_rec_init(&ra);
     ct_rec_init(&rb);
     int32_t a = ct_open(srv->port, &ra, 0);
@@ -127,7 +127,7 @@ static void test_repeated_restarts_v2(void **state)
  * reconnects without it, instead of taking it back forever. */
 static void test_takeover_is_not_a_fight(void **state)
 {
-    struct ct_rec ra;
+    static struct ct_rec ra; /* static: outlives a failed test */
     ct_rec_init(&ra);
     int32_t a = ct_open(ct_port(state), &ra, 0);
     ct_ok(stupid_p2p_register(a, "contested", 9));
@@ -150,7 +150,7 @@ static void test_takeover_is_not_a_fight(void **state)
 static void test_backoff_bounds_attempts(void **state)
 {
     struct p2p_server *srv = *state;
-    struct ct_rec ra;
+    static struct ct_rec ra; /* static: outlives a failed test */
     ct_rec_init(&ra);
     stupid_p2p_options_t o;
     ct_options(&o, &ra, 0);
