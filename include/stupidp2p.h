@@ -322,8 +322,9 @@ int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats);
 /* ---- compatibility with the original header -----------------------------
  * The original defined _log(fmt, ...) as printf; programs written for it
  * may use it. Define STUPID_P2P_NO_LEGACY_LOG before including this header
- * to leave the name free. */
-#if !defined(STUPID_P2P_NO_LEGACY_LOG) && !defined(_log)
+ * to leave the name free. (C++98 has no variadic macros: not there.) */
+#if !defined(STUPID_P2P_NO_LEGACY_LOG) && !defined(_log) && \
+    (!defined(__cplusplus) || __cplusplus >= 201103L)
 #define _log(...) printf(__VA_ARGS__)
 #endif
 
