@@ -183,6 +183,15 @@ static void ct_on_log(int32_t h, stupid_p2p_log_level_t level, const char *msg, 
         ct_ok_;                                                                    \
     })
 
+/* Reads an expression over *r under its lock. */
+#define CT_GET(r, expr)                                                            \
+    ({                                                                             \
+        pthread_mutex_lock(&(r)->mu);                                              \
+        __typeof__(expr) ct_v_ = (expr);                                           \
+        pthread_mutex_unlock(&(r)->mu);                                            \
+        ct_v_;                                                                     \
+    })
+
 /* ---- handles ------------------------------------------------------------------- */
 
 /* Options for tests: short timeouts and backoff, callbacks into rec (when

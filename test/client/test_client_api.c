@@ -205,7 +205,7 @@ static void test_new_calls_and_reasons(void **state)
     stupid_p2p_message_free(NULL);
 
     /* Presence on unregister, then register again. */
-    int before = rec.n_presence;
+    int before = CT_GET(&rec, rec.n_presence);
     ct_ok(stupid_p2p_unregister(a));
     assert_true(CT_WAIT_FOR(&rec, CT_WAIT_MS, rec.n_presence > before));
     assert_int_equal(rec.presence_online[before], 0);

@@ -92,7 +92,7 @@ static void test_repeated_restarts_v2(void **state)
     ct_ok(stupid_p2p_subscribe(b, "A", 1));
     ct_ok(stupid_p2p_subscribe(b, "offline-one", 11));
     for (int round = 0; round < 3; round++) {
-        int before = rb.n_connected, abefore = ra.n_connected;
+        int before = CT_GET(&rb, rb.n_connected), abefore = CT_GET(&ra, ra.n_connected);
         if (round % 2)
             assert_int_equal(p2p_server_stop(srv), 0); /* graceful: BYE 4 */
         else
@@ -171,8 +171,8 @@ static void test_backoff_bounds_attempts(void **state)
         if (ra.states[i] == STUPID_P2P_STATE_DISCONNECTED)
             assert_int_equal(ra.causes[i], STUPID_P2P_CAUSE_CONNECT_FAILED);
     pthread_mutex_unlock(&ra.mu);
+    int before = CT_GET(&ra, ra.n_connected); /* none while it is down */
     assert_int_equal(p2p_server_restart(srv, NULL), 0);
-    int before = ra.n_connected;
     assert_true(CT_WAIT_FOR(&ra, CT_WAIT_MS, ra.n_connected > before));
     ct_ok(stupid_p2p_heart_beat(a));
     stupid_p2p_deinit(a);

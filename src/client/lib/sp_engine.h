@@ -397,7 +397,8 @@ static void sp_deliver(struct sp_handle *h, const uint8_t *sender, size_t slen, 
 {
     if (h->opt.on_message) {
         uint8_t id[P2P_ID_MAX + 1];
-        memcpy(id, sender, slen);
+        if (slen > 0)
+            memcpy(id, sender, slen);
         id[slen] = 0;
         uint8_t saved = data[len];
         data[len] = 0;
@@ -424,7 +425,8 @@ static void sp_deliver(struct sp_handle *h, const uint8_t *sender, size_t slen, 
     m->pub.data = copy;
     m->pub.length = len;
     m->pub.sender_len = slen;
-    memcpy(m->pub.sender, sender, slen);
+    if (slen > 0) /* sender is NULL on v1: memcpy(NULL, 0) is undefined */
+        memcpy(m->pub.sender, sender, slen);
     m->pub.sender[slen] = 0;
 
     pthread_mutex_lock(&h->mu);

@@ -217,8 +217,10 @@ static void sp_release(struct sp_handle *h)
     pthread_mutex_lock(&sp_reg_mu);
     for (size_t i = 0; i < sp_reg_len; i++) {
         if (sp_reg[i].h == h) {
-            if (--sp_reg[i].refs == 0)
-                pthread_cond_broadcast(&sp_reg_cond);
+            /* deinit may wait for refs to drop to its own count (1), not
+             * to 0: wake it on every release. */
+            sp_reg[i].refs--;
+            pthread_cond_broadcast(&sp_reg_cond);
             break;
         }
     }
