@@ -103,50 +103,60 @@ static void test_idle_device_released(void **state)
     tc_close(a);
 }
 
-/* Frames of every kind keep a connection open well past the timeout:
- * heartbeats, other commands, unknown commands and empty frames. Another
- * connection that stays silent meanwhile is closed. */
+/* Frames of every kind keep a connection open well past the timeout. Each
+ * of four connections sends one kind only: heartbeats, another command
+ * (CHECK_ALIVE), unknown commands, empty frames. A fifth connection stays
+ * silent meanwhile and is closed. */
 static void test_frames_refresh(void **state)
 {
-    static const uint8_t kinds[][8] = {
+    enum { KINDS = 4 };
+    static const uint8_t kinds[KINDS][8] = {
         {0, 0, 0, 1, 0x07},                   /* HEARTBEAT (reply 87 01)   */
-        {0, 0, 0, 0},                         /* empty frame (no reply)    */
-        {0, 0, 0, 2, 0x42, 'x'},              /* unknown command (none)    */
         {0, 0, 0, 3, 0x06, 'i', 'd'},         /* CHECK_ALIVE (reply 86 00) */
+        {0, 0, 0, 2, 0x42, 'x'},              /* unknown command (none)    */
+        {0, 0, 0, 0},                         /* empty frame (none)        */
     };
-    static const size_t kind_len[] = {5, 4, 6, 7};
-    int a = tc_connect(port_of(state));
+    static const size_t kind_len[KINDS] = {5, 7, 6, 4};
+    int fds[KINDS];
+    for (int k = 0; k < KINDS; k++)
+        fds[k] = tc_connect(port_of(state));
     int silent = tc_connect(port_of(state));
     int64_t start = now_ms();
     int silent_closed = 0;
-    size_t k = 0;
-    /* Timeout 2 s; a frame every 250 ms for 4.5 s. */
+    /* Timeout 2 s; a frame on each connection every 250 ms for 4.5 s. */
     while (now_ms() - start < 4500) {
-        tc_send_raw(a, kinds[k % 4], kind_len[k % 4]);
-        if (k % 4 == 0)
-            tc_expect_reply(a, P2P_CMD_HEARTBEAT, 1);
-        if (k % 4 == 3)
-            tc_expect_reply(a, P2P_CMD_CHECK_ALIVE, 0);
-        k++;
+        for (int k = 0; k < KINDS; k++) {
+            tc_send_raw(fds[k], kinds[k], kind_len[k]);
+            if (k == 0)
+                tc_expect_reply(fds[k], P2P_CMD_HEARTBEAT, 1);
+            if (k == 1)
+                tc_expect_reply(fds[k], P2P_CMD_CHECK_ALIVE, 0);
+        }
         if (!silent_closed && readable_within(silent, 250)) {
             tc_expect_closed(silent, TC_WAIT_MS, 0);
             silent_closed = 1;
         } else if (silent_closed) {
-            (void)readable_within(a, 250);
+            (void)readable_within(fds[0], 250);
         }
-        /* Nothing unsolicited may arrive on a. */
-        if (readable_within(a, 0)) {
-            uint8_t buf[16];
-            ssize_t n = tc_recv_frame(a, buf, sizeof buf, 100);
-            fail_msg("the refreshed connection got %s (%zd)",
-                     n < 0 ? "closed" : "an unexpected frame", n);
+        /* Nothing unsolicited may arrive, and no close. */
+        for (int k = 0; k < KINDS; k++) {
+            if (readable_within(fds[k], 0)) {
+                uint8_t buf[16];
+                ssize_t n = tc_recv_frame(fds[k], buf, sizeof buf, 100);
+                fail_msg("connection %d (frame kind %d) got %s (%zd) after %lld ms", k, k,
+                         n < 0 ? "closed" : "an unexpected frame", n,
+                         (long long)(now_ms() - start));
+            }
         }
     }
     assert_true(silent_closed);
-    assert_true(tc_is_open(a));
-    /* Then silence: a is closed too. */
-    tc_expect_closed(a, 5000, 0);
-    tc_close(a);
+    for (int k = 0; k < KINDS; k++)
+        assert_true(tc_is_open(fds[k]));
+    /* Then silence: they are closed too. */
+    for (int k = 0; k < KINDS; k++) {
+        tc_expect_closed(fds[k], 5000, 0);
+        tc_close(fds[k]);
+    }
     tc_close(silent);
 }
 
