@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "harness.h"
@@ -60,30 +61,49 @@ static void test_takeover_new_holder_reaches_subscribers(void **state)
 }
 
 /* Output queued for the old holder before the takeover is delivered in full
- * before the close. 24 x 60 KiB is more than the socket buffers take while
- * the old holder does not read, so part of it waits in the server. */
+ * before the close. 12 MB is more than the kernel buffers between server
+ * and a client that does not read (tcp_wmem max + the receive window), so
+ * part of it waits in the server: the server runs with --max-output 32 MiB
+ * so that this is not a slow consumer. Nothing sent after the takeover
+ * reaches the closing connection. */
+enum { FLUSH_N = 200, FLUSH_LEN = 60 * 1024 };
+
+static int setup_large_output(void **state)
+{
+    static const char *const args[] = {"--max-output", "33554432", NULL};
+    return tc_setup_server_args(state, args);
+}
+
+static void flush_data(uint8_t *data, int i)
+{
+    memset(data, 'a' + i % 26, FLUSH_LEN);
+    data[0] = (uint8_t)i;
+    data[1] = (uint8_t)(i >> 8);
+}
+
 static void test_takeover_flushes_pending_output(void **state)
 {
-    enum { N = 24, SIZE = 60 * 1024 };
-    static uint8_t data[SIZE];
+    uint8_t *data = malloc(FLUSH_LEN);
+    assert_non_null(data);
     int a = tc_connect(port_of(state));
     int p = tc_connect(port_of(state));
     int b = tc_connect(port_of(state));
     tc_register(a, "old", 1);
     tc_register(p, "pub", 1);
     tc_subscribe(a, "pub", 1);
-    for (int i = 0; i < N; i++) {
-        memset(data, 'a' + i, sizeof data);
-        data[0] = (uint8_t)i;
-        tc_send_data(p, data, sizeof data, 1);
+    for (int i = 0; i < FLUSH_N; i++) {
+        flush_data(data, i);
+        tc_send_data(p, data, FLUSH_LEN, 1);
     }
     tc_register(b, "old", 1);
-    for (int i = 0; i < N; i++) {
-        memset(data, 'a' + i, sizeof data);
-        data[0] = (uint8_t)i;
-        tc_expect_data(a, data, sizeof data);
+    /* a is closing now: this one is not for it. */
+    tc_send_data(p, "late", 4, 1);
+    for (int i = 0; i < FLUSH_N; i++) {
+        flush_data(data, i);
+        tc_expect_data(a, data, FLUSH_LEN);
     }
     tc_expect_closed(a, TC_WAIT_MS, 0);
+    free(data);
     tc_close(a);
     tc_close(p);
     tc_close(b);
@@ -174,7 +194,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_takeover_closes_old_holder),
         T(test_takeover_new_holder_reaches_subscribers),
-        T(test_takeover_flushes_pending_output),
+        cmocka_unit_test_setup_teardown(test_takeover_flushes_pending_output,
+                                        setup_large_output, tc_teardown_server),
         T(test_takeover_by_registered_connection),
         T(test_repeated_takeovers),
         T(test_takeover_does_not_transfer_subscriptions),
