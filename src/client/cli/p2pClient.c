@@ -87,12 +87,31 @@ static void on_presence(int32_t handle, const uint8_t *id, size_t id_len, int on
     fprintf(stderr, "device:%s is %s\n", (const char *)id, online ? "online" : "offline");
 }
 
+static const char *cause_text(stupid_p2p_cause_t c)
+{
+    switch (c) {
+    case STUPID_P2P_CAUSE_TAKEN_OVER: return "another connection registered this id";
+    case STUPID_P2P_CAUSE_IDLE_TIMEOUT: return "idle timeout";
+    case STUPID_P2P_CAUSE_SLOW_CONSUMER: return "too slow reading";
+    case STUPID_P2P_CAUSE_SERVER_SHUTDOWN: return "server shutting down";
+    case STUPID_P2P_CAUSE_PROTOCOL_ERROR: return "protocol error";
+    case STUPID_P2P_CAUSE_NOT_AUTHORIZED: return "not authorized";
+    case STUPID_P2P_CAUSE_LIMIT: return "server limit reached";
+    case STUPID_P2P_CAUSE_EOF: return "closed by the server";
+    case STUPID_P2P_CAUSE_IO_ERROR: return "socket error";
+    case STUPID_P2P_CAUSE_HEARTBEAT_LOST: return "server not answering";
+    case STUPID_P2P_CAUSE_BAD_FRAME: return "bad data from the server";
+    case STUPID_P2P_CAUSE_CONNECT_FAILED: return "cannot connect";
+    default: return "unknown cause";
+    }
+}
+
 static void on_state(int32_t handle, stupid_p2p_state_t state, stupid_p2p_cause_t cause, void *user)
 {
     (void)handle;
     (void)user;
     if (state == STUPID_P2P_STATE_DISCONNECTED)
-        fprintf(stderr, "%s: connection lost (cause %d), reconnecting\n", progname, (int)cause);
+        fprintf(stderr, "%s: connection lost (%s), reconnecting\n", progname, cause_text(cause));
     else if (state == STUPID_P2P_STATE_CONNECTED)
         fprintf(stderr, "%s: reconnected\n", progname);
 }
@@ -209,7 +228,8 @@ int main(int argc, char **argv)
     opt.log_level = STUPID_P2P_LOG_WARNING;
     int32_t h = stupid_p2p_init_ex(host, (int32_t)port, &opt);
     if (h < 0) {
-        fprintf(stderr, "%s: cannot connect to %s port %ld: %s\n", progname, host, port, stupid_p2p_strerror(h));
+        fprintf(stderr, "%s: cannot connect to %s port %ld: %s\n", progname, host, port,
+                h == STUPID_P2P_BAD_PARAM ? "unknown host or bad address" : stupid_p2p_strerror(h));
         return EXIT_CONNECT;
     }
 

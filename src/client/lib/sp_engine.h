@@ -153,6 +153,16 @@ static void sp_set_fd(struct sp_handle *h, int fd)
     pthread_mutex_unlock(&h->mu);
 }
 
+/* Closes the socket under mu, so that no caller can write to the number
+ * once the kernel hands it out again. */
+static void sp_drop_fd(struct sp_handle *h)
+{
+    pthread_mutex_lock(&h->mu);
+    sp_io_close(h->fd);
+    h->fd = -1;
+    pthread_mutex_unlock(&h->mu);
+}
+
 static void sp_init_failed(struct sp_handle *h, int32_t err)
 {
     pthread_mutex_lock(&h->mu);
@@ -710,8 +720,7 @@ static void sp_on_deadline(struct sp_handle *h, uint64_t now)
         break;
     case SP_PH_CONNECTING:
         sp_log(h, STUPID_P2P_LOG_INFO, "connect timed out after %d ms", (int)h->opt.connect_timeout_ms);
-        sp_io_close(h->fd);
-        sp_set_fd(h, -1);
+        sp_drop_fd(h);
         sp_connect_next(h);
         break;
     case SP_PH_HANDSHAKE:
@@ -786,8 +795,7 @@ static void *sp_thread_main(void *arg)
                     sp_on_connected(h);
                 } else {
                     sp_log(h, STUPID_P2P_LOG_INFO, "connect to %s port %s: %s", h->host, h->port, strerror(err));
-                    sp_io_close(h->fd);
-                    sp_set_fd(h, -1);
+                    sp_drop_fd(h);
                     sp_connect_next(h);
                 }
             } else {
