@@ -9,6 +9,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
+
 #include "client_util.h"
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
@@ -67,6 +69,29 @@ static void test_init_hostname(void **state)
     assert_int_equal(stupid_p2p_get_state(h), STUPID_P2P_STATE_CONNECTED);
     ct_ok(stupid_p2p_heart_beat(h));
     stupid_p2p_deinit(h);
+}
+
+/* No process-wide side effects: no signal handler is installed (the
+ * original set one for SIGPIPE); writes use MSG_NOSIGNAL instead. */
+static void test_no_signal_handlers(void **state)
+{
+    struct sigaction before, after;
+    assert_int_equal(sigaction(SIGPIPE, NULL, &before), 0);
+    int32_t h = stupid_p2p_init(U8("127.0.0.1"), ct_port(state));
+    assert_true(h > 0);
+    ct_ok(stupid_p2p_heart_beat(h));
+    assert_int_equal(sigaction(SIGPIPE, NULL, &after), 0);
+    assert_true(before.sa_handler == after.sa_handler);
+    assert_true(after.sa_handler == SIG_DFL);
+    /* SIGPIPE is fatal by default here: a write to a closed connection
+     * would kill this test. The server goes away under a 60 KB send. */
+    ct_ok(stupid_p2p_register(h, "pipe", 4));
+    static uint8_t big[60000];
+    p2p_server_kill((struct p2p_server *)*state);
+    for (int i = 0; i < 20; i++)
+        (void)stupid_p2p_send(h, big, sizeof big);
+    stupid_p2p_deinit(h);
+    assert_int_equal(p2p_server_restart((struct p2p_server *)*state, NULL), 0);
 }
 
 static void test_handles_are_distinct(void **state)
@@ -299,7 +324,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_init_bad_params),     T(test_init_connection_refused), T(test_init_bad_host),
-        T(test_init_hostname),       T(test_handles_are_distinct),    T(test_original_calls),
+        T(test_init_hostname),       T(test_no_signal_handlers),      T(test_handles_are_distinct),    T(test_original_calls),
         T(test_original_bad_params), T(test_new_calls_and_reasons),   T(test_protocol_v1_option),
         T(test_strerror),
     };
