@@ -89,8 +89,9 @@ const char *stupid_p2p_strerror(int32_t code);
 /* ---- the original API ----------------------------------------------------
  * Handles are positive int32_t values, never reused within a process.
  * Unless noted, functions return STUPID_P2P_NO_ERROR or a negative code:
- *   STUPID_P2P_BAD_PARAM       handle <= 0, NULL id, empty or over-long
- *                              (> 255 bytes) id, bad length
+ *   STUPID_P2P_BAD_PARAM       handle <= 0, NULL or over-long (> 255
+ *                              bytes) id, bad length (an empty id goes to
+ *                              the server, which refuses it, as before)
  *   STUPID_P2P_ERROR_COMMOND   unknown handle, or the server answered
  *                              failure (for any reason)
  *   STUPID_P2P_RESTARTING      not connected at the moment (reconnecting)
