@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "harness.h"
@@ -213,6 +214,49 @@ static void test_many_similar_ids(void **state)
     tc_close(q);
 }
 
+/* Churn: one connection registers a new id thousands of times (each
+ * releasing the previous one) while another holds a fixed set; lookups stay
+ * exact throughout. */
+static void test_id_churn(void **state)
+{
+    enum { FIXED = 50, CYCLES = 3000 };
+    int fixed[FIXED];
+    char id[32];
+    for (int i = 0; i < FIXED; i++) {
+        fixed[i] = tc_connect(port_of(state));
+        int n = snprintf(id, sizeof id, "fixed-%d", i);
+        tc_register_bytes(fixed[i], id, (size_t)n, 1);
+    }
+    int churn = tc_connect(port_of(state));
+    int q = tc_connect(port_of(state));
+    for (int c = 0; c < CYCLES; c++) {
+        int n = snprintf(id, sizeof id, "churn-%d", c);
+        tc_send_cmd(churn, P2P_CMD_REGISTER, id, (size_t)n);
+        if (c % 3 == 0)
+            tc_send_cmd(churn, P2P_CMD_UNREGISTER, NULL, 0);
+    }
+    for (int c = 0; c < CYCLES; c++) {
+        tc_expect_reply(churn, P2P_CMD_REGISTER, 1);
+        if (c % 3 == 0)
+            tc_expect_reply(churn, P2P_CMD_UNREGISTER, 1);
+    }
+    /* Only the last id is online (CYCLES - 1 is not a multiple of 3). */
+    for (int c = 0; c < CYCLES; c += 97) {
+        int n = snprintf(id, sizeof id, "churn-%d", c);
+        alive(q, id, (size_t)n, 0);
+    }
+    int n = snprintf(id, sizeof id, "churn-%d", CYCLES - 1);
+    alive(q, id, (size_t)n, 1);
+    for (int i = 0; i < FIXED; i++) {
+        n = snprintf(id, sizeof id, "fixed-%d", i);
+        alive(q, id, (size_t)n, 1);
+    }
+    for (int i = 0; i < FIXED; i++)
+        tc_close(fixed[i]);
+    tc_close(churn);
+    tc_close(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -223,6 +267,7 @@ int main(void)
         T(test_exact_comparison),
         T(test_no_special_ids),
         T(test_many_similar_ids),
+        T(test_id_churn),
     };
     return cmocka_run_group_tests_name("v1 ids", tests, NULL, NULL);
 }

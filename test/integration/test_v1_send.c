@@ -145,6 +145,37 @@ static void test_send_pipelined_replies_in_order(void **state)
     tc_close(s);
 }
 
+/* The sender never gets a copy, even when it is subscribed to the id it now
+ * holds: it subscribed while another connection held the id, then took the
+ * id over (or registered it after the holder left). */
+static void test_no_copy_to_sender_subscribed_to_own_id(void **state)
+{
+    int a = tc_connect(port_of(state));
+    int s = tc_connect(port_of(state));
+    int other = tc_connect(port_of(state));
+    tc_register(a, "dev", 1);
+    tc_subscribe(s, "dev", 1);
+    tc_subscribe(other, "dev", 1);
+    /* Takeover: s now holds "dev" and is still subscribed to it. */
+    tc_register(s, "dev", 1);
+    tc_expect_closed(a, TC_WAIT_MS, 0);
+    tc_send_data(s, "mine", 4, 1);
+    tc_expect_data(other, "mine", 4);
+    tc_expect_nothing_pending(s);
+    /* The same after unregister and register again. */
+    tc_unregister(s); /* cancels s's subscriptions too */
+    int b = tc_connect(port_of(state));
+    tc_register(b, "dev2", 1);
+    tc_subscribe(s, "dev2", 1);
+    tc_close_and_wait(b);
+    tc_register(s, "dev2", 1);
+    tc_send_data(s, "again", 5, 1);
+    tc_expect_nothing_pending(s);
+    tc_close(a);
+    tc_close(s);
+    tc_close(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +186,7 @@ int main(void)
         T(test_send_data_that_looks_like_protocol),
         T(test_send_after_unregister_fails),
         T(test_send_pipelined_replies_in_order),
+        T(test_no_copy_to_sender_subscribed_to_own_id),
     };
     return cmocka_run_group_tests_name("v1 SEND", tests, NULL, NULL);
 }
