@@ -282,7 +282,23 @@ static int wait_child(pid_t pid, int timeout_ms, int *status)
     return result;
 }
 
-/* In a freshly forked child: die with the parent, stdin from /dev/null. */
+/* In a forked child after a failed exec: says so with write(2) only (the
+ * test may have threads, so stdio locks may be held), and the caller exits
+ * 127. */
+static void child_exec_failed(const char *path)
+{
+    const char *why = strerrordesc_np(errno); /* static, untranslated: no locks */
+    if (why == NULL)
+        why = "unknown error";
+    const char *parts[] = {"harness: exec ", path, ": ", why, "\n"};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        ssize_t r = write(STDERR_FILENO, parts[i], strlen(parts[i]));
+        (void)r;
+    }
+}
+
+/* In a freshly forked child: die with the parent, stdin from /dev/null.
+ * Only async-signal-safe calls: the test may have threads. */
 static void child_setup(pid_t parent)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
@@ -331,7 +347,7 @@ int tc_run_capture(const char *const *argv, char *out, size_t cap, int timeout_m
         if (dup2(pipefd[1], STDOUT_FILENO) == -1 || dup2(pipefd[1], STDERR_FILENO) == -1)
             _exit(126);
         execvp(argv[0], (char *const *)argv);
-        fprintf(stderr, "harness: exec %s: %s\n", argv[0], strerror(errno));
+        child_exec_failed(argv[0]);
         _exit(127);
     }
     close(pipefd[1]);
@@ -567,7 +583,7 @@ static enum start_result start_on_port(struct p2p_server *server,
         if (dup2(logfd, STDOUT_FILENO) == -1 || dup2(logfd, STDERR_FILENO) == -1)
             _exit(126);
         execv(path, (char *const *)argv);
-        fprintf(stderr, "harness: exec %s: %s\n", path, strerror(errno));
+        child_exec_failed(path);
         _exit(127);
     }
     close(logfd);

@@ -7,6 +7,9 @@
  * waits on a condition (bytes arriving, a connection closing, a process
  * exiting) up to a deadline, never for a fixed time.
  *
+ * Servers and child processes die with the thread that started them
+ * (PR_SET_PDEATHSIG): start them from the test's main thread.
+ *
  * Helpers whose names start with tc_expect_ fail the current CMocka test
  * (via fail_msg) when the expectation does not hold; include <cmocka.h>'s
  * prerequisites before this header.
