@@ -754,6 +754,13 @@ static void *sp_thread_main(void *arg)
         pthread_mutex_unlock(&h->mu);
         if (closing)
             break;
+        /* A deadline already due (a zero backoff, say) runs now: the timer
+         * may have fired for this very millisecond already. */
+        uint64_t due = sp_now_ms();
+        if (h->deadline != 0 && due >= h->deadline) {
+            sp_on_deadline(h, due);
+            continue;
+        }
         if (h->deadline != h->timer_armed) {
             int e = sp_io_timer_arm(h->tfd, h->deadline);
             if (e != 0)
@@ -785,8 +792,10 @@ static void *sp_thread_main(void *arg)
         }
         if (pfd[0].revents)
             sp_io_drain(h->efd);
-        if (pfd[1].revents)
+        if (pfd[1].revents) {
             sp_io_drain(h->tfd);
+            h->timer_armed = 0; /* fired: a one-shot timer is disarmed now */
+        }
         if (nfd == 3 && pfd[2].revents && pfd[2].fd == h->fd) {
             short re = pfd[2].revents;
             if (h->phase == SP_PH_CONNECTING) {
