@@ -27,7 +27,7 @@ CXXFLAGS  += -std=c++20 -D_GNU_SOURCE $(CXXWARN) -fno-exceptions -fno-rtti
 # Tests are C too, but built without -Wconversion: assertions on byte
 # buffers are clearer without a cast in every line.
 TEST_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT)
-TEST_CXXFLAGS := -std=c++20 -D_GNU_SOURCE $(CXXWARN) $(OPT)
+TEST_CXXFLAGS := -std=c++20 -D_GNU_SOURCE $(CXXWARN) $(OPT) -fno-rtti
 
 ifeq ($(SANITIZE),)
 BUILD     := build
@@ -90,7 +90,7 @@ all: $(ALL)
 
 # ---- flag tracking: objects depend on a file that changes with the flags ---
 FLAGS_FILE := $(BUILD)/flags
-FLAGS_NOW  := $(CC) $(CPPFLAGS) $(CFLAGS) | $(CXX) $(CXXFLAGS) | $(LDFLAGS) | $(TEST_CFLAGS)
+FLAGS_NOW  := $(CC) $(CPPFLAGS) $(CFLAGS) | $(CXX) $(CXXFLAGS) | $(LDFLAGS) | $(TEST_CFLAGS) | $(TEST_CXXFLAGS)
 $(shell mkdir -p $(BUILD) && { [ -f $(FLAGS_FILE) ] && [ "$$(cat $(FLAGS_FILE))" = '$(FLAGS_NOW)' ] || echo '$(FLAGS_NOW)' > $(FLAGS_FILE); })
 
 # ---- compile ---------------------------------------------------------------

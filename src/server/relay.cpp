@@ -229,13 +229,15 @@ void Relay::on_register(Session& s, const uint8_t* id, size_t len) {
         reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);  // already ours
         return;
     }
-    // A connection holds one id: registering another releases the first.
-    release_device(s, true);
+    // Find or make the new id's entry first, so that a failure (the table
+    // cannot grow) leaves the connection with the id it had.
     Device* d = find_or_create(id, len);
     if (d == nullptr) {
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_LIMIT);
         return;
     }
+    // A connection holds one id: registering another releases the first.
+    release_device(s, true);
     char printable[300];
     Session* old = d->holder;
     if (old != nullptr) {
