@@ -10,7 +10,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "harness.h"
 #include "protocol.h"
@@ -213,6 +216,118 @@ static void test_reply_frames_on_the_wire(void **state)
     tc_close(a);
 }
 
+/* ---- random chunking ----------------------------------------------------- */
+
+static uint32_t rng_state;
+
+static uint32_t rnd(uint32_t bound)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state % bound;
+}
+
+/* Reads what is available on fd (at most max bytes, without waiting) and
+ * checks it against want[*pos..]. */
+static void drain_some(int fd, const uint8_t *want, size_t want_len, size_t *pos, size_t max)
+{
+    static uint8_t buf[65536];
+    if (max > sizeof buf)
+        max = sizeof buf;
+    ssize_t n = recv(fd, buf, max, MSG_DONTWAIT);
+    if (n == -1) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        fail_msg("recv: %s", strerror(errno));
+    }
+    if (n == 0)
+        fail_msg("subscriber closed after %zu bytes", *pos);
+    if (*pos + (size_t)n > want_len)
+        fail_msg("subscriber got %zu bytes, more than the %zu expected", *pos + (size_t)n,
+                 want_len);
+    if (memcmp(buf, want + *pos, (size_t)n) != 0) {
+        size_t d = 0;
+        while (buf[d] == want[*pos + d])
+            d++;
+        tc_hexdump("expected", want + *pos, (size_t)n, d > 16 ? d - 16 : 0, 64);
+        tc_hexdump("received", buf, (size_t)n, d > 16 ? d - 16 : 0, 64);
+        fail_msg("subscriber stream differs at byte %zu", *pos + d);
+    }
+    *pos += (size_t)n;
+}
+
+/* A long stream of frames of random sizes (SEND, HEARTBEAT, empty frames)
+ * written in random chunks that ignore frame boundaries, while the
+ * subscriber reads its stream in random amounts: the server's input and
+ * output buffers wrap around and grow many times. Everything must arrive
+ * byte for byte: the replies on the publisher, [03]+data on the
+ * subscriber. */
+static void test_random_chunking(void **state)
+{
+    enum { FRAMES = 600, MAXDATA = 9000 };
+    rng_state = 0x2545f491u;
+    size_t in_cap = (size_t)FRAMES * (MAXDATA + 16);
+    uint8_t *in = malloc(in_cap);        /* what the publisher writes    */
+    uint8_t *out = malloc(in_cap);       /* what the subscriber must get */
+    uint8_t *replies_want = malloc(FRAMES * 6);
+    assert_non_null(in);
+    assert_non_null(out);
+    assert_non_null(replies_want);
+    size_t in_len = 0, out_len = 0, rep_len = 0;
+    for (int f = 0; f < FRAMES; f++) {
+        uint32_t kind = rnd(10);
+        if (kind == 0) { /* empty frame: ignored */
+            memset(in + in_len, 0, 4);
+            in_len += 4;
+        } else if (kind == 1) { /* heartbeat */
+            memcpy(in + in_len, "\0\0\0\1\7", 5);
+            in_len += 5;
+            memcpy(replies_want + rep_len, "\0\0\0\2\x87\1", 6);
+            rep_len += 6;
+        } else { /* SEND of 0..MAXDATA bytes */
+            uint32_t len = kind == 2 ? rnd(8) : rnd(MAXDATA);
+            uint32_t l = len + 1;
+            uint8_t h[4] = {(uint8_t)(l >> 24), (uint8_t)(l >> 16), (uint8_t)(l >> 8),
+                            (uint8_t)l};
+            memcpy(in + in_len, h, 4);
+            memcpy(out + out_len, h, 4);
+            in[in_len + 4] = 0x03;
+            out[out_len + 4] = 0x03;
+            for (uint32_t i = 0; i < len; i++)
+                in[in_len + 5 + i] = out[out_len + 5 + i] = (uint8_t)rnd(256);
+            in_len += 5 + len;
+            out_len += 5 + len;
+            memcpy(replies_want + rep_len, "\0\0\0\2\x83\1", 6);
+            rep_len += 6;
+        }
+    }
+    int p = tc_connect(port_of(state));
+    int s = tc_connect(port_of(state));
+    tc_register(p, "pub", 1);
+    tc_subscribe(s, "pub", 1);
+    size_t sent = 0, got = 0;
+    while (sent < in_len) {
+        size_t chunk = 1 + rnd(rnd(4) == 0 ? 20 : 12000);
+        if (chunk > in_len - sent)
+            chunk = in_len - sent;
+        tc_send_raw(p, in + sent, chunk);
+        sent += chunk;
+        drain_some(s, out, out_len, &got, 1 + rnd(16000));
+    }
+    /* The rest, waiting for it (bounded by tc_expect_raw). */
+    if (got < out_len)
+        tc_expect_raw(s, out + got, out_len - got);
+    tc_expect_raw(p, replies_want, rep_len);
+    tc_expect_nothing_pending(p);
+    tc_expect_nothing_pending(s);
+    free(in);
+    free(out);
+    free(replies_want);
+    tc_close(p);
+    tc_close(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +339,7 @@ int main(void)
         T(test_empty_frame_ignored),
         T(test_unknown_commands_ignored),
         T(test_reply_frames_on_the_wire),
+        T(test_random_chunking),
     };
     return cmocka_run_group_tests_name("v1 framing", tests, NULL, NULL);
 }
