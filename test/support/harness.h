@@ -10,6 +10,13 @@
  * Servers and child processes die with the thread that started them
  * (PR_SET_PDEATHSIG): start them from the test's main thread.
  *
+ * A server is ready when /proc shows its own LISTEN socket on the port: no
+ * probe connection is made, so --max-conns and the server's log see only
+ * the test's connections. Its stdout and stderr go to
+ * $P2P_BUILD/test-logs/servers/p2pServer-*.txt, or /tmp/p2pServer-test-*.txt
+ * without P2P_BUILD (removed at stop/kill unless P2P_KEEP_LOGS is set). A
+ * failing tc_ helper prints the tail of every running server's log.
+ *
  * Helpers whose names start with tc_expect_ fail the current CMocka test
  * (via fail_msg) when the expectation does not hold; include <cmocka.h>'s
  * prerequisites before this header.
