@@ -38,6 +38,25 @@ static void test_init_bad_params(void **state)
 
 /* The first connection cannot be made: an error, no handle, nothing left
  * behind (valgrind checks the leak part in test_client_deinit). */
+/* An older program's smaller options struct: what it has is used, the
+ * rest defaults. */
+static void test_init_older_options(void **state)
+{
+    stupid_p2p_options_t o;
+    stupid_p2p_options_init(&o);
+    assert_int_equal(o.struct_size, sizeof o);
+    o.protocol_version = 1;
+    o.on_message = (stupid_p2p_message_cb)1; /* beyond struct_size: unread */
+    o.struct_size = (uint32_t)offsetof(stupid_p2p_options_t, protocol_version);
+    int32_t h = stupid_p2p_init_ex("127.0.0.1", ct_port(state), &o);
+    assert_true(h > 0);
+    stupid_p2p_stats_t st;
+    ct_ok(stupid_p2p_get_stats(h, &st));
+    assert_int_equal(st.protocol_version, 2); /* the default, not 1 */
+    ct_ok(stupid_p2p_heart_beat(h));
+    stupid_p2p_deinit(h);
+}
+
 static void test_init_connection_refused(void **state)
 {
     /* A port nobody listens on: the server's, after it stopped. */
@@ -323,7 +342,7 @@ static void test_strerror(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_init_bad_params),     T(test_init_connection_refused), T(test_init_bad_host),
+        T(test_init_bad_params),     T(test_init_older_options),      T(test_init_connection_refused), T(test_init_bad_host),
         T(test_init_hostname),       T(test_no_signal_handlers),      T(test_handles_are_distinct),    T(test_original_calls),
         T(test_original_bad_params), T(test_new_calls_and_reasons),   T(test_protocol_v1_option),
         T(test_strerror),
