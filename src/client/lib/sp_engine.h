@@ -439,25 +439,32 @@ static void sp_deliver(struct sp_handle *h, const uint8_t *sender, size_t slen, 
         memcpy(m->pub.sender, sender, slen);
     m->pub.sender[slen] = 0;
 
+    /* One log line when an overflow episode starts and one when it ends,
+     * written after the lock is released. */
+    int episode_start = 0;
+    uint64_t episode_end = 0;
+    uint32_t q_len;
+    size_t q_bytes;
     pthread_mutex_lock(&h->mu);
+    q_len = h->q_len;
+    q_bytes = h->q_bytes;
     if (h->q_len >= (uint32_t)h->opt.recv_queue_max ||
         h->q_bytes + len > (size_t)h->opt.recv_queue_max_bytes) {
         h->n_dropped++;
         h->q_dropped_episode++;
-        if (!h->q_overflowing) {
-            h->q_overflowing = 1;
-            sp_log(h, STUPID_P2P_LOG_WARNING,
-                   "receive queue full (%u messages, %zu bytes): dropping new messages until it drains",
-                   h->q_len, h->q_bytes);
-        }
+        episode_start = !h->q_overflowing;
+        h->q_overflowing = 1;
         pthread_mutex_unlock(&h->mu);
         sp_msg_free(m);
+        if (episode_start)
+            sp_log(h, STUPID_P2P_LOG_WARNING,
+                   "receive queue full (%u messages, %zu bytes): dropping new messages until it drains",
+                   q_len, q_bytes);
         return;
     }
     if (h->q_overflowing) {
         h->q_overflowing = 0;
-        sp_log(h, STUPID_P2P_LOG_WARNING, "receive queue has room again; %llu message(s) were dropped",
-               (unsigned long long)h->q_dropped_episode);
+        episode_end = h->q_dropped_episode;
         h->q_dropped_episode = 0;
     }
     if (h->q_tail)
@@ -470,6 +477,9 @@ static void sp_deliver(struct sp_handle *h, const uint8_t *sender, size_t slen, 
     h->n_received++;
     pthread_cond_signal(&h->q_cond);
     pthread_mutex_unlock(&h->mu);
+    if (episode_end)
+        sp_log(h, STUPID_P2P_LOG_WARNING, "receive queue has room again; %llu message(s) were dropped",
+               (unsigned long long)episode_end);
 }
 
 /* Updates the remembered id and subscriptions from a reply (mu held). */
@@ -676,6 +686,7 @@ static void sp_on_readable(struct sp_handle *h)
                 return;
             sp_buf_consume(&h->in, f.consumed);
         }
+        sp_buf_trim(&h->in, 1u << 18); /* give back what a burst took */
         if (n < room)
             return; /* drained: poll will say when there is more */
     }
