@@ -70,6 +70,9 @@ static void test_overflow_counted(void **state)
     ct_ok(stupid_p2p_recv(b, &m, CT_WAIT_MS));
     assert_memory_equal(m->data, "again", 5);
     stupid_p2p_message_free(m);
+    /* The line is logged after the message is queued: once the thread has
+     * handled the next frame, it has been. */
+    ct_barrier(b);
     pthread_mutex_lock(&log_mu);
     assert_int_equal(log_room, 1);
     pthread_mutex_unlock(&log_mu);
