@@ -4,8 +4,9 @@
 // brk, both bounded by RLIMIT_AS, see setrlimit(2)) returns NULL. Small
 // allocations from memory the process already holds still succeed.
 //
-// Not usable under AddressSanitizer, which reserves terabytes of shadow
-// address space: mem_limit_supported() is false there and tests skip().
+// Not usable under AddressSanitizer or ThreadSanitizer, which reserve
+// terabytes of shadow address space: mem_limit_supported() is false there
+// and tests skip().
 #pragma once
 
 #include <sys/resource.h>
@@ -13,10 +14,10 @@
 
 #include <cstdio>
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define MEM_LIMIT_SUPPORTED 0
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
 #define MEM_LIMIT_SUPPORTED 0
 #endif
 #endif

@@ -9,7 +9,7 @@
  * Usage: app SERVER_IP PORT. Two devices in one process talk to each
  * other; everything printed is checked by the script.
  */
-#include "stupidp2p.h"
+#include "stupidP2P.h" /* the original header name, unchanged */
 
 #include <stdio.h>
 #include <stdlib.h>
