@@ -14,17 +14,10 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_check_alive_on_the_wire(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     static const uint8_t req[] = {0, 0, 0, 3, 0x06, 'i', 'd'};
     static const uint8_t off[] = {0, 0, 0, 2, 0x86, 0x00};
     static const uint8_t on[] = {0, 0, 0, 2, 0x86, 0x01};
@@ -39,7 +32,7 @@ static void test_check_alive_on_the_wire(void **state)
 
 static void test_check_alive_own_id(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_register(a, "self", 1);
     tc_check_alive(a, "self", 1);
     tc_close(a);
@@ -47,8 +40,8 @@ static void test_check_alive_own_id(void **state)
 
 static void test_check_alive_after_unregister(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     tc_check_alive(q, "dev", 1);
     tc_unregister(a);
@@ -61,8 +54,8 @@ static void test_check_alive_after_unregister(void **state)
  * from then on. */
 static void test_check_alive_after_close(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     tc_close_and_wait(a);
     tc_check_alive(q, "dev", 0);
@@ -71,7 +64,7 @@ static void test_check_alive_after_close(void **state)
 
 static void test_check_alive_bad_ids(void **state)
 {
-    int q = tc_connect(port_of(state));
+    int q = tc_connect(tc_port(state));
     uint8_t longid[256];
     memset(longid, 'z', sizeof longid);
     tc_send_cmd(q, P2P_CMD_CHECK_ALIVE, NULL, 0);
@@ -79,7 +72,7 @@ static void test_check_alive_bad_ids(void **state)
     tc_send_cmd(q, P2P_CMD_CHECK_ALIVE, longid, sizeof longid);
     tc_expect_reply(q, P2P_CMD_CHECK_ALIVE, 0);
     /* A 255-byte id registered is online; its 256-byte extension is not. */
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_register_bytes(a, longid, 255, 1);
     tc_send_cmd(q, P2P_CMD_CHECK_ALIVE, longid, 255);
     tc_expect_reply(q, P2P_CMD_CHECK_ALIVE, 1);
@@ -93,9 +86,9 @@ static void test_check_alive_bad_ids(void **state)
 /* A takeover keeps the id online all along. */
 static void test_check_alive_across_takeover(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     tc_register(b, "dev", 1);
     tc_check_alive(q, "dev", 1);
@@ -109,12 +102,12 @@ static void test_check_alive_across_takeover(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_check_alive_on_the_wire),
-        T(test_check_alive_own_id),
-        T(test_check_alive_after_unregister),
-        T(test_check_alive_after_close),
-        T(test_check_alive_bad_ids),
-        T(test_check_alive_across_takeover),
+        TC_SERVER_TEST(test_check_alive_on_the_wire),
+        TC_SERVER_TEST(test_check_alive_own_id),
+        TC_SERVER_TEST(test_check_alive_after_unregister),
+        TC_SERVER_TEST(test_check_alive_after_close),
+        TC_SERVER_TEST(test_check_alive_bad_ids),
+        TC_SERVER_TEST(test_check_alive_across_takeover),
     };
     return cmocka_run_group_tests_name("v1 CHECK_ALIVE", tests, NULL, NULL);
 }

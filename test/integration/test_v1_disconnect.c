@@ -21,13 +21,6 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 /* close() with SO_LINGER 0: the peer sees a reset. */
 static void close_with_reset(int fd)
 {
@@ -38,14 +31,14 @@ static void close_with_reset(int fd)
 
 static void test_close_releases_id(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     tc_close_and_wait(a);
     tc_check_alive(q, "dev", 0);
     tc_subscribe(q, "dev", 0);
     /* The id is free: a new connection registers it without any takeover. */
-    int b = tc_connect(port_of(state));
+    int b = tc_connect(tc_port(state));
     tc_register(b, "dev", 1);
     tc_check_alive(q, "dev", 1);
     tc_close(b);
@@ -54,8 +47,8 @@ static void test_close_releases_id(void **state)
 
 static void test_reset_releases_id(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     close_with_reset(a);
     tc_wait_alive(q, "dev", 3, 0, TC_WAIT_MS);
@@ -68,16 +61,16 @@ static void test_reset_releases_id(void **state)
  * nothing. */
 static void test_close_cancels_subscriptions(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    int keep = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
+    int keep = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_subscribe(s, "pub", 1);
     tc_subscribe(keep, "pub", 1);
     tc_close_and_wait(s);
     int fresh[4];
     for (int i = 0; i < 4; i++)
-        fresh[i] = tc_connect(port_of(state));
+        fresh[i] = tc_connect(tc_port(state));
     tc_send_data(p, "after", 5, 1);
     tc_expect_data(keep, "after", 5);
     for (int i = 0; i < 4; i++) {
@@ -96,9 +89,9 @@ static void test_subscriber_reset_during_traffic(void **state)
     enum { N = 50 };
     static uint8_t data[4096];
     memset(data, 'd', sizeof data);
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    int keep = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
+    int keep = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_subscribe(s, "pub", 1);
     tc_subscribe(keep, "pub", 1);
@@ -121,9 +114,9 @@ static void test_subscriber_reset_during_traffic(void **state)
  * unregistered connection closing releases nothing. */
 static void test_publisher_close_leaves_subscribers_open(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    int anon = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
+    int anon = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_subscribe(s, "pub", 1);
     tc_close_and_wait(anon);
@@ -138,9 +131,9 @@ static void test_publisher_close_leaves_subscribers_open(void **state)
  * trip over the replies it cannot deliver. */
 static void test_close_with_pending_requests(void **state)
 {
-    int q = tc_connect(port_of(state));
+    int q = tc_connect(tc_port(state));
     for (int round = 0; round < 20; round++) {
-        int a = tc_connect(port_of(state));
+        int a = tc_connect(tc_port(state));
         char id[16];
         int n = snprintf(id, sizeof id, "burst%d", round);
         tc_send_cmd(a, P2P_CMD_REGISTER, id, (size_t)n);
@@ -165,13 +158,13 @@ static void test_close_with_pending_requests(void **state)
 static void test_connect_and_close(void **state)
 {
     for (int i = 0; i < 50; i++) {
-        int a = tc_connect(port_of(state));
+        int a = tc_connect(tc_port(state));
         if (i % 2)
             close_with_reset(a);
         else
             tc_close(a);
     }
-    int q = tc_connect(port_of(state));
+    int q = tc_connect(tc_port(state));
     assert_true(tc_is_open(q));
     tc_close(q);
 }
@@ -179,13 +172,13 @@ static void test_connect_and_close(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_close_releases_id),
-        T(test_reset_releases_id),
-        T(test_close_cancels_subscriptions),
-        T(test_subscriber_reset_during_traffic),
-        T(test_publisher_close_leaves_subscribers_open),
-        T(test_close_with_pending_requests),
-        T(test_connect_and_close),
+        TC_SERVER_TEST(test_close_releases_id),
+        TC_SERVER_TEST(test_reset_releases_id),
+        TC_SERVER_TEST(test_close_cancels_subscriptions),
+        TC_SERVER_TEST(test_subscriber_reset_during_traffic),
+        TC_SERVER_TEST(test_publisher_close_leaves_subscribers_open),
+        TC_SERVER_TEST(test_close_with_pending_requests),
+        TC_SERVER_TEST(test_connect_and_close),
     };
     return cmocka_run_group_tests_name("v1 disconnect", tests, NULL, NULL);
 }

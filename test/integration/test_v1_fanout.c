@@ -15,22 +15,15 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 enum { SUBS = 8 };
 
 static void test_fanout_to_all_subscribers(void **state)
 {
-    int p = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
     int subs[SUBS];
     tc_register(p, "pub", 1);
     for (int i = 0; i < SUBS; i++) {
-        subs[i] = tc_connect(port_of(state));
+        subs[i] = tc_connect(tc_port(state));
         tc_subscribe(subs[i], "pub", 1);
     }
     static const uint8_t data[] = {'h', 'i', 0x00, 0xff, 0x80, '\n'};
@@ -51,12 +44,12 @@ static void test_fanout_to_all_subscribers(void **state)
 static void test_fanout_order_per_subscriber(void **state)
 {
     enum { MSGS = 200 };
-    int p = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
     int subs[SUBS];
     char msg[32];
     tc_register(p, "pub", 1);
     for (int i = 0; i < SUBS; i++) {
-        subs[i] = tc_connect(port_of(state));
+        subs[i] = tc_connect(tc_port(state));
         tc_subscribe(subs[i], "pub", 1);
     }
     for (int m = 0; m < MSGS; m++) {
@@ -82,12 +75,12 @@ static void test_fanout_order_per_subscriber(void **state)
  * connections receive nothing. */
 static void test_fanout_only_to_subscribers(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
-    int sub_p = tc_connect(port_of(state));
-    int sub_q = tc_connect(port_of(state));
-    int idle = tc_connect(port_of(state));
-    int left = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
+    int sub_p = tc_connect(tc_port(state));
+    int sub_q = tc_connect(tc_port(state));
+    int idle = tc_connect(tc_port(state));
+    int left = tc_connect(tc_port(state));
     tc_register(p, "p", 1);
     tc_register(q, "q", 1);
     tc_register(idle, "idle", 1);
@@ -119,11 +112,7 @@ static void test_fanout_full_mesh(void **state)
     enum { N = 5 };
     int fds[N];
     char id[8], msg[16];
-    for (int i = 0; i < N; i++) {
-        fds[i] = tc_connect(port_of(state));
-        snprintf(id, sizeof id, "n%d", i);
-        tc_register(fds[i], id, 1);
-    }
+    tc_connect_registered(tc_port(state), fds, N, "n");
     for (int i = 0; i < N; i++)
         for (int j = 0; j < N; j++) {
             snprintf(id, sizeof id, "n%d", j);
@@ -147,10 +136,10 @@ static void test_fanout_full_mesh(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_fanout_to_all_subscribers),
-        T(test_fanout_order_per_subscriber),
-        T(test_fanout_only_to_subscribers),
-        T(test_fanout_full_mesh),
+        TC_SERVER_TEST(test_fanout_to_all_subscribers),
+        TC_SERVER_TEST(test_fanout_order_per_subscriber),
+        TC_SERVER_TEST(test_fanout_only_to_subscribers),
+        TC_SERVER_TEST(test_fanout_full_mesh),
     };
     return cmocka_run_group_tests_name("v1 fan-out", tests, NULL, NULL);
 }

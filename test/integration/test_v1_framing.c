@@ -18,13 +18,6 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 /* A stream of commands covering every v1 command, and its replies. Run on a
  * connection while "pub" is registered elsewhere, it leaves the connection
  * as it found it (no id, no subscription), so it can be repeated. */
@@ -61,8 +54,8 @@ static void test_stream_layout(void **state)
 
 static void test_many_frames_in_one_segment(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int a = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int a = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_send_raw(a, stream, sizeof stream);
     expect_replies(a, 0, NREPLIES);
@@ -83,8 +76,8 @@ static void test_many_frames_in_one_segment(void **state)
  * lets us); the replies to complete frames arrive as we go. */
 static void test_byte_at_a_time(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int a = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int a = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     size_t next = 0;
     for (size_t i = 0; i < sizeof stream; i++) {
@@ -105,8 +98,8 @@ static void test_byte_at_a_time(void **state)
  * the server has read the first part on its own. */
 static void test_split_at_every_offset(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int a = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int a = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     for (size_t cut = 0; cut <= sizeof stream; cut++) {
         size_t done = 0;
@@ -128,7 +121,7 @@ static void test_split_at_every_offset(void **state)
  * the middle. */
 static void test_header_and_payload_split(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     static const uint8_t reg[] = {0, 0, 0, 6, 0x01, 's', 'p', 'l', 'i', 't'};
     tc_send_raw(a, reg, 2);
     tc_send_raw(a, reg + 2, 2);
@@ -142,7 +135,7 @@ static void test_header_and_payload_split(void **state)
 /* L = 0: no reply, the connection stays open and in sync. */
 static void test_empty_frame_ignored(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     static const uint8_t empty[] = {0, 0, 0, 0};
     static const uint8_t hb_reply[] = {0, 0, 0, 2, 0x87, 0x01};
     tc_send_raw(a, empty, sizeof empty);
@@ -171,11 +164,9 @@ static void test_unknown_commands_ignored(void **state)
 {
     static const uint8_t unknown[] = {0x00, 0x09, 0x0b, 0x0d, 0x0e, 0x0f, 0x10, 0x42,
                                       0x7f, 0x80, 0x81, 0x87, 0xc0, 0xfe, 0xff};
-    int a = tc_connect(port_of(state));
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int a = tc_connect(tc_port(state));
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     for (size_t i = 0; i < sizeof unknown; i++) {
         tc_send_cmd(a, unknown[i], NULL, 0);
         tc_send_cmd(a, unknown[i], "pub", 3);
@@ -197,7 +188,7 @@ static void test_unknown_commands_ignored(void **state)
 /* Replies go out as whole frames even when the client reads slowly. */
 static void test_reply_frames_on_the_wire(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_send_raw(a, stream, sizeof stream);
     uint8_t want[NREPLIES * 6];
     for (size_t i = 0; i < NREPLIES; i++) {
@@ -302,10 +293,8 @@ static void test_random_chunking(void **state)
             rep_len += 6;
         }
     }
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     size_t sent = 0, got = 0;
     while (sent < in_len) {
         size_t chunk = 1 + rnd(rnd(4) == 0 ? 20 : 12000);
@@ -332,14 +321,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stream_layout),
-        T(test_many_frames_in_one_segment),
-        T(test_byte_at_a_time),
-        T(test_split_at_every_offset),
-        T(test_header_and_payload_split),
-        T(test_empty_frame_ignored),
-        T(test_unknown_commands_ignored),
-        T(test_reply_frames_on_the_wire),
-        T(test_random_chunking),
+        TC_SERVER_TEST(test_many_frames_in_one_segment),
+        TC_SERVER_TEST(test_byte_at_a_time),
+        TC_SERVER_TEST(test_split_at_every_offset),
+        TC_SERVER_TEST(test_header_and_payload_split),
+        TC_SERVER_TEST(test_empty_frame_ignored),
+        TC_SERVER_TEST(test_unknown_commands_ignored),
+        TC_SERVER_TEST(test_reply_frames_on_the_wire),
+        TC_SERVER_TEST(test_random_chunking),
     };
     return cmocka_run_group_tests_name("v1 framing", tests, NULL, NULL);
 }

@@ -14,16 +14,9 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_heartbeat_on_the_wire(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     static const uint8_t req[] = {0, 0, 0, 1, 0x07};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x87, 0x01};
     tc_send_raw(a, req, sizeof req);
@@ -37,7 +30,7 @@ static void test_heartbeat_on_the_wire(void **state)
 /* The original ignores anything after the command byte. */
 static void test_heartbeat_with_trailing_bytes(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_send_cmd(a, P2P_CMD_HEARTBEAT, "junk\0\xff", 6);
     tc_expect_reply(a, P2P_CMD_HEARTBEAT, 1);
     tc_close(a);
@@ -46,7 +39,7 @@ static void test_heartbeat_with_trailing_bytes(void **state)
 static void test_heartbeats_pipelined(void **state)
 {
     enum { N = 1000 };
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     uint8_t *buf = malloc(N * 5);
     assert_non_null(buf);
     for (int i = 0; i < N; i++)
@@ -63,8 +56,8 @@ static void test_heartbeats_pipelined(void **state)
  * subscriptions. */
 static void test_heartbeat_changes_nothing(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_expect_nothing_pending(p);
     tc_send_data(p, "x", 1, 0);
     tc_register(p, "pub", 1);
@@ -81,10 +74,10 @@ static void test_heartbeat_changes_nothing(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_heartbeat_on_the_wire),
-        T(test_heartbeat_with_trailing_bytes),
-        T(test_heartbeats_pipelined),
-        T(test_heartbeat_changes_nothing),
+        TC_SERVER_TEST(test_heartbeat_on_the_wire),
+        TC_SERVER_TEST(test_heartbeat_with_trailing_bytes),
+        TC_SERVER_TEST(test_heartbeats_pipelined),
+        TC_SERVER_TEST(test_heartbeat_changes_nothing),
     };
     return cmocka_run_group_tests_name("v1 HEARTBEAT", tests, NULL, NULL);
 }

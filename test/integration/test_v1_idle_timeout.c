@@ -24,11 +24,6 @@
 #include "harness.h"
 #include "protocol.h"
 
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -54,29 +49,15 @@ static int readable_within(int fd, int ms)
     }
 }
 
-static int setup_timeout_1(void **state)
-{
-    static const char *const args[] = {"--idle-timeout", "1", NULL};
-    return tc_setup_server_args(state, args);
-}
-
-static int setup_timeout_2(void **state)
-{
-    static const char *const args[] = {"--idle-timeout", "2", NULL};
-    return tc_setup_server_args(state, args);
-}
-
-static int setup_timeout_0(void **state)
-{
-    static const char *const args[] = {"--idle-timeout", "0", NULL};
-    return tc_setup_server_args(state, args);
-}
+static const char *const timeout_1[] = {"--idle-timeout", "1", NULL};
+static const char *const timeout_2[] = {"--idle-timeout", "2", NULL};
+static const char *const timeout_0[] = {"--idle-timeout", "0", NULL};
 
 /* A silent connection (it never sent anything) is closed, not before 1 s. */
 static void test_silent_connection_closed(void **state)
 {
     int64_t start = now_ms();
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_expect_closed(a, 5000, 0);
     int64_t elapsed = now_ms() - start;
     /* 50 ms of slack for clock granularity, never more. */
@@ -89,7 +70,7 @@ static void test_silent_connection_closed(void **state)
  * keep their subscription and see it come back. */
 static void test_idle_device_released(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_register(a, "sleepy", 1);
     int64_t last = now_ms();
     tc_expect_closed(a, 5000, 0);
@@ -97,7 +78,7 @@ static void test_idle_device_released(void **state)
     if (elapsed < 950)
         fail_msg("closed %lld ms after its last frame", (long long)elapsed);
     /* A fresh connection asks at once: the id is offline. */
-    int q = tc_connect(port_of(state));
+    int q = tc_connect(tc_port(state));
     tc_check_alive(q, "sleepy", 0);
     tc_close(q);
     tc_close(a);
@@ -119,8 +100,8 @@ static void test_frames_refresh(void **state)
     static const size_t kind_len[KINDS] = {5, 7, 6, 4};
     int fds[KINDS];
     for (int k = 0; k < KINDS; k++)
-        fds[k] = tc_connect(port_of(state));
-    int silent = tc_connect(port_of(state));
+        fds[k] = tc_connect(tc_port(state));
+    int silent = tc_connect(tc_port(state));
     int64_t start = now_ms();
     int silent_closed = 0;
     /* Timeout 2 s; a frame on each connection every 250 ms for 4.5 s. */
@@ -164,7 +145,7 @@ static void test_frames_refresh(void **state)
  * a header and payload byte by byte is closed all the same. */
 static void test_partial_frame_does_not_refresh(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     /* Header of a 1000-byte frame, then its payload, a byte every 200 ms. */
     static const uint8_t head[] = {0, 0, 0x03, 0xe8};
     int64_t start = now_ms();
@@ -189,11 +170,11 @@ static void test_partial_frame_does_not_refresh(void **state)
  * ticks) is still open. */
 static void test_zero_means_never(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_register(a, "forever", 1);
     assert_int_equal(readable_within(a, 2500), 0);
     assert_true(tc_is_open(a));
-    int q = tc_connect(port_of(state));
+    int q = tc_connect(tc_port(state));
     tc_check_alive(q, "forever", 1);
     tc_close(a);
     tc_close(q);
@@ -202,16 +183,11 @@ static void test_zero_means_never(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_silent_connection_closed, setup_timeout_1,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_idle_device_released, setup_timeout_1,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_frames_refresh, setup_timeout_2,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_partial_frame_does_not_refresh, setup_timeout_1,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_zero_means_never, setup_timeout_0,
-                                        tc_teardown_server),
+        TC_SERVER_TEST_ARGS(test_silent_connection_closed, timeout_1),
+        TC_SERVER_TEST_ARGS(test_idle_device_released, timeout_1),
+        TC_SERVER_TEST_ARGS(test_frames_refresh, timeout_2),
+        TC_SERVER_TEST_ARGS(test_partial_frame_does_not_refresh, timeout_1),
+        TC_SERVER_TEST_ARGS(test_zero_means_never, timeout_0),
     };
     return cmocka_run_group_tests_name("v1 idle timeout", tests, NULL, NULL);
 }

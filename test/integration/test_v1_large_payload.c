@@ -16,13 +16,6 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 /* Deterministic bytes covering all 256 values, different per seed. */
 static void fill(uint8_t *buf, size_t len, uint32_t seed)
 {
@@ -41,11 +34,11 @@ static void test_60k_to_several_subscribers(void **state)
     uint8_t *data = malloc(LEN);
     assert_non_null(data);
     fill(data, LEN, 1);
-    int p = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
     int subs[SUBS];
     tc_register(p, "pub", 1);
     for (int i = 0; i < SUBS; i++) {
-        subs[i] = tc_connect(port_of(state));
+        subs[i] = tc_connect(tc_port(state));
         tc_subscribe(subs[i], "pub", 1);
     }
     tc_send_data(p, data, LEN, 1);
@@ -76,10 +69,8 @@ static void test_maximum_data(void **state)
     wire[3] = 0x00;
     wire[4] = 0x03;
     memcpy(wire + 5, data, len);
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_send_data(p, data, len, 1);
     tc_expect_raw(s, wire, 5 + len);
     tc_expect_nothing_pending(s);
@@ -96,10 +87,8 @@ static void test_burst_in_order(void **state)
     enum { N = 32, LEN = 60 * 1024 };
     uint8_t *data = malloc(LEN);
     assert_non_null(data);
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     for (uint32_t i = 0; i < N; i++) {
         fill(data, LEN, 100 + i);
         tc_send_cmd(p, P2P_CMD_SEND, data, LEN);
@@ -129,10 +118,8 @@ static void test_large_frame_in_pieces(void **state)
     frame[3] = (uint8_t)(LEN + 1);
     frame[4] = P2P_CMD_SEND;
     fill(frame + 5, LEN, 3);
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     size_t total = 5 + LEN, off = 0, piece = 1;
     while (off < total) {
         size_t n = piece < total - off ? piece : total - off;
@@ -161,9 +148,9 @@ static void test_two_publishers_not_interleaved(void **state)
     assert_non_null(a_data);
     assert_non_null(b_data);
     assert_non_null(buf);
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(a, "a", 1);
     tc_register(b, "b", 1);
     tc_subscribe(s, "a", 1);
@@ -204,11 +191,11 @@ static void test_two_publishers_not_interleaved(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_60k_to_several_subscribers),
-        T(test_maximum_data),
-        T(test_burst_in_order),
-        T(test_large_frame_in_pieces),
-        T(test_two_publishers_not_interleaved),
+        TC_SERVER_TEST(test_60k_to_several_subscribers),
+        TC_SERVER_TEST(test_maximum_data),
+        TC_SERVER_TEST(test_burst_in_order),
+        TC_SERVER_TEST(test_large_frame_in_pieces),
+        TC_SERVER_TEST(test_two_publishers_not_interleaved),
     };
     return cmocka_run_group_tests_name("v1 large payloads", tests, NULL, NULL);
 }

@@ -16,34 +16,15 @@
 #include "harness.h"
 #include "protocol.h"
 
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
-static int setup_max_subs_3(void **state)
-{
-    static const char *const args[] = {"--max-subs", "3", NULL};
-    return tc_setup_server_args(state, args);
-}
-
-static int setup_max_conns_3(void **state)
-{
-    static const char *const args[] = {"--max-conns", "3", NULL};
-    return tc_setup_server_args(state, args);
-}
+static const char *const max_subs_3[] = {"--max-subs", "3", NULL};
+static const char *const max_conns_3[] = {"--max-conns", "3", NULL};
 
 static void test_max_subs(void **state)
 {
     enum { PUBS = 5 };
     int pubs[PUBS];
-    char id[8];
-    for (int i = 0; i < PUBS; i++) {
-        pubs[i] = tc_connect(port_of(state));
-        snprintf(id, sizeof id, "p%d", i);
-        tc_register(pubs[i], id, 1);
-    }
-    int s = tc_connect(port_of(state));
+    tc_connect_registered(tc_port(state), pubs, PUBS, "p");
+    int s = tc_connect(tc_port(state));
     tc_subscribe(s, "p0", 1);
     tc_subscribe(s, "p1", 1);
     tc_subscribe(s, "p2", 1);
@@ -63,7 +44,7 @@ static void test_max_subs(void **state)
     tc_send_data(pubs[4], "p4", 2, 1);
     tc_expect_data(s, "p4", 2);
     /* The limit is per connection: another connection has its own. */
-    int s2 = tc_connect(port_of(state));
+    int s2 = tc_connect(tc_port(state));
     tc_subscribe(s2, "p1", 1);
     tc_subscribe(s2, "p2", 1);
     tc_subscribe(s2, "p3", 1);
@@ -80,13 +61,8 @@ static void test_max_subs(void **state)
 static void test_max_subs_freed_by_unregister(void **state)
 {
     int pubs[4];
-    char id[8];
-    for (int i = 0; i < 4; i++) {
-        pubs[i] = tc_connect(port_of(state));
-        snprintf(id, sizeof id, "p%d", i);
-        tc_register(pubs[i], id, 1);
-    }
-    int s = tc_connect(port_of(state));
+    tc_connect_registered(tc_port(state), pubs, 4, "p");
+    int s = tc_connect(tc_port(state));
     tc_subscribe(s, "p0", 1);
     tc_subscribe(s, "p1", 1);
     tc_subscribe(s, "p2", 1);
@@ -102,22 +78,22 @@ static void test_max_subs_freed_by_unregister(void **state)
 
 static void test_max_conns(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int c = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int c = tc_connect(tc_port(state));
     tc_register(a, "a", 1);
     assert_true(tc_is_open(b));
     assert_true(tc_is_open(c));
     /* The fourth is closed without a frame (the kernel accepts the TCP
      * connection; the server closes it). */
-    int d = tc_connect(port_of(state));
+    int d = tc_connect(tc_port(state));
     tc_expect_closed(d, TC_WAIT_MS, 0);
     tc_close(d);
     /* The others are untouched. */
     tc_check_alive(b, "a", 1);
     /* Below the limit again, a new connection is served. */
     tc_close_and_wait(c);
-    int e = tc_connect(port_of(state));
+    int e = tc_connect(tc_port(state));
     assert_true(tc_is_open(e));
     tc_close(a);
     tc_close(b);
@@ -127,10 +103,9 @@ static void test_max_conns(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_max_subs, setup_max_subs_3, tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_max_subs_freed_by_unregister, setup_max_subs_3,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_max_conns, setup_max_conns_3, tc_teardown_server),
+        TC_SERVER_TEST_ARGS(test_max_subs, max_subs_3),
+        TC_SERVER_TEST_ARGS(test_max_subs_freed_by_unregister, max_subs_3),
+        TC_SERVER_TEST_ARGS(test_max_conns, max_conns_3),
     };
     return cmocka_run_group_tests_name("v1 limits", tests, NULL, NULL);
 }

@@ -16,25 +16,16 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_survives_publisher_reconnect(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_send_data(p, "first", 5, 1);
     tc_expect_data(s, "first", 5);
     tc_close_and_wait(p);
     /* Offline meanwhile: nothing arrives, s is untouched. */
     tc_expect_nothing_pending(s);
-    int p2 = tc_connect(port_of(state));
+    int p2 = tc_connect(tc_port(state));
     tc_register(p2, "pub", 1);
     tc_send_data(p2, "second", 6, 1);
     tc_expect_data(s, "second", 6);
@@ -45,9 +36,9 @@ static void test_survives_publisher_reconnect(void **state)
 
 static void test_survives_many_reconnects(void **state)
 {
-    int s1 = tc_connect(port_of(state));
-    int s2 = tc_connect(port_of(state));
-    int p = tc_connect(port_of(state));
+    int s1 = tc_connect(tc_port(state));
+    int s2 = tc_connect(tc_port(state));
+    int p = tc_connect(tc_port(state));
     char msg[16];
     tc_register(p, "pub", 1);
     tc_subscribe(s1, "pub", 1);
@@ -58,7 +49,7 @@ static void test_survives_many_reconnects(void **state)
         tc_expect_data(s1, msg, (size_t)n);
         tc_expect_data(s2, msg, (size_t)n);
         tc_close_and_wait(p);
-        p = tc_connect(port_of(state));
+        p = tc_connect(tc_port(state));
         tc_register(p, "pub", 1);
     }
     tc_expect_nothing_pending(s1);
@@ -70,17 +61,15 @@ static void test_survives_many_reconnects(void **state)
 
 static void test_survives_unregister_register(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_unregister(p);
     tc_register(p, "pub", 1);
     tc_send_data(p, "again", 5, 1);
     tc_expect_data(s, "again", 5);
     /* The same from another connection while p is unregistered. */
     tc_unregister(p);
-    int p2 = tc_connect(port_of(state));
+    int p2 = tc_connect(tc_port(state));
     tc_register(p2, "pub", 1);
     tc_send_data(p2, "other", 5, 1);
     tc_expect_data(s, "other", 5);
@@ -93,11 +82,9 @@ static void test_survives_unregister_register(void **state)
 /* After a takeover each subscriber receives each frame exactly once. */
 static void test_survives_takeover_once(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
-    int p2 = tc_connect(port_of(state));
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
+    int p2 = tc_connect(tc_port(state));
     tc_register(p2, "pub", 1);
     tc_expect_closed(p, TC_WAIT_MS, 0);
     tc_send_data(p2, "taken", 5, 1);
@@ -112,10 +99,10 @@ static void test_survives_takeover_once(void **state)
  * the old id get nothing from it. */
 static void test_publisher_changing_id(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s_old = tc_connect(port_of(state));
-    int s_new = tc_connect(port_of(state));
-    int holder = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s_old = tc_connect(tc_port(state));
+    int s_new = tc_connect(tc_port(state));
+    int holder = tc_connect(tc_port(state));
     tc_register(holder, "new", 1);
     tc_register(p, "old", 1);
     tc_subscribe(s_old, "old", 1);
@@ -126,7 +113,7 @@ static void test_publisher_changing_id(void **state)
     tc_expect_data(s_new, "moved", 5);
     tc_expect_nothing_pending(s_old);
     /* And the old id, registered anew elsewhere, reaches its subscriber. */
-    int q = tc_connect(port_of(state));
+    int q = tc_connect(tc_port(state));
     tc_register(q, "old", 1);
     tc_send_data(q, "old again", 9, 1);
     tc_expect_data(s_old, "old again", 9);
@@ -142,12 +129,10 @@ static void test_publisher_changing_id(void **state)
  * second subscription. */
 static void test_resubscribe_after_reconnect_delivers_once(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_close_and_wait(p);
-    p = tc_connect(port_of(state));
+    p = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_subscribe(s, "pub", 1);
     tc_send_data(p, "once", 4, 1);
@@ -160,12 +145,12 @@ static void test_resubscribe_after_reconnect_delivers_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_survives_publisher_reconnect),
-        T(test_survives_many_reconnects),
-        T(test_survives_unregister_register),
-        T(test_survives_takeover_once),
-        T(test_publisher_changing_id),
-        T(test_resubscribe_after_reconnect_delivers_once),
+        TC_SERVER_TEST(test_survives_publisher_reconnect),
+        TC_SERVER_TEST(test_survives_many_reconnects),
+        TC_SERVER_TEST(test_survives_unregister_register),
+        TC_SERVER_TEST(test_survives_takeover_once),
+        TC_SERVER_TEST(test_publisher_changing_id),
+        TC_SERVER_TEST(test_resubscribe_after_reconnect_delivers_once),
     };
     return cmocka_run_group_tests_name("v1 reconnect", tests, NULL, NULL);
 }

@@ -15,15 +15,10 @@
 #include "harness.h"
 #include "protocol.h"
 
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 /* 00 00 00 04 01 'd' 'e' 'v' is answered by exactly 00 00 00 02 81 01. */
 static void test_register_reply_on_the_wire(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     static const uint8_t req[] = {0, 0, 0, 4, 0x01, 'd', 'e', 'v'};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x81, 0x01};
     tc_send_raw(a, req, sizeof req);
@@ -34,8 +29,8 @@ static void test_register_reply_on_the_wire(void **state)
 
 static void test_register_makes_id_online(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
     tc_check_alive(b, "dev-a", 0);
     tc_register(a, "dev-a", 1);
     tc_check_alive(b, "dev-a", 1);
@@ -48,9 +43,9 @@ static void test_register_makes_id_online(void **state)
  * nothing: the connection is not taken over by itself. */
 static void test_register_same_id_twice(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(a, "twice", 1);
     tc_subscribe(s, "twice", 1);
     tc_register(a, "twice", 1);
@@ -70,10 +65,10 @@ static void test_register_same_id_twice(void **state)
  * first, and data now goes to the second id's subscribers. */
 static void test_second_id_releases_first(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int s1 = tc_connect(port_of(state));
-    int s2 = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int s1 = tc_connect(tc_port(state));
+    int s2 = tc_connect(tc_port(state));
     tc_register(a, "first", 1);
     tc_register(b, "watcher", 1);
     tc_subscribe(s1, "first", 1);
@@ -87,7 +82,7 @@ static void test_second_id_releases_first(void **state)
     tc_expect_nothing_pending(s1);
     tc_expect_nothing_pending(s2);
     /* The released id is free for anyone, without closing a. */
-    int c = tc_connect(port_of(state));
+    int c = tc_connect(tc_port(state));
     tc_register(c, "first", 1);
     assert_true(tc_is_open(a));
     tc_check_alive(b, "second", 1);
@@ -100,7 +95,7 @@ static void test_second_id_releases_first(void **state)
 
 static void test_empty_id_fails(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     static const uint8_t req[] = {0, 0, 0, 1, 0x01};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x81, 0x00};
     tc_send_raw(a, req, sizeof req);
@@ -115,8 +110,8 @@ static void test_empty_id_fails(void **state)
  * connection that registers later works normally. */
 static void test_register_after_other_commands(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
     tc_check_alive(a, "late", 0);
     tc_send_data(a, "x", 1, 0);
     tc_register(a, "late", 1);
@@ -132,12 +127,8 @@ static void test_many_ids_online(void **state)
     enum { N = 64 };
     int fds[N];
     char id[32];
-    for (int i = 0; i < N; i++) {
-        fds[i] = tc_connect(port_of(state));
-        snprintf(id, sizeof id, "device-%d", i);
-        tc_register(fds[i], id, 1);
-    }
-    int q = tc_connect(port_of(state));
+    tc_connect_registered(tc_port(state), fds, N, "device-");
+    int q = tc_connect(tc_port(state));
     for (int i = 0; i < N; i++) {
         snprintf(id, sizeof id, "device-%d", i);
         tc_check_alive(q, id, 1);
@@ -153,20 +144,13 @@ static void test_many_ids_online(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_register_reply_on_the_wire, tc_setup_server,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_register_makes_id_online, tc_setup_server,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_register_same_id_twice, tc_setup_server,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_second_id_releases_first, tc_setup_server,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_empty_id_fails, tc_setup_server,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_register_after_other_commands, tc_setup_server,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_many_ids_online, tc_setup_server,
-                                        tc_teardown_server),
+        TC_SERVER_TEST(test_register_reply_on_the_wire),
+        TC_SERVER_TEST(test_register_makes_id_online),
+        TC_SERVER_TEST(test_register_same_id_twice),
+        TC_SERVER_TEST(test_second_id_releases_first),
+        TC_SERVER_TEST(test_empty_id_fails),
+        TC_SERVER_TEST(test_register_after_other_commands),
+        TC_SERVER_TEST(test_many_ids_online),
     };
     return cmocka_run_group_tests_name("v1 REGISTER", tests, NULL, NULL);
 }

@@ -14,16 +14,9 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_send_without_id_fails(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     static const uint8_t req[] = {0, 0, 0, 3, 0x03, 'h', 'i'};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x83, 0x00};
     tc_send_raw(a, req, sizeof req);
@@ -34,7 +27,7 @@ static void test_send_without_id_fails(void **state)
 
 static void test_send_without_subscribers_succeeds(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_register(a, "lonely", 1);
     static const uint8_t req[] = {0, 0, 0, 3, 0x03, 'h', 'i'};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x83, 0x01};
@@ -46,10 +39,8 @@ static void test_send_without_subscribers_succeeds(void **state)
 
 static void test_send_delivers_exact_bytes(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     uint8_t data[256];
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (uint8_t)(255 - i);
@@ -71,10 +62,8 @@ static void test_send_delivers_exact_bytes(void **state)
 /* SEND with no data: subscribers get the one-byte payload 03. */
 static void test_send_empty_data(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     static const uint8_t req[] = {0, 0, 0, 1, 0x03};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x83, 0x01};
     tc_send_raw(p, req, sizeof req);
@@ -89,10 +78,8 @@ static void test_send_empty_data(void **state)
 /* Data that looks like frames or commands is data. */
 static void test_send_data_that_looks_like_protocol(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     static const uint8_t data[] = {0, 0, 0, 2, 0x87, 0x01, 0, 0, 0, 0, 0x01, 'x'};
     tc_send_data(p, data, sizeof data, 1);
     tc_expect_data(s, data, sizeof data);
@@ -103,10 +90,8 @@ static void test_send_data_that_looks_like_protocol(void **state)
 
 static void test_send_after_unregister_fails(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_unregister(p);
     tc_send_data(p, "late", 4, 0);
     tc_expect_nothing_pending(s);
@@ -118,10 +103,8 @@ static void test_send_after_unregister_fails(void **state)
  * pipelined in one write. */
 static void test_send_pipelined_replies_in_order(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     static const uint8_t stream[] = {
         0, 0, 0, 2, 0x03, '1',                /* SEND "1"         */
         0, 0, 0, 1, 0x07,                     /* HEARTBEAT        */
@@ -150,9 +133,9 @@ static void test_send_pipelined_replies_in_order(void **state)
  * id over (or registered it after the holder left). */
 static void test_no_copy_to_sender_subscribed_to_own_id(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    int other = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
+    int other = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     tc_subscribe(s, "dev", 1);
     tc_subscribe(other, "dev", 1);
@@ -164,7 +147,7 @@ static void test_no_copy_to_sender_subscribed_to_own_id(void **state)
     tc_expect_nothing_pending(s);
     /* The same after unregister and register again. */
     tc_unregister(s); /* cancels s's subscriptions too */
-    int b = tc_connect(port_of(state));
+    int b = tc_connect(tc_port(state));
     tc_register(b, "dev2", 1);
     tc_subscribe(s, "dev2", 1);
     tc_close_and_wait(b);
@@ -179,14 +162,14 @@ static void test_no_copy_to_sender_subscribed_to_own_id(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_send_without_id_fails),
-        T(test_send_without_subscribers_succeeds),
-        T(test_send_delivers_exact_bytes),
-        T(test_send_empty_data),
-        T(test_send_data_that_looks_like_protocol),
-        T(test_send_after_unregister_fails),
-        T(test_send_pipelined_replies_in_order),
-        T(test_no_copy_to_sender_subscribed_to_own_id),
+        TC_SERVER_TEST(test_send_without_id_fails),
+        TC_SERVER_TEST(test_send_without_subscribers_succeeds),
+        TC_SERVER_TEST(test_send_delivers_exact_bytes),
+        TC_SERVER_TEST(test_send_empty_data),
+        TC_SERVER_TEST(test_send_data_that_looks_like_protocol),
+        TC_SERVER_TEST(test_send_after_unregister_fails),
+        TC_SERVER_TEST(test_send_pipelined_replies_in_order),
+        TC_SERVER_TEST(test_no_copy_to_sender_subscribed_to_own_id),
     };
     return cmocka_run_group_tests_name("v1 SEND", tests, NULL, NULL);
 }

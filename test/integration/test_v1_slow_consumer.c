@@ -17,25 +17,9 @@
 #include "harness.h"
 #include "protocol.h"
 
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
-static int setup_small_output(void **state)
-{
-    static const char *const args[] = {"--max-output", "262144", NULL};
-    return tc_setup_server_args(state, args);
-}
+static const char *const small_output[] = {"--max-output", "262144", NULL};
 
 enum { LEN = 60 * 1024, FRAMES = 200 }; /* 12 MB: far beyond any buffering */
-
-static void make_data(uint8_t *buf, int i)
-{
-    memset(buf, 'a' + i % 26, LEN);
-    buf[0] = (uint8_t)i;
-    buf[1] = (uint8_t)(i >> 8);
-}
 
 static void test_slow_subscriber_disconnected(void **state)
 {
@@ -43,16 +27,16 @@ static void test_slow_subscriber_disconnected(void **state)
     uint8_t *got = malloc(LEN + 1);
     assert_non_null(data);
     assert_non_null(got);
-    int p = tc_connect(port_of(state));
-    int fast = tc_connect(port_of(state));
-    int slow = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int fast = tc_connect(tc_port(state));
+    int slow = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_register(slow, "slow", 1);
     tc_subscribe(fast, "pub", 1);
     tc_subscribe(slow, "pub", 1);
     /* The fast subscriber and the publisher keep up; slow never reads. */
     for (int i = 0; i < FRAMES; i++) {
-        make_data(data, i);
+        tc_fill_indexed(data, LEN, i);
         tc_send_data(p, data, LEN, 1);
         tc_expect_data(fast, data, LEN);
     }
@@ -65,7 +49,7 @@ static void test_slow_subscriber_disconnected(void **state)
         if (r < 0)
             break;
         assert_true(n < FRAMES);
-        make_data(data, n);
+        tc_fill_indexed(data, LEN, n);
         assert_int_equal(r, LEN + 1);
         assert_int_equal(got[0], P2P_CMD_SEND);
         if (memcmp(got + 1, data, LEN) != 0)
@@ -94,10 +78,8 @@ static void test_late_reader_within_limit(void **state)
 {
     enum { SMALL = 1000, COUNT = 100 }; /* 100 KB < 256 KiB */
     uint8_t data[SMALL];
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     for (int i = 0; i < COUNT; i++) {
         memset(data, i, sizeof data);
         tc_send_data(p, data, sizeof data, 1);
@@ -114,10 +96,8 @@ static void test_late_reader_within_limit(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_slow_subscriber_disconnected, setup_small_output,
-                                        tc_teardown_server),
-        cmocka_unit_test_setup_teardown(test_late_reader_within_limit, setup_small_output,
-                                        tc_teardown_server),
+        TC_SERVER_TEST_ARGS(test_slow_subscriber_disconnected, small_output),
+        TC_SERVER_TEST_ARGS(test_late_reader_within_limit, small_output),
     };
     return cmocka_run_group_tests_name("v1 slow consumer", tests, NULL, NULL);
 }

@@ -15,17 +15,10 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_subscribe_online_on_the_wire(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     static const uint8_t req[] = {0, 0, 0, 4, 0x02, 'p', 'u', 'b'};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x82, 0x01};
@@ -38,14 +31,14 @@ static void test_subscribe_online_on_the_wire(void **state)
 
 static void test_subscribe_offline_fails(void **state)
 {
-    int s = tc_connect(port_of(state));
+    int s = tc_connect(tc_port(state));
     static const uint8_t req[] = {0, 0, 0, 5, 0x02, 'n', 'o', 'n', 'e'};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x82, 0x00};
     tc_send_raw(s, req, sizeof req);
     tc_expect_raw(s, rep, sizeof rep);
     /* A failed subscription does not exist: the device coming online later
      * delivers nothing. */
-    int p = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
     tc_register(p, "none", 1);
     tc_send_data(p, "x", 1, 1);
     tc_expect_nothing_pending(s);
@@ -55,7 +48,7 @@ static void test_subscribe_offline_fails(void **state)
 
 static void test_subscribe_own_id_fails(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_register(a, "me", 1);
     tc_subscribe(a, "me", 0);
     /* The sender never gets a copy of its own data. */
@@ -66,7 +59,7 @@ static void test_subscribe_own_id_fails(void **state)
 
 static void test_subscribe_empty_id_fails(void **state)
 {
-    int s = tc_connect(port_of(state));
+    int s = tc_connect(tc_port(state));
     tc_send_cmd(s, P2P_CMD_SUBSCRIBE, NULL, 0);
     tc_expect_reply(s, P2P_CMD_SUBSCRIBE, 0);
     assert_true(tc_is_open(s));
@@ -76,8 +69,8 @@ static void test_subscribe_empty_id_fails(void **state)
 /* An id that was online and went away (unregister, close) is offline. */
 static void test_subscribe_after_publisher_left(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(p, "gone", 1);
     tc_unregister(p);
     tc_subscribe(s, "gone", 0);
@@ -89,10 +82,8 @@ static void test_subscribe_after_publisher_left(void **state)
 
 static void test_subscribe_without_registering(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_send_data(p, "data", 4, 1);
     tc_expect_data(s, "data", 4);
     tc_expect_nothing_pending(s);
@@ -102,10 +93,8 @@ static void test_subscribe_without_registering(void **state)
 
 static void test_subscribe_twice_delivers_once(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_subscribe(s, "pub", 1);
     tc_subscribe(s, "pub", 1);
     tc_send_data(p, "once", 4, 1);
@@ -126,11 +115,11 @@ static void test_subscriber_of_several_devices(void **state)
     enum { PUBS = 4, MSGS = 20 };
     int pubs[PUBS];
     char id[16], msg[32];
-    int s = tc_connect(port_of(state));
-    int other = tc_connect(port_of(state));
+    int s = tc_connect(tc_port(state));
+    int other = tc_connect(tc_port(state));
     tc_register(other, "other", 1);
     for (int i = 0; i < PUBS; i++) {
-        pubs[i] = tc_connect(port_of(state));
+        pubs[i] = tc_connect(tc_port(state));
         snprintf(id, sizeof id, "pub%d", i);
         tc_register(pubs[i], id, 1);
         tc_subscribe(s, id, 1);
@@ -178,8 +167,8 @@ static void test_subscriber_of_several_devices(void **state)
 /* A registered device may subscribe to others, and be subscribed to. */
 static void test_mutual_subscription(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
     tc_register(a, "a", 1);
     tc_register(b, "b", 1);
     tc_subscribe(a, "b", 1);
@@ -197,15 +186,15 @@ static void test_mutual_subscription(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_subscribe_online_on_the_wire),
-        T(test_subscribe_offline_fails),
-        T(test_subscribe_own_id_fails),
-        T(test_subscribe_empty_id_fails),
-        T(test_subscribe_after_publisher_left),
-        T(test_subscribe_without_registering),
-        T(test_subscribe_twice_delivers_once),
-        T(test_subscriber_of_several_devices),
-        T(test_mutual_subscription),
+        TC_SERVER_TEST(test_subscribe_online_on_the_wire),
+        TC_SERVER_TEST(test_subscribe_offline_fails),
+        TC_SERVER_TEST(test_subscribe_own_id_fails),
+        TC_SERVER_TEST(test_subscribe_empty_id_fails),
+        TC_SERVER_TEST(test_subscribe_after_publisher_left),
+        TC_SERVER_TEST(test_subscribe_without_registering),
+        TC_SERVER_TEST(test_subscribe_twice_delivers_once),
+        TC_SERVER_TEST(test_subscriber_of_several_devices),
+        TC_SERVER_TEST(test_mutual_subscription),
     };
     return cmocka_run_group_tests_name("v1 SUBSCRIBE", tests, NULL, NULL);
 }

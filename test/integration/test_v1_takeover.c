@@ -16,18 +16,11 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_takeover_closes_old_holder(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "phone", 1);
     tc_register(b, "phone", 1);
     /* v1: no BYE, no frame at all, just the close. */
@@ -43,9 +36,9 @@ static void test_takeover_closes_old_holder(void **state)
 /* Subscribers of the id receive from the new holder, once. */
 static void test_takeover_new_holder_reaches_subscribers(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(a, "cam", 1);
     tc_subscribe(s, "cam", 1);
     tc_send_data(a, "from a", 6, 1);
@@ -68,38 +61,27 @@ static void test_takeover_new_holder_reaches_subscribers(void **state)
  * reaches the closing connection. */
 enum { FLUSH_N = 200, FLUSH_LEN = 60 * 1024 };
 
-static int setup_large_output(void **state)
-{
-    static const char *const args[] = {"--max-output", "33554432", NULL};
-    return tc_setup_server_args(state, args);
-}
-
-static void flush_data(uint8_t *data, int i)
-{
-    memset(data, 'a' + i % 26, FLUSH_LEN);
-    data[0] = (uint8_t)i;
-    data[1] = (uint8_t)(i >> 8);
-}
+static const char *const large_output[] = {"--max-output", "33554432", NULL};
 
 static void test_takeover_flushes_pending_output(void **state)
 {
     uint8_t *data = malloc(FLUSH_LEN);
     assert_non_null(data);
-    int a = tc_connect(port_of(state));
-    int p = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int p = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
     tc_register(a, "old", 1);
     tc_register(p, "pub", 1);
     tc_subscribe(a, "pub", 1);
     for (int i = 0; i < FLUSH_N; i++) {
-        flush_data(data, i);
+        tc_fill_indexed(data, FLUSH_LEN, i);
         tc_send_data(p, data, FLUSH_LEN, 1);
     }
     tc_register(b, "old", 1);
     /* a is closing now: this one is not for it. */
     tc_send_data(p, "late", 4, 1);
     for (int i = 0; i < FLUSH_N; i++) {
-        flush_data(data, i);
+        tc_fill_indexed(data, FLUSH_LEN, i);
         tc_expect_data(a, data, FLUSH_LEN);
     }
     tc_expect_closed(a, TC_WAIT_MS, 0);
@@ -113,9 +95,9 @@ static void test_takeover_flushes_pending_output(void **state)
  * (offline), and it gets the new one. */
 static void test_takeover_by_registered_connection(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "x", 1);
     tc_register(b, "w", 1);
     tc_register(b, "x", 1);
@@ -133,10 +115,10 @@ static void test_repeated_takeovers(void **state)
 {
     enum { N = 5 };
     int fds[N];
-    int q = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int q = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     for (int i = 0; i < N; i++) {
-        fds[i] = tc_connect(port_of(state));
+        fds[i] = tc_connect(tc_port(state));
         tc_register(fds[i], "hot", 1);
         if (i == 0)
             tc_subscribe(s, "hot", 1);
@@ -157,9 +139,9 @@ static void test_repeated_takeovers(void **state)
  * does not inherit them. */
 static void test_takeover_does_not_transfer_subscriptions(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int p = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int p = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_register(a, "dev", 1);
     tc_subscribe(a, "pub", 1);
@@ -175,9 +157,9 @@ static void test_takeover_does_not_transfer_subscriptions(void **state)
 /* Unrelated connections are untouched by a takeover. */
 static void test_takeover_leaves_others_alone(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
-    int other = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
+    int other = tc_connect(tc_port(state));
     tc_register(other, "bystander", 1);
     tc_register(a, "id", 1);
     tc_register(b, "id", 1);
@@ -192,14 +174,13 @@ static void test_takeover_leaves_others_alone(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_takeover_closes_old_holder),
-        T(test_takeover_new_holder_reaches_subscribers),
-        cmocka_unit_test_setup_teardown(test_takeover_flushes_pending_output,
-                                        setup_large_output, tc_teardown_server),
-        T(test_takeover_by_registered_connection),
-        T(test_repeated_takeovers),
-        T(test_takeover_does_not_transfer_subscriptions),
-        T(test_takeover_leaves_others_alone),
+        TC_SERVER_TEST(test_takeover_closes_old_holder),
+        TC_SERVER_TEST(test_takeover_new_holder_reaches_subscribers),
+        TC_SERVER_TEST_ARGS(test_takeover_flushes_pending_output, large_output),
+        TC_SERVER_TEST(test_takeover_by_registered_connection),
+        TC_SERVER_TEST(test_repeated_takeovers),
+        TC_SERVER_TEST(test_takeover_does_not_transfer_subscriptions),
+        TC_SERVER_TEST(test_takeover_leaves_others_alone),
     };
     return cmocka_run_group_tests_name("v1 takeover", tests, NULL, NULL);
 }

@@ -14,17 +14,10 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_unregister_releases_id(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int q = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int q = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     static const uint8_t req[] = {0, 0, 0, 1, 0x04};
     static const uint8_t rep[] = {0, 0, 0, 2, 0x84, 0x01};
@@ -43,8 +36,8 @@ static void test_unregister_releases_id(void **state)
  * old connection stays open. */
 static void test_released_id_is_free(void **state)
 {
-    int a = tc_connect(port_of(state));
-    int b = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
+    int b = tc_connect(tc_port(state));
     tc_register(a, "dev", 1);
     tc_unregister(a);
     tc_register(b, "dev", 1);
@@ -56,7 +49,7 @@ static void test_released_id_is_free(void **state)
 
 static void test_unregister_when_not_registered(void **state)
 {
-    int a = tc_connect(port_of(state));
+    int a = tc_connect(tc_port(state));
     tc_unregister(a);
     tc_unregister(a);
     assert_true(tc_is_open(a));
@@ -65,8 +58,8 @@ static void test_unregister_when_not_registered(void **state)
 
 static void test_unregister_cancels_own_subscriptions(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_register(s, "sub", 1);
     tc_subscribe(s, "pub", 1);
@@ -84,10 +77,8 @@ static void test_unregister_cancels_own_subscriptions(void **state)
 /* Also for a connection that never registered. */
 static void test_unregister_cancels_subscriptions_without_id(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_unregister(s);
     tc_send_data(p, "x", 1, 1);
     tc_expect_nothing_pending(s);
@@ -99,10 +90,8 @@ static void test_unregister_cancels_subscriptions_without_id(void **state)
  * name the id): the device registering again reaches them. */
 static void test_unregister_keeps_subscribers(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_unregister(p);
     tc_register(p, "pub", 1);
     tc_send_data(p, "back", 4, 1);
@@ -115,12 +104,12 @@ static void test_unregister_keeps_subscribers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_unregister_releases_id),
-        T(test_released_id_is_free),
-        T(test_unregister_when_not_registered),
-        T(test_unregister_cancels_own_subscriptions),
-        T(test_unregister_cancels_subscriptions_without_id),
-        T(test_unregister_keeps_subscribers),
+        TC_SERVER_TEST(test_unregister_releases_id),
+        TC_SERVER_TEST(test_released_id_is_free),
+        TC_SERVER_TEST(test_unregister_when_not_registered),
+        TC_SERVER_TEST(test_unregister_cancels_own_subscriptions),
+        TC_SERVER_TEST(test_unregister_cancels_subscriptions_without_id),
+        TC_SERVER_TEST(test_unregister_keeps_subscribers),
     };
     return cmocka_run_group_tests_name("v1 UNREGISTER", tests, NULL, NULL);
 }

@@ -13,19 +13,10 @@
 #include "harness.h"
 #include "protocol.h"
 
-#define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
-
-static uint16_t port_of(void **state)
-{
-    return ((struct p2p_server *)*state)->port;
-}
-
 static void test_unsubscribe_stops_delivery(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_send_data(p, "before", 6, 1);
     tc_expect_data(s, "before", 6);
     static const uint8_t req[] = {0, 0, 0, 4, 0x05, 'p', 'u', 'b'};
@@ -40,8 +31,8 @@ static void test_unsubscribe_stops_delivery(void **state)
 
 static void test_unsubscribe_is_idempotent(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     /* Never subscribed, offline id, empty id: all 85 01. */
     tc_unsubscribe(s, "pub");
@@ -60,9 +51,9 @@ static void test_unsubscribe_is_idempotent(void **state)
 
 static void test_unsubscribe_one_of_two(void **state)
 {
-    int p1 = tc_connect(port_of(state));
-    int p2 = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int p1 = tc_connect(tc_port(state));
+    int p2 = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(p1, "one", 1);
     tc_register(p2, "two", 1);
     tc_subscribe(s, "one", 1);
@@ -80,9 +71,9 @@ static void test_unsubscribe_one_of_two(void **state)
 /* Only the caller's subscription goes: other subscribers keep theirs. */
 static void test_unsubscribe_leaves_other_subscribers(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s1 = tc_connect(port_of(state));
-    int s2 = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s1 = tc_connect(tc_port(state));
+    int s2 = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     tc_subscribe(s1, "pub", 1);
     tc_subscribe(s2, "pub", 1);
@@ -98,8 +89,8 @@ static void test_unsubscribe_leaves_other_subscribers(void **state)
 
 static void test_resubscribe_after_unsubscribe(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
+    int p = tc_connect(tc_port(state));
+    int s = tc_connect(tc_port(state));
     tc_register(p, "pub", 1);
     for (int round = 0; round < 3; round++) {
         tc_subscribe(s, "pub", 1);
@@ -117,10 +108,8 @@ static void test_resubscribe_after_unsubscribe(void **state)
  * the device coming back delivers nothing. */
 static void test_unsubscribe_while_publisher_offline(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "pub", 1);
-    tc_subscribe(s, "pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "pub", &p, &s);
     tc_unregister(p);
     tc_unsubscribe(s, "pub");
     tc_register(p, "pub", 1);
@@ -134,10 +123,8 @@ static void test_unsubscribe_while_publisher_offline(void **state)
  * nothing to the real subscription. */
 static void test_unsubscribe_exact_id_only(void **state)
 {
-    int p = tc_connect(port_of(state));
-    int s = tc_connect(port_of(state));
-    tc_register(p, "Pub", 1);
-    tc_subscribe(s, "Pub", 1);
+    int p, s;
+    tc_connect_pub_sub(tc_port(state), "Pub", &p, &s);
     tc_unsubscribe(s, "pub");
     tc_unsubscribe(s, "Pu");
     tc_unsubscribe(s, "Pub ");
@@ -151,13 +138,13 @@ static void test_unsubscribe_exact_id_only(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        T(test_unsubscribe_stops_delivery),
-        T(test_unsubscribe_is_idempotent),
-        T(test_unsubscribe_one_of_two),
-        T(test_unsubscribe_leaves_other_subscribers),
-        T(test_resubscribe_after_unsubscribe),
-        T(test_unsubscribe_while_publisher_offline),
-        T(test_unsubscribe_exact_id_only),
+        TC_SERVER_TEST(test_unsubscribe_stops_delivery),
+        TC_SERVER_TEST(test_unsubscribe_is_idempotent),
+        TC_SERVER_TEST(test_unsubscribe_one_of_two),
+        TC_SERVER_TEST(test_unsubscribe_leaves_other_subscribers),
+        TC_SERVER_TEST(test_resubscribe_after_unsubscribe),
+        TC_SERVER_TEST(test_unsubscribe_while_publisher_offline),
+        TC_SERVER_TEST(test_unsubscribe_exact_id_only),
     };
     return cmocka_run_group_tests_name("v1 UNSUBSCRIBE", tests, NULL, NULL);
 }

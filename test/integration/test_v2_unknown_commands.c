@@ -20,186 +20,7 @@
 
 #include "harness.h"
 #include "protocol.h"
-
-/* ---- v2 helpers -------------------------------------------------------
- * Every test_v2_*.c file carries the same small set (static inline, so a
- * file that does not use one pays nothing): there is no shared test code
- * outside test/support. */
-
-#define DEFAULT_MAX_FRAME 65536u
-#define DEFAULT_IDLE 300u
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-
-static inline void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-/* Starts a server with extra_args (NULL-terminated, or NULL). */
-static inline void start_server(struct p2p_server *srv, const char *const *extra_args)
-{
-    if (p2p_server_start(srv, extra_args) != 0)
-        tc_fail("could not start %s", p2p_server_path());
-}
-
-/* SIGTERM; the server must exit 0. */
-static inline void stop_server(struct p2p_server *srv)
-{
-    int status = p2p_server_stop(srv);
-    if (status != 0)
-        tc_fail("server exited with %d after SIGTERM, expected 0", status);
-}
-
-/* Sends HELLO [version][flags] and expects the 11-byte success reply
- * 88 01 granted max_frame idle_timeout. */
-static inline void expect_hello(int fd, uint8_t version, uint8_t flags, uint8_t granted,
-                                uint32_t max_frame, uint32_t idle)
-{
-    uint8_t req[2] = {version, flags};
-    tc_send_cmd(fd, P2P_CMD_HELLO, req, sizeof req);
-    uint8_t want[11] = {0x88, 0x01, granted};
-    put_u32(want + 3, max_frame);
-    put_u32(want + 7, idle);
-    tc_expect_frame(fd, want, sizeof want);
-}
-
-/* A connection turned into a v2 session (flags as given) on a server with
- * the given max_frame and idle timeout. */
-static inline int v2_connect_cfg(uint16_t port, uint8_t flags, uint32_t max_frame, uint32_t idle)
-{
-    int fd = tc_connect(port);
-    expect_hello(fd, 2, flags, 2, max_frame, idle);
-    return fd;
-}
-
-/* A v2 session on a server with default settings. */
-static inline int v2_connect(uint16_t port)
-{
-    return v2_connect_cfg(port, 0, DEFAULT_MAX_FRAME, DEFAULT_IDLE);
-}
-
-static inline uint8_t *xmalloc(size_t n)
-{
-    uint8_t *p = malloc(n > 0 ? n : 1);
-    if (p == NULL)
-        tc_fail("out of memory");
-    return p;
-}
-
-/* Sends SEND_TO [id_len][id][data]. */
-static inline void send_to(int fd, const void *id, size_t id_len, const void *data, size_t len)
-{
-    uint8_t *buf = xmalloc(2 + id_len + len);
-    buf[0] = P2P_CMD_SEND_TO;
-    buf[1] = (uint8_t)id_len;
-    memcpy(buf + 2, id, id_len);
-    if (len > 0)
-        memcpy(buf + 2 + id_len, data, len);
-    tc_send_frame(fd, buf, 2 + id_len + len);
-    free(buf);
-}
-
-/* Expects DELIVER [0x09][id_len][sender id][data]. */
-static inline void expect_deliver(int fd, const void *id, size_t id_len, const void *data,
-                                  size_t len)
-{
-    uint8_t *want = xmalloc(2 + id_len + len);
-    want[0] = P2P_EVT_DELIVER;
-    want[1] = (uint8_t)id_len;
-    memcpy(want + 2, id, id_len);
-    if (len > 0)
-        memcpy(want + 2 + id_len, data, len);
-    tc_expect_frame(fd, want, 2 + id_len + len);
-    free(want);
-}
-
-static inline void expect_deliver_str(int fd, const char *id, const char *data)
-{
-    expect_deliver(fd, id, strlen(id), data, strlen(data));
-}
-
-/* Expects PRESENCE [0x0B][state][id_len][id]. */
-static inline void expect_presence_bytes(int fd, uint8_t state, const void *id, size_t id_len)
-{
-    uint8_t want[3 + 255];
-    want[0] = P2P_EVT_PRESENCE;
-    want[1] = state;
-    want[2] = (uint8_t)id_len;
-    memcpy(want + 3, id, id_len);
-    tc_expect_frame(fd, want, 3 + id_len);
-}
-
-static inline void expect_presence(int fd, uint8_t state, const char *id)
-{
-    expect_presence_bytes(fd, state, id, strlen(id));
-}
-
-/* 1 if text[0..len) is well-formed UTF-8 (no overlongs, no surrogates). */
-static inline int utf8_valid(const uint8_t *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        uint8_t c = s[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            n = 1;
-            cp = c & 0x1Fu;
-        } else if ((c & 0xF0) == 0xE0) {
-            n = 2;
-            cp = c & 0x0Fu;
-        } else if ((c & 0xF8) == 0xF0) {
-            n = 3;
-            cp = c & 0x07u;
-        } else {
-            return 0;
-        }
-        if (i + n >= len)
-            return 0;
-        for (size_t k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + k] & 0x3Fu);
-        }
-        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return 0;
-        i += n + 1;
-    }
-    return 1;
-}
-
-/* Expects BYE [0x0E][reason][1..127 bytes of UTF-8] within timeout_ms, and
- * then the server closing the connection with nothing after it. */
-static inline void expect_bye_within(int fd, uint8_t reason, int timeout_ms)
-{
-    uint8_t buf[1024];
-    ssize_t n = tc_recv_frame(fd, buf, sizeof buf, timeout_ms);
-    if (n < 0)
-        tc_fail("fd %d: expected BYE %u, got no frame within %d ms", fd, reason, timeout_ms);
-    if (n < 2 || buf[0] != P2P_EVT_BYE || buf[1] != reason) {
-        tc_hexdump("received", buf, (size_t)n, 0, 64);
-        tc_fail("fd %d: expected BYE with reason %u", fd, reason);
-    }
-    size_t text = (size_t)n - 2;
-    if (text < 1 || text > P2P_BYE_TEXT_MAX || !utf8_valid(buf + 2, text)) {
-        tc_hexdump("received", buf, (size_t)n, 0, 160);
-        tc_fail("fd %d: BYE text must be 1..127 bytes of UTF-8, got %zu bytes", fd, text);
-    }
-    tc_expect_closed(fd, TC_WAIT_MS, 0);
-}
-
-static inline void expect_bye(int fd, uint8_t reason)
-{
-    expect_bye_within(fd, reason, TC_WAIT_MS);
-}
-/* ---- end of v2 helpers ------------------------------------------------- */
+#include "v2.h"
 
 /* Server-to-client codes, reserved codes and the top of the range, each
  * with and without data. */
@@ -207,11 +28,8 @@ static const uint8_t unknown[] = {0x09, 0x0B, 0x0D, 0x0E, 0x0F, 0x10, 0x40, 0x7E
 
 static void test_unknown_v2_answered_6(void **state)
 {
-    (void)state;
-    struct p2p_server srv;
-    start_server(&srv, NULL);
-    int fd = v2_connect(srv.port);
-    for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
+    int fd = tc_v2_connect(tc_port(state));
+    for (size_t i = 0; i < TC_ARRAY_LEN(unknown); i++) {
         tc_send_cmd(fd, unknown[i], NULL, 0);
         tc_expect_reply(fd, unknown[i], P2P_STATUS_UNSUPPORTED);
         tc_send_cmd(fd, unknown[i], "\x01\x03" "abc", 5);
@@ -220,82 +38,69 @@ static void test_unknown_v2_answered_6(void **state)
     /* The connection is still fine. */
     tc_register(fd, "still-here", P2P_STATUS_OK);
     tc_close(fd);
-    stop_server(&srv);
 }
 
 /* Exact bytes for the codes the brief names. */
 static void test_unknown_v2_exact_bytes(void **state)
 {
-    (void)state;
-    struct p2p_server srv;
-    start_server(&srv, NULL);
-    int fd = v2_connect(srv.port);
+    int fd = tc_v2_connect(tc_port(state));
     static const uint8_t pairs[][3] = {
         {0x09, 0x89, 0x06}, {0x0B, 0x8B, 0x06}, {0x0D, 0x8D, 0x06},
         {0x0E, 0x8E, 0x06}, {0x7F, 0xFF, 0x06},
     };
-    for (size_t i = 0; i < ARRAY_LEN(pairs); i++) {
+    for (size_t i = 0; i < TC_ARRAY_LEN(pairs); i++) {
         tc_send_frame(fd, pairs[i], 1);
         tc_expect_frame(fd, pairs[i] + 1, 2);
     }
     tc_close(fd);
-    stop_server(&srv);
 }
 
 /* Many unknown commands in one write: one reply each, in order. */
 static void test_unknown_v2_pipelined(void **state)
 {
-    (void)state;
-    struct p2p_server srv;
-    start_server(&srv, NULL);
-    int fd = v2_connect(srv.port);
-    uint8_t burst[ARRAY_LEN(unknown) * 5 + 5];
+    int fd = tc_v2_connect(tc_port(state));
+    uint8_t burst[TC_ARRAY_LEN(unknown) * 5 + 5];
     size_t n = 0;
-    for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
+    for (size_t i = 0; i < TC_ARRAY_LEN(unknown); i++) {
         burst[n++] = 0, burst[n++] = 0, burst[n++] = 0, burst[n++] = 1;
         burst[n++] = unknown[i];
     }
     burst[n++] = 0, burst[n++] = 0, burst[n++] = 0, burst[n++] = 1;
     burst[n++] = P2P_CMD_HEARTBEAT;
     tc_send_raw(fd, burst, n);
-    for (size_t i = 0; i < ARRAY_LEN(unknown); i++)
+    for (size_t i = 0; i < TC_ARRAY_LEN(unknown); i++)
         tc_expect_reply(fd, unknown[i], P2P_STATUS_UNSUPPORTED);
     tc_expect_reply(fd, P2P_CMD_HEARTBEAT, P2P_STATUS_OK);
     tc_close(fd);
-    stop_server(&srv);
 }
 
 /* v1 ignores all of them silently, and empty frames too, in both. */
 static void test_unknown_v1_ignored(void **state)
 {
-    (void)state;
-    struct p2p_server srv;
-    start_server(&srv, NULL);
-    int fd = tc_connect(srv.port);
-    for (size_t i = 0; i < ARRAY_LEN(unknown); i++) {
+    int fd = tc_connect(tc_port(state));
+    for (size_t i = 0; i < TC_ARRAY_LEN(unknown); i++) {
         tc_send_cmd(fd, unknown[i], NULL, 0);
         tc_send_cmd(fd, unknown[i], "\x01\x03" "abc", 5);
     }
     static const uint8_t high[] = {0x80, 0x81, 0x88, 0xFF};
-    for (size_t i = 0; i < ARRAY_LEN(high); i++)
+    for (size_t i = 0; i < TC_ARRAY_LEN(high); i++)
         tc_send_cmd(fd, high[i], "zz", 2);
     tc_send_frame(fd, NULL, 0);
     tc_expect_nothing_pending(fd);
     tc_close(fd);
-    int v2 = v2_connect(srv.port);
+    int v2 = tc_v2_connect(tc_port(state));
     tc_send_frame(v2, NULL, 0);
     tc_expect_nothing_pending(v2);
     tc_close(v2);
-    stop_server(&srv);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_unknown_v2_answered_6),
-        cmocka_unit_test(test_unknown_v2_exact_bytes),
-        cmocka_unit_test(test_unknown_v2_pipelined),
-        cmocka_unit_test(test_unknown_v1_ignored),
+        TC_SERVER_TEST(test_unknown_v2_answered_6),
+        TC_SERVER_TEST(test_unknown_v2_exact_bytes),
+        TC_SERVER_TEST(test_unknown_v2_pipelined),
+        TC_SERVER_TEST(test_unknown_v1_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

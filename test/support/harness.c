@@ -796,9 +796,7 @@ void tc_send_frame(int fd, const void *payload, size_t len)
 {
     if (len > UINT32_MAX)
         tc_fail("tc_send_frame: payload of %zu bytes", len);
-    uint8_t *buf = malloc(4 + len);
-    if (buf == NULL)
-        tc_fail("out of memory");
+    uint8_t *buf = tc_xmalloc(4 + len);
     p2p_frame_header_encode(buf, (uint32_t)len);
     if (len > 0)
         memcpy(buf + 4, payload, len);
@@ -809,14 +807,19 @@ void tc_send_frame(int fd, const void *payload, size_t len)
         tc_fail("send of a %zu-byte frame on fd %d: %s", len, fd, strerror(e));
 }
 
-void tc_send_cmd(int fd, uint8_t cmd, const void *data, size_t len)
+/* A new buffer holding [cmd] + data[0..len) (len + 1 bytes). */
+static uint8_t *cmd_payload(uint8_t cmd, const void *data, size_t len)
 {
-    uint8_t *buf = malloc(1 + len);
-    if (buf == NULL)
-        tc_fail("out of memory");
+    uint8_t *buf = tc_xmalloc(1 + len);
     buf[0] = cmd;
     if (len > 0)
         memcpy(buf + 1, data, len);
+    return buf;
+}
+
+void tc_send_cmd(int fd, uint8_t cmd, const void *data, size_t len)
+{
+    uint8_t *buf = cmd_payload(cmd, data, len);
     tc_send_frame(fd, buf, 1 + len);
     free(buf);
 }
@@ -897,9 +900,7 @@ static enum rx_result recv_frame_alloc(int fd, uint8_t **out, size_t *len, int t
     if (l > TC_FRAME_LIMIT)
         tc_fail("fd %d: frame header announces %u bytes (header %02x %02x %02x %02x)", fd,
                 (unsigned)l, header[0], header[1], header[2], header[3]);
-    uint8_t *buf = malloc(l > 0 ? l : 1);
-    if (buf == NULL)
-        tc_fail("out of memory");
+    uint8_t *buf = tc_xmalloc(l);
     r = read_exact(fd, buf, l, deadline, &got, err);
     if (r != RX_OK) {
         *partial = 4 + got;
@@ -979,6 +980,13 @@ void tc_expect_reply(int fd, uint8_t cmd, uint8_t status)
     tc_expect_frame(fd, want, sizeof want);
 }
 
+/* Sends [cmd] + data and asserts the reply [cmd|0x80, expect_status]. */
+static void request(int fd, uint8_t cmd, const void *data, size_t len, uint8_t expect_status)
+{
+    tc_send_cmd(fd, cmd, data, len);
+    tc_expect_reply(fd, cmd, expect_status);
+}
+
 void tc_expect_closed(int fd, int timeout_ms, int allow_frames)
 {
     int64_t deadline = now_ms() + timeout_ms;
@@ -1013,8 +1021,7 @@ void tc_expect_closed(int fd, int timeout_ms, int allow_frames)
 
 void tc_expect_nothing_pending(int fd)
 {
-    tc_send_cmd(fd, P2P_CMD_HEARTBEAT, NULL, 0);
-    tc_expect_reply(fd, P2P_CMD_HEARTBEAT, P2P_STATUS_OK);
+    request(fd, P2P_CMD_HEARTBEAT, NULL, 0, P2P_STATUS_OK);
 }
 
 int tc_is_open(int fd)
@@ -1033,14 +1040,12 @@ int tc_is_open(int fd)
 
 void tc_register_bytes(int fd, const void *id, size_t len, uint8_t expect_status)
 {
-    tc_send_cmd(fd, P2P_CMD_REGISTER, id, len);
-    tc_expect_reply(fd, P2P_CMD_REGISTER, expect_status);
+    request(fd, P2P_CMD_REGISTER, id, len, expect_status);
 }
 
 void tc_subscribe_bytes(int fd, const void *id, size_t len, uint8_t expect_status)
 {
-    tc_send_cmd(fd, P2P_CMD_SUBSCRIBE, id, len);
-    tc_expect_reply(fd, P2P_CMD_SUBSCRIBE, expect_status);
+    request(fd, P2P_CMD_SUBSCRIBE, id, len, expect_status);
 }
 
 void tc_register(int fd, const char *id, uint8_t expect_status)
@@ -1055,36 +1060,52 @@ void tc_subscribe(int fd, const char *id, uint8_t expect_status)
 
 void tc_unsubscribe(int fd, const char *id)
 {
-    tc_send_cmd(fd, P2P_CMD_UNSUBSCRIBE, id, strlen(id));
-    tc_expect_reply(fd, P2P_CMD_UNSUBSCRIBE, P2P_STATUS_OK);
+    request(fd, P2P_CMD_UNSUBSCRIBE, id, strlen(id), P2P_STATUS_OK);
 }
 
 void tc_unregister(int fd)
 {
-    tc_send_cmd(fd, P2P_CMD_UNREGISTER, NULL, 0);
-    tc_expect_reply(fd, P2P_CMD_UNREGISTER, P2P_STATUS_OK);
+    request(fd, P2P_CMD_UNREGISTER, NULL, 0, P2P_STATUS_OK);
+}
+
+void tc_check_alive_bytes(int fd, const void *id, size_t len, uint8_t expect_status)
+{
+    request(fd, P2P_CMD_CHECK_ALIVE, id, len, expect_status);
 }
 
 void tc_check_alive(int fd, const char *id, uint8_t expect_status)
 {
-    tc_send_cmd(fd, P2P_CMD_CHECK_ALIVE, id, strlen(id));
-    tc_expect_reply(fd, P2P_CMD_CHECK_ALIVE, expect_status);
+    tc_check_alive_bytes(fd, id, strlen(id), expect_status);
+}
+
+void tc_connect_pub_sub(uint16_t port, const char *id, int *pub, int *sub)
+{
+    *pub = tc_connect(port);
+    *sub = tc_connect(port);
+    tc_register(*pub, id, P2P_STATUS_OK);
+    tc_subscribe(*sub, id, P2P_STATUS_OK);
+}
+
+void tc_connect_registered(uint16_t port, int *fds, int n, const char *prefix)
+{
+    for (int i = 0; i < n; i++) {
+        char id[P2P_ID_MAX + 1];
+        int len = snprintf(id, sizeof id, "%s%d", prefix, i);
+        if (len < 0 || (size_t)len >= sizeof id)
+            tc_fail("tc_connect_registered: id \"%s%d\" is too long", prefix, i);
+        fds[i] = tc_connect(port);
+        tc_register(fds[i], id, P2P_STATUS_OK);
+    }
 }
 
 void tc_send_data(int fd, const void *data, size_t len, uint8_t expect_status)
 {
-    tc_send_cmd(fd, P2P_CMD_SEND, data, len);
-    tc_expect_reply(fd, P2P_CMD_SEND, expect_status);
+    request(fd, P2P_CMD_SEND, data, len, expect_status);
 }
 
 void tc_expect_data(int fd, const void *data, size_t len)
 {
-    uint8_t *want = malloc(1 + len);
-    if (want == NULL)
-        tc_fail("out of memory");
-    want[0] = P2P_CMD_SEND;
-    if (len > 0)
-        memcpy(want + 1, data, len);
+    uint8_t *want = cmd_payload(P2P_CMD_SEND, data, len);
     tc_expect_frame(fd, want, 1 + len);
     free(want);
 }
@@ -1097,9 +1118,7 @@ void tc_close(int fd)
 
 void tc_expect_raw(int fd, const void *expected, size_t len)
 {
-    uint8_t *got = malloc(len > 0 ? len : 1);
-    if (got == NULL)
-        tc_fail("out of memory");
+    uint8_t *got = tc_xmalloc(len);
     size_t n = 0;
     int err = 0;
     enum rx_result r = read_exact(fd, got, len, now_ms() + TC_WAIT_MS, &n, &err);
@@ -1177,4 +1196,54 @@ int tc_teardown_server(void **state)
         return -1;
     }
     return 0;
+}
+
+int tc_setup_server_prestate(void **state)
+{
+    const char *const *extra_args = *state;
+    *state = NULL;
+    return tc_setup_server_args(state, extra_args);
+}
+
+uint16_t tc_port(void **state)
+{
+    return ((struct p2p_server *)*state)->port;
+}
+
+void tc_start_server(struct p2p_server *server, const char *const *extra_args)
+{
+    if (p2p_server_start(server, extra_args) != 0)
+        tc_fail("could not start %s", p2p_server_path());
+}
+
+void tc_stop_server(struct p2p_server *server)
+{
+    int status = p2p_server_stop(server);
+    if (status != 0)
+        tc_fail("server exited with %d after SIGTERM, expected 0", status);
+}
+
+/* ---- small utilities ------------------------------------------------------ */
+
+void *tc_xmalloc(size_t n)
+{
+    void *p = malloc(n > 0 ? n : 1);
+    if (p == NULL)
+        tc_fail("out of memory");
+    return p;
+}
+
+void tc_fill_indexed(uint8_t *buf, size_t len, int i)
+{
+    memset(buf, 'a' + i % 26, len);
+    buf[0] = (uint8_t)i;
+    buf[1] = (uint8_t)(i >> 8);
+}
+
+void tc_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
 }

@@ -164,4 +164,51 @@ int tc_setup_server(void **state);
 int tc_setup_server_args(void **state, const char *const *extra_args);
 int tc_teardown_server(void **state);
 
+/* Fixture for cmocka's prestate: on entry *state is the server's extra_args
+ * (a NULL-terminated list, as given to TC_SERVER_TEST_ARGS); on success it
+ * becomes the started server, as with tc_setup_server_args. */
+int tc_setup_server_prestate(void **state);
+
+/* A test case with a server of its own, started by the fixtures above:
+ * default settings, or with extra_args (a static NULL-terminated list).
+ * Needs <cmocka.h>. */
+#define TC_SERVER_TEST(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
+#define TC_SERVER_TEST_ARGS(f, extra_args)                                                    \
+    cmocka_unit_test_prestate_setup_teardown(f, tc_setup_server_prestate, tc_teardown_server, \
+                                             (void *)(extra_args))
+
+/* The port of the server a tc_setup_server* fixture put in *state. */
+uint16_t tc_port(void **state);
+
+/* For tests that start their own servers: p2p_server_start, failing the
+ * test if it does not start; p2p_server_stop, failing it unless the server
+ * exits 0 on SIGTERM. */
+void tc_start_server(struct p2p_server *server, const char *const *extra_args);
+void tc_stop_server(struct p2p_server *server);
+
+/* Connects *pub and then *sub to 127.0.0.1:port, registers *pub as id and
+ * subscribes *sub to it, each reply asserted to be status 1 (81 01, 82 01).
+ * Both are v1 sessions, as from tc_connect. */
+void tc_connect_pub_sub(uint16_t port, const char *id, int *pub, int *sub);
+
+/* Connects n clients to 127.0.0.1:port, one after the other, and registers
+ * fds[i] as prefix followed by i in decimal ("p0", "p1", ...), each reply
+ * asserted to be 81 01. */
+void tc_connect_registered(uint16_t port, int *fds, int n, const char *prefix);
+
+/* CHECK_ALIVE with an id given as bytes; asserts 86 expect_status. */
+void tc_check_alive_bytes(int fd, const void *id, size_t len, uint8_t expect_status);
+
+/* malloc (of at least 1 byte) that fails the test when out of memory. */
+void *tc_xmalloc(size_t n);
+
+/* Fills buf[0..len) (len >= 2) with 'a' + i % 26, then writes i's low 16
+ * bits little-endian at buf[0..2): the i-th of a run of distinct payloads. */
+void tc_fill_indexed(uint8_t *buf, size_t len, int i);
+
+/* Writes v big-endian at p[0..4). */
+void tc_put_u32(uint8_t *p, uint32_t v);
+
+#define TC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 #endif /* STUPIDP2P_TEST_HARNESS_H */

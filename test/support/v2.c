@@ -1,0 +1,158 @@
+/*
+ * v2.c - see v2.h.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "v2.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "protocol.h"
+
+void tc_expect_hello(int fd, uint8_t version, uint8_t flags, uint8_t granted,
+                     uint32_t max_frame, uint32_t idle)
+{
+    uint8_t req[2] = {version, flags};
+    tc_send_cmd(fd, P2P_CMD_HELLO, req, sizeof req);
+    uint8_t want[11] = {0x88, 0x01, granted};
+    tc_put_u32(want + 3, max_frame);
+    tc_put_u32(want + 7, idle);
+    tc_expect_frame(fd, want, sizeof want);
+}
+
+int tc_v2_connect_cfg(uint16_t port, uint8_t flags, uint32_t max_frame, uint32_t idle)
+{
+    int fd = tc_connect(port);
+    tc_expect_hello(fd, 2, flags, 2, max_frame, idle);
+    return fd;
+}
+
+int tc_v2_connect_flags(uint16_t port, uint8_t flags)
+{
+    return tc_v2_connect_cfg(port, flags, TC_DEFAULT_MAX_FRAME, TC_DEFAULT_IDLE);
+}
+
+int tc_v2_connect(uint16_t port)
+{
+    return tc_v2_connect_flags(port, 0);
+}
+
+/* A new buffer holding [code][id_len][id][data] (2 + id_len + len bytes):
+ * the payload of SEND_TO and of DELIVER. */
+static uint8_t *id_payload(uint8_t code, const void *id, size_t id_len, const void *data,
+                           size_t len)
+{
+    uint8_t *buf = tc_xmalloc(2 + id_len + len);
+    buf[0] = code;
+    buf[1] = (uint8_t)id_len;
+    memcpy(buf + 2, id, id_len);
+    if (len > 0)
+        memcpy(buf + 2 + id_len, data, len);
+    return buf;
+}
+
+void tc_send_to(int fd, const void *id, size_t id_len, const void *data, size_t len)
+{
+    uint8_t *buf = id_payload(P2P_CMD_SEND_TO, id, id_len, data, len);
+    tc_send_frame(fd, buf, 2 + id_len + len);
+    free(buf);
+}
+
+void tc_expect_deliver(int fd, const void *id, size_t id_len, const void *data, size_t len)
+{
+    uint8_t *want = id_payload(P2P_EVT_DELIVER, id, id_len, data, len);
+    tc_expect_frame(fd, want, 2 + id_len + len);
+    free(want);
+}
+
+void tc_expect_deliver_str(int fd, const char *id, const char *data)
+{
+    tc_expect_deliver(fd, id, strlen(id), data, strlen(data));
+}
+
+void tc_expect_presence_bytes(int fd, uint8_t state, const void *id, size_t id_len)
+{
+    uint8_t want[3 + 255];
+    want[0] = P2P_EVT_PRESENCE;
+    want[1] = state;
+    want[2] = (uint8_t)id_len;
+    memcpy(want + 3, id, id_len);
+    tc_expect_frame(fd, want, 3 + id_len);
+}
+
+void tc_expect_presence(int fd, uint8_t state, const char *id)
+{
+    tc_expect_presence_bytes(fd, state, id, strlen(id));
+}
+
+void tc_v2_subscribe(int fd, const char *id, uint8_t presence)
+{
+    tc_subscribe(fd, id, P2P_STATUS_OK);
+    tc_expect_presence(fd, presence, id);
+}
+
+int tc_utf8_valid(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        size_t n;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            n = 1;
+            cp = c & 0x1Fu;
+        } else if ((c & 0xF0) == 0xE0) {
+            n = 2;
+            cp = c & 0x0Fu;
+        } else if ((c & 0xF8) == 0xF0) {
+            n = 3;
+            cp = c & 0x07u;
+        } else {
+            return 0;
+        }
+        if (i + n >= len)
+            return 0;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xC0) != 0x80)
+                return 0;
+            cp = (cp << 6) | (s[i + k] & 0x3Fu);
+        }
+        if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+            cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += n + 1;
+    }
+    return 1;
+}
+
+void tc_expect_bye_within(int fd, uint8_t reason, int timeout_ms)
+{
+    uint8_t buf[1024];
+    ssize_t n = tc_recv_frame(fd, buf, sizeof buf, timeout_ms);
+    if (n < 0)
+        tc_fail("fd %d: expected BYE %u, got no frame within %d ms", fd, reason, timeout_ms);
+    if (n < 2 || buf[0] != P2P_EVT_BYE || buf[1] != reason) {
+        tc_hexdump("received", buf, (size_t)n, 0, 64);
+        tc_fail("fd %d: expected BYE with reason %u", fd, reason);
+    }
+    size_t text = (size_t)n - 2;
+    if (text < 1 || text > P2P_BYE_TEXT_MAX || !tc_utf8_valid(buf + 2, text)) {
+        tc_hexdump("received", buf, (size_t)n, 0, 160);
+        tc_fail("fd %d: BYE text must be 1..127 bytes of UTF-8, got %zu bytes", fd, text);
+    }
+    tc_expect_closed(fd, TC_WAIT_MS, 0);
+}
+
+void tc_expect_bye(int fd, uint8_t reason)
+{
+    tc_expect_bye_within(fd, reason, TC_WAIT_MS);
+}
