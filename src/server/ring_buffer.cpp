@@ -63,11 +63,10 @@ bool RingBuffer::append(const void* data, size_t n) {
     return true;
 }
 
-int RingBuffer::read_spans(struct iovec spans[2]) const {
-    uint32_t n = size();
+// The n bytes starting at free-running counter `from`, as one or two spans.
+int RingBuffer::spans_from(uint32_t from, uint32_t n, struct iovec spans[2]) const {
     if (n == 0) return 0;
-    uint32_t mask = capacity_ - 1;
-    uint32_t start = tail_ & mask;
+    uint32_t start = from & (capacity_ - 1);
     uint32_t first = capacity_ - start < n ? capacity_ - start : n;
     spans[0].iov_base = data_ + start;
     spans[0].iov_len = first;
@@ -77,20 +76,13 @@ int RingBuffer::read_spans(struct iovec spans[2]) const {
     return 2;
 }
 
+int RingBuffer::read_spans(struct iovec spans[2]) const { return spans_from(tail_, size(), spans); }
+
 int RingBuffer::write_spans(struct iovec spans[2]) {
     // Free bytes of the allocation, but never more than max_bytes allows.
     uint32_t n = free_space();
     if (n > max_bytes_ - size()) n = max_bytes_ - size();
-    if (n == 0) return 0;
-    uint32_t mask = capacity_ - 1;
-    uint32_t start = head_ & mask;
-    uint32_t first = capacity_ - start < n ? capacity_ - start : n;
-    spans[0].iov_base = data_ + start;
-    spans[0].iov_len = first;
-    if (first == n) return 1;
-    spans[1].iov_base = data_;
-    spans[1].iov_len = n - first;
-    return 2;
+    return spans_from(head_, n, spans);
 }
 
 void RingBuffer::commit(size_t n) { head_ += static_cast<uint32_t>(n); }

@@ -79,6 +79,7 @@ class RingBuffer {
 
    private:
     bool grow(uint32_t needed);
+    int spans_from(uint32_t from, uint32_t n, struct iovec spans[2]) const;
 
     uint8_t* data_ = nullptr;
     uint32_t capacity_ = 0;  // 0 or a power of two
