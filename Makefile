@@ -145,8 +145,10 @@ test-deps:
 
 tests: $(ALL) $(TEST_BIN)
 
+# The build under `make test` runs in parallel (JOBS, default: every core).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test: test-deps
-	@$(MAKE) --no-print-directory tests
+	@$(MAKE) --no-print-directory -j$(JOBS) tests
 	@P2P_SERVER=$(abspath $(SERVER)) P2P_CLIENT=$(abspath $(CLIENT)) \
 	  P2P_LIB=$(abspath $(LIBP2P)) P2P_BUILD=$(abspath $(BUILD)) \
 	  CC="$(CC)" PYTHON="$(PYTHON)" SANITIZE="$(SANITIZE)" \
