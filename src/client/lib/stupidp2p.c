@@ -431,13 +431,20 @@ static int32_t sp_new_call(int32_t handle, uint8_t cmd, const void *id, size_t i
     return sp_command(handle, &c, status);
 }
 
-int32_t stupid_p2p_register(int32_t handle, const void *id, size_t id_len)
+/* A command whose argument is one device id, answered by a status: the id
+ * is checked locally, the server's status mapped to a return code. */
+static int32_t sp_id_command(int32_t handle, uint8_t cmd, const void *id, size_t id_len)
 {
     if (!sp_id_ok(id, id_len))
         return STUPID_P2P_BAD_PARAM;
     int status = 0;
-    int32_t rc = sp_new_call(handle, P2P_CMD_REGISTER, id, id_len, &status);
+    int32_t rc = sp_new_call(handle, cmd, id, id_len, &status);
     return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+int32_t stupid_p2p_register(int32_t handle, const void *id, size_t id_len)
+{
+    return sp_id_command(handle, P2P_CMD_REGISTER, id, id_len);
 }
 
 int32_t stupid_p2p_unregister(int32_t handle)
@@ -449,20 +456,12 @@ int32_t stupid_p2p_unregister(int32_t handle)
 
 int32_t stupid_p2p_subscribe(int32_t handle, const void *id, size_t id_len)
 {
-    if (!sp_id_ok(id, id_len))
-        return STUPID_P2P_BAD_PARAM;
-    int status = 0;
-    int32_t rc = sp_new_call(handle, P2P_CMD_SUBSCRIBE, id, id_len, &status);
-    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+    return sp_id_command(handle, P2P_CMD_SUBSCRIBE, id, id_len);
 }
 
 int32_t stupid_p2p_unsubscribe(int32_t handle, const void *id, size_t id_len)
 {
-    if (!sp_id_ok(id, id_len))
-        return STUPID_P2P_BAD_PARAM;
-    int status = 0;
-    int32_t rc = sp_new_call(handle, P2P_CMD_UNSUBSCRIBE, id, id_len, &status);
-    return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+    return sp_id_command(handle, P2P_CMD_UNSUBSCRIBE, id, id_len);
 }
 
 int32_t stupid_p2p_check_alive(int32_t handle, const void *id, size_t id_len)
