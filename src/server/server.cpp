@@ -302,8 +302,7 @@ void Server::on_connection_resume(Connection& conn) {
 
 void Server::read_input(Connection& conn) {
     size_t budget = kReadBudget;
-    uint64_t frames_before = relay_->stats().frames_in;
-    bool had_frames = false;
+    size_t frames = 0;
     while (conn.state == ConnState::open) {
         size_t room = conn.in.max_bytes() - conn.in.size();
         if (!conn.in.reserve(room < kReadChunk ? room : kReadChunk) || conn.in.free_space() == 0) {
@@ -318,8 +317,7 @@ void Server::read_input(Connection& conn) {
         IoResult r = io_readv(conn.fd(), spans, count);
         if (r.status == IoStatus::ok) {
             conn.in.commit(r.bytes);
-            process_frames(conn);
-            had_frames = true;
+            frames += process_frames(conn);
             if (r.bytes >= budget) {
                 loop_.defer(conn);  // fairness: the rest next iteration
                 break;
@@ -341,35 +339,32 @@ void Server::read_input(Connection& conn) {
         break;
     }
     // Any complete frame refreshes the idle timer.
-    if (had_frames && conn.state == ConnState::open && relay_->stats().frames_in != frames_before) {
+    if (frames != 0 && conn.state == ConnState::open) {
         conn.last_active_ms = loop_.now_ms();
         idle_.push_back(conn);
     }
     if (conn.in.empty()) conn.in.release();
 }
 
-void Server::process_frames(Connection& conn) {
+// Hands every complete frame in the input ring to the relay; returns how
+// many (empty frames included: they are ignored, but they count as activity).
+size_t Server::process_frames(Connection& conn) {
+    size_t frames = 0;
     while (conn.state == ConnState::open) {
         FrameView frame;
         FrameStatus st = next_frame(conn.in, options_.max_frame, scratch_, &frame);
-        if (st == FrameStatus::incomplete) return;
+        if (st == FrameStatus::incomplete) break;
         if (st == FrameStatus::too_long) {
             LOG_INFO("%s: frame of %u bytes exceeds the maximum of %u", conn.label(), frame.length,
                      options_.max_frame);
             close_connection(conn, CloseReason::protocol_error, true);
-            return;
+            break;
         }
-        if (frame.length == 0) {
-            // Ignored without a reply, but it is a frame: it refreshes the
-            // idle timer (counted like any other).
-            relay_->on_frame(conn, nullptr, 0);
-            conn.last_active_ms = loop_.now_ms();
-            idle_.push_back(conn);
-        } else {
-            relay_->on_frame(conn, frame.payload, frame.length);
-        }
+        if (frame.length != 0) relay_->on_frame(conn, frame.payload, frame.length);
         conn.in.consume(P2P_FRAME_HEADER_SIZE + frame.length);
+        ++frames;
     }
+    return frames;
 }
 
 // Input of a connection that is closing: read and drop it, so the socket's

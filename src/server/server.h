@@ -78,7 +78,7 @@ class Server final : public EventLoop::Hooks, public SessionHost {
 
     void read_input(Connection& conn);
     void discard_input(Connection& conn);
-    void process_frames(Connection& conn);
+    size_t process_frames(Connection& conn);
     void flush_output(Connection& conn);
     // The one transition function; see connection.h. flush: let pending
     // output (and a v2 BYE) reach the peer before closing.
