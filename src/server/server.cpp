@@ -230,6 +230,10 @@ void Server::accept_connections(Listener& listener) {
             accept_paused_ = true;
             return;
         }
+        if (out_of_fds_) {
+            LOG_INFO("file descriptors available again");
+            out_of_fds_ = false;
+        }
         if (live_connections_ >= max_conns_) {
             if (!at_conn_limit_) {
                 LOG_WARN("connection limit (%u) reached: refusing new connections", max_conns_);
@@ -264,10 +268,9 @@ void Server::accept_connections(Listener& listener) {
 // be refused, and under EPOLLET nothing would tell us again: give up the
 // spare descriptor, accept and close at once, take the spare back.
 void Server::refuse_over_emfile(Listener& listener) {
-    static bool warned = false;
-    if (!warned) {
+    if (!out_of_fds_) {
         LOG_WARN("out of file descriptors: refusing connections");
-        warned = true;
+        out_of_fds_ = true;  // one line per episode; reset by the next accept
     }
     if (spare_fd_ == -1) {
         accept_paused_ = true;

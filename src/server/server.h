@@ -109,6 +109,7 @@ class Server final : public EventLoop::Hooks, public SessionHost {
     uint32_t in_ring_max_ = 0;
     bool accept_paused_ = false;
     bool at_conn_limit_ = false;
+    bool out_of_fds_ = false;
     bool shutting_down_ = false;
     uint64_t shutdown_deadline_ms_ = 0;
     int exit_status_ = 0;
