@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
     // rings under load) from the heap. Fixed values also turn off glibc's
     // adaptive threshold, so memory behaviour does not drift with history.
     if (mallopt(M_TRIM_THRESHOLD, 64 << 20) == 0 || mallopt(M_MMAP_THRESHOLD, 4 << 20) == 0)
-        LOG_WARN("mallopt failed; buffer reuse will cost page faults");
+        LOG_INFO("this allocator ignores mallopt (a sanitizer build?): buffer reuse may fault");
     Server server(options);
     if (!server.start()) return 1;
     return server.run();

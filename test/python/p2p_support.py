@@ -45,6 +45,19 @@ def require_server() -> None:
     raise unittest.SkipTest("no server binary at %s (run make first)" % SERVER)
 
 
+def reserve_port() -> socket.socket:
+    """A socket bound to a free port on 127.0.0.1, with SO_REUSEADDR and not
+    listening: it keeps other tests (their bind to port 0, their outgoing
+    connections) off the port for as long as it stays open, while the server
+    itself, which binds with SO_REUSEADDR, can still listen there. Holding it
+    across a restart is what keeps another test's server from taking the
+    port while ours is down."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", 0))
+    return s
+
+
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket() as s:
@@ -85,6 +98,7 @@ class ServerProcess:
         self.port = 0
         self.proc: Optional[subprocess.Popen] = None
         self.log = tempfile.TemporaryFile()
+        self.reservation: Optional[socket.socket] = None
 
     @property
     def address(self) -> str:
@@ -96,7 +110,13 @@ class ServerProcess:
         wait until it accepts connections."""
         deadline = time.monotonic() + timeout
         while True:
-            self.port = port or free_port()
+            if port is None:
+                if self.reservation is not None:
+                    self.reservation.close()
+                self.reservation = reserve_port()
+                self.port = self.reservation.getsockname()[1]
+            else:
+                self.port = port
             self.proc = subprocess.Popen(
                 [SERVER, "--bind", "127.0.0.1", "--log-level", "debug"]
                 + self.args + [str(self.port)],
@@ -148,6 +168,13 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+        self.release()
+
+    def release(self) -> None:
+        """Give the port back (the server cannot be restarted on it after)."""
+        if self.reservation is not None:
+            self.reservation.close()
+            self.reservation = None
         self.log.close()
 
 
@@ -362,6 +389,7 @@ class ServerCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls) -> None:
         cls.server.stop()
+        cls.server.release()
         cls.server.log.close()
 
     def client(self, **options: object):

@@ -3,10 +3,16 @@
  *
  * Design notes.
  *
- * Starting the server. A free port is found by binding 127.0.0.1:0 and
- * reading getsockname; the socket is closed and the server started on that
- * port. Between the close and the server's bind another process may take the
- * port, so start-up is retried on a fresh port (5 attempts). Readiness is
+ * Starting the server. A free port is found by binding 127.0.0.1:0 with
+ * SO_REUSEADDR and reading getsockname. That socket is kept, bound but not
+ * listening, for as long as the server may come back on the port: the server
+ * binds with SO_REUSEADDR too, which Linux allows beside a socket that is not
+ * listening, while other processes' binds to port 0 and their outgoing
+ * connections keep off a port that a socket holds. Without it, another test
+ * running in parallel could start its server on our port while a test has
+ * killed ours to simulate a crash, and our clients would reconnect to the
+ * wrong server. If the server still fails to start (the port was taken
+ * before we reserved it), start-up is retried on a fresh port (5 attempts). Readiness is
  * decided without connecting to the server: /proc/net/tcp{,6} must show a
  * LISTEN socket on the port whose inode is one of the child's own fds. A
  * probe connection would show up in the server's log and count against
@@ -405,29 +411,44 @@ int tc_run_capture(const char *const *argv, char *out, size_t cap, int timeout_m
 
 /* ---- starting and stopping the server --------------------------------- */
 
-/* A port that was free a moment ago, or 0. */
-static uint16_t pick_free_port(void)
+/* Binds a reservation socket (SO_REUSEADDR, not listening) to
+ * 127.0.0.1:port, port 0 meaning any free one. Returns the port and stores
+ * the socket in *fd_out, or returns 0 (with *fd_out = -1). */
+static uint16_t reserve_port(uint16_t port, int *fd_out)
 {
+    *fd_out = -1;
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd == -1) {
         fprintf(stderr, "harness: socket: %s\n", strerror(errno));
         return 0;
     }
+    int one = 1;
     struct sockaddr_in addr;
     memset(&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
+    addr.sin_port = htons(port);
     socklen_t alen = sizeof addr;
-    uint16_t port = 0;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == -1)
-        fprintf(stderr, "harness: bind 127.0.0.1:0: %s\n", strerror(errno));
-    else if (getsockname(fd, (struct sockaddr *)&addr, &alen) == -1)
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == -1) {
+        fprintf(stderr, "harness: SO_REUSEADDR: %s\n", strerror(errno));
+    } else if (bind(fd, (struct sockaddr *)&addr, sizeof addr) == -1) {
+        if (port == 0)
+            fprintf(stderr, "harness: bind 127.0.0.1:0: %s\n", strerror(errno));
+    } else if (getsockname(fd, (struct sockaddr *)&addr, &alen) == -1) {
         fprintf(stderr, "harness: getsockname: %s\n", strerror(errno));
-    else
-        port = ntohs(addr.sin_port);
+    } else {
+        *fd_out = fd;
+        return ntohs(addr.sin_port);
+    }
     close(fd);
-    return port;
+    return 0;
+}
+
+static void release_port(struct p2p_server *server)
+{
+    if (server->reserve_fd != -1)
+        close(server->reserve_fd);
+    server->reserve_fd = -1;
 }
 
 /* Creates the log file; returns its fd (O_CLOEXEC) or -1. */
@@ -633,15 +654,19 @@ int p2p_server_start(struct p2p_server *server, const char *const *extra_args)
     server->pid = 0;
     server->port = 0;
     server->log_path[0] = '\0';
+    server->reserve_fd = -1;
     for (int attempt = 0; attempt < TC_START_ATTEMPTS; attempt++) {
-        uint16_t port = pick_free_port();
+        int fd = -1;
+        uint16_t port = reserve_port(0, &fd);
         if (port == 0)
             return -1;
         enum start_result r = start_on_port(server, extra_args, port, 0);
         if (r == START_OK) {
+            server->reserve_fd = fd;
             running_add(server);
             return 0;
         }
+        close(fd);
         if (r == START_FATAL)
             return -1;
     }
@@ -659,6 +684,9 @@ int p2p_server_restart(struct p2p_server *server, const char *const *extra_args)
     uint16_t port = server->port;
     if (port == 0)
         return p2p_server_start(server, extra_args);
+    /* After a stop the reservation is gone: take it again if we can. */
+    if (server->reserve_fd == -1)
+        reserve_port(port, &server->reserve_fd);
     /* The old server's connections may linger in TIME_WAIT; a server without
      * SO_REUSEADDR then fails to bind for a while. Retry for ~10 s. */
     int64_t deadline = now_ms() + 2 * TC_WAIT_MS;
@@ -711,6 +739,7 @@ int p2p_server_stop_with(struct p2p_server *server, int sig)
     }
     running_remove(pid);
     server->pid = 0;
+    release_port(server);
     if (log_is_temporary(server->log_path))
         unlink(server->log_path);
     return result;

@@ -36,6 +36,8 @@ struct p2p_server {
     pid_t pid;            /* 0 when not running                          */
     uint16_t port;        /* the port it listens on, on 127.0.0.1         */
     char log_path[512];   /* its stderr, kept for the test's log          */
+    int reserve_fd;       /* -1, or a socket holding the port between a
+                             kill and a restart (see harness.c)           */
 };
 
 /* Starts $P2P_SERVER (default ./p2pServer) as
