@@ -92,29 +92,6 @@ bool io_error_is_peer(int err) {
     }
 }
 
-void io_format_address(const struct sockaddr* addr, socklen_t len, char* out, size_t cap) {
-    char host[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        const auto* in = reinterpret_cast<const struct sockaddr_in*>(addr);
-        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        std::snprintf(out, cap, "%s:%u", host, port);
-    } else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-        const auto* in6 = reinterpret_cast<const struct sockaddr_in6*>(addr);
-        port = ntohs(in6->sin6_port);
-        if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-            inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
-            std::snprintf(out, cap, "%s:%u", host, port);
-        } else {
-            inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-            std::snprintf(out, cap, "[%s]:%u", host, port);
-        }
-    } else {
-        std::snprintf(out, cap, "unknown");
-    }
-}
-
 PeerAddress io_peer_address(const struct sockaddr* addr, socklen_t len) {
     PeerAddress p;
     if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {

@@ -46,9 +46,6 @@ AcceptResult io_accept(int listen_fd);
 // broken pipe, timeouts, unreachable): logged quietly.
 bool io_error_is_peer(int err);
 
-// Formats an IPv4/IPv6 address and port as "1.2.3.4:5" or "[::1]:5".
-void io_format_address(const struct sockaddr* addr, socklen_t len, char* out, size_t cap);
-
 // A peer's address in 20 bytes rather than a 128-byte sockaddr_storage:
 // kept per connection for log lines, formatted only when one is written.
 struct PeerAddress {
@@ -58,4 +55,5 @@ struct PeerAddress {
 };
 
 PeerAddress io_peer_address(const struct sockaddr* addr, socklen_t len);
+// Formats an address as "1.2.3.4:5" or "[::1]:5".
 void io_format_peer(const PeerAddress& peer, char* out, size_t cap);

@@ -84,7 +84,7 @@ size_t listen_tcp(const char* bind_address, uint16_t port, int* fds, size_t max_
         int fd = open_listener(ai->ai_family, ai->ai_addr, ai->ai_addrlen, false);
         if (fd == -1) {
             char where[64];
-            io_format_address(ai->ai_addr, ai->ai_addrlen, where, sizeof where);
+            io_format_peer(io_peer_address(ai->ai_addr, ai->ai_addrlen), where, sizeof where);
             std::snprintf(err, err_cap, "cannot listen on %s: %s", where, strerrordesc_np(errno));
             for (size_t i = 0; i < count; ++i) close(fds[i]);
             freeaddrinfo(res);
