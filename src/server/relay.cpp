@@ -26,6 +26,11 @@ std::string_view as_view(const uint8_t* p, size_t n) {
 
 bool valid_id_length(size_t len) { return len >= 1 && len <= P2P_ID_MAX; }
 
+bool is_v2(const Session& s) { return s.version >= P2P_VERSION_2; }
+
+// QUIET (v2 only) leaves successful SEND and SEND_TO unacknowledged.
+bool acks_sends(const Session& s) { return !(s.quiet && is_v2(s)); }
+
 // Printable rendering of an id for logs: bytes outside printable ASCII as
 // \xNN, cut at 64 bytes.
 const char* printable_id(std::string_view id, char* out, size_t cap) {
@@ -93,13 +98,13 @@ void Relay::reply(Session& s, uint8_t cmd, uint8_t status) {
 }
 
 void Relay::fail(Session& s, uint8_t cmd, uint8_t reason) {
-    reply(s, cmd, s.version >= P2P_VERSION_2 ? reason : uint8_t{P2P_STATUS_FAILURE});
+    reply(s, cmd, is_v2(s) ? reason : uint8_t{P2P_STATUS_FAILURE});
 }
 
 void Relay::deliver(Session& to, const Session& from, const uint8_t* data, size_t len) {
     if (to.ended) return;
     ++stats_.deliveries;
-    if (to.version >= P2P_VERSION_2) {
+    if (is_v2(to)) {
         // DELIVER: [0x09][id_len][sender id][data]
         uint8_t prefix[2 + P2P_ID_MAX];
         const std::string& id = from.device->id;
@@ -114,7 +119,7 @@ void Relay::deliver(Session& to, const Session& from, const uint8_t* data, size_
 }
 
 void Relay::send_presence(Session& to, const Device& device) {
-    if (to.ended || to.version < P2P_VERSION_2) return;
+    if (to.ended || !is_v2(to)) return;
     uint8_t frame[3 + P2P_ID_MAX];
     frame[0] = P2P_EVT_PRESENCE;
     frame[1] = device.online() ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE;
@@ -131,7 +136,7 @@ void Relay::announce_presence(Device& device, const Session* except) {
 }
 
 void Relay::send_bye(Session& s, uint8_t reason, const char* text) {
-    if (s.version < P2P_VERSION_2) return;
+    if (!is_v2(s)) return;
     size_t n = std::strlen(text);
     if (n > P2P_BYE_TEXT_MAX) n = P2P_BYE_TEXT_MAX;
     const uint8_t prefix[2] = {P2P_EVT_BYE, reason};
@@ -192,7 +197,7 @@ void Relay::on_frame(Session& s, const uint8_t* payload, size_t len) {
     uint8_t cmd = payload[0];
     const uint8_t* arg = payload + 1;
     size_t arg_len = len - 1;
-    bool v2 = s.version >= P2P_VERSION_2;
+    bool v2 = is_v2(s);
     switch (cmd) {
         case P2P_CMD_REGISTER: on_register(s, arg, arg_len); return;
         case P2P_CMD_SUBSCRIBE: on_subscribe(s, arg, arg_len); return;
@@ -261,7 +266,7 @@ void Relay::on_register(Session& s, const uint8_t* id, size_t len) {
 }
 
 void Relay::on_subscribe(Session& s, const uint8_t* id, size_t len) {
-    bool v2 = s.version >= P2P_VERSION_2;
+    bool v2 = is_v2(s);
     if (!valid_id_length(len) || (s.device != nullptr && s.device->key() == as_view(id, len))) {
         fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_BAD_ARGUMENT);
         return;
@@ -320,7 +325,7 @@ void Relay::on_send(Session& s, const uint8_t* data, size_t len) {
     for (Subscription* sub = d.subscribers.front(); sub != nullptr; sub = d.subscribers.next(*sub)) {
         if (sub->subscriber != &s) deliver(*sub->subscriber, s, data, len);
     }
-    if (!(s.quiet && s.version >= P2P_VERSION_2)) reply(s, P2P_CMD_SEND, P2P_STATUS_OK);
+    if (acks_sends(s)) reply(s, P2P_CMD_SEND, P2P_STATUS_OK);
 }
 
 void Relay::on_unregister(Session& s) {
@@ -403,7 +408,7 @@ void Relay::on_send_to(Session& s, const uint8_t* args, size_t len) {
         return;
     }
     deliver(*d->holder, s, args + 1 + id_len, len - 1 - id_len);
-    if (!(s.quiet && s.version >= P2P_VERSION_2)) reply(s, P2P_CMD_SEND_TO, P2P_STATUS_OK);
+    if (acks_sends(s)) reply(s, P2P_CMD_SEND_TO, P2P_STATUS_OK);
 }
 
 // ---- end of a session ------------------------------------------------------
