@@ -61,6 +61,15 @@ void Server::Listener::close_fd() {
     fd_ = -1;
 }
 
+// A socket error: routine ones a peer causes (reset, broken pipe) quietly,
+// anything else loudly, with the connection and what it was doing.
+static void log_io_error(const Connection& conn, const char* doing, int err) {
+    if (io_error_is_peer(err))
+        LOG_DEBUG("%s: %s: %s", conn.label(), doing, strerrordesc_np(err));
+    else
+        LOG_WARN("%s: %s: %s", conn.label(), doing, strerrordesc_np(err));
+}
+
 // ---- start and stop ------------------------------------------------------------
 
 Server::Server(const ServerOptions& options) : options_(options) {}
@@ -334,10 +343,7 @@ void Server::read_input(Connection& conn) {
             close_connection(conn, CloseReason::peer_closed, true);
             break;
         }
-        if (io_error_is_peer(r.err))
-            LOG_DEBUG("%s: read: %s", conn.label(), strerrordesc_np(r.err));
-        else
-            LOG_WARN("%s: read: %s", conn.label(), strerrordesc_np(r.err));
+        log_io_error(conn, "read", r.err);
         close_connection(conn, CloseReason::io_error, false);
         break;
     }
@@ -436,10 +442,7 @@ void Server::flush_output(Connection& conn) {
             continue;
         }
         if (r.status == IoStatus::would_block) return;  // EPOLLOUT will call us
-        if (io_error_is_peer(r.err))
-            LOG_DEBUG("%s: write: %s", conn.label(), strerrordesc_np(r.err));
-        else
-            LOG_WARN("%s: write: %s", conn.label(), strerrordesc_np(r.err));
+        log_io_error(conn, "write", r.err);
         if (conn.state == ConnState::open) {
             close_connection(conn, CloseReason::io_error, false);
         } else {
