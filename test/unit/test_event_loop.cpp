@@ -236,11 +236,10 @@ void test_poller_add_modify_remove_wait(void**) {
 void on_usr1(int) {}
 
 // A signal during epoll_wait is not an error: wait() returns 0.
-void test_poller_wait_eintr_returns_zero(void**) {
-    struct sigaction sa;
-    std::memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_usr1;  // no SA_RESTART (epoll_wait never restarts anyway)
-    assert_int_equal(sigaction(SIGUSR1, &sa, nullptr), 0);
+
+// A POSIX timer that raises SIGUSR1 once, 30 ms from now (a signal landing
+// inside epoll_wait). The caller deletes it.
+timer_t sigusr1_in_30ms() {
     struct sigevent sev;
     std::memset(&sev, 0, sizeof sev);
     sev.sigev_notify = SIGEV_SIGNAL;
@@ -251,6 +250,15 @@ void test_poller_wait_eintr_returns_zero(void**) {
     std::memset(&its, 0, sizeof its);
     its.it_value.tv_nsec = 30 * 1000000L;
     assert_int_equal(timer_settime(timer, 0, &its, nullptr), 0);
+    return timer;
+}
+
+void test_poller_wait_eintr_returns_zero(void**) {
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;  // no SA_RESTART (epoll_wait never restarts anyway)
+    assert_int_equal(sigaction(SIGUSR1, &sa, nullptr), 0);
+    timer_t timer = sigusr1_in_30ms();
 
     Poller p;
     assert_true(p.open());
@@ -535,16 +543,7 @@ void test_run_survives_eintr(void**) {
     Rig r(2000);
     r.hooks.tick_fn = [](Hooks& h) { h.loop->stop(); };
     r.hooks.after_fn = [](Hooks& h) { h.loop->stop(); };
-    struct sigevent sev;
-    std::memset(&sev, 0, sizeof sev);
-    sev.sigev_notify = SIGEV_SIGNAL;
-    sev.sigev_signo = SIGUSR1;
-    timer_t timer;
-    assert_int_equal(timer_create(CLOCK_MONOTONIC, &sev, &timer), 0);
-    struct itimerspec its;
-    std::memset(&its, 0, sizeof its);
-    its.it_value.tv_nsec = 30 * 1000000L;
-    assert_int_equal(timer_settime(timer, 0, &its, nullptr), 0);
+    timer_t timer = sigusr1_in_30ms();
     bool ok = r.loop.run();
     timer_delete(timer);
     assert_true(ok);
