@@ -1,7 +1,7 @@
 // frame_reader.cpp - see frame_reader.h.
 #include "frame_reader.h"
 
-#include "frame.h"
+#include "codec.h"
 #include "protocol.h"
 
 FrameStatus next_frame(const RingBuffer& in, uint32_t max_payload, uint8_t* scratch,

@@ -1,6 +1,6 @@
 // frame_reader.h - takes whole frames out of a connection's input ring.
 //
-// The codec (src/common/frame.h) works on contiguous bytes; a ring may hold
+// The codec (src/common/codec.h) works on contiguous bytes; a ring may hold
 // a frame across its wrap. next_frame() hands out a pointer into the ring
 // when the payload is contiguous (the common case: no copy) and otherwise
 // copies it into the caller's scratch buffer. A header announcing more than

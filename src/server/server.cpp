@@ -15,7 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "frame.h"
+#include "codec.h"
 #include "frame_reader.h"
 #include "io.h"
 #include "listener.h"

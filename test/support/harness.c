@@ -60,7 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frame.h"
+#include "codec.h"
 #include "protocol.h"
 
 /* Largest frame the harness will read: the largest --max-frame plus the

@@ -1,4 +1,4 @@
-// test_frame_codec.cpp - unit tests for the frame codec (src/common/frame.c)
+// test_frame_codec.cpp - unit tests for the frame codec (src/common/codec.c)
 // and the server's frame reader over a RingBuffer (src/server/frame_reader).
 //
 // Both are fed the same streams whole, split at every offset, byte by byte,
@@ -23,7 +23,7 @@ extern "C" {
 #include <cmocka.h>
 }
 
-#include "frame.h"
+#include "codec.h"
 #include "frame_reader.h"
 #include "protocol.h"
 #include "ring_buffer.h"

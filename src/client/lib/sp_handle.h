@@ -36,7 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "codec.h"
 #include "protocol.h"
 #include "stupidp2p.h"
 

@@ -1,0 +1,241 @@
+/* codec.c - see codec.h; the layouts are those of man/stupidp2p.7. */
+#include "codec.h"
+
+#include <string.h>
+
+void p2p_put_be32(uint8_t p[4], uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+uint32_t p2p_get_be32(const uint8_t p[4])
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* ---- frames ---------------------------------------------------------------- */
+
+void p2p_frame_header_encode(uint8_t header[4], uint32_t length)
+{
+    p2p_put_be32(header, length);
+}
+
+uint32_t p2p_frame_header_decode(const uint8_t header[4])
+{
+    return p2p_get_be32(header);
+}
+
+enum p2p_frame_result p2p_frame_parse(const uint8_t *buf, size_t len,
+                                      uint32_t max_payload,
+                                      struct p2p_frame *out)
+{
+    out->payload = NULL;
+    out->length = 0;
+    out->consumed = 0;
+    if (len < P2P_FRAME_HEADER_SIZE) {
+        out->need = P2P_FRAME_HEADER_SIZE;
+        return P2P_FRAME_INCOMPLETE;
+    }
+    uint32_t length = p2p_frame_header_decode(buf);
+    out->length = length;
+    out->need = (size_t)P2P_FRAME_HEADER_SIZE + length;
+    if (length > max_payload)
+        return P2P_FRAME_TOO_LONG;
+    if (len - P2P_FRAME_HEADER_SIZE < length)
+        return P2P_FRAME_INCOMPLETE;
+    out->payload = buf + P2P_FRAME_HEADER_SIZE;
+    out->consumed = out->need;
+    return P2P_FRAME_COMPLETE;
+}
+
+/* ---- encoders ----------------------------------------------------------------- */
+
+size_t p2p_encode_reply(uint8_t *out, uint8_t cmd, uint8_t status)
+{
+    out[0] = (uint8_t)(cmd | P2P_REPLY_BIT);
+    out[1] = status;
+    return P2P_REPLY_SIZE;
+}
+
+size_t p2p_encode_hello_reply(uint8_t *out, uint8_t version, uint32_t max_frame,
+                              uint32_t idle_timeout_s)
+{
+    out[0] = (uint8_t)(P2P_CMD_HELLO | P2P_REPLY_BIT);
+    out[1] = P2P_STATUS_OK;
+    out[2] = version;
+    p2p_put_be32(out + 3, max_frame);
+    p2p_put_be32(out + 7, idle_timeout_s);
+    return P2P_HELLO_REPLY_SIZE;
+}
+
+size_t p2p_encode_hello(uint8_t *out, uint8_t version, uint8_t flags)
+{
+    out[0] = P2P_CMD_HELLO;
+    out[1] = version;
+    out[2] = flags;
+    return P2P_HELLO_SIZE;
+}
+
+size_t p2p_encode_id_command(uint8_t *out, uint8_t cmd, const uint8_t *id, size_t id_len)
+{
+    out[0] = cmd;
+    if (id_len != 0)
+        memcpy(out + 1, id, id_len);
+    return 1 + id_len;
+}
+
+/* [cmd][id_len][id] */
+static size_t encode_id_head(uint8_t *out, uint8_t cmd, const uint8_t *id, size_t id_len)
+{
+    out[0] = cmd;
+    out[1] = (uint8_t)id_len;
+    if (id_len != 0)
+        memcpy(out + 2, id, id_len);
+    return 2 + id_len;
+}
+
+size_t p2p_encode_send_to_head(uint8_t *out, const uint8_t *id, size_t id_len)
+{
+    return encode_id_head(out, P2P_CMD_SEND_TO, id, id_len);
+}
+
+size_t p2p_encode_deliver_head(uint8_t *out, const uint8_t *id, size_t id_len)
+{
+    return encode_id_head(out, P2P_EVT_DELIVER, id, id_len);
+}
+
+size_t p2p_encode_send_head(uint8_t *out)
+{
+    out[0] = P2P_CMD_SEND;
+    return 1;
+}
+
+size_t p2p_encode_presence(uint8_t *out, uint8_t state, const uint8_t *id, size_t id_len)
+{
+    out[0] = P2P_EVT_PRESENCE;
+    out[1] = state;
+    out[2] = (uint8_t)id_len;
+    if (id_len != 0)
+        memcpy(out + 3, id, id_len);
+    return 3 + id_len;
+}
+
+size_t p2p_encode_bye(uint8_t *out, uint8_t reason, const char *text, size_t text_len)
+{
+    if (text_len > P2P_BYE_TEXT_MAX)
+        text_len = P2P_BYE_TEXT_MAX;
+    out[0] = P2P_EVT_BYE;
+    out[1] = reason;
+    if (text_len != 0)
+        memcpy(out + 2, text, text_len);
+    return 2 + text_len;
+}
+
+/* ---- parsing -------------------------------------------------------------------- */
+
+static int valid_id_length(size_t n)
+{
+    return n >= 1 && n <= P2P_ID_MAX;
+}
+
+enum p2p_parse_result p2p_request_parse(const uint8_t *payload, size_t len,
+                                        struct p2p_request *out)
+{
+    memset(out, 0, sizeof *out);
+    out->cmd = payload[0];
+    const uint8_t *arg = payload + 1;
+    size_t arg_len = len - 1;
+    switch (out->cmd) {
+    case P2P_CMD_REGISTER:
+    case P2P_CMD_SUBSCRIBE:
+    case P2P_CMD_UNSUBSCRIBE:
+    case P2P_CMD_CHECK_ALIVE:
+        /* The whole data is the id (v1 has no length byte). */
+        if (!valid_id_length(arg_len))
+            return P2P_PARSE_BAD_ARGUMENT;
+        out->id = arg;
+        out->id_len = arg_len;
+        return P2P_PARSE_OK;
+    case P2P_CMD_SEND:
+        out->data = arg;
+        out->data_len = arg_len;
+        return P2P_PARSE_OK;
+    case P2P_CMD_SEND_TO:
+        /* [id_len][id][data]: an id of 1..255 bytes inside the payload. */
+        if (arg_len < 1 || arg[0] == 0 || (size_t)arg[0] > arg_len - 1)
+            return P2P_PARSE_BAD_ARGUMENT;
+        out->id = arg + 1;
+        out->id_len = arg[0];
+        out->data = arg + 1 + out->id_len;
+        out->data_len = arg_len - 1 - out->id_len;
+        return P2P_PARSE_OK;
+    case P2P_CMD_HELLO:
+        if (arg_len != 2)
+            return P2P_PARSE_BAD_ARGUMENT;
+        out->version = arg[0];
+        out->flags = arg[1];
+        return P2P_PARSE_OK;
+    default:
+        return P2P_PARSE_OK;
+    }
+}
+
+enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
+                                        struct p2p_message *out)
+{
+    memset(out, 0, sizeof *out);
+    out->cmd = payload[0];
+    if (payload[0] & P2P_REPLY_BIT) {
+        out->kind = P2P_MSG_REPLY;
+        out->cmd = (uint8_t)(payload[0] & ~P2P_REPLY_BIT);
+        if (len < P2P_REPLY_SIZE)
+            return P2P_PARSE_MALFORMED;
+        out->status = payload[1];
+        if (out->cmd == P2P_CMD_HELLO && out->status == P2P_STATUS_OK &&
+            len >= P2P_HELLO_REPLY_SIZE) {
+            out->has_hello_grant = 1;
+            out->version = payload[2];
+            out->max_frame = p2p_get_be32(payload + 3);
+            out->idle_timeout_s = p2p_get_be32(payload + 7);
+        }
+        return P2P_PARSE_OK;
+    }
+    switch (payload[0]) {
+    case P2P_CMD_SEND:
+        out->kind = P2P_MSG_V1_DELIVERY;
+        out->data = payload + 1;
+        out->data_len = len - 1;
+        return P2P_PARSE_OK;
+    case P2P_EVT_DELIVER:
+        out->kind = P2P_MSG_DELIVER;
+        if (len < 2 || payload[1] == 0 || 2u + (size_t)payload[1] > len)
+            return P2P_PARSE_MALFORMED;
+        out->id = payload + 2;
+        out->id_len = payload[1];
+        out->data = payload + 2 + out->id_len;
+        out->data_len = len - 2 - out->id_len;
+        return P2P_PARSE_OK;
+    case P2P_EVT_PRESENCE:
+        out->kind = P2P_MSG_PRESENCE;
+        if (len < 3 || payload[2] == 0 || 3u + (size_t)payload[2] > len)
+            return P2P_PARSE_MALFORMED;
+        out->state = payload[1];
+        out->id = payload + 3;
+        out->id_len = payload[2];
+        return P2P_PARSE_OK;
+    case P2P_EVT_BYE:
+        out->kind = P2P_MSG_BYE;
+        if (len < 2)
+            return P2P_PARSE_MALFORMED;
+        out->reason = payload[1];
+        out->data = payload + 2;
+        out->data_len = len - 2 > P2P_BYE_TEXT_MAX ? P2P_BYE_TEXT_MAX : len - 2;
+        return P2P_PARSE_OK;
+    default:
+        out->kind = P2P_MSG_UNKNOWN;
+        return P2P_PARSE_OK;
+    }
+}

@@ -1,0 +1,183 @@
+/*
+ * codec.h - the stupidP2P wire codec, shared by the server, the C client
+ * library and the test harness: the frame header, and the layout of every
+ * payload (each request, reply and event), encoded and parsed in one place.
+ *
+ * The specification is man/stupidp2p.7; protocol.h holds the constants.
+ * Nothing here does I/O, allocates or keeps state: encoders write into a
+ * caller's buffer of the documented size and return how many bytes they
+ * wrote; parsers point into the caller's bytes and never read past them.
+ * It is written in C so that libstupidp2p.a needs no C++ runtime; the
+ * server links the same object.
+ *
+ *   frame   = length (u32, big-endian) + payload (length bytes)
+ *   payload = command byte + data
+ *
+ * Where a payload is an arbitrary-length head followed by caller data (a
+ * delivery, a SEND, a SEND_TO), the codec encodes the head only ("_head"
+ * functions), so that the data can be written straight from where it lies.
+ */
+#ifndef STUPIDP2P_CODEC_H
+#define STUPIDP2P_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- integers ------------------------------------------------------------ */
+
+void p2p_put_be32(uint8_t p[4], uint32_t v);
+uint32_t p2p_get_be32(const uint8_t p[4]);
+
+/* ---- frames ---------------------------------------------------------------- */
+
+/* Result of p2p_frame_parse. */
+enum p2p_frame_result {
+    P2P_FRAME_COMPLETE = 0,  /* a whole frame is in the buffer              */
+    P2P_FRAME_INCOMPLETE = 1,/* more bytes are needed (see need)            */
+    P2P_FRAME_TOO_LONG = 2   /* the header announces more than max_payload  */
+};
+
+/* One parsed frame: payload points into the caller's buffer. */
+struct p2p_frame {
+    const uint8_t *payload;  /* L bytes, valid while the buffer is          */
+    uint32_t length;         /* L, the payload length (may be 0)            */
+    size_t consumed;         /* 4 + L: bytes to drop to reach the next one  */
+    size_t need;             /* INCOMPLETE: total bytes the frame needs (4
+                                while the header itself is incomplete)      */
+};
+
+/* Writes the 4-byte big-endian header for a payload of `length` bytes. */
+void p2p_frame_header_encode(uint8_t header[4], uint32_t length);
+
+/* Reads the payload length out of a 4-byte header. */
+uint32_t p2p_frame_header_decode(const uint8_t header[4]);
+
+/* Looks for one frame at the start of buf[0..len). A header announcing more
+ * than max_payload bytes is TOO_LONG as soon as the header is complete, so a
+ * caller never buffers an oversize frame. Never reads past buf + len. */
+enum p2p_frame_result p2p_frame_parse(const uint8_t *buf, size_t len,
+                                      uint32_t max_payload,
+                                      struct p2p_frame *out);
+
+/* ---- payload sizes ------------------------------------------------------------ */
+
+#define P2P_REPLY_SIZE 2u                        /* [cmd|0x80][status]        */
+#define P2P_HELLO_SIZE 3u                        /* [08][version][flags]      */
+#define P2P_ID_COMMAND_MAX (1u + P2P_ID_MAX)     /* [cmd][id]                 */
+#define P2P_ID_HEAD_MAX (2u + P2P_ID_MAX)        /* [cmd][id_len][id]         */
+#define P2P_PRESENCE_MAX (3u + P2P_ID_MAX)       /* [0b][state][id_len][id]   */
+#define P2P_BYE_MAX (2u + P2P_BYE_TEXT_MAX)      /* [0e][reason][text]        */
+
+/* ---- encoders (each returns the bytes written) ----------------------------- */
+
+/* A reply: [cmd | 0x80][status]. out: P2P_REPLY_SIZE bytes. */
+size_t p2p_encode_reply(uint8_t *out, uint8_t cmd, uint8_t status);
+
+/* The HELLO success reply: [88][01][version][max_frame u32][idle_timeout_s
+ * u32]. out: P2P_HELLO_REPLY_SIZE bytes. */
+size_t p2p_encode_hello_reply(uint8_t *out, uint8_t version, uint32_t max_frame,
+                              uint32_t idle_timeout_s);
+
+/* HELLO: [08][version][flags]. out: P2P_HELLO_SIZE bytes. */
+size_t p2p_encode_hello(uint8_t *out, uint8_t version, uint8_t flags);
+
+/* A request whose data is one id or nothing: REGISTER, SUBSCRIBE,
+ * UNSUBSCRIBE, CHECK_ALIVE ([cmd][id]); UNREGISTER, HEARTBEAT (id_len 0).
+ * out: 1 + id_len bytes (at most P2P_ID_COMMAND_MAX for a valid id). */
+size_t p2p_encode_id_command(uint8_t *out, uint8_t cmd, const uint8_t *id, size_t id_len);
+
+/* The head of SEND_TO ([0a][id_len][target id]) and of DELIVER ([09]
+ * [id_len][sender id]); the data follows. id_len is 1..P2P_ID_MAX. out:
+ * P2P_ID_HEAD_MAX bytes. */
+size_t p2p_encode_send_to_head(uint8_t *out, const uint8_t *id, size_t id_len);
+size_t p2p_encode_deliver_head(uint8_t *out, const uint8_t *id, size_t id_len);
+
+/* The head of SEND from a client, which is also the head of a v1 delivery
+ * from the server: [03]; the data follows. out: 1 byte. */
+size_t p2p_encode_send_head(uint8_t *out);
+
+/* PRESENCE: [0b][state][id_len][id]. out: P2P_PRESENCE_MAX bytes. */
+size_t p2p_encode_presence(uint8_t *out, uint8_t state, const uint8_t *id, size_t id_len);
+
+/* BYE: [0e][reason][text], the text cut to P2P_BYE_TEXT_MAX bytes. out:
+ * P2P_BYE_MAX bytes. */
+size_t p2p_encode_bye(uint8_t *out, uint8_t reason, const char *text, size_t text_len);
+
+/* ---- parsing requests (what the server reads) -------------------------------- */
+
+enum p2p_parse_result {
+    P2P_PARSE_OK = 0,
+    /* The data does not fit the command's layout: an id of 0 or more than
+     * P2P_ID_MAX bytes, a SEND_TO whose id overruns the payload, a HELLO
+     * that is not exactly version and flags. The server answers such a
+     * request with status 4 (bad argument); it is not a framing error. */
+    P2P_PARSE_BAD_ARGUMENT = 1,
+    /* A frame from the server that is too short for its kind. */
+    P2P_PARSE_MALFORMED = 2
+};
+
+/* One request, split into its fields. Fields a command does not use are
+ * zero/NULL. Pointers point into the payload. */
+struct p2p_request {
+    uint8_t cmd;             /* payload[0]                                   */
+    const uint8_t *id;       /* REGISTER, SUBSCRIBE, UNSUBSCRIBE,
+                                CHECK_ALIVE: the data; SEND_TO: the target  */
+    size_t id_len;
+    const uint8_t *data;     /* SEND: the data; SEND_TO: after the id        */
+    size_t data_len;
+    uint8_t version;         /* HELLO                                        */
+    uint8_t flags;           /* HELLO                                        */
+};
+
+/* Splits a non-empty payload (len >= 1) by its command byte. Unknown
+ * commands, and the ones without data, come back OK with only cmd set.
+ * BAD_ARGUMENT leaves cmd set and the other fields unspecified. */
+enum p2p_parse_result p2p_request_parse(const uint8_t *payload, size_t len,
+                                        struct p2p_request *out);
+
+/* ---- parsing server frames (what a client reads) ------------------------------ */
+
+enum p2p_message_kind {
+    P2P_MSG_REPLY = 1,       /* [cmd|0x80][status][...]                      */
+    P2P_MSG_V1_DELIVERY,     /* [03][data]: a v1 session's delivery          */
+    P2P_MSG_DELIVER,         /* [09][id_len][sender id][data]                */
+    P2P_MSG_PRESENCE,        /* [0b][state][id_len][id]                      */
+    P2P_MSG_BYE,             /* [0e][reason][text]                           */
+    P2P_MSG_UNKNOWN          /* any other command byte: to be ignored        */
+};
+
+struct p2p_message {
+    enum p2p_message_kind kind;
+    uint8_t cmd;             /* REPLY: the request's command (bit 7 cleared);
+                                otherwise payload[0]                         */
+    uint8_t status;          /* REPLY                                        */
+    /* REPLY to HELLO with status 1 and the full 11 bytes: the grant. */
+    int has_hello_grant;
+    uint8_t version;
+    uint32_t max_frame;
+    uint32_t idle_timeout_s;
+    const uint8_t *id;       /* DELIVER: sender; PRESENCE: the device        */
+    size_t id_len;
+    const uint8_t *data;     /* V1_DELIVERY, DELIVER: the data; BYE: text    */
+    size_t data_len;
+    uint8_t state;           /* PRESENCE                                     */
+    uint8_t reason;          /* BYE                                          */
+};
+
+/* Classifies and splits a non-empty payload from the server. MALFORMED: a
+ * reply without its status, a DELIVER or PRESENCE whose id is empty or
+ * overruns the payload, a BYE without its reason. */
+enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
+                                        struct p2p_message *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STUPIDP2P_CODEC_H */
