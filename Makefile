@@ -55,14 +55,13 @@ SERVER_SRC  := $(wildcard src/server/*.cpp)
 CLIENT_SRC  := $(wildcard src/client/lib/*.c)
 CLI_SRC     := $(wildcard src/client/cli/*.c)
 SUPPORT_SRC := $(wildcard test/support/*.c)
-UNIT_SRC    := $(wildcard test/unit/*.cpp) $(wildcard test/unit/*.c)
+UNIT_SRC    := $(wildcard test/unit/*.cpp) $(wildcard test/unit/*.c) $(wildcard test/unit/relay/test_*.cpp)
 INTEG_SRC   := $(wildcard test/integration/*.c)
 CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
-SERVER_LIBOBJ := $(filter-out $(BUILD)/src/server/main.cpp.o,$(SERVER_OBJ))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
 SUPPORT_OBJ := $(call obj,$(SUPPORT_SRC))
@@ -124,20 +123,44 @@ $(CLIENT): $(CLI_OBJ) $(LIBP2P)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
 
-# Unit tests link the real server modules (not main) and no sockets code
-# they do not use; integration tests link only the test support code and
-# drive the real binary.
-$(BUILD)/test/unit/%: $(BUILD)/test/unit/%.cpp.o $(SERVER_LIBOBJ) $(COMMON_OBJ)
+# Unit tests link only the modules they test (UNIT_LINK_<test>), so that a
+# module reaching for one it must not know (the loop for the relay, the ring
+# for the log, ...) breaks the build of its test. Integration tests link
+# only the test support code and drive the real binary.
+sobj = $(patsubst %,$(BUILD)/src/server/%.cpp.o,$(1))
+cobj = $(patsubst %,$(BUILD)/src/common/%.c.o,$(1))
+UNIT_LINK_test_ring_buffer    := $(call sobj,ring_buffer)
+UNIT_LINK_test_id_table       := $(call sobj,hash)
+UNIT_LINK_test_intrusive_list :=
+UNIT_LINK_test_event_loop     := $(call sobj,event_loop poller io log)
+UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call cobj,codec)
+UNIT_LINK_test_codec          := $(call cobj,codec)
+UNIT_LINK_test_io             := $(call sobj,io)
+UNIT_LINK_test_options        := $(call sobj,options log)
+UNIT_LINK_test_listener       := $(call sobj,listener io)
+# The relay's tests (test/unit/relay/, one file per command) share a
+# fake session, relay_world.h.
+RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
+
+.SECONDEXPANSION:
+$(BUILD)/test/unit/%: $(BUILD)/test/unit/%.cpp.o $$(UNIT_LINK_$$(notdir $$*))
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
 
-$(BUILD)/test/unit/%: $(BUILD)/test/unit/%.c.o $(COMMON_OBJ)
+$(BUILD)/test/unit/%: $(BUILD)/test/unit/%.c.o $$(UNIT_LINK_$$(notdir $$*))
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+
+$(BUILD)/test/unit/relay/%: $(BUILD)/test/unit/relay/%.cpp.o $(RELAY_TEST_LINK)
+	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
 
 $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
 $(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(LIBP2P)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
+
+# Objects of test programs are kept, so that a second `make test` relinks
+# and recompiles nothing when nothing changed.
+.SECONDARY:
 
 # ---- test ------------------------------------------------------------------
 test-deps:

@@ -3,11 +3,17 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+
+IoResult io_read(int fd, void* buf, size_t n) {
+    struct iovec span = {buf, n};
+    return io_readv(fd, &span, 1);
+}
 
 IoResult io_readv(int fd, const struct iovec* iov, int count) {
     for (;;) {
@@ -77,6 +83,15 @@ AcceptResult io_accept(int listen_fd) {
         }
     }
 }
+
+int io_shutdown_write(int fd) { return shutdown(fd, SHUT_WR) == -1 ? errno : 0; }
+
+int io_set_nodelay(int fd) {
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == -1 ? errno : 0;
+}
+
+int io_close(int fd) { return close(fd) == -1 ? errno : 0; }
 
 bool io_error_is_peer(int err) {
     switch (err) {
