@@ -136,6 +136,7 @@ UNIT_LINK_test_event_loop     := $(call sobj,event_loop poller io log)
 UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call cobj,codec)
 UNIT_LINK_test_codec          := $(call cobj,codec)
 UNIT_LINK_test_io             := $(call sobj,io)
+UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
 # The relay's tests (test/unit/relay/, one file per command) share a
@@ -144,7 +145,7 @@ RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,
 
 .SECONDEXPANSION:
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.cpp.o $$(UNIT_LINK_$$(notdir $$*))
-	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)
+	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) $(UNIT_LDFLAGS_$(notdir $*)) -o $@ $^ $(CMOCKA_LIBS)
 
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.c.o $$(UNIT_LINK_$$(notdir $$*))
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS)

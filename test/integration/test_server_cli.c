@@ -1,8 +1,9 @@
 /*
- * test_cli.c - p2pServer's command line: a bad or missing argument prints a
- * message on stderr and exits 2; --help and --version exit 0; every option
- * is accepted with a good value; SIGTERM and SIGINT exit 0, closing the
- * clients; a port already in use is an error, not a random port.
+ * test_server_cli.c - p2pServer's command line: a bad or missing argument
+ * prints a message on stderr and exits 2; --help and --version exit 0;
+ * every option is accepted with a good value; SIGTERM and SIGINT exit 0,
+ * closing the clients; a port already in use is an error, not a random
+ * port.
  */
 #include <stdarg.h>
 #include <stddef.h>
