@@ -33,6 +33,8 @@ extern "C" {
 
 void p2p_put_be32(uint8_t p[4], uint32_t v);
 uint32_t p2p_get_be32(const uint8_t p[4]);
+void p2p_put_be64(uint8_t p[8], uint64_t v);
+uint64_t p2p_get_be64(const uint8_t p[8]);
 
 /* ---- frames ---------------------------------------------------------------- */
 
@@ -73,6 +75,8 @@ enum p2p_frame_result p2p_frame_parse(const uint8_t *buf, size_t len,
 #define P2P_ID_HEAD_MAX (2u + P2P_ID_MAX)        /* [cmd][id_len][id]         */
 #define P2P_PRESENCE_MAX (3u + P2P_ID_MAX)       /* [0b][state][id_len][id]   */
 #define P2P_BYE_MAX (2u + P2P_BYE_TEXT_MAX)      /* [0e][reason][text]        */
+#define P2P_GAP_FIXED 14u                        /* GAP without its id        */
+#define P2P_GAP_MAX (P2P_GAP_FIXED + P2P_ID_MAX) /* [0f][id_len][id][u32][u64] */
 
 /* ---- encoders (each returns the bytes written) ----------------------------- */
 
@@ -108,6 +112,12 @@ size_t p2p_encode_presence(uint8_t *out, uint8_t state, const uint8_t *id, size_
 /* BYE: [0e][reason][text], the text cut to P2P_BYE_TEXT_MAX bytes. out:
  * P2P_BYE_MAX bytes. */
 size_t p2p_encode_bye(uint8_t *out, uint8_t reason, const char *text, size_t text_len);
+
+/* GAP: [0f][id_len][id][frames u32][bytes u64]; id_len 0 (no id) stands
+ * for every publisher not named in the episode's other GAP events. out:
+ * P2P_GAP_MAX bytes. */
+size_t p2p_encode_gap(uint8_t *out, const uint8_t *id, size_t id_len, uint32_t frames,
+                      uint64_t bytes);
 
 /* ---- parsing requests (what the server reads) -------------------------------- */
 
@@ -149,6 +159,7 @@ enum p2p_message_kind {
     P2P_MSG_DELIVER,         /* [09][id_len][sender id][data]                */
     P2P_MSG_PRESENCE,        /* [0b][state][id_len][id]                      */
     P2P_MSG_BYE,             /* [0e][reason][text]                           */
+    P2P_MSG_GAP,             /* [0f][id_len][id][frames u32][bytes u64]      */
     P2P_MSG_UNKNOWN          /* any other command byte: to be ignored        */
 };
 
@@ -162,17 +173,21 @@ struct p2p_message {
     uint8_t version;
     uint32_t max_frame;
     uint32_t idle_timeout_s;
-    const uint8_t *id;       /* DELIVER: sender; PRESENCE: the device        */
+    const uint8_t *id;       /* DELIVER: sender; PRESENCE: the device; GAP:
+                                the publisher (id_len 0: the others)         */
     size_t id_len;
     const uint8_t *data;     /* V1_DELIVERY, DELIVER: the data; BYE: text    */
     size_t data_len;
     uint8_t state;           /* PRESENCE                                     */
     uint8_t reason;          /* BYE                                          */
+    uint32_t gap_frames;     /* GAP: messages dropped                        */
+    uint64_t gap_bytes;      /* GAP: their data bytes                        */
 };
 
 /* Classifies and splits a non-empty payload from the server. MALFORMED: a
  * reply without its status, a DELIVER or PRESENCE whose id is empty or
- * overruns the payload, a BYE without its reason. */
+ * overruns the payload, a BYE without its reason, a GAP whose id or counts
+ * overrun the payload. Bytes after a GAP's counts are ignored. */
 enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
                                         struct p2p_message *out);
 
