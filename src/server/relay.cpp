@@ -12,6 +12,7 @@
 //    the reply bit set is a protocol error in v2.
 #include "relay.h"
 
+#include <cstdio>
 #include <cstring>
 #include <string_view>
 
@@ -38,9 +39,18 @@ struct PrintableId {
     char text[kLogEscapeCap];
 };
 
+const Clock* system_clock() {
+    static const MonotonicClock clock;
+    return &clock;
+}
+
 }  // namespace
 
-Relay::Relay(const RelayLimits& limits, const HashKey& key) : limits_(limits), devices_(key) {}
+Relay::Relay(const RelayLimits& limits, const HashKey& key, const Clock* clock,
+             MemoryBudget* budget)
+    : limits_(limits),
+      clock_(clock != nullptr ? clock : system_clock()),
+      devices_(key, limits.max_devices, budget) {}
 
 // ---- output helpers --------------------------------------------------------
 
@@ -58,35 +68,113 @@ void Relay::deliver(Session& to, const Session& from, const uint8_t* data, size_
     ++stats_.deliveries;
     uint8_t head[P2P_ID_HEAD_MAX];
     size_t n;
-    if (is_v2(to)) {
-        std::string_view id = from.device->key();
+    std::string_view id = from.device->key();
+    if (is_v2(to))
         n = p2p_encode_deliver_head(head, as_bytes(id), id.size());
-    } else {
+    else
         n = p2p_encode_send_head(head);
-    }
-    to.enqueue(head, n, data, len);
+    to.enqueue_delivery(id, head, n, data, len);
 }
 
+// What subscribers were last told, which SUBSCRIBE repeats: the id's state,
+// unless a change is being held back (then the state before it).
 void Relay::send_presence(Session& to, const Device& device) {
     if (to.ended || !is_v2(to)) return;
     uint8_t frame[P2P_PRESENCE_MAX];
-    size_t n = p2p_encode_presence(frame, device.online() ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE,
-                                   as_bytes(device.key()), device.key().size());
+    uint8_t state = device.presence.announced_online ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE;
+    size_t n = p2p_encode_presence(frame, state, as_bytes(device.key()), device.key().size());
     to.enqueue(frame, n, nullptr, 0);
 }
 
 void Relay::announce_presence(Device& device, const Session* except) {
+    device.presence.announced_online = device.online();
     for (Subscription* sub = device.subscribers.front(); sub != nullptr;
          sub = device.subscribers.next(*sub)) {
         if (sub->subscriber != except) send_presence(*sub->subscriber, device);
     }
 }
 
+void Relay::presence_changed(Device& device, const Session* cause) {
+    PresenceState& p = device.presence;
+    if (IntrusiveList<Device, PresenceDampedTag>::linked(device)) return;  // held back already
+    if (device.subscriber_count == 0) {
+        p.announced_online = device.online();  // nobody to tell
+        return;
+    }
+    uint64_t now = clock_->now_ms();
+    if (now - p.window_start_ms >= kPresenceWindowMs) {
+        p.window_start_ms = now;
+        p.changes = 0;
+    }
+    if (p.changes < kPresenceChanges) {
+        ++p.changes;
+        announce_presence(device, cause);
+        return;
+    }
+    damped_.push_back(device);  // on_tick() tells the outcome
+}
+
+void Relay::flush_presence(Device& device) {
+    IntrusiveList<Device, PresenceDampedTag>::unlink(device);
+    if (device.online() == device.presence.announced_online) return;
+    ++device.presence.changes;
+    announce_presence(device, device.holder);
+}
+
+void Relay::on_tick() {
+    uint64_t now = clock_->now_ms();
+    Device* d = damped_.front();
+    while (d != nullptr) {
+        Device* next = damped_.next(*d);
+        PresenceState& p = d->presence;
+        if (now - p.window_start_ms >= kPresenceWindowMs) {
+            // The outcome starts a new window and counts in it.
+            p.window_start_ms = now;
+            p.changes = 0;
+            flush_presence(*d);
+        }
+        d = next;
+    }
+}
+
+bool Relay::allow_takeover(Device& device, const Session& taker) {
+    PresenceState& p = device.presence;
+    uint64_t now = clock_->now_ms();
+    if (now - p.takeover_start_ms >= kTakeoverWindowMs) {
+        p.takeover_start_ms = now;
+        p.takeovers = 0;
+        p.fight_logged = false;
+    }
+    if (p.takeovers < kTakeovers) {
+        ++p.takeovers;
+        return true;
+    }
+    if (!p.fight_logged) {
+        p.fight_logged = true;
+        LOG_WARN("takeover fight over \"%s\": %s refused after %u takeovers in %llu s; more are "
+                 "refused until the window ends",
+                 PrintableId(device.key()).text, taker.label(), static_cast<unsigned>(kTakeovers),
+                 static_cast<unsigned long long>(kTakeoverWindowMs / 1000));
+    }
+    return false;
+}
+
 void Relay::release_id(Session& s) {
     Device* d = devices_.release(s);
     if (d == nullptr) return;
-    announce_presence(*d, &s);
+    presence_changed(*d, &s);
     devices_.collect(d);
+}
+
+bool Relay::check_invariants(char* why, size_t cap) const {
+    if (!devices_.check_invariants(why, cap)) return false;
+    for (const Device* d = damped_.front(); d != nullptr; d = damped_.next(*d)) {
+        if (devices_.find(d->key()) != d) {
+            std::snprintf(why, cap, "damped device not in the table");
+            return false;
+        }
+    }
+    return true;
 }
 
 // ---- commands --------------------------------------------------------------
@@ -148,10 +236,11 @@ void Relay::on_register(Session& s, std::string_view id) {
         reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);  // already ours
         return;
     }
-    // Find or make the new id's entry first, so that a failure (no memory)
-    // leaves the connection with the id it had.
+    // Find or make the new id's entry first, so that a failure (no memory,
+    // the device limit, a takeover fight) leaves the connection with the id
+    // it had.
     Device* d = devices_.find_or_create(id);
-    if (d == nullptr) {
+    if (d == nullptr || (d->online() && !allow_takeover(*d, s))) {
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_LIMIT);
         return;
     }
@@ -168,7 +257,7 @@ void Relay::on_register(Session& s, std::string_view id) {
     }
     LOG_INFO("%s registered \"%s\"", s.label(), PrintableId(id).text);
     reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
-    announce_presence(*d, &s);
+    presence_changed(*d, &s);
 }
 
 void Relay::on_subscribe(Session& s, std::string_view id) {
@@ -204,6 +293,7 @@ void Relay::on_send(Session& s, const uint8_t* data, size_t len) {
         return;
     }
     Device& d = *s.device;
+    flush_presence(d);  // PRESENCE online before the id's first delivery
     if (d.subscriber_count == 0) ++stats_.dropped_no_subscriber;
     for (Subscription* sub = d.subscribers.front(); sub != nullptr; sub = d.subscribers.next(*sub)) {
         if (sub->subscriber != &s) deliver(*sub->subscriber, s, data, len);
@@ -233,17 +323,19 @@ void Relay::on_check_alive(Session& s, std::string_view id) {
 
 void Relay::on_hello(Session& s, uint8_t version, uint8_t flags) {
     // A failure leaves the session as it was.
-    if (version == 0 || (flags & ~P2P_HELLO_FLAG_QUIET) != 0) {
+    if (version == 0 || (flags & ~P2P_HELLO_FLAGS_KNOWN) != 0) {
         reply(s, P2P_CMD_HELLO, P2P_STATUS_BAD_ARGUMENT);
         return;
     }
     uint8_t granted = version < P2P_VERSION_MAX ? version : static_cast<uint8_t>(P2P_VERSION_MAX);
     s.version = granted;
     s.quiet = (flags & P2P_HELLO_FLAG_QUIET) != 0;
+    s.drop_deliveries = (flags & P2P_HELLO_FLAG_DROP) != 0;
     uint8_t out[P2P_HELLO_REPLY_SIZE];
     s.enqueue(out, p2p_encode_hello_reply(out, granted, limits_.max_frame, limits_.idle_timeout_s),
               nullptr, 0);
-    LOG_DEBUG("%s negotiated protocol v%u%s", s.label(), granted, s.quiet ? " (quiet)" : "");
+    LOG_DEBUG("%s negotiated protocol v%u%s%s", s.label(), granted, s.quiet ? " (quiet)" : "",
+              s.drop_deliveries ? " (drop)" : "");
 }
 
 void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data, size_t len) {
@@ -262,6 +354,7 @@ void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data,
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_OFFLINE);
         return;
     }
+    flush_presence(*s.device);
     deliver(*d->holder, s, data, len);
     if (acks_sends(s)) reply(s, P2P_CMD_SEND_TO, P2P_STATUS_OK);
 }
