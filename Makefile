@@ -140,6 +140,9 @@ UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
 UNIT_LINK_test_devices        := $(call sobj,devices hash)
+UNIT_LINK_test_log            := $(call sobj,log)
+UNIT_LINK_test_connection     := $(call sobj,connection relay devices close_reason hash log \
+                                   event_loop poller io ring_buffer frame_reader) $(call cobj,codec)
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
 RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
