@@ -178,7 +178,12 @@ static void test_budget_holds_with_slow_subscribers(void **state)
             "(%.1f MiB at start)\n",
             SLOW_SUBSCRIBERS, MESSAGES, DATA_LEN + 1, BUDGET_MIB, peak_kib / 1024.0,
             start_kib / 1024.0);
-    if (peak_kib > (BUDGET_MIB + OVERHEAD_MIB) * 1024L)
+    /* A sanitizer's quarantine of freed blocks and its shadow memory are
+     * resident too: the bound is for the real allocator. */
+    const char *sanitizer = getenv("SANITIZE");
+    if (sanitizer != NULL && sanitizer[0] != '\0')
+        fprintf(stderr, "(peak RSS not checked under SANITIZE=%s)\n", sanitizer);
+    else if (peak_kib > (BUDGET_MIB + OVERHEAD_MIB) * 1024L)
         tc_fail("peak RSS %ld KiB beyond the budget of %d MiB plus %d MiB", peak_kib, BUDGET_MIB,
                 OVERHEAD_MIB);
 
