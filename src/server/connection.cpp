@@ -23,6 +23,9 @@ constexpr uint32_t kWriteThreshold = 64 * 1024;
 // Room kept under --max-output for the BYE that may follow any frame, so
 // that closing never has to grow the ring past the cap.
 constexpr uint32_t kByeRoom = P2P_FRAME_HEADER_SIZE + P2P_BYE_MAX;
+// Room under --max-output that deliveries a session may drop leave to its
+// replies and events, which it may not.
+constexpr uint32_t kControlRoom = 64 * 1024;
 
 // log2 of a power of two.
 int size_class(uint32_t capacity) {
@@ -280,10 +283,13 @@ bool Connection::drops_deliveries() const {
     return drop_deliveries && version >= P2P_VERSION_2 && !ended;
 }
 
-// Under the cap, keeping room for a BYE; an empty ring takes any frame (the
-// options make --max-output hold the largest).
-bool Connection::fits_under_cap(size_t total) const {
+// Under the cap, keeping room for a BYE, and, for deliveries that may be
+// dropped, room for the replies and events that may not (an eighth of the
+// cap, at most 64 KiB). An empty ring takes any frame (the options make
+// --max-output hold the largest).
+bool Connection::fits_under_cap(size_t total, bool droppable) const {
     uint32_t cap = ctx_.limits.max_output > kByeRoom ? ctx_.limits.max_output - kByeRoom : 0;
+    if (droppable) cap -= cap / 8 < kControlRoom ? cap / 8 : kControlRoom;
     return out_.empty() || out_.size() + total <= cap;
 }
 
@@ -299,11 +305,11 @@ void Connection::queue_frame(const uint8_t* head, size_t head_len, const uint8_t
         return;
     }
     size_t total = P2P_FRAME_HEADER_SIZE + head_len + data_len;
-    if (!ended && !fits_under_cap(total)) {
+    if (!ended && !fits_under_cap(total, may_drop)) {
         // The cap counts what the kernel has not taken: give it the chance.
         write_now();
         if (write_error_ != 0) return;
-        if (!fits_under_cap(total)) {
+        if (!fits_under_cap(total, may_drop)) {
             if (may_drop) {
                 count_drop(from, data_len);
                 return;

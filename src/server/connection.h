@@ -43,7 +43,9 @@
 //    until it has caught up (its output all written), and then it is told
 //    what it missed in GAP events, one per publisher (P2P_GAP_NAMED_MAX
 //    named, the rest together), placed where the missed deliveries would
-//    have been. Replies and other events are never dropped.
+//    have been. Replies and other events are never dropped: deliveries
+//    that may be dropped leave them the last eighth of the cap (at most
+//    64 KiB); past the cap itself the session is cut off all the same.
 //  - Every buffer is charged to the server's MemoryBudget (--max-memory).
 //    When a buffer cannot grow, the connections with the largest output
 //    buffers (by allocated size, in powers of two) are evicted first: their
@@ -199,7 +201,7 @@ class Connection final : public EventHandler,
     // Output: see the essay above.
     void queue_frame(const uint8_t* head, size_t head_len, const uint8_t* data, size_t data_len,
                      std::string_view from, bool delivery);
-    bool fits_under_cap(size_t total) const;
+    bool fits_under_cap(size_t total, bool droppable) const;
     bool reserve_output(size_t n);
     void append_frame(const uint8_t* head, size_t head_len, const uint8_t* data, size_t data_len);
     void write_now();
