@@ -336,6 +336,7 @@ void Connection::queue_frame(const uint8_t* head, size_t head_len, const uint8_t
 // Room for n more output bytes, evicting larger output buffers at the
 // memory limit if need be (never this one's own, nor smaller ones).
 bool Connection::reserve_output(size_t n) {
+    if (n <= out_.free_space()) return true;  // no growth: the usual case
     for (;;) {
         bool ok = out_.reserve(n);
         track_output_memory();
@@ -390,13 +391,23 @@ bool Connection::write_out() {
 }
 
 // Consumes written bytes, keeping count of where the oldest frame ends so
-// that an eviction can discard whole frames only.
+// that an eviction can discard whole frames only. When everything was
+// written (the usual case) there is nothing to count.
 void Connection::consume_output(size_t n) {
+    if (n == out_.size()) {
+        out_.consume(n);
+        front_left_ = 0;
+        return;
+    }
     while (n != 0) {
         if (front_left_ == 0) {
             uint8_t header[P2P_FRAME_HEADER_SIZE];
-            out_.peek(header, 0, sizeof header);
-            front_left_ = P2P_FRAME_HEADER_SIZE + p2p_frame_header_decode(header);
+            const uint8_t* h = out_.contiguous(0, sizeof header);
+            if (h == nullptr) {
+                out_.peek(header, 0, sizeof header);
+                h = header;
+            }
+            front_left_ = P2P_FRAME_HEADER_SIZE + p2p_frame_header_decode(h);
         }
         uint32_t step = n < front_left_ ? static_cast<uint32_t>(n) : front_left_;
         out_.consume(step);
@@ -445,6 +456,8 @@ void Connection::finish_draining() {
 
 // Keeps the connection in the bucket of its output storage's size.
 void Connection::track_output_memory() {
+    if (out_.capacity() == tracked_capacity_ && !evicted_) return;  // the usual case
+    tracked_capacity_ = out_.capacity();
     // An evicted connection has nothing more to give: no longer a candidate.
     int cls = out_.capacity() == 0 || evicted_ ? -1 : size_class(out_.capacity());
     if (cls == output_class_) return;

@@ -238,6 +238,7 @@ class Connection final : public EventHandler,
     int fd_;
     int write_error_ = 0;           // errno of a failed write inside enqueue, closed later
     int output_class_ = -1;         // index in ctx_.output_class, -1 without storage
+    uint32_t tracked_capacity_ = 0; // out_'s capacity when output_class_ was set
     ConnState state_ = ConnState::open;
     CloseReason cut_reason_ = CloseReason::slow_consumer;
     bool cut_off_ = false;   // closed at the end of the iteration (cut_reason_)
