@@ -4,12 +4,18 @@
 #   make test            builds and runs every test (installs CMocka if it can)
 #   make SANITIZE=address,undefined test   the same under sanitizers, built in
 #                        build/san-*/ so the normal build is left alone
+#   make install         p2pServer, p2pClient, libstupidp2p.a, the headers,
+#                        the man pages and stupidp2p.pc under
+#                        $(DESTDIR)$(PREFIX) (default /usr/local)
+#   make uninstall       removes exactly what install put there
 #   make clean
 #
 # CC/CXX/CFLAGS/CXXFLAGS/LDFLAGS/PREFIX/DESTDIR may be overridden. Objects are
 # rebuilt when the flags change (build/.../flags).
 
 comma := ,
+# The project's one version, for the server, the library and the .pc file.
+VERSION  := $(shell cat VERSION)
 CC       ?= cc
 CXX      ?= g++
 AR       ?= ar
@@ -19,7 +25,7 @@ WARN      := -Wall -Wextra -Werror -Wshadow
 CWARN     := $(WARN) -Wconversion
 CXXWARN   := $(WARN) -Wconversion -Wold-style-cast
 OPT       ?= -O2 -g
-CPPFLAGS  += -Isrc/common -Iinclude -MMD -MP
+CPPFLAGS  += -Isrc/common -Iinclude -MMD -MP -DP2P_VERSION=\"$(VERSION)\"
 CFLAGS    ?= $(OPT)
 CXXFLAGS  ?= $(OPT)
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(CWARN)
@@ -83,7 +89,7 @@ ifneq ($(CLI_SRC),)
 ALL += $(CLIENT)
 endif
 
-.PHONY: all test test-deps tests clean
+.PHONY: all test test-deps tests clean install uninstall
 .DEFAULT_GOAL := all
 all: $(ALL)
 
@@ -180,5 +186,43 @@ test: test-deps
 
 clean:
 	rm -rf build p2pServer p2pClient libstupidp2p.a
+
+# ---- install ---------------------------------------------------------------
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PCDIR      ?= $(LIBDIR)/pkgconfig
+INSTALL    ?= install
+MAN_PAGES  := $(wildcard man/*.[0-9])
+HEADERS    := include/stupidp2p.h include/stupidP2P.h
+PC_FILE    := $(BUILD)/stupidp2p.pc
+
+$(PC_FILE): scripts/stupidp2p.pc.in VERSION $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# Every file install writes, so that uninstall removes exactly these.
+INSTALLED := $(addprefix $(DESTDIR)$(BINDIR)/,p2pServer p2pClient) \
+             $(DESTDIR)$(LIBDIR)/libstupidp2p.a \
+             $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(HEADERS))) \
+             $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
+             $(DESTDIR)$(PCDIR)/stupidp2p.pc
+
+install: $(SERVER) $(CLIENT) $(LIBP2P) $(PC_FILE)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PCDIR)
+	$(INSTALL) -m 755 $(SERVER) $(CLIENT) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 $(LIBP2P) $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/
+	$(foreach m,$(MAN_PAGES),$(INSTALL) -d $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m))) && \
+	    sed 's/^\.Os stupidP2P$$/.Os stupidP2P $(VERSION)/' $(m) \
+	        > $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)) && \
+	    chmod 644 $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)) &&) true
+	$(INSTALL) -m 644 $(PC_FILE) $(DESTDIR)$(PCDIR)/
+
+uninstall:
+	rm -f $(INSTALLED)
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -10,8 +10,8 @@
 
 #include "protocol.h"
 
-#ifndef P2P_SERVER_VERSION
-#define P2P_SERVER_VERSION "0.1.0"
+#ifndef P2P_VERSION
+#error "P2P_VERSION (the project's version, from the file VERSION) is set by the Makefile"
 #endif
 
 namespace {
@@ -22,7 +22,7 @@ const char kUsage[] =
     "stupidP2P relay server: devices register an id, subscribe to other ids,\n"
     "and what a device sends is forwarded to its subscribers.\n"
     "\n"
-    "  PORT                  TCP port to listen on (1-65535)\n"
+    "  PORT, --port PORT     TCP port to listen on (1-65535)\n"
     "  --bind ADDR           listen on ADDR only (default: all interfaces,\n"
     "                        IPv4 and IPv6)\n"
     "  --idle-timeout SEC    close connections silent for SEC seconds\n"
@@ -89,7 +89,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 std::fputs(kUsage, stdout);
                 return ParseResult::exit_ok;
             case 'V':
-                std::printf("p2pServer %s (stupidP2P protocol v1, v2)\n", P2P_SERVER_VERSION);
+                std::printf("p2pServer %s (stupidP2P protocol v1, v2)\n", P2P_VERSION);
                 return ParseResult::exit_ok;
             case kBind:
                 if (*optarg == '\0') {
@@ -118,6 +118,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                     return ParseResult::usage_error;
                 }
                 out->max_conns = v;
+                out->max_conns_given = true;
                 break;
             case kMaxOutput:
                 if (!parse_u32(optarg, 1024, 1u << 30, &v)) {

@@ -17,6 +17,7 @@ struct ServerOptions {
     uint32_t idle_timeout_s = 300;        // 0: never
     uint32_t max_frame = 65536;           // largest payload a client may send
     uint32_t max_conns = 100000;
+    bool max_conns_given = false;         // --max-conns on the command line
     uint32_t max_output = 4u << 20;       // per-connection pending output cap
     uint32_t max_subs = 4096;             // subscriptions per connection
     LogLevel log_level = LogLevel::info;

@@ -72,9 +72,12 @@ bool Server::apply_fd_limit() {
     }
     uint64_t allowed = rl.rlim_cur > kReservedFds ? rl.rlim_cur - kReservedFds : 1;
     if (allowed < max_conns_) {
-        LOG_INFO("open-file limit %llu allows %llu connections, not %u",
-                 static_cast<unsigned long long>(rl.rlim_cur),
-                 static_cast<unsigned long long>(allowed), options_.max_conns);
+        // Worth a line of its own only when someone asked for more; the
+        // effective limit is in the start-up line either way.
+        if (options_.max_conns_given)
+            LOG_WARN("--max-conns %u lowered to %llu: the open-file limit is %llu",
+                     options_.max_conns, static_cast<unsigned long long>(allowed),
+                     static_cast<unsigned long long>(rl.rlim_cur));
         max_conns_ = static_cast<uint32_t>(allowed);
     }
     return true;

@@ -194,7 +194,7 @@ void test_presence_never_to_self(void**) {
 // already in the table keep working. 3/4 of 2^16 slots are filled first, so
 // the next new id must grow the table to 2^17 slots (2 MiB).
 void test_device_table_full(void**) {
-    if (!mem_limit_supported()) skip();
+    MEM_LIMIT_REQUIRED();
     RelayLimits limits;
     limits.max_subs = 100000;
     World w(limits);
