@@ -93,6 +93,20 @@ int io_set_nodelay(int fd) {
 
 int io_close(int fd) { return close(fd) == -1 ? errno : 0; }
 
+int io_datagram_socket(int family, int* err) {
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) *err = errno;
+    return fd;
+}
+
+int io_send_datagram(int fd, const void* buf, size_t len, const struct sockaddr* to,
+                     socklen_t to_len) {
+    for (;;) {
+        if (sendto(fd, buf, len, MSG_NOSIGNAL, to, to_len) != -1) return 0;
+        if (errno != EINTR) return errno;
+    }
+}
+
 bool io_error_is_peer(int err) {
     switch (err) {
         case ECONNRESET:

@@ -57,6 +57,15 @@ int io_set_nodelay(int fd);
 // descriptor is gone whatever close returns, and may already be reused).
 int io_close(int fd);
 
+// socket(family, SOCK_DGRAM) non-blocking and close-on-exec: the fd, or -1
+// with *err set.
+int io_datagram_socket(int family, int* err);
+
+// sendto(2) of one datagram with MSG_NOSIGNAL. 0, or the errno (EAGAIN
+// included: a datagram that cannot be queued is the caller's to drop).
+int io_send_datagram(int fd, const void* buf, size_t len, const struct sockaddr* to,
+                     socklen_t to_len);
+
 // True for errors a peer causes in the normal course of things (reset,
 // broken pipe, timeouts, unreachable): logged quietly.
 bool io_error_is_peer(int err);

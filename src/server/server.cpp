@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -149,6 +150,7 @@ bool Server::start() {
     LOG_INFO("listening on %s port %u (max %u connections, max frame %u, idle timeout %u s)",
              options_.bind_address.empty() ? "all interfaces" : options_.bind_address.c_str(),
              options_.port, max_conns_, options_.max_frame, options_.idle_timeout_s);
+    if (notifier_.open()) notifier_.ready();
     return true;
 }
 
@@ -170,6 +172,7 @@ void Server::on_signal(int signo) {
 
 void Server::begin_shutdown() {
     shutting_down_ = true;
+    notifier_.stopping();
     shutdown_deadline_ms_ = loop_.now_ms() + kShutdownGraceMs;
     connections_->linger_cap_ms = shutdown_deadline_ms_;
     for (size_t i = 0; i < listener_count_; ++i) {
@@ -291,4 +294,19 @@ void Server::on_tick(uint64_t now) {
         accept_paused_ = false;
         for (size_t i = 0; i < listener_count_; ++i) accept_connections(*listeners_[i]);
     }
+    report_status(now);
+}
+
+// systemd's STATUS= line: at most once a second, and only when it changed.
+void Server::report_status(uint64_t now) {
+    if (!notifier_.active() || shutting_down_ || now - status_sent_ms_ < 1000) return;
+    uint64_t devices = relay_->device_count();
+    if (live_connections_ == status_connections_ && devices == status_devices_) return;
+    status_connections_ = live_connections_;
+    status_devices_ = devices;
+    status_sent_ms_ = now;
+    char text[128];
+    std::snprintf(text, sizeof text, "serving: %u connections, %llu devices", live_connections_,
+                  static_cast<unsigned long long>(devices));
+    notifier_.status(text);
 }

@@ -6,7 +6,8 @@
 //
 // The Server is the EventLoop's Hooks: the tick drives idle and linger
 // timeouts, signals start the shutdown, and after each iteration dead
-// connections are reaped.
+// connections are reaped. Under systemd (Type=notify) it reports readiness,
+// stopping and a status line through ServiceNotifier.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,7 @@
 
 #include "connection.h"
 #include "event_loop.h"
+#include "notify.h"
 #include "options.h"
 #include "relay.h"
 
@@ -56,6 +58,7 @@ class Server final : public EventLoop::Hooks {
     void refuse_over_emfile(Listener& listener);
     void begin_shutdown();
     void reap();
+    void report_status(uint64_t now_ms);
 
     ServerOptions options_;
     EventLoop loop_;
@@ -64,6 +67,10 @@ class Server final : public EventLoop::Hooks {
     std::unique_ptr<Listener> listeners_[kMaxListeners];
     size_t listener_count_ = 0;
     int spare_fd_ = -1;  // reserved so that EMFILE can still be answered
+    ServiceNotifier notifier_;
+    uint64_t status_sent_ms_ = 0;
+    uint64_t status_connections_ = UINT64_MAX;  // what the last STATUS= said
+    uint64_t status_devices_ = UINT64_MAX;
 
     uint64_t next_session_id_ = 1;
     uint32_t live_connections_ = 0;
