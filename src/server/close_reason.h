@@ -7,6 +7,7 @@
 // doing or the end of a close already under way, and send nothing.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 enum class CloseReason : uint8_t {
@@ -22,12 +23,15 @@ enum class CloseReason : uint8_t {
     linger_expired,  // a closing connection's output was not taken in time
 };
 
+constexpr size_t kCloseReasonCount = static_cast<size_t>(CloseReason::linger_expired) + 1;
+
 struct CloseReasonInfo {
     uint8_t bye;           // BYE reason byte, 0 for none
     bool flush;            // let pending output (and the BYE) reach the peer
     bool routine;          // logged as an ordinary end, without the backlog
     const char* name;      // for log lines: "closed: <name>"
     const char* bye_text;  // the BYE's free-form text (empty without a BYE)
+    const char* label;     // for metrics: reason="<label>"
 };
 
 const CloseReasonInfo& close_reason_info(CloseReason reason);

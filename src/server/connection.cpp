@@ -105,6 +105,7 @@ void Connection::read_input() {
         int count = in_.write_spans(spans);
         IoResult r = io_readv(fd_, spans, count);
         if (r.status == IoStatus::ok) {
+            ctx_.stats.bytes_in += r.bytes;
             in_.commit(r.bytes);
             frames += process_frames();
             if (r.bytes >= budget) {
@@ -219,6 +220,8 @@ void Connection::enqueue(const uint8_t* head, size_t head_len, const uint8_t* da
     out_.append(header, sizeof header);
     out_.append(head, head_len);
     if (data_len != 0) out_.append(data, data_len);
+    ++ctx_.stats.frames_out;
+    ctx_.stats.output_pending += total;
     ctx_.loop.at_iteration_end(*this);
 }
 
@@ -229,6 +232,8 @@ void Connection::flush() {
         IoResult r = io_writev(fd_, spans, count);
         if (r.status == IoStatus::ok) {
             out_.consume(r.bytes);
+            ctx_.stats.bytes_out += r.bytes;
+            ctx_.stats.output_pending -= r.bytes;
             continue;
         }
         if (r.status == IoStatus::would_block) return;  // EPOLLOUT will call us
@@ -273,6 +278,7 @@ void Connection::close(CloseReason reason) {
         transition(ConnState::dead);
         return;
     }
+    ++ctx_.stats.closes[static_cast<size_t>(reason)];  // once a connection, for its first reason
     if (info.routine)
         LOG_INFO("%s closed: %s", label(), info.name);
     else
@@ -298,6 +304,7 @@ void Connection::close(CloseReason reason) {
 void Connection::transition(ConnState next) {
     state_ = next;
     if (next == ConnState::dead) {
+        ctx_.stats.output_pending -= out_.size();  // dropped, never to be sent
         EventLoop::cancel(*this);
         ctx_.reap.push_back(*this);
     }

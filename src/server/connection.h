@@ -52,6 +52,15 @@ struct ConnectionLimits {
     uint32_t out_ring_max = 5u << 20;   // max_output and a frame's slack
 };
 
+// Counters over all connections, for the metrics endpoint.
+struct ConnectionStats {
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;         // taken by the kernel
+    uint64_t frames_out = 0;        // queued
+    uint64_t output_pending = 0;    // queued and not yet taken by the kernel
+    uint64_t closes[kCloseReasonCount] = {};
+};
+
 // What every connection of one server shares. Owned by the server, which
 // outlives its connections.
 struct ConnectionContext {
@@ -65,6 +74,7 @@ struct ConnectionContext {
     uint8_t* scratch = nullptr;
     // No linger deadline beyond this (the server's shutdown deadline).
     uint64_t linger_cap_ms = UINT64_MAX;
+    ConnectionStats stats;
 
     IntrusiveList<Connection, LifecycleTag> idle;    // open, least recently active first
     IntrusiveList<Connection, LifecycleTag> linger;  // draining/half_closed, earliest deadline first

@@ -30,7 +30,10 @@ Device* Devices::find_or_create(std::string_view id) {
 
 Session* Devices::claim(Session& s, Device& d) {
     Session* old = d.holder;
-    if (old != nullptr) old->device = nullptr;
+    if (old != nullptr)
+        old->device = nullptr;
+    else
+        ++online_;
     d.holder = &s;
     s.device = &d;
     return old;
@@ -41,6 +44,7 @@ Device* Devices::release(Session& s) {
     if (d == nullptr) return nullptr;
     s.device = nullptr;
     d->holder = nullptr;
+    --online_;
     return d;
 }
 
@@ -67,6 +71,7 @@ bool Devices::subscribe(Session& s, Device& d) {
     s.subscriptions.push_back(*sub);
     ++d.subscriber_count;
     ++s.subscription_count;
+    ++subscriptions_;
     return true;
 }
 
@@ -77,6 +82,7 @@ void Devices::drop(Subscription* sub) {
     IntrusiveList<Subscription, BySession>::unlink(*sub);
     --d->subscriber_count;
     --s->subscription_count;
+    --subscriptions_;
     delete sub;
     collect(d);
 }

@@ -48,7 +48,9 @@ class Devices {
     Devices(const Devices&) = delete;
     Devices& operator=(const Devices&) = delete;
 
-    size_t size() const { return table_.size(); }
+    size_t size() const { return table_.size(); }            // entries, online or not
+    size_t online() const { return online_; }                // ids held by a session
+    size_t subscriptions() const { return subscriptions_; }  // over all sessions
 
     Device* find(std::string_view id) const { return table_.find(id); }
 
@@ -80,4 +82,6 @@ class Devices {
     void drop(Subscription* sub);
 
     IdTable<Device> table_;
+    size_t online_ = 0;
+    size_t subscriptions_ = 0;
 };

@@ -21,6 +21,10 @@ struct ServerOptions {
     uint32_t max_output = 4u << 20;       // per-connection pending output cap
     uint32_t max_subs = 4096;             // subscriptions per connection
     LogLevel log_level = LogLevel::info;
+    // --metrics ADDR:PORT: the HTTP endpoint for /metrics and /healthz.
+    bool metrics = false;
+    std::string metrics_address;
+    uint16_t metrics_port = 0;            // 0: any free port (logged)
 };
 
 enum class ParseResult { run, exit_ok, usage_error };

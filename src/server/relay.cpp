@@ -161,6 +161,7 @@ void Relay::on_register(Session& s, std::string_view id) {
     if (old != nullptr) {
         // Takeover: the id stays online (no PRESENCE); the old holder is told
         // (v2), loses its subscriptions and is closed after its output.
+        ++stats_.takeovers;
         LOG_INFO("%s took over \"%s\" from %s", s.label(), PrintableId(id).text, old->label());
         old->close(CloseReason::taken_over);
         reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
@@ -184,6 +185,7 @@ void Relay::on_subscribe(Session& s, std::string_view id) {
     }
     if (d == nullptr || !devices_.subscribed(s, *d)) {
         if (s.subscription_count >= limits_.max_subs) {
+            ++stats_.subscribe_limit;
             fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_LIMIT);
             return;
         }

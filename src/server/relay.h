@@ -32,6 +32,8 @@ struct RelayStats {
     uint64_t frames_in = 0;
     uint64_t deliveries = 0;         // frames queued to subscribers/targets
     uint64_t dropped_no_subscriber = 0;
+    uint64_t takeovers = 0;
+    uint64_t subscribe_limit = 0;    // SUBSCRIBEs refused for --max-subs
 };
 
 class Relay {
@@ -47,6 +49,7 @@ class Relay {
     void end_session(Session& session, CloseReason reason);
 
     size_t device_count() const { return devices_.size(); }
+    const Devices& devices() const { return devices_; }
     const RelayStats& stats() const { return stats_; }
 
    private:

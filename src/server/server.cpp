@@ -15,6 +15,7 @@
 #include "io.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "protocol.h"
 
 namespace {
@@ -147,6 +148,7 @@ bool Server::start() {
             return false;
         }
     }
+    if (options_.metrics && !start_metrics()) return false;
     LOG_INFO("listening on %s port %u (max %u connections, max frame %u, idle timeout %u s)",
              options_.bind_address.empty() ? "all interfaces" : options_.bind_address.c_str(),
              options_.port, max_conns_, options_.max_frame, options_.idle_timeout_s);
@@ -211,6 +213,7 @@ void Server::accept_connections(Listener& listener) {
             out_of_fds_ = false;
         }
         if (live_connections_ >= max_conns_) {
+            ++refused_max_conns_;
             if (!at_conn_limit_) {
                 LOG_WARN("connection limit (%u) reached: refusing new connections", max_conns_);
                 at_conn_limit_ = true;
@@ -233,6 +236,7 @@ void Server::accept_connections(Listener& listener) {
             continue;
         }
         ++live_connections_;
+        ++accepted_;
         LOG_INFO("%s connected", conn->label());
     }
     // Fairness: more may be pending; continue next iteration.
@@ -243,6 +247,7 @@ void Server::accept_connections(Listener& listener) {
 // be refused, and under EPOLLET nothing would tell us again: give up the
 // spare descriptor, accept and close at once, take the spare back.
 void Server::refuse_over_emfile(Listener& listener) {
+    ++refused_no_fds_;
     if (!out_of_fds_) {
         LOG_WARN("out of file descriptors: refusing connections");
         out_of_fds_ = true;  // one line per episode; reset by the next accept
@@ -295,6 +300,7 @@ void Server::on_tick(uint64_t now) {
         for (size_t i = 0; i < listener_count_; ++i) accept_connections(*listeners_[i]);
     }
     report_status(now);
+    if (metrics_) metrics_->on_tick(now);
 }
 
 // systemd's STATUS= line: at most once a second, and only when it changed.
@@ -309,4 +315,103 @@ void Server::report_status(uint64_t now) {
     std::snprintf(text, sizeof text, "serving: %u connections, %llu devices", live_connections_,
                   static_cast<unsigned long long>(devices));
     notifier_.status(text);
+}
+
+// ---- metrics ---------------------------------------------------------------------
+
+bool Server::start_metrics() {
+    int fd = -1;
+    char err[256];
+    if (listen_tcp(options_.metrics_address.c_str(), options_.metrics_port, &fd, 1, err,
+                   sizeof err) != 1) {
+        LOG_ERROR("--metrics: %s", err);
+        return false;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char where[64] = "?";
+    if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) == 0)
+        io_format_peer(io_peer_address(reinterpret_cast<struct sockaddr*>(&ss), len), where,
+                       sizeof where);
+    metrics_ = std::make_unique<HttpEndpoint>(loop_, *this);
+    if (!metrics_->start(fd)) {
+        LOG_ERROR("--metrics: epoll_ctl: %s", strerrordesc_np(errno));
+        io_close(fd);
+        return false;
+    }
+    LOG_INFO("serving metrics on http://%s/metrics", where);
+    return true;
+}
+
+bool Server::on_http_get(const std::string& path, HttpResponse* out) {
+    if (path == "/metrics") {
+        out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        render_metrics(out->body);
+        return true;
+    }
+    if (path == "/healthz") {
+        out->status = shutting_down_ ? 503 : 200;
+        out->body = shutting_down_ ? "shutting down\n" : "ok\n";
+        return true;
+    }
+    return false;
+}
+
+void Server::render_metrics(std::string& out) const {
+    MetricsText m(out);
+    const RelayStats& relay = relay_->stats();
+    const Devices& devices = relay_->devices();
+    const ConnectionStats& conns = connections_->stats;
+
+    m.family("stupidp2p_build_info", "gauge", "The server's version; always 1.");
+    m.sample("version", P2P_VERSION, 1);
+    m.family("stupidp2p_connections_open", "gauge", "Connections open now, closing ones included.");
+    m.sample(live_connections_);
+    m.family("stupidp2p_connections_max", "gauge",
+             "Most simultaneous connections (--max-conns, lowered to the open-file limit).");
+    m.sample(max_conns_);
+    m.family("stupidp2p_connections_accepted_total", "counter", "Connections accepted.");
+    m.sample(accepted_);
+    m.family("stupidp2p_connections_closed_total", "counter",
+             "Connections closed, by the reason of their close.");
+    for (size_t i = 0; i < kCloseReasonCount; ++i)
+        m.sample("reason", close_reason_info(static_cast<CloseReason>(i)).label, conns.closes[i]);
+    m.family("stupidp2p_limits_hit_total", "counter",
+             "Requests refused because a server limit was reached.");
+    m.sample("limit", "max_conns", refused_max_conns_);
+    m.sample("limit", "open_files", refused_no_fds_);
+    m.sample("limit", "max_subs", relay.subscribe_limit);
+    m.family("stupidp2p_devices_online", "gauge", "Device ids registered by a connection now.");
+    m.sample(devices.online());
+    m.family("stupidp2p_device_entries", "gauge",
+             "Device ids known now: registered, or subscribed to while offline.");
+    m.sample(devices.size());
+    m.family("stupidp2p_subscriptions", "gauge", "Subscriptions over all connections now.");
+    m.sample(devices.subscriptions());
+    m.family("stupidp2p_takeovers_total", "counter",
+             "Registrations of an id that another connection held.");
+    m.sample(relay.takeovers);
+    m.family("stupidp2p_frames_in_total", "counter", "Non-empty frames received from clients.");
+    m.sample(relay.frames_in);
+    m.family("stupidp2p_bytes_in_total", "counter", "Bytes received from clients.");
+    m.sample(conns.bytes_in);
+    m.family("stupidp2p_frames_out_total", "counter",
+             "Frames queued for clients: replies, deliveries and events.");
+    m.sample(conns.frames_out);
+    m.family("stupidp2p_bytes_out_total", "counter", "Bytes the kernel took for clients.");
+    m.sample(conns.bytes_out);
+    m.family("stupidp2p_deliveries_total", "counter",
+             "Messages queued for a subscriber or a SEND_TO target.");
+    m.sample(relay.deliveries);
+    m.family("stupidp2p_sends_dropped_no_subscriber_total", "counter",
+             "SENDs from a device that nobody subscribed to.");
+    m.sample(relay.dropped_no_subscriber);
+    m.family("stupidp2p_output_pending_bytes", "gauge",
+             "Bytes queued for clients that the kernel has not taken yet.");
+    m.sample(conns.output_pending);
+    m.family("stupidp2p_metrics_requests_total", "counter",
+             "HTTP requests to this endpoint; bad ones are also counted apart.");
+    m.sample(metrics_ ? metrics_->requests() : 0);
+    m.family("stupidp2p_metrics_bad_requests_total", "counter", "Malformed HTTP requests.");
+    m.sample(metrics_ ? metrics_->bad_requests() : 0);
 }

@@ -15,11 +15,12 @@
 
 #include "connection.h"
 #include "event_loop.h"
+#include "http_endpoint.h"
 #include "notify.h"
 #include "options.h"
 #include "relay.h"
 
-class Server final : public EventLoop::Hooks {
+class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
    public:
     explicit Server(const ServerOptions& options);
     ~Server() override;
@@ -37,6 +38,9 @@ class Server final : public EventLoop::Hooks {
     void on_tick(uint64_t now_ms) override;
     void on_signal(int signo) override;
     void after_iteration(uint64_t now_ms) override;
+
+    // HttpEndpoint::Handler: /metrics and /healthz.
+    bool on_http_get(const std::string& path, HttpResponse* out) override;
 
    private:
     class Listener final : public EventHandler {
@@ -59,6 +63,8 @@ class Server final : public EventLoop::Hooks {
     void begin_shutdown();
     void reap();
     void report_status(uint64_t now_ms);
+    bool start_metrics();
+    void render_metrics(std::string& out) const;
 
     ServerOptions options_;
     EventLoop loop_;
@@ -68,11 +74,15 @@ class Server final : public EventLoop::Hooks {
     size_t listener_count_ = 0;
     int spare_fd_ = -1;  // reserved so that EMFILE can still be answered
     ServiceNotifier notifier_;
+    std::unique_ptr<HttpEndpoint> metrics_;
     uint64_t status_sent_ms_ = 0;
     uint64_t status_connections_ = UINT64_MAX;  // what the last STATUS= said
     uint64_t status_devices_ = UINT64_MAX;
 
     uint64_t next_session_id_ = 1;
+    uint64_t accepted_ = 0;
+    uint64_t refused_max_conns_ = 0;
+    uint64_t refused_no_fds_ = 0;
     uint32_t live_connections_ = 0;
     uint32_t max_conns_ = 0;
     bool accept_paused_ = false;
