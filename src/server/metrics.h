@@ -1,7 +1,10 @@
-// metrics.h - the Prometheus text exposition format (version 0.0.4), as a
-// writer: each family's # HELP and # TYPE line once, then its samples, with
-// label values escaped. Knows nothing of what is measured; the server
-// gathers the figures (Server::render_metrics) and writes them through this.
+// metrics.h - writes the server's figures in one of two forms: the
+// Prometheus text exposition format (version 0.0.4: each family's # HELP
+// and # TYPE line once, then its samples, label values escaped), or one log
+// line of name=value pairs (name{label="value"}=value, the names without
+// their "stupidp2p_" prefix and "_total" suffix), for SIGUSR1. Knows
+// nothing of what is measured; the server gathers the figures
+// (Server::render_metrics) and writes them through this.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +12,10 @@
 
 class MetricsText {
    public:
-    explicit MetricsText(std::string& out) : out_(out) {}
+    enum class Form { prometheus, log_line };
+
+    explicit MetricsText(std::string& out, Form form = Form::prometheus)
+        : out_(out), form_(form) {}
 
     // Starts a family: type is "counter" or "gauge". Names and help texts
     // are the caller's constants (no escaping needed beyond the help's).
@@ -20,5 +26,6 @@ class MetricsText {
 
    private:
     std::string& out_;
+    Form form_;
     const char* name_ = "";
 };

@@ -15,7 +15,6 @@
 #include "io.h"
 #include "listener.h"
 #include "log.h"
-#include "metrics.h"
 #include "protocol.h"
 
 namespace {
@@ -98,9 +97,9 @@ bool Server::start() {
         LOG_ERROR("cannot set up epoll/timerfd: %s", strerrordesc_np(errno));
         return false;
     }
-    static const int kSignals[] = {SIGINT, SIGTERM};
+    static const int kSignals[] = {SIGINT, SIGTERM, SIGUSR1};
     if (!loop_.watch_signals(kSignals, sizeof kSignals / sizeof kSignals[0])) {
-        LOG_ERROR("cannot watch SIGINT/SIGTERM: %s", strerrordesc_np(errno));
+        LOG_ERROR("cannot watch signals: %s", strerrordesc_np(errno));
         return false;
     }
     apply_fd_limit();
@@ -163,6 +162,14 @@ int Server::run() {
 }
 
 void Server::on_signal(int signo) {
+    if (signo == SIGUSR1) {
+        // Every counter on one line, for whoever has only the log.
+        std::string line;
+        render_metrics(line, MetricsText::Form::log_line);
+        if (!line.empty()) line.pop_back();
+        LOG_INFO("counters: %s", line.c_str());
+        return;
+    }
     if (!shutting_down_) {
         LOG_INFO("%s received: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
         begin_shutdown();
@@ -346,7 +353,7 @@ bool Server::start_metrics() {
 bool Server::on_http_get(const std::string& path, HttpResponse* out) {
     if (path == "/metrics") {
         out->content_type = "text/plain; version=0.0.4; charset=utf-8";
-        render_metrics(out->body);
+        render_metrics(out->body, MetricsText::Form::prometheus);
         return true;
     }
     if (path == "/healthz") {
@@ -357,8 +364,8 @@ bool Server::on_http_get(const std::string& path, HttpResponse* out) {
     return false;
 }
 
-void Server::render_metrics(std::string& out) const {
-    MetricsText m(out);
+void Server::render_metrics(std::string& out, MetricsText::Form form) const {
+    MetricsText m(out, form);
     const RelayStats& relay = relay_->stats();
     const Devices& devices = relay_->devices();
     const ConnectionStats& conns = connections_->stats;

@@ -16,6 +16,7 @@
 #include "connection.h"
 #include "event_loop.h"
 #include "http_endpoint.h"
+#include "metrics.h"
 #include "notify.h"
 #include "options.h"
 #include "relay.h"
@@ -64,7 +65,7 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
     void reap();
     void report_status(uint64_t now_ms);
     bool start_metrics();
-    void render_metrics(std::string& out) const;
+    void render_metrics(std::string& out, MetricsText::Form form) const;
 
     ServerOptions options_;
     EventLoop loop_;

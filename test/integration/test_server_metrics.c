@@ -333,6 +333,43 @@ static void test_health_503_while_shutting_down(void **state)
     assert_int_equal(p2p_server_stop(&s), 0);
 }
 
+/* SIGUSR1: every counter, on one log line. */
+static void test_sigusr1_logs_counters(void **state)
+{
+    struct p2p_server *s = *state;
+    int a = tc_connect(s->port);
+    tc_register(a, "counted", 1);
+    assert_int_equal(kill(s->pid, SIGUSR1), 0);
+    char buf[16384];
+    const char *line = NULL;
+    for (int tries = 0; tries < 250 && line == NULL; tries++) {
+        FILE *f = fopen(s->log_path, "r");
+        assert_non_null(f);
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        line = strstr(buf, " counters: ");
+        if (line == NULL) {
+            struct timespec ts = {0, 20 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    if (line == NULL)
+        tc_fail("no counters line after SIGUSR1");
+    const char *eol = strchr(line, '\n');
+    assert_non_null(eol);
+    char text[4096];
+    snprintf(text, sizeof text, "%.*s", (int)(eol - line), line);
+    static const char *const want[] = {"connections_open=1 ", "devices_online=1 ",
+                                       "connections_accepted=1 ", "frames_in=1 ",
+                                       "connections_closed{reason=\"taken_over\"}=0 "};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (strstr(text, want[i]) == NULL)
+            tc_fail("the counters line lacks %s:%s", want[i], text);
+    assert_true(tc_is_open(a)); /* and the server carries on */
+    tc_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +377,7 @@ int main(void)
         TC_SERVER_TEST_ARGS(test_health_and_errors, kMetricsArgs),
         TC_SERVER_TEST_ARGS(test_bounded_clients, kMetricsArgs),
         cmocka_unit_test(test_health_503_while_shutting_down),
+        TC_SERVER_TEST(test_sigusr1_logs_counters),
     };
     return cmocka_run_group_tests_name("p2pServer metrics endpoint", tests, NULL, NULL);
 }
