@@ -63,6 +63,7 @@ CLI_SRC     := $(wildcard src/client/cli/*.c)
 SUPPORT_SRC := $(wildcard test/support/*.c)
 UNIT_SRC    := $(wildcard test/unit/*.cpp) $(wildcard test/unit/*.c) $(wildcard test/unit/relay/test_*.cpp)
 INTEG_SRC   := $(wildcard test/integration/*.c)
+FUZZERS     := codec relay
 CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
@@ -79,7 +80,8 @@ LIBP2P  := $(OUT)/libstupidp2p.a
 UNIT_BIN    := $(patsubst test/unit/%,$(BUILD)/test/unit/%,$(basename $(UNIT_SRC)))
 INTEG_BIN   := $(patsubst test/integration/%.c,$(BUILD)/test/integration/%,$(INTEG_SRC))
 CLIENTT_BIN := $(patsubst test/client/%.c,$(BUILD)/test/client/%,$(CLIENTT_SRC))
-TEST_BIN    := $(UNIT_BIN) $(INTEG_BIN) $(CLIENTT_BIN)
+FUZZ_REPLAY_BIN := $(patsubst %,$(BUILD)/test/fuzz/fuzz_%,$(FUZZERS))
+TEST_BIN    := $(UNIT_BIN) $(INTEG_BIN) $(CLIENTT_BIN) $(FUZZ_REPLAY_BIN)
 
 ALL := $(SERVER)
 ifneq ($(CLIENT_SRC),)
@@ -89,7 +91,7 @@ ifneq ($(CLI_SRC),)
 ALL += $(CLIENT)
 endif
 
-.PHONY: all test test-deps tests clean install uninstall
+.PHONY: all test test-deps tests clean install uninstall fuzz
 .DEFAULT_GOAL := all
 all: $(ALL)
 
@@ -165,6 +167,19 @@ $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.c.o $(SUPPORT_OBJ) $(CO
 $(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(LIBP2P)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
+# Each fuzzing harness (test/fuzz/) linked with replay.c instead of
+# libFuzzer: `make test` feeds it every input of its checked-in corpus
+# (test/fuzz/corpus/NAME/, found from the program's name).
+FUZZ_LINK_codec := $(call cobj,codec)
+FUZZ_LINK_relay := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
+$(BUILD)/test/fuzz/replay.c.o: CPPFLAGS += -DFUZZ_CORPUS_ROOT=\"$(abspath test/fuzz/corpus)\"
+
+$(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_codec)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
+	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
+
 # Objects of test programs are kept, so that a second `make test` relinks
 # and recompiles nothing when nothing changed.
 .SECONDARY:
@@ -186,6 +201,46 @@ test: test-deps
 
 clean:
 	rm -rf build p2pServer p2pClient libstupidp2p.a
+
+# ---- fuzzing ---------------------------------------------------------------
+# `make fuzz [FUZZ_SECONDS=N]` builds each harness of test/fuzz/ with
+# clang's libFuzzer, ASan and UBSan in build/fuzz/ and runs it for N seconds
+# (default 60) on its checked-in corpus; what it finds new is kept in
+# build/fuzz/corpus-NAME/ (copy inputs worth keeping into
+# test/fuzz/corpus/NAME/), a crash in build/fuzz/crash-*.
+FUZZ_CC      ?= clang
+FUZZ_CXX     ?= clang++
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -D_GNU_SOURCE -Isrc/common -Isrc/server -Iinclude -DP2P_VERSION=\"$(VERSION)\"
+fuzz_objs = $(patsubst %,$(FUZZ_BUILD)/%.o,$(1))
+FUZZ_BIN_codec := $(call fuzz_objs,test/fuzz/fuzz_codec.c src/common/codec.c)
+FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp src/server/relay.cpp \
+                    src/server/devices.cpp src/server/close_reason.cpp src/server/hash.cpp \
+                    src/server/log.cpp src/common/codec.c)
+
+$(FUZZ_BUILD)/%.c.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -std=c11 -c -o $@ $<
+
+$(FUZZ_BUILD)/%.cpp.o: %.cpp
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -std=c++20 -fno-exceptions -fno-rtti -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: $$(FUZZ_BIN_$$*)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ $^
+
+fuzz: $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus-$$f && \
+	    echo "== fuzz_$$f for $(FUZZ_SECONDS) s" && \
+	    $(FUZZ_BUILD)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$f test/fuzz/corpus/$$f \
+	        2>$(FUZZ_BUILD)/fuzz_$$f.log || { tail -n 40 $(FUZZ_BUILD)/fuzz_$$f.log; exit 1; }; \
+	    grep -E 'DONE|stat::number_of_executed_units' \
+	        $(FUZZ_BUILD)/fuzz_$$f.log; \
+	done
 
 # ---- install ---------------------------------------------------------------
 PREFIX     ?= /usr/local
