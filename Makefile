@@ -180,6 +180,10 @@ $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/f
 $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
 
+# The soak's load generator (scripts/soak.sh builds and runs it).
+$(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
+
 # Objects of test programs are kept, so that a second `make test` relinks
 # and recompiles nothing when nothing changed.
 .SECONDARY:
