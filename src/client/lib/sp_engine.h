@@ -1136,8 +1136,10 @@ static void *sp_thread_main(void *arg)
         }
         if (resolver != 0 && pfd[resolver].revents && h->resolving != NULL)
             sp_on_resolver_done(h);
-        else if (sock != 0 && pfd[sock].revents && pfd[sock].fd == h->fd)
+        if (sock != 0 && pfd[sock].revents && pfd[sock].fd == h->fd)
             sp_on_socket(h, pfd[sock].revents);
+        if (sp_muted(h))
+            continue; /* deinit began (maybe in a callback just now): leave */
         uint64_t now = sp_now_ms();
         if (h->deadline != 0 && now >= h->deadline)
             sp_on_deadline(h, now);
