@@ -771,7 +771,7 @@ static void sp_apply_reply(struct sp_handle *h, const struct sp_pending *req, ui
     }
 }
 
-/* Why a successful HELLO reply makes no sense, or NULL (mu held). */
+/* Why a successful HELLO reply makes no sense, or NULL. */
 static const char *sp_grant_problem(const struct p2p_message *m)
 {
     if (!m->has_hello_grant)
