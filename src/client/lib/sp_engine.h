@@ -145,7 +145,8 @@ static const char *sp_errno_text(int e)
 
 /* Encodes the head of a request with the codec: everything but the data
  * that follows it in the frame. head: P2P_ID_HEAD_MAX bytes. HELLO is
- * encoded by its caller (it has no id). */
+ * encoded by its caller (it has no id). Touches no shared state: callers
+ * encode before they lock. */
 static size_t sp_encode_head(uint8_t *head, uint8_t cmd, const uint8_t *id, size_t id_len)
 {
     switch (cmd) {
