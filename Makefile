@@ -145,6 +145,7 @@ UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
+UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
 RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
