@@ -587,8 +587,8 @@ const Verb kVerbs[] = {
     {"-ERR", 4, NatsOpType::err, Args::optional},
 };
 
-NatsParseResult incomplete(size_t needed) {
-    return {NatsParseStatus::incomplete, 0, needed, NatsParseError::none};
+NatsParseResult incomplete(size_t needed, size_t message_bytes) {
+    return {NatsParseStatus::incomplete, 0, needed, message_bytes, NatsParseError::none};
 }
 
 }  // namespace
@@ -601,7 +601,7 @@ void NatsParser::reset() {
 
 NatsParseResult NatsParser::refuse(NatsParseError e) {
     scanned_ = 0;
-    return {NatsParseStatus::error, 0, 0, e};
+    return {NatsParseStatus::error, 0, 0, 0, e};
 }
 
 NatsParseResult NatsParser::parse(const uint8_t* buf, size_t len, NatsOp* op) {
@@ -622,7 +622,7 @@ NatsParseResult NatsParser::parse(const uint8_t* buf, size_t len, NatsOp* op) {
             break;
         }
     }
-    if (verb == nullptr) return could_be ? incomplete(0) : refuse(NatsParseError::unknown_operation);
+    if (verb == nullptr) return could_be ? incomplete(0, 0) : refuse(NatsParseError::unknown_operation);
 
     // The control line, scanned once however the bytes arrive.
     size_t limit = verb->type == NatsOpType::info ? limits_.max_info_line : limits_.max_control_line;
@@ -634,7 +634,7 @@ NatsParseResult NatsParser::parse(const uint8_t* buf, size_t len, NatsOp* op) {
         if (i >= limit) return refuse(NatsParseError::line_too_long);
     }
     scanned_ = i;
-    if (i + 1 >= len) return incomplete(0);  // no CR yet, or CR without its LF yet
+    if (i + 1 >= len) return incomplete(0, 0);  // no CR yet, or CR without its LF yet
     if (buf[i + 1] != '\n') return refuse(NatsParseError::bad_line);
     size_t line_end = i;
     size_t body = i + 2;
@@ -689,7 +689,7 @@ NatsParseResult NatsParser::parse(const uint8_t* buf, size_t len, NatsOp* op) {
             if (header_bytes > total) return refuse(NatsParseError::bad_arguments);
             if (with_headers && header_bytes < kMinHeaderBlock) return refuse(NatsParseError::bad_headers);
             size_t needed = body + static_cast<size_t>(total) + 2;
-            if (len < needed) return incomplete(needed);
+            if (len < needed) return incomplete(needed, static_cast<size_t>(total));
             if (buf[needed - 2] != '\r' || buf[needed - 1] != '\n')
                 return refuse(NatsParseError::bad_payload_end);
             if (with_headers) {
@@ -705,7 +705,7 @@ NatsParseResult NatsParser::parse(const uint8_t* buf, size_t len, NatsOp* op) {
         }
     }
     scanned_ = 0;
-    return {NatsParseStatus::op, body, 0, NatsParseError::none};
+    return {NatsParseStatus::op, body, 0, 0, NatsParseError::none};
 }
 
 // ---- encoders ----------------------------------------------------------------

@@ -163,6 +163,7 @@ struct NatsParseResult {
     NatsParseStatus status;
     size_t consumed;       // op: bytes of the operation (drop them before the next call)
     size_t needed;         // incomplete: the operation's whole size once known, else 0
+    size_t message_bytes;  // incomplete, needed known: the message's header and payload bytes
     NatsParseError error;  // error
 };
 
@@ -190,6 +191,9 @@ class NatsParser {
     // Forgets any partial operation and the last INFO (a new connection);
     // limits return to those given at construction.
     void reset();
+    // Forgets the partial operation it was scanning (its caller is skipping
+    // it whole); the INFO and the limits stay.
+    void forget_partial() { scanned_ = 0; }
 
     const NatsInfo& info() const { return info_; }
     const Limits& limits() const { return limits_; }

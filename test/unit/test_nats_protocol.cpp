@@ -189,6 +189,13 @@ void test_incomplete_reports_needed_size(void**) {
     NatsParseResult r = parser.parse(reinterpret_cast<const uint8_t*>(s.data()), s.size(), &op);
     assert_int_equal(r.status, NatsParseStatus::incomplete);
     assert_int_equal(r.needed, 13 + 100 + 2);
+    assert_int_equal(r.message_bytes, 100);
+    std::string h = "HMSG a 1 12 30\r\nNATS/1.0\r\n";
+    NatsParser hp;
+    r = hp.parse(reinterpret_cast<const uint8_t*>(h.data()), h.size(), &op);
+    assert_int_equal(r.status, NatsParseStatus::incomplete);
+    assert_int_equal(r.needed, 16 + 30 + 2);
+    assert_int_equal(r.message_bytes, 30);
     // Before the control line is complete the size is not known yet.
     NatsParser fresh;
     r = fresh.parse(reinterpret_cast<const uint8_t*>(s.data()), 8, &op);
