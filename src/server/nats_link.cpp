@@ -128,7 +128,8 @@ void NatsLink::start_attempt() {
         return;
     }
     fd_ = c.fd;
-    io_set_nodelay(fd_);  // PINGs and small publishes leave at once; batching is ours
+    // PINGs and small publishes leave at once; batching is ours.
+    if (int err = io_set_nodelay(fd_)) LOG_DEBUG("nats: TCP_NODELAY: %s", strerrordesc_np(err));
     if (!loop_.add(fd_, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, this)) {
         int err = errno;
         io_close(fd_);
