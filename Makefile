@@ -147,6 +147,14 @@ UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
+UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
+UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
+# The link against real nats-server processes (test/support/nats_cluster.c)
+# and fake servers in a thread of the test.
+UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io_connect io \
+                                   event_loop poller log ring_buffer hash) \
+                                 $(BUILD)/test/support/nats_cluster.c.o
+UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
 RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
