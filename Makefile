@@ -151,7 +151,7 @@ UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
 # The link against real nats-server processes (test/support/nats_cluster.c)
 # and fake servers in a thread of the test.
-UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io_connect io \
+UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \
                                    event_loop poller log ring_buffer hash) \
                                  $(BUILD)/test/support/nats_cluster.c.o
 UNIT_LDFLAGS_test_nats_link   := -pthread

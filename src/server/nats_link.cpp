@@ -11,7 +11,7 @@
 #include <new>
 
 #include "io.h"
-#include "io_connect.h"
+#include "io.h"
 #include "log.h"
 
 namespace {
