@@ -61,6 +61,12 @@ CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+# libstupidp2p.a takes the codec only for now: the AUTH crypto (sha256,
+# hmac_sha256, auth_proof) joins it with the client's AUTH support, together
+# with its p2p_* names in test/client/lib_symbols.sh. Test programs that
+# link the library get the crypto objects directly (test/support/auth.c).
+LIB_COMMON_OBJ := $(call obj,src/common/codec.c)
+CRYPTO_OBJ  := $(filter-out $(LIB_COMMON_OBJ),$(COMMON_OBJ))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
@@ -114,7 +120,7 @@ $(SERVER): $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $(SERVER_LDFLAGS) -o $@ $^
 
-$(LIBP2P): $(CLIENT_OBJ) $(COMMON_OBJ)
+$(LIBP2P): $(CLIENT_OBJ) $(LIB_COMMON_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
 	$(AR) rcs $@ $^
@@ -130,18 +136,23 @@ $(CLIENT): $(CLI_OBJ) $(LIBP2P)
 sobj = $(patsubst %,$(BUILD)/src/server/%.cpp.o,$(1))
 cobj = $(patsubst %,$(BUILD)/src/common/%.c.o,$(1))
 UNIT_LINK_test_ring_buffer    := $(call sobj,ring_buffer)
-UNIT_LINK_test_id_table       := $(call sobj,hash)
+UNIT_LINK_test_id_table       := $(call sobj,hash os_random)
 UNIT_LINK_test_intrusive_list :=
 UNIT_LINK_test_event_loop     := $(call sobj,event_loop poller io log)
 UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call cobj,codec)
 UNIT_LINK_test_codec          := $(call cobj,codec)
+UNIT_LINK_test_sha256         := $(call cobj,sha256 hmac_sha256)
+UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
+UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
+                                 $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
+RELAY_TEST_LINK := $(call sobj,relay relay_auth auth_table base64url devices close_reason hash os_random log) \
+                   $(call cobj,codec auth_proof sha256 hmac_sha256)
 
 .SECONDEXPANSION:
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.cpp.o $$(UNIT_LINK_$$(notdir $$*))
@@ -156,7 +167,7 @@ $(BUILD)/test/unit/relay/%: $(BUILD)/test/unit/relay/%.cpp.o $(RELAY_TEST_LINK)
 $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
-$(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(LIBP2P)
+$(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(CRYPTO_OBJ) $(LIBP2P)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
 # Objects of test programs are kept, so that a second `make test` relinks

@@ -18,6 +18,8 @@ namespace {
 
 const char kUsage[] =
     "usage: p2pServer [options] PORT\n"
+    "       p2pServer --gen-token\n"
+    "       p2pServer --hash-token ID < TOKEN\n"
     "\n"
     "stupidP2P relay server: devices register an id, subscribe to other ids,\n"
     "and what a device sends is forwarded to its subscribers.\n"
@@ -36,6 +38,13 @@ const char kUsage[] =
     "                        (default 4194304)\n"
     "  --max-subs N          subscriptions per connection (default 4096)\n"
     "  --log-level LEVEL     error, warn, info or debug (default info)\n"
+    "  --auth-file FILE      device tokens and who may reach whom (re-read on\n"
+    "                        SIGHUP); listed ids can only be claimed by AUTH\n"
+    "  --auth-required       every id must be in the auth file: REGISTER is\n"
+    "                        refused (clients without AUTH cannot use the server)\n"
+    "  --gen-token           print a new random device token and exit\n"
+    "  --hash-token ID       read ID's token on standard input, print its auth\n"
+    "                        file line and exit\n"
     "  -h, --help            print this help and exit\n"
     "  -V, --version         print the version and exit\n"
     "\n"
@@ -62,7 +71,20 @@ bool parse_u32(const char* text, uint32_t lo, uint32_t hi, uint32_t* out) {
 }  // namespace
 
 ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
-    enum { kBind = 256, kIdle, kMaxFrame, kMaxConns, kMaxOutput, kMaxSubs, kLogLevel, kPort };
+    enum {
+        kBind = 256,
+        kIdle,
+        kMaxFrame,
+        kMaxConns,
+        kMaxOutput,
+        kMaxSubs,
+        kLogLevel,
+        kPort,
+        kAuthFile,
+        kAuthRequired,
+        kGenToken,
+        kHashToken
+    };
     static const struct option longopts[] = {
         {"bind", required_argument, nullptr, kBind},
         {"idle-timeout", required_argument, nullptr, kIdle},
@@ -72,6 +94,10 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         {"max-subs", required_argument, nullptr, kMaxSubs},
         {"log-level", required_argument, nullptr, kLogLevel},
         {"port", required_argument, nullptr, kPort},
+        {"auth-file", required_argument, nullptr, kAuthFile},
+        {"auth-required", no_argument, nullptr, kAuthRequired},
+        {"gen-token", no_argument, nullptr, kGenToken},
+        {"hash-token", required_argument, nullptr, kHashToken},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0}};
@@ -143,6 +169,23 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
             case kPort:
                 port_text = optarg;
                 break;
+            case kAuthFile:
+                if (*optarg == '\0') {
+                    usage_error("--auth-file needs a file name%s", "");
+                    return ParseResult::usage_error;
+                }
+                out->auth_file = optarg;
+                break;
+            case kAuthRequired: out->auth_required = true; break;
+            case kGenToken:
+            case kHashToken:
+                if (out->tool != ServerTool::none) {
+                    usage_error("--gen-token and --hash-token exclude each other%s", "");
+                    return ParseResult::usage_error;
+                }
+                out->tool = c == kGenToken ? ServerTool::gen_token : ServerTool::hash_token;
+                if (c == kHashToken) out->hash_token_id = optarg;
+                break;
             case ':':
                 usage_error("option '%s' needs a value", argv[optind - 1]);
                 return ParseResult::usage_error;
@@ -150,6 +193,19 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 usage_error("unknown option '%s'", argv[optind - 1]);
                 return ParseResult::usage_error;
         }
+    }
+    if (out->tool != ServerTool::none) {
+        // A tool, not a server: nothing to listen on.
+        if (optind < argc || port_text != nullptr) {
+            usage_error("a token tool takes no PORT ('%s')",
+                        optind < argc ? argv[optind] : port_text);
+            return ParseResult::usage_error;
+        }
+        return ParseResult::run;
+    }
+    if (out->auth_required && out->auth_file.empty()) {
+        usage_error("--auth-required needs --auth-file%s", "");
+        return ParseResult::usage_error;
     }
     if (optind < argc) {
         if (port_text != nullptr || optind + 1 < argc) {

@@ -93,17 +93,16 @@ bool Server::start() {
         LOG_ERROR("cannot set up epoll/timerfd: %s", strerrordesc_np(errno));
         return false;
     }
-    static const int kSignals[] = {SIGINT, SIGTERM};
+    static const int kSignals[] = {SIGINT, SIGTERM, SIGHUP};
     if (!loop_.watch_signals(kSignals, sizeof kSignals / sizeof kSignals[0])) {
-        LOG_ERROR("cannot watch SIGINT/SIGTERM: %s", strerrordesc_np(errno));
+        LOG_ERROR("cannot watch SIGINT/SIGTERM/SIGHUP: %s", strerrordesc_np(errno));
         return false;
     }
     apply_fd_limit();
     spare_fd_ = open_spare_fd();
     if (spare_fd_ == -1) LOG_WARN("cannot reserve a spare descriptor: %s", strerrordesc_np(errno));
 
-    HashKey key;
-    if (!hash_key_from_os(&key)) {
+    if (!hash_key_from_os(&hash_key_)) {
         LOG_ERROR("getrandom failed: %s", strerrordesc_np(errno));
         return false;
     }
@@ -111,7 +110,9 @@ bool Server::start() {
     limits.max_frame = options_.max_frame;
     limits.idle_timeout_s = options_.idle_timeout_s;
     limits.max_subs = options_.max_subs;
-    relay_ = std::make_unique<Relay>(limits, key);
+    relay_ = std::make_unique<Relay>(limits, hash_key_);
+    relay_->set_auth_required(options_.auth_required);
+    if (!options_.auth_file.empty() && !load_auth_file_now()) return false;
 
     connections_ = std::make_unique<ConnectionContext>(loop_, *relay_);
     ConnectionLimits& cl = connections_->limits;
@@ -156,6 +157,10 @@ int Server::run() {
 }
 
 void Server::on_signal(int signo) {
+    if (signo == SIGHUP) {
+        if (!shutting_down_) reload();
+        return;
+    }
     if (!shutting_down_) {
         LOG_INFO("%s received: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
         begin_shutdown();

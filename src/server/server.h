@@ -5,8 +5,8 @@
 // (connection.h).
 //
 // The Server is the EventLoop's Hooks: the tick drives idle and linger
-// timeouts, signals start the shutdown, and after each iteration dead
-// connections are reaped.
+// timeouts, SIGINT/SIGTERM start the shutdown, SIGHUP a reload, and after
+// each iteration dead connections are reaped.
 #pragma once
 
 #include <cstdint>
@@ -36,6 +36,11 @@ class Server final : public EventLoop::Hooks {
     void on_signal(int signo) override;
     void after_iteration(uint64_t now_ms) override;
 
+    // Re-reads what may change while the server runs (server_reload.cpp):
+    // today the auth file. Connections stay; what failed to load is logged
+    // and the previous settings stay in force.
+    void reload();
+
    private:
     class Listener final : public EventHandler {
        public:
@@ -56,9 +61,13 @@ class Server final : public EventLoop::Hooks {
     void refuse_over_emfile(Listener& listener);
     void begin_shutdown();
     void reap();
+    // Loads --auth-file and puts it in force (server_reload.cpp). False,
+    // with the reason logged, when it cannot be read, parsed or applied.
+    bool load_auth_file_now();
 
     ServerOptions options_;
     EventLoop loop_;
+    HashKey hash_key_;
     std::unique_ptr<Relay> relay_;
     std::unique_ptr<ConnectionContext> connections_;
     std::unique_ptr<Listener> listeners_[kMaxListeners];
