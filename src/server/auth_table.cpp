@@ -7,6 +7,7 @@
 #include <cstring>
 #include <new>
 
+#include "auth_proof.h"
 #include "base64url.h"
 #include "log.h"
 
@@ -96,6 +97,14 @@ size_t auth_id_escape(std::string_view id, char* out) {
     return o;
 }
 
+void auth_verifier_from_token(const void* token, size_t len, AuthVerifier* out) {
+    p2p_auth_keys keys;
+    p2p_auth_keys_from_token(token, len, &keys);
+    std::memcpy(out->stored_key, keys.stored_key, sizeof out->stored_key);
+    std::memcpy(out->server_key, keys.server_key, sizeof out->server_key);
+    explicit_bzero(&keys, sizeof keys);
+}
+
 bool auth_verifier_parse(std::string_view text, AuthVerifier* out) {
     constexpr size_t scheme = sizeof kVerifierScheme - 1;
     if (text.size() != scheme + 1 + kKeyText + 1 + kKeyText) return false;
@@ -164,7 +173,7 @@ class AuthTable::Parser {
             if (!parse_line(text.substr(pos, end - pos))) return false;
             pos = end + 1;
         }
-        return index();
+        return compact() && index();
     }
 
    private:
@@ -258,6 +267,37 @@ class AuthTable::Parser {
         std::memcpy(t_.arena_ + t_.arena_used_ + 1, id, n);
         t_.arena_used_ += 1 + n;
         return true;
+    }
+
+    // Gives back what the parse reserved and did not use: the arena was as
+    // large as the text (the verifiers it holds do not stay there), the
+    // arrays grew by doubling. The arena moves, so the ids are rebased.
+    bool compact() {
+        auto* exact = static_cast<uint8_t*>(std::malloc(t_.arena_used_ != 0 ? t_.arena_used_ : 1));
+        if (exact == nullptr) return fail_file("out of memory");
+        if (t_.arena_used_ != 0) std::memcpy(exact, t_.arena_, t_.arena_used_);
+        for (size_t i = 0; i < t_.entry_count_; ++i) {
+            AuthEntry& e = t_.entries_[i];
+            size_t off = static_cast<size_t>(reinterpret_cast<const uint8_t*>(e.id.data()) - t_.arena_);
+            e.id = std::string_view(reinterpret_cast<const char*>(exact + off), e.id.size());
+        }
+        std::free(t_.arena_);
+        t_.arena_ = exact;
+        t_.arena_cap_ = t_.arena_used_;
+        shrink(t_.entries_, t_.entry_cap_, t_.entry_count_);
+        shrink(t_.peers_, t_.peer_cap_, t_.peer_count_);
+        return true;
+    }
+
+    // Shrinks a malloc'd array to count elements; keeps it as it is if the
+    // allocator cannot.
+    template <class T>
+    static void shrink(T*& array, size_t& cap, size_t count) {
+        if (count == 0 || count == cap) return;
+        void* smaller = std::realloc(array, count * sizeof(T));
+        if (smaller == nullptr) return;
+        array = static_cast<T*>(smaller);
+        cap = count;
     }
 
     // Puts every entry in the id index, refusing duplicates.

@@ -121,6 +121,9 @@ size_t auth_id_unescape(std::string_view text, uint8_t* out, const char** why);
 // kEscapedIdMax bytes; NUL-terminated; returns the length.
 size_t auth_id_escape(std::string_view id, char* out);
 
+// The verifier of token[0..len): its StoredKey and ServerKey (auth_proof.h).
+void auth_verifier_from_token(const void* token, size_t len, AuthVerifier* out);
+
 // The VERIFIER field: parse (exact, canonical base64url) and format
 // (kVerifierTextMax bytes, NUL-terminated).
 bool auth_verifier_parse(std::string_view text, AuthVerifier* out);

@@ -107,12 +107,8 @@ int hash_token_main(const char* id_text) {
             std::fprintf(stderr,
                          "p2pServer: --hash-token: a token is printable ASCII without spaces\n");
         } else {
-            struct p2p_auth_keys keys;
-            p2p_auth_keys_from_token(token, static_cast<size_t>(n), &keys);
             AuthVerifier v;
-            std::memcpy(v.stored_key, keys.stored_key, sizeof v.stored_key);
-            std::memcpy(v.server_key, keys.server_key, sizeof v.server_key);
-            explicit_bzero(&keys, sizeof keys);
+            auth_verifier_from_token(token, static_cast<size_t>(n), &v);
             char line[kEscapedIdMax + kVerifierTextMax + 2];
             size_t o = auth_id_escape(std::string_view(reinterpret_cast<char*>(id), id_len), line);
             line[o++] = ' ';
