@@ -68,6 +68,12 @@ CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+# libstupidp2p.a takes the codec only for now: the AUTH crypto (sha256,
+# hmac_sha256, auth_proof) joins it with the client's AUTH support, together
+# with its p2p_* names in test/client/lib_symbols.sh. Test programs that
+# link the library get the crypto objects directly (test/support/auth.c).
+LIB_COMMON_OBJ := $(call obj,src/common/codec.c)
+CRYPTO_OBJ  := $(filter-out $(LIB_COMMON_OBJ),$(COMMON_OBJ))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
@@ -122,7 +128,7 @@ $(SERVER): $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $(SERVER_LDFLAGS) -o $@ $^
 
-$(LIBP2P): $(CLIENT_OBJ) $(COMMON_OBJ)
+$(LIBP2P): $(CLIENT_OBJ) $(LIB_COMMON_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
 	$(AR) rcs $@ $^
@@ -138,26 +144,31 @@ $(CLIENT): $(CLI_OBJ) $(LIBP2P)
 sobj = $(patsubst %,$(BUILD)/src/server/%.cpp.o,$(1))
 cobj = $(patsubst %,$(BUILD)/src/common/%.c.o,$(1))
 UNIT_LINK_test_ring_buffer    := $(call sobj,ring_buffer)
-UNIT_LINK_test_id_table       := $(call sobj,hash)
+UNIT_LINK_test_id_table       := $(call sobj,hash os_random)
 UNIT_LINK_test_intrusive_list :=
 UNIT_LINK_test_event_loop     := $(call sobj,event_loop poller io log)
 UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call cobj,codec)
 UNIT_LINK_test_codec          := $(call cobj,codec)
+UNIT_LINK_test_sha256         := $(call cobj,sha256 hmac_sha256)
+UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
+UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
+                                 $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
 UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
 # The link against real nats-server processes (test/support/nats_cluster.c)
 # and fake servers in a thread of the test.
 UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \
-                                   event_loop poller log ring_buffer hash) \
+                                   event_loop poller log ring_buffer hash os_random) \
                                  $(BUILD)/test/support/nats_cluster.c.o
 UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
+RELAY_TEST_LINK := $(call sobj,relay relay_auth auth_table base64url devices close_reason hash os_random log) \
+                   $(call cobj,codec auth_proof sha256 hmac_sha256)
 
 .SECONDEXPANSION:
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.cpp.o $$(UNIT_LINK_$$(notdir $$*))
@@ -172,14 +183,14 @@ $(BUILD)/test/unit/relay/%: $(BUILD)/test/unit/relay/%.cpp.o $(RELAY_TEST_LINK)
 $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
-$(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(LIBP2P)
+$(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(CRYPTO_OBJ) $(LIBP2P)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
 # Each fuzzing harness (test/fuzz/) linked with replay.c instead of
 # libFuzzer: `make test` feeds it every input of its checked-in corpus
 # (test/fuzz/corpus/NAME/, found from the program's name).
 FUZZ_LINK_codec := $(call cobj,codec)
-FUZZ_LINK_relay := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
+FUZZ_LINK_relay := $(RELAY_TEST_LINK)
 $(BUILD)/test/fuzz/replay.c.o: CPPFLAGS += -DFUZZ_CORPUS_ROOT=\"$(abspath test/fuzz/corpus)\"
 
 $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_codec)
@@ -228,9 +239,8 @@ FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover
                 -D_GNU_SOURCE -Isrc/common -Isrc/server -Iinclude -DP2P_VERSION=\"$(VERSION)\"
 fuzz_objs = $(patsubst %,$(FUZZ_BUILD)/%.o,$(1))
 FUZZ_BIN_codec := $(call fuzz_objs,test/fuzz/fuzz_codec.c src/common/codec.c)
-FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp src/server/relay.cpp \
-                    src/server/devices.cpp src/server/close_reason.cpp src/server/hash.cpp \
-                    src/server/log.cpp src/common/codec.c)
+FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp \
+                    $(patsubst $(BUILD)/%.o,%,$(RELAY_TEST_LINK)))
 
 $(FUZZ_BUILD)/%.c.o: %.c
 	@mkdir -p $(@D)

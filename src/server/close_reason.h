@@ -16,7 +16,7 @@ enum class CloseReason : uint8_t {
     slow_consumer,   // BYE 3: the output cap was exceeded
     shutdown,        // BYE 4: the server is shutting down
     protocol_error,  // BYE 5: frame too long, command byte >= 0x80 in v2
-    not_authorized,  // BYE 6 (reserved for token authentication)
+    not_authorized,  // BYE 6: a third failed AUTH, or the auth file withdrew the id
     limit,           // BYE 7: a server limit (reserved; none sends it yet)
     peer_closed,     // the peer shut down its side (EOF)
     io_error,        // a socket error or no memory for a buffer: no flush

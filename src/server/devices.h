@@ -54,6 +54,12 @@ class Devices {
 
     Device* find(std::string_view id) const { return table_.find(id); }
 
+    // Calls fn(Device*) for every entry; fn must not add or remove one.
+    template <class Fn>
+    void for_each(Fn fn) const {
+        table_.for_each(fn);
+    }
+
     // The entry for id, created offline and unfollowed if absent; nullptr
     // when memory is exhausted. A created entry that is then neither
     // claimed nor subscribed to must be handed to collect().

@@ -18,6 +18,8 @@ namespace {
 
 const char kUsage[] =
     "usage: p2pServer [options] PORT\n"
+    "       p2pServer --gen-token\n"
+    "       p2pServer --hash-token ID < TOKEN\n"
     "\n"
     "stupidP2P relay server: devices register an id, subscribe to other ids,\n"
     "and what a device sends is forwarded to its subscribers.\n"
@@ -38,6 +40,13 @@ const char kUsage[] =
     "  --log-level LEVEL     error, warn, info or debug (default info)\n"
     "  --metrics ADDR:PORT   serve Prometheus metrics (GET /metrics) and\n"
     "                        GET /healthz over HTTP on ADDR:PORT ([v6]:PORT)\n"
+    "  --auth-file FILE      device tokens and who may reach whom (re-read on\n"
+    "                        SIGHUP); listed ids can only be claimed by AUTH\n"
+    "  --auth-required       every id must be in the auth file: REGISTER is\n"
+    "                        refused (clients without AUTH cannot use the server)\n"
+    "  --gen-token           print a new random device token and exit\n"
+    "  --hash-token ID       read ID's token on standard input, print its auth\n"
+    "                        file line and exit\n"
     "  -h, --help            print this help and exit\n"
     "  -V, --version         print the version and exit\n"
     "\n"
@@ -91,7 +100,11 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         kMaxSubs,
         kLogLevel,
         kPort,
-        kMetrics
+        kMetrics,
+        kAuthFile,
+        kAuthRequired,
+        kGenToken,
+        kHashToken
     };
     static const struct option longopts[] = {
         {"bind", required_argument, nullptr, kBind},
@@ -103,6 +116,10 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         {"log-level", required_argument, nullptr, kLogLevel},
         {"port", required_argument, nullptr, kPort},
         {"metrics", required_argument, nullptr, kMetrics},
+        {"auth-file", required_argument, nullptr, kAuthFile},
+        {"auth-required", no_argument, nullptr, kAuthRequired},
+        {"gen-token", no_argument, nullptr, kGenToken},
+        {"hash-token", required_argument, nullptr, kHashToken},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0}};
@@ -183,6 +200,23 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 }
                 out->metrics = true;
                 break;
+            case kAuthFile:
+                if (*optarg == '\0') {
+                    usage_error("--auth-file needs a file name%s", "");
+                    return ParseResult::usage_error;
+                }
+                out->auth_file = optarg;
+                break;
+            case kAuthRequired: out->auth_required = true; break;
+            case kGenToken:
+            case kHashToken:
+                if (out->tool != ServerTool::none) {
+                    usage_error("--gen-token and --hash-token exclude each other%s", "");
+                    return ParseResult::usage_error;
+                }
+                out->tool = c == kGenToken ? ServerTool::gen_token : ServerTool::hash_token;
+                if (c == kHashToken) out->hash_token_id = optarg;
+                break;
             case ':':
                 usage_error("option '%s' needs a value", argv[optind - 1]);
                 return ParseResult::usage_error;
@@ -190,6 +224,19 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 usage_error("unknown option '%s'", argv[optind - 1]);
                 return ParseResult::usage_error;
         }
+    }
+    if (out->tool != ServerTool::none) {
+        // A tool, not a server: nothing to listen on.
+        if (optind < argc || port_text != nullptr) {
+            usage_error("a token tool takes no PORT ('%s')",
+                        optind < argc ? argv[optind] : port_text);
+            return ParseResult::usage_error;
+        }
+        return ParseResult::run;
+    }
+    if (out->auth_required && out->auth_file.empty()) {
+        usage_error("--auth-required needs --auth-file%s", "");
+        return ParseResult::usage_error;
     }
     if (optind < argc) {
         if (port_text != nullptr || optind + 1 < argc) {

@@ -1,6 +1,8 @@
 // options.h - the server's command line.
 //
 //   p2pServer [options] PORT
+//   p2pServer --gen-token
+//   p2pServer --hash-token ID
 //
 // Every value is range-checked here; main() never sees a bad one. The
 // defaults are the documented ones (man/p2pServer.8).
@@ -10,6 +12,9 @@
 #include <string>
 
 #include "log.h"
+
+// Instead of serving: a token tool (token_tools.h), then exit.
+enum class ServerTool { none, gen_token, hash_token };
 
 struct ServerOptions {
     uint16_t port = 0;
@@ -25,11 +30,16 @@ struct ServerOptions {
     bool metrics = false;
     std::string metrics_address;
     uint16_t metrics_port = 0;            // 0: any free port (logged)
+    std::string auth_file;                // --auth-file; empty: no authentication
+    bool auth_required = false;           // --auth-required: every id needs AUTH
+    ServerTool tool = ServerTool::none;   // --gen-token, --hash-token ID
+    std::string hash_token_id;            // --hash-token's ID, as written
 };
 
 enum class ParseResult { run, exit_ok, usage_error };
 
 // Parses argv. On usage_error a one-line reason has been printed to stderr
 // (plus a hint to --help); on exit_ok, --help or --version was printed to
-// stdout.
+// stdout. With run, out->tool says whether to serve (a port is set) or to
+// run a token tool (no port).
 ParseResult parse_options(int argc, char** argv, ServerOptions* out);

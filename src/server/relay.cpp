@@ -10,6 +10,11 @@
 //  - Unknown commands, and server-to-client codes sent by a client, are
 //    ignored in v1 and answered "unsupported" (6) in v2; a command byte with
 //    the reply bit set is a protocol error in v2.
+//  - No spoofing: a v1 session cannot tell senders apart (a delivery is
+//    [03] + data), so SEND_TO reaches a v1 session only from a device it
+//    subscribes to; anyone else gets status 5.
+//  - No silent hijack: a takeover tells the id's v2 subscribers, PRESENCE
+//    offline then online.
 #include "relay.h"
 
 #include <cstring>
@@ -18,25 +23,14 @@
 #include "codec.h"
 #include "log.h"
 #include "protocol.h"
+#include "relay_helpers.h"
+
+using namespace relay_detail;
 
 namespace {
 
-std::string_view as_view(const uint8_t* p, size_t n) {
-    return std::string_view(reinterpret_cast<const char*>(p), n);
-}
-
-const uint8_t* as_bytes(std::string_view s) { return reinterpret_cast<const uint8_t*>(s.data()); }
-
-bool is_v2(const Session& s) { return s.version >= P2P_VERSION_2; }
-
 // QUIET (v2 only) leaves successful SEND and SEND_TO unacknowledged.
 bool acks_sends(const Session& s) { return !(s.quiet && is_v2(s)); }
-
-// An id for a log line; see log_escape().
-struct PrintableId {
-    explicit PrintableId(std::string_view id) { log_escape(id.data(), id.size(), text, sizeof text); }
-    char text[kLogEscapeCap];
-};
 
 }  // namespace
 
@@ -67,19 +61,26 @@ void Relay::deliver(Session& to, const Session& from, const uint8_t* data, size_
     to.enqueue(head, n, data, len);
 }
 
-void Relay::send_presence(Session& to, const Device& device) {
+void Relay::send_state(Session& to, const Device& device, uint8_t state) {
     if (to.ended || !is_v2(to)) return;
     uint8_t frame[P2P_PRESENCE_MAX];
-    size_t n = p2p_encode_presence(frame, device.online() ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE,
-                                   as_bytes(device.key()), device.key().size());
+    size_t n = p2p_encode_presence(frame, state, as_bytes(device.key()), device.key().size());
     to.enqueue(frame, n, nullptr, 0);
 }
 
-void Relay::announce_presence(Device& device, const Session* except) {
+void Relay::send_presence(Session& to, const Device& device) {
+    send_state(to, device, device.online() ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE);
+}
+
+void Relay::announce_state(Device& device, const Session* except, uint8_t state) {
     for (Subscription* sub = device.subscribers.front(); sub != nullptr;
          sub = device.subscribers.next(*sub)) {
-        if (sub->subscriber != except) send_presence(*sub->subscriber, device);
+        if (sub->subscriber != except) send_state(*sub->subscriber, device, state);
     }
+}
+
+void Relay::announce_presence(Device& device, const Session* except) {
+    announce_state(device, except, device.online() ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE);
 }
 
 void Relay::release_id(Session& s) {
@@ -127,11 +128,7 @@ void Relay::on_frame(Session& s, const uint8_t* payload, size_t len) {
             if (ok) on_send_to(s, id, req.data, req.data_len);
             else fail(s, req.cmd, P2P_STATUS_BAD_ARGUMENT);
             return;
-        case P2P_CMD_AUTH:
-            // Token authentication is not configured in this server: the
-            // command is known but unsupported (0 in a v1 session).
-            fail(s, req.cmd, P2P_STATUS_UNSUPPORTED);
-            return;
+        case P2P_CMD_AUTH: on_auth(s, req, ok); return;
         default: break;
     }
     if (!is_v2(s)) return;  // v1: the original ignored unknown commands silently
@@ -148,6 +145,12 @@ void Relay::on_register(Session& s, std::string_view id) {
         reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);  // already ours
         return;
     }
+    if (!may_register(id)) {
+        LOG_INFO("%s: REGISTER of \"%s\" refused: only AUTH may claim it", s.label(),
+                 PrintableId(id).text);
+        fail(s, P2P_CMD_REGISTER, P2P_STATUS_NOT_AUTHORIZED);
+        return;
+    }
     // Find or make the new id's entry first, so that a failure (no memory)
     // leaves the connection with the id it had.
     Device* d = devices_.find_or_create(id);
@@ -155,27 +158,45 @@ void Relay::on_register(Session& s, std::string_view id) {
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_LIMIT);
         return;
     }
-    // A connection holds one id: registering another releases the first.
-    release_id(s);
-    Session* old = devices_.claim(s, *d);
-    if (old != nullptr) {
-        // Takeover: the id stays online (no PRESENCE); the old holder is told
-        // (v2), loses its subscriptions and is closed after its output.
-        ++stats_.takeovers;
-        LOG_INFO("%s took over \"%s\" from %s", s.label(), PrintableId(id).text, old->label());
-        old->close(CloseReason::taken_over);
-        reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
-        return;
-    }
-    LOG_INFO("%s registered \"%s\"", s.label(), PrintableId(id).text);
+    bool takeover = claim_id(s, *d);
     reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
-    announce_presence(*d, &s);
+    announce_claim(s, *d, takeover);
+}
+
+bool Relay::claim_id(Session& s, Device& d) {
+    // A connection holds one id: claiming another releases the first.
+    release_id(s);
+    Session* old = devices_.claim(s, d);
+    if (old == nullptr) {
+        LOG_INFO("%s registered \"%s\"", s.label(), PrintableId(d.key()).text);
+        return false;
+    }
+    // Takeover: the old holder is told (v2), loses its subscriptions and is
+    // closed after its output.
+    ++stats_.takeovers;
+    LOG_INFO("%s took over \"%s\" from %s", s.label(), PrintableId(d.key()).text, old->label());
+    old->close(CloseReason::taken_over);
+    return true;
+}
+
+void Relay::announce_claim(Session& s, Device& d, bool takeover) {
+    // A takeover is not silent: the subscribers see the old holder go and
+    // the new one come, so that nobody takes a hijacked id for the device
+    // they trusted without being told.
+    if (takeover) announce_state(d, &s, P2P_PRESENCE_OFFLINE);
+    announce_state(d, &s, P2P_PRESENCE_ONLINE);
+    // The new id may reach fewer devices than the old one did.
+    if (auth_) drop_unreachable_subscriptions(s);
 }
 
 void Relay::on_subscribe(Session& s, std::string_view id) {
     bool v2 = is_v2(s);
     if (s.device != nullptr && s.device->key() == id) {
         fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_BAD_ARGUMENT);
+        return;
+    }
+    if (!may_reach(id, s)) {
+        fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_NOT_AUTHORIZED);
         return;
     }
     Device* d = devices_.find(id);
@@ -229,8 +250,10 @@ void Relay::on_unsubscribe(Session& s, std::string_view id) {
 
 void Relay::on_check_alive(Session& s, std::string_view id) {
     Device* d = devices_.find(id);
-    // Offline is an answer, not a failure: 86 00 in every version.
-    reply(s, P2P_CMD_CHECK_ALIVE, d != nullptr && d->online() ? P2P_STATUS_OK : P2P_STATUS_FAILURE);
+    // Offline is an answer, not a failure: 86 00 in every version. A device
+    // the caller may not reach is offline to it: the answer reveals nothing.
+    bool online = d != nullptr && d->online() && may_reach(id, s);
+    reply(s, P2P_CMD_CHECK_ALIVE, online ? P2P_STATUS_OK : P2P_STATUS_FAILURE);
 }
 
 void Relay::on_hello(Session& s, uint8_t version, uint8_t flags) {
@@ -250,7 +273,9 @@ void Relay::on_hello(Session& s, uint8_t version, uint8_t flags) {
 
 void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data, size_t len) {
     // Reasons, first that applies: 4 bad argument (own id), 2 not
-    // registered, 3 offline.
+    // registered, 5 not among the target's PEERS (before 3, so that the
+    // answer reveals nothing about a device the sender may not reach), 3
+    // offline, 5 a v1 target that does not subscribe to the sender.
     if (s.device != nullptr && s.device->key() == target) {
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_BAD_ARGUMENT);
         return;
@@ -259,9 +284,20 @@ void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data,
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_NOT_REGISTERED);
         return;
     }
+    if (!may_reach(target, s)) {
+        fail(s, P2P_CMD_SEND_TO, P2P_STATUS_NOT_AUTHORIZED);
+        return;
+    }
     Device* d = devices_.find(target);
     if (d == nullptr || !d->online()) {
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_OFFLINE);
+        return;
+    }
+    // A v1 session receives [03] + data, byte-identical whoever sent it: it
+    // takes it as coming from the devices it subscribes to, so only they
+    // may write to it.
+    if (!is_v2(*d->holder) && !devices_.subscribed(*d->holder, *s.device)) {
+        fail(s, P2P_CMD_SEND_TO, P2P_STATUS_NOT_AUTHORIZED);
         return;
     }
     deliver(*d->holder, s, data, len);
@@ -286,4 +322,5 @@ void Relay::end_session(Session& s, CloseReason reason) {
         LOG_DEBUG("%s released \"%s\"", s.label(), PrintableId(s.device->key()).text);
     release_id(s);
     devices_.unsubscribe_all(s);
+    s.auth_challenge.reset();
 }

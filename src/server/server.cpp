@@ -97,7 +97,7 @@ bool Server::start() {
         LOG_ERROR("cannot set up epoll/timerfd: %s", strerrordesc_np(errno));
         return false;
     }
-    static const int kSignals[] = {SIGINT, SIGTERM, SIGUSR1};
+    static const int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
     if (!loop_.watch_signals(kSignals, sizeof kSignals / sizeof kSignals[0])) {
         LOG_ERROR("cannot watch signals: %s", strerrordesc_np(errno));
         return false;
@@ -106,8 +106,7 @@ bool Server::start() {
     spare_fd_ = open_spare_fd();
     if (spare_fd_ == -1) LOG_WARN("cannot reserve a spare descriptor: %s", strerrordesc_np(errno));
 
-    HashKey key;
-    if (!hash_key_from_os(&key)) {
+    if (!hash_key_from_os(&hash_key_)) {
         LOG_ERROR("getrandom failed: %s", strerrordesc_np(errno));
         return false;
     }
@@ -115,7 +114,9 @@ bool Server::start() {
     limits.max_frame = options_.max_frame;
     limits.idle_timeout_s = options_.idle_timeout_s;
     limits.max_subs = options_.max_subs;
-    relay_ = std::make_unique<Relay>(limits, key);
+    relay_ = std::make_unique<Relay>(limits, hash_key_);
+    relay_->set_auth_required(options_.auth_required);
+    if (!options_.auth_file.empty() && !load_auth_file_now()) return false;
 
     connections_ = std::make_unique<ConnectionContext>(loop_, *relay_);
     ConnectionLimits& cl = connections_->limits;
@@ -162,6 +163,10 @@ int Server::run() {
 }
 
 void Server::on_signal(int signo) {
+    if (signo == SIGHUP) {
+        if (!shutting_down_) reload();
+        return;
+    }
     if (signo == SIGUSR1) {
         // Every counter on one line, for whoever has only the log.
         std::string line;
@@ -398,6 +403,10 @@ void Server::render_metrics(std::string& out, MetricsText::Form form) const {
     m.family("stupidp2p_takeovers_total", "counter",
              "Registrations of an id that another connection held.");
     m.sample(relay.takeovers);
+    m.family("stupidp2p_auth_total", "counter",
+             "AUTH exchanges completed (step 2), by result.");
+    m.sample("result", "success", relay.auth_successes);
+    m.sample("result", "failure", relay.auth_failures);
     m.family("stupidp2p_frames_in_total", "counter", "Non-empty frames received from clients.");
     m.sample(relay.frames_in);
     m.family("stupidp2p_bytes_in_total", "counter", "Bytes received from clients.");

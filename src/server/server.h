@@ -5,9 +5,10 @@
 // (connection.h).
 //
 // The Server is the EventLoop's Hooks: the tick drives idle and linger
-// timeouts, signals start the shutdown, and after each iteration dead
-// connections are reaped. Under systemd (Type=notify) it reports readiness,
-// stopping and a status line through ServiceNotifier.
+// timeouts, SIGINT/SIGTERM start the shutdown, SIGHUP a reload, SIGUSR1
+// logs the counters, and after each iteration dead connections are reaped.
+// Under systemd (Type=notify) it reports readiness, reloads, stopping and a
+// status line through ServiceNotifier.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,10 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
 
     // HttpEndpoint::Handler: /metrics and /healthz.
     bool on_http_get(const std::string& path, HttpResponse* out) override;
+    // Re-reads what may change while the server runs (server_reload.cpp):
+    // today the auth file. Connections stay; what failed to load is logged
+    // and the previous settings stay in force.
+    void reload();
 
    private:
     class Listener final : public EventHandler {
@@ -66,9 +71,13 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
     void report_status(uint64_t now_ms);
     bool start_metrics();
     void render_metrics(std::string& out, MetricsText::Form form) const;
+    // Loads --auth-file and puts it in force (server_reload.cpp). False,
+    // with the reason logged, when it cannot be read, parsed or applied.
+    bool load_auth_file_now();
 
     ServerOptions options_;
     EventLoop loop_;
+    HashKey hash_key_;
     std::unique_ptr<Relay> relay_;
     std::unique_ptr<ConnectionContext> connections_;
     std::unique_ptr<Listener> listeners_[kMaxListeners];

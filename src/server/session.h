@@ -18,13 +18,24 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "close_reason.h"
 #include "intrusive_list.h"
+#include "protocol.h"
 
 struct Device;
 struct Subscription;
 struct BySession {};
+
+// An AUTH step 1 that was answered and awaits its step 2 (relay_auth.cpp):
+// what the proof must cover. Allocated for the exchange only.
+struct AuthChallenge {
+    uint8_t id[P2P_ID_MAX];
+    uint8_t id_len = 0;
+    uint8_t client_nonce[P2P_AUTH_NONCE_SIZE];
+    uint8_t server_nonce[P2P_AUTH_NONCE_SIZE];
+};
 
 class Session {
    public:
@@ -45,6 +56,8 @@ class Session {
     uint8_t version = 1;        // 1 until HELLO negotiates 2
     bool quiet = false;         // v2 QUIET: successful sends not acknowledged
     bool ended = false;         // the relay is done with it: no frames, no deliveries
+    uint8_t auth_failures = 0;  // failed AUTH step 2s on this connection
+    std::unique_ptr<AuthChallenge> auth_challenge;  // AUTH step 2 awaited
 
    protected:
     ~Session() = default;  // owned and destroyed as the implementing type
