@@ -235,18 +235,18 @@ FUZZ_CC      ?= clang
 FUZZ_CXX     ?= clang++
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD   := build/fuzz
-FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -MMD -MP \
                 -D_GNU_SOURCE -Isrc/common -Isrc/server -Iinclude -DP2P_VERSION=\"$(VERSION)\"
 fuzz_objs = $(patsubst %,$(FUZZ_BUILD)/%.o,$(1))
 FUZZ_BIN_codec := $(call fuzz_objs,test/fuzz/fuzz_codec.c src/common/codec.c)
 FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp \
                     $(patsubst $(BUILD)/%.o,%,$(RELAY_TEST_LINK)))
 
-$(FUZZ_BUILD)/%.c.o: %.c
+$(FUZZ_BUILD)/%.c.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -std=c11 -c -o $@ $<
 
-$(FUZZ_BUILD)/%.cpp.o: %.cpp
+$(FUZZ_BUILD)/%.cpp.o: %.cpp $(FLAGS_FILE)
 	@mkdir -p $(@D)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -std=c++20 -fno-exceptions -fno-rtti -c -o $@ $<
 

@@ -3,8 +3,8 @@
  * the input is a byte stream as either side might receive it. Every frame
  * p2p_frame_parse finds is handed to both payload parsers, and what they
  * return is checked: pointers inside the payload, lengths that add up, and
- * for each layout with an encoder, that encoding the parsed fields gives
- * back the payload's bytes exactly. Any disagreement aborts.
+ * for each layout with an encoder (AUTH's included), that encoding the
+ * parsed fields gives back the payload's bytes exactly. Any disagreement aborts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -58,6 +58,13 @@ static void check_request(const uint8_t *payload, size_t len)
     case P2P_CMD_SEND:
         check(r.data == payload + 1 && r.data_len == len - 1);
         break;
+    case P2P_CMD_AUTH: {
+        uint8_t auth[2 + P2P_ID_MAX + P2P_AUTH_NONCE_SIZE];
+        size_t n = r.step == P2P_AUTH_STEP_START ? p2p_encode_auth_start(auth, r.id, r.id_len, r.data)
+                                                 : p2p_encode_auth_proof(auth, r.data);
+        check(n == len && memcmp(auth, payload, len) == 0);
+        break;
+    }
     default:
         break;
     }
@@ -75,6 +82,11 @@ static void check_message(const uint8_t *payload, size_t len)
     switch (m.kind) {
     case P2P_MSG_REPLY:
         check(len >= P2P_REPLY_SIZE && m.cmd == (payload[0] & 0x7f));
+        if (m.cmd == P2P_CMD_AUTH && m.status == P2P_STATUS_OK) {
+            uint8_t auth[3 + P2P_AUTH_NONCE_SIZE];
+            check(m.data_len == P2P_AUTH_NONCE_SIZE);
+            check(p2p_encode_auth_reply(auth, m.step, m.data) == len && memcmp(auth, payload, len) == 0);
+        }
         if (m.has_hello_grant) {
             check(p2p_encode_hello_reply(buf, m.version, m.max_frame, m.idle_timeout_s) ==
                   P2P_HELLO_REPLY_SIZE);

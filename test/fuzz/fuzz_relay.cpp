@@ -15,7 +15,12 @@
 //             that refused something is closed as a slow consumer after
 //             the record, as the server does at the end of an iteration
 //   3 command [c] a well-formed command on small ids ("a".."c"), so that
-//             the fuzzer reaches deep states without finding the layouts
+//             the fuzzer reaches deep states without finding the layouts;
+//             among them AUTH: step 1 for "a" or "c", and step 2 with the
+//             right proof for the challenge the session last received (or
+//             a wrong one)
+// The relay runs with an auth file: "a" (token "tok-a") may be reached by
+// "b" only, "c" (token "tok-c") by anyone; PEERS and AUTH are in play.
 // After every record the harness checks what must always hold: every frame
 // the relay queued is well formed for its reader, an ended session got
 // nothing but one BYE, ids and subscriptions point at live sessions and
@@ -23,9 +28,13 @@
 // ended and no device entry may remain. Any breach aborts.
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <memory>
 #include <vector>
 
+#include "auth_proof.h"
+#include "auth_table.h"
 #include "codec.h"
 #include "fuzz.h"
 #include "log.h"
@@ -61,6 +70,13 @@ class FuzzSession final : public Session {
         // v1 sessions never see v2 events.
         if (version < P2P_VERSION_2)
             check(m.kind == P2P_MSG_REPLY || m.kind == P2P_MSG_V1_DELIVERY);
+        // Keep the last AUTH challenge for a step 2 with the right proof.
+        if (m.kind == P2P_MSG_REPLY && m.cmd == P2P_CMD_AUTH && m.status == P2P_STATUS_OK &&
+            m.step == P2P_AUTH_STEP_START) {
+            check(m.data_len == P2P_AUTH_NONCE_SIZE);
+            std::memcpy(server_nonce, m.data, P2P_AUTH_NONCE_SIZE);
+            has_challenge = true;
+        }
         if (refusing) cut_off = true;
     }
     void close(CloseReason reason) override {
@@ -72,6 +88,9 @@ class FuzzSession final : public Session {
     std::vector<uint8_t> stream;
     bool refusing = false;
     bool cut_off = false;
+    uint8_t auth_id = 0;                       // the id of the last step 1
+    uint8_t server_nonce[P2P_AUTH_NONCE_SIZE] = {};
+    bool has_challenge = false;
 
    private:
     Relay& relay_;
@@ -86,6 +105,49 @@ struct World {
 
     explicit World(const RelayLimits& limits) : relay(limits, HashKey{1, 2}) {
         for (int i = 0; i < kSlots; ++i) slot[i] = open();
+        static const std::string text = auth_file_text();
+        char err[256];
+        std::unique_ptr<AuthTable> table =
+            AuthTable::parse(text, "fuzz", HashKey{3, 4}, err, sizeof err);
+        check(table != nullptr);
+        AuthChanges changes;
+        check(relay.install_auth(std::move(table), &changes));
+    }
+
+    static std::string auth_file_text() {
+        std::string text;
+        for (const char* dev : {"a", "c"}) {
+            char token[8] = "tok-?";
+            token[4] = dev[0];
+            AuthVerifier v;
+            auth_verifier_from_token(token, 5, &v);
+            char line[kVerifierTextMax];
+            auth_verifier_format(v, line);
+            text += std::string(dev) + " " + line + (dev[0] == 'a' ? " b\n" : " *\n");
+        }
+        return text;
+    }
+
+    // AUTH step 1 for "a" or "c", or step 2 answering the last challenge.
+    void auth(FuzzSession& s, uint8_t c) {
+        static const uint8_t kClientNonce[P2P_AUTH_NONCE_SIZE] = {7};
+        uint8_t p[2 + P2P_ID_MAX + P2P_AUTH_NONCE_SIZE];
+        size_t n;
+        if ((c & 1) == 0 || !s.has_challenge) {
+            s.auth_id = (c & 2) ? 'a' : 'c';
+            n = p2p_encode_auth_start(p, &s.auth_id, 1, kClientNonce);
+        } else {
+            char token[8] = "tok-?";
+            token[4] = static_cast<char>(s.auth_id);
+            p2p_auth_keys keys;
+            p2p_auth_keys_from_token(token, (c & 2) ? 5 : 4, &keys);  // 4: a wrong token
+            uint8_t msg[P2P_AUTH_MESSAGE_MAX], proof[P2P_AUTH_PROOF_SIZE];
+            size_t len = p2p_auth_message(msg, &s.auth_id, 1, kClientNonce, s.server_nonce);
+            p2p_auth_client_proof(keys.client_key, keys.stored_key, msg, len, proof);
+            n = p2p_encode_auth_proof(p, proof);
+            s.has_challenge = false;
+        }
+        relay.on_frame(s, p, n);
     }
     FuzzSession* open() {
         all.push_back(std::make_unique<FuzzSession>(relay, next_id++));
@@ -119,6 +181,10 @@ struct World {
     }
 
     void command(int i, uint8_t c) {
+        if ((c & 0xC0) == 0xC0) {  // a quarter of the commands: AUTH
+            if (!slot[i]->ended) auth(*slot[i], c);
+            return;
+        }
         static const uint8_t kCmds[] = {P2P_CMD_REGISTER,  P2P_CMD_SUBSCRIBE,   P2P_CMD_SEND,
                                         P2P_CMD_SEND_TO,   P2P_CMD_UNSUBSCRIBE, P2P_CMD_UNREGISTER,
                                         P2P_CMD_CHECK_ALIVE, P2P_CMD_HELLO};

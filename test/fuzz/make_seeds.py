@@ -30,11 +30,13 @@ requests = [
     b"\x08\x02\x00", b"\x08\x02\x01", b"\x01" + bob, b"\x02" + alice, b"\x03hi",
     b"\x04", b"\x05" + alice, b"\x06caro", b"\x07", b"\x0a\x05alice" + b"yo",
     b"\x0a\x04caro!", b"\x0c", b"\x55", b"\x83\x01",
+    b"\x0c\x01\x05alice" + bytes(range(0xc0, 0xe0)), b"\x0c\x02" + bytes(32),
 ]
 server = [
     b"\x88\x01\x02\x00\x01\x00\x00\x00\x00\x01\x2c", b"\x81\x01", b"\x82\x01",
     b"\x0b\x00\x05alice", b"\x0b\x01\x05alice", b"\x09\x05alicehi", b"\x8a\x03",
     b"\x86\x00", b"\x0e\x04server shutting down", b"\x03" + b"x" * 2000, b"\x88\x04",
+    b"\x8c\x01\x01" + bytes(range(0xe0, 0x100)), b"\x8c\x01\x02" + bytes(32), b"\x8c\x05",
 ]
 codec = [("request_%02d" % i, frame(p)) for i, p in enumerate(requests)]
 codec += [("server_%02d" % i, frame(p)) for i, p in enumerate(server)]
@@ -87,5 +89,12 @@ relay = [
     ("commands", b"".join(cmd(i % 4, c) for i, c in enumerate(range(0, 96, 5)))),
     ("max_subs", feed(0, hello_v2 + b"".join(frame(b"\x02" + bytes([65 + i])) for i in range(12)))),
     ("unregister", feed(0, hello_v2 + frame(b"\x01a") + frame(b"\x02b") + frame(b"\x04"))),
+    # AUTH (see the harness): step 1 for "a" then the right proof; a wrong
+    # proof three times; "b" reaching "a", a stranger refused.
+    ("auth_ok", feed(0, hello_v2) + cmd(0, 0xC2) + cmd(0, 0xC3) + feed(1, hello_v2 + frame(b"\x01b")) +
+     feed(1, frame(b"\x02a")) + feed(0, frame(b"\x03hi")) + feed(2, frame(b"\x02a"))),
+    ("auth_fail", feed(0, hello_v2) + (cmd(0, 0xC0) + cmd(0, 0xC1)) * 3),
+    ("auth_takeover", feed(0, hello_v2) + cmd(0, 0xC0) + cmd(0, 0xC3) + feed(1, hello_v2) +
+     cmd(1, 0xC0) + cmd(1, 0xC3) + feed(2, frame(b"\x01c"))),
 ]
 write("relay", relay)
