@@ -150,7 +150,7 @@ class HeartbeatLossTest(unittest.TestCase):
             self.assertTrue(states.wait_for(DISCONNECTED, 5))
             # About max_missed heartbeats of silence.
             self.assertGreater(time.monotonic() - t0, 0.3)
-            self.assertIn("no data", str(c.last_error))
+            self.assertIn("no reply", str(c.last_error))
             srv.mute = False
             self.assertTrue(c.wait_for_state(CONNECTED, 10))
             self.assertEqual(c.device_id, "me")
