@@ -121,7 +121,7 @@ class LayoutTest(unittest.TestCase):
     def test_frame_joins_parts(self):
         self.assertEqual(frame(b"\x0a\x01a", memoryview(b"data")),
                          b"\x00\x00\x00\x07\x0a\x01adata")
-        self.assertEqual(frame(), b"\x00\x00\x00\x00")
+        self.assertEqual(frame(b""), b"\x00\x00\x00\x00")
 
     def test_parse_id_requests(self):
         for cmd in (P.CMD_REGISTER, P.CMD_SUBSCRIBE, P.CMD_UNSUBSCRIBE,

@@ -27,11 +27,11 @@ still match.  Appending to the FIFO and writing the frame happen under one
 lock, so FIFO order is wire order.
 
 Every blocking step of a request is bounded by one deadline, ``timeout``
-seconds after the call: taking the send lock, writing the frame (the socket
-is non-blocking; the writer waits in ``poll`` until the deadline), and
-waiting for the reply.  A frame that cannot be written in time kills the
-connection, because a partial frame cannot be taken back; the reconnect
-then starts afresh.
+seconds after the call: taking the send lock, writing the frame (with
+``MSG_DONTWAIT``, waiting in ``poll`` until the deadline when the kernel
+takes no more), and waiting for the reply.  A frame that cannot be written
+in time kills the connection, because a partial frame cannot be taken back;
+the reconnect then starts afresh.
 
 Handshake: a new connection sends HELLO (version 2) and HEARTBEAT together,
 followed by REGISTER and SUBSCRIBE for the id and subscriptions the client
@@ -112,9 +112,6 @@ _MIN_SERVER_MAX_FRAME = 1 + P.ID_MAX
 _MAX_SERVER_MAX_FRAME = 0xFFFFFFFF - P.SERVER_FRAME_SLACK
 
 _RECV_CHUNK = 256 * 1024
-# A reader with no deadline wakes this often to notice a socket that was
-# closed under it (the close shuts it down first, which wakes it at once).
-_IDLE_TICK = 1.0
 
 _HEARTBEAT_FRAME = frame(encode_id_command(P.CMD_HEARTBEAT))
 _UNREGISTER_FRAME = frame(encode_id_command(P.CMD_UNREGISTER))
@@ -148,8 +145,10 @@ def _data_bytes(data: Data) -> bytes:
 
 # ---- socket I/O with deadlines ---------------------------------------------
 #
-# Sockets are non-blocking once connected; these wait in poll(2) (select()
-# would fail on descriptors above 1023).
+# The socket stays in blocking mode, so that the reader's recv() is one
+# system call that a shutdown() wakes.  A write never blocks: it passes
+# MSG_DONTWAIT, and when the kernel takes no more it waits in poll(2) (not
+# select(), which fails on descriptors above 1023) until its deadline.
 
 
 class _Stalled(Exception):
@@ -175,37 +174,38 @@ def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
             written.
         OSError: the connection failed.
     """
-    view = memoryview(data)
+    try:
+        sent = sock.send(data, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        sent = 0
+    if sent == len(data):
+        return  # the usual case: the kernel took it all at once
+    view = memoryview(data)[sent:]
     while view:
-        try:
-            view = view[sock.send(view):]
-            continue
-        except BlockingIOError:
-            pass
         left = deadline - time.monotonic()
         if left <= 0 or not _wait_ready(sock, select.POLLOUT, left):
             raise _Stalled("%d of %d bytes unsent" % (len(view), len(data)))
+        try:
+            view = view[sock.send(view, socket.MSG_DONTWAIT):]
+        except BlockingIOError:
+            pass
 
 
-def _recv_some(sock: socket.socket, deadline: Optional[float]) -> bytes:
-    """Read what has arrived (``b""`` at EOF), waiting up to ``deadline``,
-    or as long as it takes when it is None.
+def _recv_before(sock: socket.socket, deadline: float) -> bytes:
+    """Read what has arrived (``b""`` at EOF), waiting until ``deadline``.
 
     Raises:
         _Stalled: nothing arrived before the deadline.
-        OSError: the connection failed or the socket was closed.
+        OSError: the connection failed.
     """
     while True:
-        try:
-            return sock.recv(_RECV_CHUNK)
-        except BlockingIOError:
-            pass
-        if deadline is None:
-            _wait_ready(sock, select.POLLIN, _IDLE_TICK)
-            continue
         left = deadline - time.monotonic()
         if left <= 0 or not _wait_ready(sock, select.POLLIN, left):
             raise _Stalled("nothing received")
+        try:
+            return sock.recv(_RECV_CHUNK, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
 
 
 class ConnectionState(enum.Enum):
@@ -764,22 +764,24 @@ class Client:
         return ClosedByServer("client is closed: %s" % reason, reason.bye,
                               reason.closes)
 
-    def _do(self, *payload: bytes, wait: bool = True) -> None:
+    def _do(self, payload: bytes, data: bytes = b"", *,
+            wait: bool = True) -> None:
         """:meth:`_call`, raising the :class:`RequestFailed` subclass of a
         failure reply."""
-        status = self._call(*payload, wait=wait)
+        status = self._call(payload, data, wait=wait)
         if status is not None and status != P.STATUS_OK:
-            raise error_for_status(payload[0][0], status)
+            raise error_for_status(payload[0], status)
 
-    def _call(self, *payload: bytes, wait: bool = True) -> Optional[int]:
-        """Send the request whose payload is ``payload`` joined; return its
-        status (None when not waiting).  Everything, the reply included,
-        happens within ``timeout``.
+    def _call(self, payload: bytes, data: bytes = b"", *,
+              wait: bool = True) -> Optional[int]:
+        """Send the request whose payload is ``payload`` followed by
+        ``data``; return its status (None when not waiting).  Everything,
+        the reply included, happens within ``timeout``.
 
         Raises NotConnectedError, ConnectionLostError, RequestTimeout,
         ClientClosedError.
         """
-        command = payload[0][0]
+        command = payload[0]
         if wait and threading.current_thread() is self._io_thread:
             raise RuntimeError("a stupidp2p callback cannot wait for a reply "
                                "(it runs on the client's I/O thread); use "
@@ -791,7 +793,8 @@ class Client:
             raise NotConnectedError("not connected (state: %s)"
                                     % self._state.value)
         deadline = time.monotonic() + self.timeout
-        req = self._submit(conn, command, frame(*payload), wait, deadline)
+        req = self._submit(conn, command, frame(payload, data), wait,
+                           deadline)
         if not wait:
             return None
         assert req.event is not None
@@ -809,17 +812,19 @@ class Client:
                 wait: bool, deadline: float) -> _Request:
         """Queue a request on ``conn``'s FIFO and write its frame ``data``,
         both before ``deadline``."""
-        name = P.COMMAND_NAMES.get(command, command)
-        if not self._send_lock.acquire(
+        lock = self._send_lock
+        if not lock.acquire(blocking=False) and not lock.acquire(
                 timeout=max(0.0, deadline - time.monotonic())):
             raise RequestTimeout("could not send %s within %.3g s: an "
-                                 "earlier send is stuck" % (name,
-                                                            self.timeout))
+                                 "earlier send is stuck"
+                                 % (P.COMMAND_NAMES.get(command, command),
+                                    self.timeout))
         try:
             if conn.dead:
                 raise ConnectionLostError("connection lost")
             req = _Request(command, wait)
-            req.sent_at = time.monotonic()
+            # When the caller asked: what liveness measures the wait from.
+            req.sent_at = deadline - self.timeout
             conn.pending.append(req)
             try:
                 _send_all(conn.sock, data, deadline)
@@ -828,14 +833,15 @@ class Client:
                 self._kill(conn, ConnectionLostError(
                     "the server took no more data for %.3g s (%s); "
                     "dropping the connection" % (self.timeout, exc)))
-                raise RequestTimeout("could not send %s within %.3g s; the "
-                                     "connection was dropped"
-                                     % (name, self.timeout)) from None
+                raise RequestTimeout(
+                    "could not send %s within %.3g s; the connection was "
+                    "dropped" % (P.COMMAND_NAMES.get(command, command),
+                                 self.timeout)) from None
             except OSError as exc:
                 self._kill(conn, exc)
                 raise ConnectionLostError("send failed: %s" % exc) from exc
         finally:
-            self._send_lock.release()
+            lock.release()
         return req
 
     # ---- connection setup -----------------------------------------------
@@ -851,7 +857,7 @@ class Client:
                                % (self.host, self.port, exc)) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setblocking(False)
+            sock.settimeout(None)  # blocking: see _send_all
             return self._handshake(sock)
         except BaseException:
             sock.close()
@@ -878,7 +884,7 @@ class Client:
             hello_pending = self.version >= 2
             statuses: List[int] = []
             while len(statuses) < len(expect):
-                data = _recv_some(sock, deadline)
+                data = _recv_before(sock, deadline)
                 if not data:
                     raise ConnectError("server closed the connection during "
                                        "the handshake")
@@ -970,7 +976,7 @@ class Client:
         error: Optional[BaseException] = None
         while True:
             try:
-                data = _recv_some(sock, None)
+                data = sock.recv(_RECV_CHUNK)
             except OSError as exc:
                 error = exc
                 break

@@ -58,10 +58,11 @@ _GRANT = struct.Struct(">BII")
 # ---- frames -------------------------------------------------------------
 
 
-def frame(*parts: bytes) -> bytes:
-    """The frame whose payload is ``parts`` joined: header and parts in one
-    copy.  Parts may be any bytes-like objects."""
-    return b"".join((_HEADER.pack(sum(len(p) for p in parts)),) + parts)
+def frame(payload: bytes, data: bytes = b"") -> bytes:
+    """The frame whose payload is ``payload`` followed by ``data`` (a head
+    and the data after it), header included, in one copy.  Both may be any
+    bytes-like objects."""
+    return b"".join((_HEADER.pack(len(payload) + len(data)), payload, data))
 
 
 class FrameDecoder:
@@ -147,10 +148,13 @@ def encode_id_command(command: int, device_id: bytes = b"") -> bytes:
     return bytes((command,)) + device_id
 
 
+_SEND_HEAD = bytes((P.CMD_SEND,))
+
+
 def encode_send_head() -> bytes:
     """The head of SEND, also that of a v1 delivery: ``[03]``; the data
     follows."""
-    return bytes((P.CMD_SEND,))
+    return _SEND_HEAD
 
 
 def encode_send_to_head(target: bytes) -> bytes:
