@@ -194,8 +194,10 @@ enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
         if (len < P2P_REPLY_SIZE)
             return P2P_PARSE_MALFORMED;
         out->status = payload[1];
-        if (out->cmd == P2P_CMD_HELLO && out->status == P2P_STATUS_OK &&
-            len >= P2P_HELLO_REPLY_SIZE) {
+        if (out->cmd == P2P_CMD_HELLO && out->status == P2P_STATUS_OK) {
+            /* A successful HELLO reply carries the grant: all 11 bytes. */
+            if (len < P2P_HELLO_REPLY_SIZE)
+                return P2P_PARSE_MALFORMED;
             out->has_hello_grant = 1;
             out->version = payload[2];
             out->max_frame = p2p_get_be32(payload + 3);

@@ -157,7 +157,7 @@ struct p2p_message {
     uint8_t cmd;             /* REPLY: the request's command (bit 7 cleared);
                                 otherwise payload[0]                         */
     uint8_t status;          /* REPLY                                        */
-    /* REPLY to HELLO with status 1 and the full 11 bytes: the grant. */
+    /* REPLY to HELLO with status 1: the grant. */
     int has_hello_grant;
     uint8_t version;
     uint32_t max_frame;
@@ -171,8 +171,9 @@ struct p2p_message {
 };
 
 /* Classifies and splits a non-empty payload from the server. MALFORMED: a
- * reply without its status, a DELIVER or PRESENCE whose id is empty or
- * overruns the payload, a BYE without its reason. */
+ * reply without its status, a successful HELLO reply shorter than its 11
+ * bytes, a DELIVER or PRESENCE whose id is empty or overruns the payload, a
+ * BYE without its reason. */
 enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
                                         struct p2p_message *out);
 

@@ -1,6 +1,8 @@
 // event_loop.cpp - see event_loop.h.
 #include "event_loop.h"
 
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -8,10 +10,12 @@
 #include <cstring>
 #include <ctime>
 
+#include "io.h"
 #include "log.h"
 
 EventLoop::~EventLoop() {
     if (tick_fd_ != -1) close(tick_fd_);
+    if (signal_fd_ != -1) close(signal_fd_);
 }
 
 uint64_t EventLoop::monotonic_ms() {
@@ -34,15 +38,35 @@ bool EventLoop::init(Hooks* hooks, uint32_t tick_ms) {
     return poller_.add(tick_fd_, EPOLLIN, &tick_handler_);
 }
 
+bool EventLoop::watch_signals(const int* signos, size_t count) {
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (size_t i = 0; i < count; ++i) sigaddset(&mask, signos[i]);
+    // Blocked, so that they queue for the signalfd instead of running a
+    // default action; sigprocmask(2) is the single-threaded form.
+    if (sigprocmask(SIG_BLOCK, &mask, nullptr) == -1) return false;
+    signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (signal_fd_ == -1) return false;
+    return poller_.add(signal_fd_, EPOLLIN, &signal_handler_);
+}
+
 void EventLoop::TickHandler::on_events(uint32_t) {
     uint64_t expirations = 0;
-    // Level-triggered and non-blocking: one read drains the counter.
-    for (;;) {
-        ssize_t n = read(loop_.tick_fd_, &expirations, sizeof expirations);
-        if (n == -1 && errno == EINTR) continue;
-        break;  // EAGAIN: a spurious wake-up; the tick runs anyway, harmless
-    }
+    // Level-triggered and non-blocking: one read drains the counter. EAGAIN
+    // is a spurious wake-up; the tick runs anyway, harmlessly.
+    IoResult r = io_read(loop_.tick_fd_, &expirations, sizeof expirations);
+    if (r.status == IoStatus::error) LOG_ERROR("timerfd read: %s", strerrordesc_np(r.err));
     loop_.hooks_->on_tick(loop_.now_ms_);
+}
+
+void EventLoop::SignalHandler::on_events(uint32_t) {
+    for (;;) {
+        struct signalfd_siginfo info;
+        IoResult r = io_read(loop_.signal_fd_, &info, sizeof info);
+        // signalfd(2): each read returns whole siginfo structures.
+        if (r.status != IoStatus::ok || r.bytes != sizeof info) return;  // drained
+        loop_.hooks_->on_signal(static_cast<int>(info.ssi_signo));
+    }
 }
 
 bool EventLoop::run() {
@@ -67,6 +91,8 @@ bool EventLoop::run() {
             h->on_events(events[i].events);
         }
         while (EventHandler* h = resume.pop_front()) h->on_resume();
+        // A handler may ask again, or ask for another, from its own call.
+        while (EventHandler* h = iteration_end_.pop_front()) h->on_iteration_end();
         hooks_->after_iteration(now_ms_);
     }
     return true;

@@ -3,11 +3,17 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+
+IoResult io_read(int fd, void* buf, size_t n) {
+    struct iovec span = {buf, n};
+    return io_readv(fd, &span, 1);
+}
 
 IoResult io_readv(int fd, const struct iovec* iov, int count) {
     for (;;) {
@@ -75,6 +81,29 @@ AcceptResult io_accept(int listen_fd) {
                 r.fd = -1;
                 return r;
         }
+    }
+}
+
+int io_shutdown_write(int fd) { return shutdown(fd, SHUT_WR) == -1 ? errno : 0; }
+
+int io_set_nodelay(int fd) {
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == -1 ? errno : 0;
+}
+
+int io_close(int fd) { return close(fd) == -1 ? errno : 0; }
+
+int io_datagram_socket(int family, int* err) {
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) *err = errno;
+    return fd;
+}
+
+int io_send_datagram(int fd, const void* buf, size_t len, const struct sockaddr* to,
+                     socklen_t to_len) {
+    for (;;) {
+        if (sendto(fd, buf, len, MSG_NOSIGNAL, to, to_len) != -1) return 0;
+        if (errno != EINTR) return errno;
     }
 }
 

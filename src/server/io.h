@@ -1,6 +1,7 @@
 // io.h - the one place where socket syscalls meet errno.
 //
-// Every read, write and accept on a connection goes through here, and comes
+// Every read, write and accept on a connection, and every read of the
+// loop's timerfd and signalfd, goes through here, and comes
 // back as an IoResult: ok with a byte count, would_block (EAGAIN), eof, or
 // error with the saved errno. EINTR is retried here and never escapes. Writes
 // use sendmsg(MSG_NOSIGNAL), so a peer that has gone away is an EPIPE result,
@@ -22,6 +23,9 @@ struct IoResult {
     int err;       // error: errno
 };
 
+// read(2) of up to n bytes: for the loop's timerfd and signalfd.
+IoResult io_read(int fd, void* buf, size_t n);
+
 // readv(2) into iov[0..count).
 IoResult io_readv(int fd, const struct iovec* iov, int count);
 
@@ -41,6 +45,26 @@ struct AcceptResult {
 // one connection being accepted (ECONNABORTED, EPROTO, ...) are skipped
 // here and the next pending connection is tried.
 AcceptResult io_accept(int listen_fd);
+
+// shutdown(2) for writing: our FIN after the last byte. 0, or the errno.
+int io_shutdown_write(int fd);
+
+// setsockopt(TCP_NODELAY): frames leave at once, batching is ours. 0, or
+// the errno.
+int io_set_nodelay(int fd);
+
+// close(2). 0, or the errno; never retried on EINTR (on Linux the
+// descriptor is gone whatever close returns, and may already be reused).
+int io_close(int fd);
+
+// socket(family, SOCK_DGRAM) non-blocking and close-on-exec: the fd, or -1
+// with *err set.
+int io_datagram_socket(int family, int* err);
+
+// sendto(2) of one datagram with MSG_NOSIGNAL. 0, or the errno (EAGAIN
+// included: a datagram that cannot be queued is the caller's to drop).
+int io_send_datagram(int fd, const void* buf, size_t len, const struct sockaddr* to,
+                     socklen_t to_len);
 
 // True for errors a peer causes in the normal course of things (reset,
 // broken pipe, timeouts, unreachable): logged quietly.

@@ -46,6 +46,31 @@ bool log_parse_level(const char* text, LogLevel* out) {
     return false;
 }
 
+const char* log_escape(const void* bytes, size_t len, char* out, size_t cap) {
+    static const char hex[] = "0123456789abcdef";
+    const auto* p = static_cast<const unsigned char*>(bytes);
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 5 < cap; ++i) {
+        if (i == 64) {
+            out[o++] = '.';
+            out[o++] = '.';
+            out[o++] = '.';
+            break;
+        }
+        unsigned char c = p[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            out[o++] = static_cast<char>(c);
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
 void log_write(LogLevel level, const char* fmt, ...) {
     if (level > g_level) return;
     int saved_errno = errno;

@@ -10,8 +10,8 @@
 
 #include "protocol.h"
 
-#ifndef P2P_SERVER_VERSION
-#define P2P_SERVER_VERSION "0.1.0"
+#ifndef P2P_VERSION
+#error "P2P_VERSION (the project's version, from the file VERSION) is set by the Makefile"
 #endif
 
 namespace {
@@ -22,7 +22,7 @@ const char kUsage[] =
     "stupidP2P relay server: devices register an id, subscribe to other ids,\n"
     "and what a device sends is forwarded to its subscribers.\n"
     "\n"
-    "  PORT                  TCP port to listen on (1-65535)\n"
+    "  PORT, --port PORT     TCP port to listen on (1-65535)\n"
     "  --bind ADDR           listen on ADDR only (default: all interfaces,\n"
     "                        IPv4 and IPv6)\n"
     "  --idle-timeout SEC    close connections silent for SEC seconds\n"
@@ -36,6 +36,8 @@ const char kUsage[] =
     "                        (default 4194304)\n"
     "  --max-subs N          subscriptions per connection (default 4096)\n"
     "  --log-level LEVEL     error, warn, info or debug (default info)\n"
+    "  --metrics ADDR:PORT   serve Prometheus metrics (GET /metrics) and\n"
+    "                        GET /healthz over HTTP on ADDR:PORT ([v6]:PORT)\n"
     "  -h, --help            print this help and exit\n"
     "  -V, --version         print the version and exit\n"
     "\n"
@@ -59,10 +61,38 @@ bool parse_u32(const char* text, uint32_t lo, uint32_t hi, uint32_t* out) {
     return true;
 }
 
+// "host:port" or "[v6 address]:port", port 0..65535; host not empty.
+bool parse_host_port(const char* text, std::string* host, uint16_t* port) {
+    const char* colon = std::strrchr(text, ':');
+    if (colon == nullptr || colon == text) return false;
+    uint32_t p = 0;
+    if (!parse_u32(colon + 1, 0, 65535, &p)) return false;
+    std::string h(text, static_cast<size_t>(colon - text));
+    if (h.front() == '[') {
+        if (h.size() < 3 || h.back() != ']') return false;
+        h = h.substr(1, h.size() - 2);
+    } else if (h.find(':') != std::string::npos) {
+        return false;  // an IPv6 address needs its brackets
+    }
+    *host = h;
+    *port = static_cast<uint16_t>(p);
+    return true;
+}
+
 }  // namespace
 
 ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
-    enum { kBind = 256, kIdle, kMaxFrame, kMaxConns, kMaxOutput, kMaxSubs, kLogLevel, kPort };
+    enum {
+        kBind = 256,
+        kIdle,
+        kMaxFrame,
+        kMaxConns,
+        kMaxOutput,
+        kMaxSubs,
+        kLogLevel,
+        kPort,
+        kMetrics
+    };
     static const struct option longopts[] = {
         {"bind", required_argument, nullptr, kBind},
         {"idle-timeout", required_argument, nullptr, kIdle},
@@ -72,6 +102,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         {"max-subs", required_argument, nullptr, kMaxSubs},
         {"log-level", required_argument, nullptr, kLogLevel},
         {"port", required_argument, nullptr, kPort},
+        {"metrics", required_argument, nullptr, kMetrics},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0}};
@@ -89,7 +120,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 std::fputs(kUsage, stdout);
                 return ParseResult::exit_ok;
             case 'V':
-                std::printf("p2pServer %s (stupidP2P protocol v1, v2)\n", P2P_SERVER_VERSION);
+                std::printf("p2pServer %s (stupidP2P protocol v1, v2)\n", P2P_VERSION);
                 return ParseResult::exit_ok;
             case kBind:
                 if (*optarg == '\0') {
@@ -118,6 +149,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                     return ParseResult::usage_error;
                 }
                 out->max_conns = v;
+                out->max_conns_given = true;
                 break;
             case kMaxOutput:
                 if (!parse_u32(optarg, 1024, 1u << 30, &v)) {
@@ -142,6 +174,14 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 break;
             case kPort:
                 port_text = optarg;
+                break;
+            case kMetrics:
+                if (!parse_host_port(optarg, &out->metrics_address, &out->metrics_port)) {
+                    usage_error("invalid --metrics '%s' (ADDR:PORT or [IPv6]:PORT, port 0-65535)",
+                                optarg);
+                    return ParseResult::usage_error;
+                }
+                out->metrics = true;
                 break;
             case ':':
                 usage_error("option '%s' needs a value", argv[optind - 1]);

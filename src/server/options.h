@@ -17,9 +17,14 @@ struct ServerOptions {
     uint32_t idle_timeout_s = 300;        // 0: never
     uint32_t max_frame = 65536;           // largest payload a client may send
     uint32_t max_conns = 100000;
+    bool max_conns_given = false;         // --max-conns on the command line
     uint32_t max_output = 4u << 20;       // per-connection pending output cap
     uint32_t max_subs = 4096;             // subscriptions per connection
     LogLevel log_level = LogLevel::info;
+    // --metrics ADDR:PORT: the HTTP endpoint for /metrics and /healthz.
+    bool metrics = false;
+    std::string metrics_address;
+    uint16_t metrics_port = 0;            // 0: any free port (logged)
 };
 
 enum class ParseResult { run, exit_ok, usage_error };

@@ -21,13 +21,6 @@ bool Poller::add(int fd, uint32_t events, void* data) {
     return epoll_ctl(epfd_, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
-bool Poller::modify(int fd, uint32_t events, void* data) {
-    struct epoll_event ev;
-    ev.events = events;
-    ev.data.ptr = data;
-    return epoll_ctl(epfd_, EPOLL_CTL_MOD, fd, &ev) == 0;
-}
-
 bool Poller::remove(int fd) {
     // Since Linux 2.6.9 the event argument may be NULL for EPOLL_CTL_DEL.
     return epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, nullptr) == 0;

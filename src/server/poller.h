@@ -1,4 +1,4 @@
-// poller.h - the narrow interface to epoll(7): add, modify, remove, wait.
+// poller.h - the narrow interface to epoll(7): add, remove, wait.
 //
 // The event loop talks to readiness only through this, so its logic can be
 // driven by pipes and eventfds in tests. Descriptors are registered with a
@@ -21,7 +21,6 @@ class Poller {
 
     // false with errno set on failure.
     bool add(int fd, uint32_t events, void* data);
-    bool modify(int fd, uint32_t events, void* data);
     bool remove(int fd);
 
     // Waits up to timeout_ms (-1: forever). Returns the number of events,

@@ -1,22 +1,17 @@
-// server.cpp - see server.h and connection.h.
+// server.cpp - see server.h.
 #include "server.h"
 
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
-#include "codec.h"
-#include "frame_reader.h"
 #include "io.h"
 #include "listener.h"
 #include "log.h"
@@ -25,10 +20,7 @@
 namespace {
 
 constexpr uint32_t kTickMs = 250;            // timeout resolution
-constexpr uint64_t kLingerMs = 5000;         // bound on flushing before close
 constexpr uint64_t kShutdownGraceMs = 2000;  // bound on flushing at exit
-constexpr size_t kReadBudget = 256 * 1024;   // per connection per iteration
-constexpr size_t kReadChunk = 16 * 1024;     // free space wanted before a read
 constexpr int kAcceptBurst = 128;            // accepts per listener per iteration
 constexpr uint32_t kReservedFds = 32;        // listeners, epoll, logs, spare
 
@@ -38,36 +30,13 @@ uint32_t round_up_pow2(uint64_t n) {
     return static_cast<uint32_t>(p);
 }
 
+int open_spare_fd() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
+
 }  // namespace
 
-// ---- Connection --------------------------------------------------------------
-
-void Connection::on_events(uint32_t events) { server_.on_connection_events(*this, events); }
-void Connection::on_resume() { server_.on_connection_resume(*this); }
-
-const char* Connection::label() const {
-    static char buffers[4][96];
-    static unsigned next = 0;
-    char* text = buffers[next++ % 4];
-    char where[64];
-    io_format_peer(peer, where, sizeof where);
-    std::snprintf(text, sizeof buffers[0], "conn %llu [%s]",
-                  static_cast<unsigned long long>(session_id), where);
-    return text;
-}
-
 void Server::Listener::close_fd() {
-    if (fd_ != -1) close(fd_);
+    if (fd_ != -1) io_close(fd_);
     fd_ = -1;
-}
-
-// A socket error: routine ones a peer causes (reset, broken pipe) quietly,
-// anything else loudly, with the connection and what it was doing.
-static void log_io_error(const Connection& conn, const char* doing, int err) {
-    if (io_error_is_peer(err))
-        LOG_DEBUG("%s: %s: %s", conn.label(), doing, strerrordesc_np(err));
-    else
-        LOG_WARN("%s: %s: %s", conn.label(), doing, strerrordesc_np(err));
 }
 
 // ---- start and stop ------------------------------------------------------------
@@ -77,13 +46,42 @@ Server::Server(const ServerOptions& options) : options_(options) {}
 Server::~Server() {
     // Only reached after run(): every connection is dead and reaped by then,
     // except on a fatal error, where we free what is left.
-    while (Connection* c = idle_.front()) kill_connection(*c);
-    while (Connection* c = linger_.front()) kill_connection(*c);
-    reap();
+    if (connections_) {
+        while (Connection* c = connections_->idle.front()) c->close(CloseReason::io_error);
+        while (Connection* c = connections_->linger.front()) c->close(CloseReason::io_error);
+        reap();
+        std::free(connections_->scratch);
+    }
     for (size_t i = 0; i < listener_count_; ++i) listeners_[i]->close_fd();
-    if (signal_fd_ != -1) close(signal_fd_);
-    if (spare_fd_ != -1) close(spare_fd_);
-    std::free(scratch_);
+    if (spare_fd_ != -1) io_close(spare_fd_);
+}
+
+// Connections are bounded by --max-conns and by what the open-file limit
+// allows; the soft limit is raised to the hard one first.
+bool Server::apply_fd_limit() {
+    max_conns_ = options_.max_conns;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+        LOG_WARN("getrlimit(RLIMIT_NOFILE): %s", strerrordesc_np(errno));
+        return true;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+            LOG_WARN("cannot raise the open-file limit: %s", strerrordesc_np(errno));
+        if (getrlimit(RLIMIT_NOFILE, &rl) == -1) return true;
+    }
+    uint64_t allowed = rl.rlim_cur > kReservedFds ? rl.rlim_cur - kReservedFds : 1;
+    if (allowed < max_conns_) {
+        // Worth a line of its own only when someone asked for more; the
+        // effective limit is in the start-up line either way.
+        if (options_.max_conns_given)
+            LOG_WARN("--max-conns %u lowered to %llu: the open-file limit is %llu",
+                     options_.max_conns, static_cast<unsigned long long>(allowed),
+                     static_cast<unsigned long long>(rl.rlim_cur));
+        max_conns_ = static_cast<uint32_t>(allowed);
+    }
+    return true;
 }
 
 bool Server::start() {
@@ -95,43 +93,17 @@ bool Server::start() {
         LOG_ERROR("cannot ignore SIGPIPE: %s", strerrordesc_np(errno));
         return false;
     }
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    if (sigprocmask(SIG_BLOCK, &mask, nullptr) == -1) {
-        LOG_ERROR("cannot block SIGINT/SIGTERM: %s", strerrordesc_np(errno));
+    if (!loop_.init(this, kTickMs)) {
+        LOG_ERROR("cannot set up epoll/timerfd: %s", strerrordesc_np(errno));
         return false;
     }
-    signal_fd_ = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-    if (signal_fd_ == -1) {
-        LOG_ERROR("signalfd: %s", strerrordesc_np(errno));
+    static const int kSignals[] = {SIGINT, SIGTERM, SIGUSR1};
+    if (!loop_.watch_signals(kSignals, sizeof kSignals / sizeof kSignals[0])) {
+        LOG_ERROR("cannot watch signals: %s", strerrordesc_np(errno));
         return false;
     }
-
-    // Connections are bounded by --max-conns and by what the open-file
-    // limit allows; raise the soft limit to the hard one first.
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        if (rl.rlim_cur < rl.rlim_max) {
-            rlim_t wanted = rl.rlim_max;
-            rl.rlim_cur = wanted;
-            if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
-                LOG_WARN("cannot raise the open-file limit: %s", strerrordesc_np(errno));
-            getrlimit(RLIMIT_NOFILE, &rl);
-        }
-        uint64_t allowed = rl.rlim_cur > kReservedFds ? rl.rlim_cur - kReservedFds : 1;
-        max_conns_ = options_.max_conns;
-        if (allowed < max_conns_) {
-            LOG_INFO("open-file limit %llu allows %llu connections, not %u",
-                     static_cast<unsigned long long>(rl.rlim_cur),
-                     static_cast<unsigned long long>(allowed), options_.max_conns);
-            max_conns_ = static_cast<uint32_t>(allowed);
-        }
-    } else {
-        max_conns_ = options_.max_conns;
-    }
-    spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    apply_fd_limit();
+    spare_fd_ = open_spare_fd();
     if (spare_fd_ == -1) LOG_WARN("cannot reserve a spare descriptor: %s", strerrordesc_np(errno));
 
     HashKey key;
@@ -143,22 +115,20 @@ bool Server::start() {
     limits.max_frame = options_.max_frame;
     limits.idle_timeout_s = options_.idle_timeout_s;
     limits.max_subs = options_.max_subs;
-    relay_ = std::make_unique<Relay>(*this, limits, key);
+    relay_ = std::make_unique<Relay>(limits, key);
 
-    // An input ring holds at most one partial frame beyond what was parsed.
-    in_ring_max_ = round_up_pow2(uint64_t{P2P_FRAME_HEADER_SIZE} + options_.max_frame);
-    scratch_ = static_cast<uint8_t*>(std::malloc(options_.max_frame > kReadChunk ? options_.max_frame : kReadChunk));
-    if (scratch_ == nullptr) {
+    connections_ = std::make_unique<ConnectionContext>(loop_, *relay_);
+    ConnectionLimits& cl = connections_->limits;
+    cl.max_frame = options_.max_frame;
+    cl.max_output = options_.max_output;
+    // An input ring holds at most one partial frame beyond what was parsed;
+    // an output ring the cap plus the largest frame that may cross it.
+    cl.in_ring_max = round_up_pow2(uint64_t{P2P_FRAME_HEADER_SIZE} + options_.max_frame);
+    cl.out_ring_max = options_.max_output + 2 * P2P_SERVER_FRAME_SLACK;
+    connections_->scratch =
+        static_cast<uint8_t*>(std::malloc(connection_scratch_size(options_.max_frame)));
+    if (connections_->scratch == nullptr) {
         LOG_ERROR("out of memory");
-        return false;
-    }
-
-    if (!loop_.init(this, kTickMs)) {
-        LOG_ERROR("cannot set up epoll/timerfd: %s", strerrordesc_np(errno));
-        return false;
-    }
-    if (!loop_.add(signal_fd_, EPOLLIN, &signal_handler_)) {
-        LOG_ERROR("epoll_ctl(signalfd): %s", strerrordesc_np(errno));
         return false;
     }
 
@@ -177,9 +147,11 @@ bool Server::start() {
             return false;
         }
     }
+    if (options_.metrics && !start_metrics()) return false;
     LOG_INFO("listening on %s port %u (max %u connections, max frame %u, idle timeout %u s)",
              options_.bind_address.empty() ? "all interfaces" : options_.bind_address.c_str(),
              options_.port, max_conns_, options_.max_frame, options_.idle_timeout_s);
+    if (notifier_.open()) notifier_.ready();
     return true;
 }
 
@@ -189,33 +161,37 @@ int Server::run() {
     return exit_status_;
 }
 
-void Server::on_signal() {
-    for (;;) {
-        struct signalfd_siginfo info;
-        ssize_t n = read(signal_fd_, &info, sizeof info);
-        if (n == -1 && errno == EINTR) continue;
-        if (n != static_cast<ssize_t>(sizeof info)) return;  // drained (EAGAIN)
-        if (!shutting_down_) {
-            LOG_INFO("%s received: shutting down", info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-            begin_shutdown();
-        } else {
-            LOG_INFO("second signal: closing every connection now");
-            while (Connection* c = linger_.front()) kill_connection(*c);
-        }
+void Server::on_signal(int signo) {
+    if (signo == SIGUSR1) {
+        // Every counter on one line, for whoever has only the log.
+        std::string line;
+        render_metrics(line, MetricsText::Form::log_line);
+        if (!line.empty()) line.pop_back();
+        LOG_INFO("counters: %s", line.c_str());
+        return;
+    }
+    if (!shutting_down_) {
+        LOG_INFO("%s received: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+        begin_shutdown();
+    } else {
+        LOG_INFO("second signal: closing every connection now");
+        while (Connection* c = connections_->linger.front()) c->close(CloseReason::linger_expired);
     }
 }
 
 void Server::begin_shutdown() {
     shutting_down_ = true;
+    notifier_.stopping();
     shutdown_deadline_ms_ = loop_.now_ms() + kShutdownGraceMs;
+    connections_->linger_cap_ms = shutdown_deadline_ms_;
     for (size_t i = 0; i < listener_count_; ++i) {
         loop_.remove(listeners_[i]->fd());
-        EventLoop::cancel_defer(*listeners_[i]);
+        EventLoop::cancel(*listeners_[i]);
         listeners_[i]->close_fd();
     }
-    while (Connection* c = idle_.front()) close_connection(*c, CloseReason::shutdown, true);
-    for (Connection* c = linger_.front(); c != nullptr; c = linger_.next(*c))
-        if (c->deadline_ms > shutdown_deadline_ms_) c->deadline_ms = shutdown_deadline_ms_;
+    for (Connection* c = connections_->linger.front(); c != nullptr; c = connections_->linger.next(*c))
+        c->cap_deadline(shutdown_deadline_ms_);
+    while (Connection* c = connections_->idle.front()) c->close(CloseReason::shutdown);
 }
 
 // ---- accepting -------------------------------------------------------------------
@@ -244,29 +220,30 @@ void Server::accept_connections(Listener& listener) {
             out_of_fds_ = false;
         }
         if (live_connections_ >= max_conns_) {
+            ++refused_max_conns_;
             if (!at_conn_limit_) {
                 LOG_WARN("connection limit (%u) reached: refusing new connections", max_conns_);
                 at_conn_limit_ = true;
             }
-            close(r.fd);
+            io_close(r.fd);
             continue;
         }
-        int one = 1;
-        if (setsockopt(r.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) == -1)
-            LOG_DEBUG("TCP_NODELAY: %s", strerrordesc_np(errno));
-        auto* conn = new Connection(*this, r.fd, in_ring_max_,
-                                    options_.max_output + 2 * P2P_SERVER_FRAME_SLACK);
-        conn->session_id = next_session_id_++;
-        conn->peer = io_peer_address(reinterpret_cast<struct sockaddr*>(&r.peer), r.peer_len);
+        if (int e = io_set_nodelay(r.fd); e != 0) LOG_DEBUG("TCP_NODELAY: %s", strerrordesc_np(e));
+        PeerAddress peer = io_peer_address(reinterpret_cast<struct sockaddr*>(&r.peer), r.peer_len);
+        auto* conn = new (std::nothrow) Connection(*connections_, r.fd, peer, next_session_id_++);
+        if (conn == nullptr) {
+            LOG_ERROR("out of memory: refusing a connection");
+            io_close(r.fd);
+            continue;
+        }
         if (!loop_.add(r.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, conn)) {
             LOG_ERROR("%s: epoll_ctl: %s", conn->label(), strerrordesc_np(errno));
-            close(r.fd);
+            io_close(r.fd);
             delete conn;
             continue;
         }
         ++live_connections_;
-        conn->last_active_ms = loop_.now_ms();
-        idle_.push_back(*conn);
+        ++accepted_;
         LOG_INFO("%s connected", conn->label());
     }
     // Fairness: more may be pending; continue next iteration.
@@ -277,6 +254,7 @@ void Server::accept_connections(Listener& listener) {
 // be refused, and under EPOLLET nothing would tell us again: give up the
 // spare descriptor, accept and close at once, take the spare back.
 void Server::refuse_over_emfile(Listener& listener) {
+    ++refused_no_fds_;
     if (!out_of_fds_) {
         LOG_WARN("out of file descriptors: refusing connections");
         out_of_fds_ = true;  // one line per episode; reset by the next accept
@@ -285,250 +263,19 @@ void Server::refuse_over_emfile(Listener& listener) {
         accept_paused_ = true;
         return;
     }
-    close(spare_fd_);
-    int fd = accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd != -1) close(fd);
-    spare_fd_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    io_close(spare_fd_);
+    AcceptResult r = io_accept(listener.fd());
+    if (r.status == IoStatus::ok) io_close(r.fd);
+    spare_fd_ = open_spare_fd();
 }
 
-// ---- reading -------------------------------------------------------------------------
-
-void Server::on_connection_events(Connection& conn, uint32_t events) {
-    if (conn.state == ConnState::dead) return;  // stale event in this batch
-    if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && !conn.out.empty()) flush_output(conn);
-    if (conn.state == ConnState::dead) return;
-    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
-        if (conn.state == ConnState::open)
-            read_input(conn);
-        else
-            discard_input(conn);
-    }
-}
-
-void Server::on_connection_resume(Connection& conn) {
-    if (conn.state == ConnState::open)
-        read_input(conn);
-    else if (conn.state != ConnState::dead)
-        discard_input(conn);
-}
-
-void Server::read_input(Connection& conn) {
-    size_t budget = kReadBudget;
-    size_t frames = 0;
-    while (conn.state == ConnState::open) {
-        size_t room = conn.in.max_bytes() - conn.in.size();
-        if (!conn.in.reserve(room < kReadChunk ? room : kReadChunk) || conn.in.free_space() == 0) {
-            // Cannot happen while in_ring_max_ holds a whole frame, unless
-            // memory is exhausted.
-            LOG_ERROR("%s: cannot allocate input buffer", conn.label());
-            close_connection(conn, CloseReason::io_error, false);
-            return;
-        }
-        struct iovec spans[2];
-        int count = conn.in.write_spans(spans);
-        IoResult r = io_readv(conn.fd(), spans, count);
-        if (r.status == IoStatus::ok) {
-            conn.in.commit(r.bytes);
-            frames += process_frames(conn);
-            if (r.bytes >= budget) {
-                loop_.defer(conn);  // fairness: the rest next iteration
-                break;
-            }
-            budget -= r.bytes;
-            continue;
-        }
-        if (r.status == IoStatus::would_block) break;
-        if (r.status == IoStatus::eof) {
-            conn.peer_eof = true;
-            close_connection(conn, CloseReason::peer_closed, true);
-            break;
-        }
-        log_io_error(conn, "read", r.err);
-        close_connection(conn, CloseReason::io_error, false);
-        break;
-    }
-    // Any complete frame refreshes the idle timer.
-    if (frames != 0 && conn.state == ConnState::open) {
-        conn.last_active_ms = loop_.now_ms();
-        idle_.push_back(conn);
-    }
-    if (conn.in.empty()) conn.in.release();
-}
-
-// Hands every complete frame in the input ring to the relay; returns how
-// many (empty frames included: they are ignored, but they count as activity).
-size_t Server::process_frames(Connection& conn) {
-    size_t frames = 0;
-    while (conn.state == ConnState::open) {
-        FrameView frame;
-        FrameStatus st = next_frame(conn.in, options_.max_frame, scratch_, &frame);
-        if (st == FrameStatus::incomplete) break;
-        if (st == FrameStatus::too_long) {
-            LOG_INFO("%s: frame of %u bytes exceeds the maximum of %u", conn.label(), frame.length,
-                     options_.max_frame);
-            close_connection(conn, CloseReason::protocol_error, true);
-            break;
-        }
-        if (frame.length != 0) relay_->on_frame(conn, frame.payload, frame.length);
-        conn.in.consume(P2P_FRAME_HEADER_SIZE + frame.length);
-        ++frames;
-    }
-    return frames;
-}
-
-// Input of a connection that is closing: read and drop it, so the socket's
-// receive queue is empty when we close (a close with unread data sends a
-// reset, which can destroy the output the peer has not read yet).
-void Server::discard_input(Connection& conn) {
-    size_t budget = kReadBudget;
-    while (conn.state != ConnState::dead) {
-        struct iovec span = {scratch_, kReadChunk};
-        IoResult r = io_readv(conn.fd(), &span, 1);
-        if (r.status == IoStatus::ok) {
-            if (r.bytes >= budget) {
-                loop_.defer(conn);
-                return;
-            }
-            budget -= r.bytes;
-            continue;
-        }
-        if (r.status == IoStatus::would_block) return;
-        if (r.status == IoStatus::eof) {
-            conn.peer_eof = true;
-            if (conn.state == ConnState::half_closed) kill_connection(conn);
-            return;
-        }
-        kill_connection(conn);  // reset by the peer: nothing more to do
-        return;
-    }
-}
-
-// ---- writing -------------------------------------------------------------------------
-
-void Server::send_frame(Session& to, const uint8_t* prefix, size_t prefix_len,
-                        const uint8_t* data, size_t data_len) {
-    auto& conn = static_cast<Connection&>(to);
-    if (conn.state != ConnState::open) return;
-    // A session being cut off gets nothing but its BYE (sent once ended).
-    if (conn.cut_off && !conn.ended) return;
-    size_t payload = prefix_len + data_len;
-    size_t total = P2P_FRAME_HEADER_SIZE + payload;
-    if (!conn.ended && conn.out.size() + total > options_.max_output) {
-        conn.cut_off = true;
-        cutoff_.push_back(conn);
-        return;
-    }
-    if (!conn.out.reserve(total)) {
-        LOG_ERROR("%s: cannot allocate output buffer", conn.label());
-        conn.cut_off = true;
-        cutoff_.push_back(conn);
-        return;
-    }
-    uint8_t header[P2P_FRAME_HEADER_SIZE];
-    p2p_frame_header_encode(header, static_cast<uint32_t>(payload));
-    conn.out.append(header, sizeof header);
-    conn.out.append(prefix, prefix_len);
-    if (data_len != 0) conn.out.append(data, data_len);
-    flush_.push_back(conn);
-}
-
-void Server::flush_output(Connection& conn) {
-    while (!conn.out.empty()) {
-        struct iovec spans[2];
-        int count = conn.out.read_spans(spans);
-        IoResult r = io_writev(conn.fd(), spans, count);
-        if (r.status == IoStatus::ok) {
-            conn.out.consume(r.bytes);
-            continue;
-        }
-        if (r.status == IoStatus::would_block) return;  // EPOLLOUT will call us
-        log_io_error(conn, "write", r.err);
-        if (conn.state == ConnState::open) {
-            close_connection(conn, CloseReason::io_error, false);
-        } else {
-            kill_connection(conn);
-        }
-        return;
-    }
-    output_sent(conn);
-}
-
-// All pending output has reached the kernel.
-void Server::output_sent(Connection& conn) {
-    conn.out.release();
-    IntrusiveList<Connection, FlushTag>::unlink(conn);
-    if (conn.state != ConnState::draining) return;
-    if (conn.peer_eof) {
-        kill_connection(conn);
-        return;
-    }
-    // Lingering close: FIN after our last byte, then wait for the peer's.
-    if (shutdown(conn.fd(), SHUT_WR) == -1) {
-        kill_connection(conn);
-        return;
-    }
-    conn.state = ConnState::half_closed;
-    discard_input(conn);
-}
-
-// ---- closing -------------------------------------------------------------------------
-
-void Server::close_session(Session& session, CloseReason reason) {
-    close_connection(static_cast<Connection&>(session), reason, true);
-}
-
-const char* Server::describe(const Session& session) {
-    return static_cast<const Connection&>(session).label();
-}
-
-void Server::close_connection(Connection& conn, CloseReason reason, bool flush) {
-    if (conn.state == ConnState::dead) return;
-    if (conn.state != ConnState::open) {
-        if (!flush) kill_connection(conn);
-        return;
-    }
-    bool routine = reason == CloseReason::peer_closed || reason == CloseReason::shutdown;
-    if (routine)
-        LOG_INFO("%s closed: %s", conn.label(), close_reason_name(reason));
-    else
-        LOG_INFO("%s closing: %s (%u bytes of output pending)", conn.label(),
-                 close_reason_name(reason), conn.out.size());
-    // The relay releases the id at once and queues a BYE for v2 peers, while
-    // the connection is still open for output.
-    relay_->end_session(conn, reason);
-    conn.in.consume(conn.in.size());
-    conn.in.release();
-    if (!flush) {
-        kill_connection(conn);
-        return;
-    }
-    conn.state = ConnState::draining;
-    uint64_t deadline = loop_.now_ms() + kLingerMs;
-    if (shutting_down_ && deadline > shutdown_deadline_ms_) deadline = shutdown_deadline_ms_;
-    conn.deadline_ms = deadline;
-    linger_.push_back(conn);
-    if (!conn.out.empty())
-        flush_.push_back(conn);  // written at the end of this iteration
-    else
-        output_sent(conn);
-}
-
-// Straight to dead: closed and freed at the end of this iteration.
-void Server::kill_connection(Connection& conn) {
-    if (conn.state == ConnState::dead) return;
-    if (conn.state == ConnState::open) relay_->end_session(conn, CloseReason::io_error);
-    conn.state = ConnState::dead;
-    IntrusiveList<Connection, FlushTag>::unlink(conn);
-    IntrusiveList<Connection, CutoffTag>::unlink(conn);
-    EventLoop::cancel_defer(conn);
-    reap_.push_back(conn);
-}
+// ---- reaping and timeouts ------------------------------------------------------------
 
 void Server::reap() {
-    while (Connection* c = reap_.pop_front()) {
-        if (!c->out.empty())
-            LOG_DEBUG("%s: %u bytes of output dropped at close", c->label(), c->out.size());
-        if (close(c->fd()) == -1) LOG_WARN("%s: close: %s", c->label(), strerrordesc_np(errno));
+    while (Connection* c = connections_->reap.pop_front()) {
+        if (c->pending_output() != 0)
+            LOG_DEBUG("%s: %u bytes of output dropped at close", c->label(), c->pending_output());
+        if (int e = io_close(c->fd()); e != 0) LOG_WARN("%s: close: %s", c->label(), strerrordesc_np(e));
         --live_connections_;
         delete c;
     }
@@ -538,15 +285,7 @@ void Server::reap() {
     }
 }
 
-// ---- loop hooks ------------------------------------------------------------------------
-
 void Server::after_iteration(uint64_t) {
-    while (Connection* c = cutoff_.pop_front()) {
-        LOG_WARN("%s: slow consumer: output would exceed %u bytes; disconnecting", c->label(),
-                 options_.max_output);
-        close_connection(*c, CloseReason::slow_consumer, true);
-    }
-    while (Connection* c = flush_.pop_front()) flush_output(*c);
     reap();
     if (shutting_down_ && live_connections_ == 0) loop_.stop();
 }
@@ -554,23 +293,132 @@ void Server::after_iteration(uint64_t) {
 void Server::on_tick(uint64_t now) {
     if (options_.idle_timeout_s != 0) {
         uint64_t limit = uint64_t{options_.idle_timeout_s} * 1000u;
-        while (Connection* c = idle_.front()) {
-            if (now - c->last_active_ms < limit) break;
-            close_connection(*c, CloseReason::idle_timeout, true);
+        while (Connection* c = connections_->idle.front()) {
+            if (now - c->last_active_ms() < limit) break;
+            c->close(CloseReason::idle_timeout);
         }
     }
-    while (Connection* c = linger_.front()) {
-        if (now < c->deadline_ms) break;
-        if (!c->out.empty())
-            LOG_INFO("%s: closed before its output was flushed (%u bytes left)", c->label(),
-                     c->out.size());
-        kill_connection(*c);
-    }
-    if (shutting_down_ && now >= shutdown_deadline_ms_) {
-        while (Connection* c = linger_.front()) kill_connection(*c);
+    while (Connection* c = connections_->linger.front()) {
+        if (now < c->deadline_ms()) break;
+        c->close(CloseReason::linger_expired);
     }
     if (accept_paused_) {
         accept_paused_ = false;
         for (size_t i = 0; i < listener_count_; ++i) accept_connections(*listeners_[i]);
     }
+    report_status(now);
+    if (metrics_) metrics_->on_tick(now);
+}
+
+// systemd's STATUS= line: at most once a second, and only when it changed.
+void Server::report_status(uint64_t now) {
+    if (!notifier_.active() || shutting_down_ || now - status_sent_ms_ < 1000) return;
+    uint64_t devices = relay_->device_count();
+    if (live_connections_ == status_connections_ && devices == status_devices_) return;
+    status_connections_ = live_connections_;
+    status_devices_ = devices;
+    status_sent_ms_ = now;
+    char text[128];
+    std::snprintf(text, sizeof text, "serving: %u connections, %llu devices", live_connections_,
+                  static_cast<unsigned long long>(devices));
+    notifier_.status(text);
+}
+
+// ---- metrics ---------------------------------------------------------------------
+
+bool Server::start_metrics() {
+    int fd = -1;
+    char err[256];
+    if (listen_tcp(options_.metrics_address.c_str(), options_.metrics_port, &fd, 1, err,
+                   sizeof err) != 1) {
+        LOG_ERROR("--metrics: %s", err);
+        return false;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char where[64] = "?";
+    if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) == 0)
+        io_format_peer(io_peer_address(reinterpret_cast<struct sockaddr*>(&ss), len), where,
+                       sizeof where);
+    metrics_ = std::make_unique<HttpEndpoint>(loop_, *this);
+    if (!metrics_->start(fd)) {
+        LOG_ERROR("--metrics: epoll_ctl: %s", strerrordesc_np(errno));
+        io_close(fd);
+        return false;
+    }
+    LOG_INFO("serving metrics on http://%s/metrics", where);
+    return true;
+}
+
+bool Server::on_http_get(const std::string& path, HttpResponse* out) {
+    if (path == "/metrics") {
+        out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        render_metrics(out->body, MetricsText::Form::prometheus);
+        return true;
+    }
+    if (path == "/healthz") {
+        out->status = shutting_down_ ? 503 : 200;
+        out->body = shutting_down_ ? "shutting down\n" : "ok\n";
+        return true;
+    }
+    return false;
+}
+
+void Server::render_metrics(std::string& out, MetricsText::Form form) const {
+    MetricsText m(out, form);
+    const RelayStats& relay = relay_->stats();
+    const Devices& devices = relay_->devices();
+    const ConnectionStats& conns = connections_->stats;
+
+    m.family("stupidp2p_build_info", "gauge", "The server's version; always 1.");
+    m.sample("version", P2P_VERSION, 1);
+    m.family("stupidp2p_connections_open", "gauge", "Connections open now, closing ones included.");
+    m.sample(live_connections_);
+    m.family("stupidp2p_connections_max", "gauge",
+             "Most simultaneous connections (--max-conns, lowered to the open-file limit).");
+    m.sample(max_conns_);
+    m.family("stupidp2p_connections_accepted_total", "counter", "Connections accepted.");
+    m.sample(accepted_);
+    m.family("stupidp2p_connections_closed_total", "counter",
+             "Connections closed, by the reason of their close.");
+    for (size_t i = 0; i < kCloseReasonCount; ++i)
+        m.sample("reason", close_reason_info(static_cast<CloseReason>(i)).label, conns.closes[i]);
+    m.family("stupidp2p_limits_hit_total", "counter",
+             "Requests refused because a server limit was reached.");
+    m.sample("limit", "max_conns", refused_max_conns_);
+    m.sample("limit", "open_files", refused_no_fds_);
+    m.sample("limit", "max_subs", relay.subscribe_limit);
+    m.family("stupidp2p_devices_online", "gauge", "Device ids registered by a connection now.");
+    m.sample(devices.online());
+    m.family("stupidp2p_device_entries", "gauge",
+             "Device ids known now: registered, or subscribed to while offline.");
+    m.sample(devices.size());
+    m.family("stupidp2p_subscriptions", "gauge", "Subscriptions over all connections now.");
+    m.sample(devices.subscriptions());
+    m.family("stupidp2p_takeovers_total", "counter",
+             "Registrations of an id that another connection held.");
+    m.sample(relay.takeovers);
+    m.family("stupidp2p_frames_in_total", "counter", "Non-empty frames received from clients.");
+    m.sample(relay.frames_in);
+    m.family("stupidp2p_bytes_in_total", "counter", "Bytes received from clients.");
+    m.sample(conns.bytes_in);
+    m.family("stupidp2p_frames_out_total", "counter",
+             "Frames queued for clients: replies, deliveries and events.");
+    m.sample(conns.frames_out);
+    m.family("stupidp2p_bytes_out_total", "counter", "Bytes the kernel took for clients.");
+    m.sample(conns.bytes_out);
+    m.family("stupidp2p_deliveries_total", "counter",
+             "Messages queued for a subscriber or a SEND_TO target.");
+    m.sample(relay.deliveries);
+    m.family("stupidp2p_sends_dropped_no_subscriber_total", "counter",
+             "SENDs from a device that nobody subscribed to.");
+    m.sample(relay.dropped_no_subscriber);
+    m.family("stupidp2p_output_pending_bytes", "gauge",
+             "Bytes queued for clients that the kernel has not taken yet.");
+    m.sample(conns.output_pending);
+    m.family("stupidp2p_metrics_requests_total", "counter",
+             "HTTP requests to this endpoint; bad ones are also counted apart.");
+    m.sample(metrics_ ? metrics_->requests() : 0);
+    m.family("stupidp2p_metrics_bad_requests_total", "counter", "Malformed HTTP requests.");
+    m.sample(metrics_ ? metrics_->bad_requests() : 0);
 }

@@ -1,15 +1,13 @@
-// server.h - the relay server: accepts connections, moves bytes between
-// sockets and ring buffers, cuts frames out of the input and hands them to
-// the Relay, and decides when connections close.
+// server.h - the relay server: listens, accepts connections within the
+// configured and the descriptor limits, applies timeouts, shuts down on a
+// signal, and frees connections that have died. It is not on the path of a
+// frame: connections read, hand frames to the relay and write on their own
+// (connection.h).
 //
-// The Server is the only piece that knows both sockets and sessions. It is
-// the SessionHost of the Relay (frames out, sessions closed) and the Hooks
-// of the EventLoop (the tick drives timeouts; after each iteration it cuts
-// off slow consumers, flushes output and frees dead connections).
-//
-// Output batching: send_frame only appends to the connection's output ring
-// and puts the connection on the flush list; everything produced for one
-// connection during one iteration leaves in one writev at its end.
+// The Server is the EventLoop's Hooks: the tick drives idle and linger
+// timeouts, signals start the shutdown, and after each iteration dead
+// connections are reaped. Under systemd (Type=notify) it reports readiness,
+// stopping and a status line through ServiceNotifier.
 #pragma once
 
 #include <cstdint>
@@ -17,36 +15,33 @@
 
 #include "connection.h"
 #include "event_loop.h"
+#include "http_endpoint.h"
+#include "metrics.h"
+#include "notify.h"
 #include "options.h"
 #include "relay.h"
 
-class Server final : public EventLoop::Hooks, public SessionHost {
+class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
    public:
     explicit Server(const ServerOptions& options);
     ~Server() override;
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    // Opens the listeners, the signalfd and the loop. On failure logs why
-    // and returns false.
+    // Opens the listeners, the signal watch and the loop. On failure logs
+    // why and returns false.
     bool start();
     // Runs until SIGINT/SIGTERM and a graceful shutdown. Returns the exit
     // status: 0 after a graceful shutdown, 1 on a fatal error.
     int run();
 
-    // SessionHost
-    void send_frame(Session& to, const uint8_t* prefix, size_t prefix_len, const uint8_t* data,
-                    size_t data_len) override;
-    void close_session(Session& session, CloseReason reason) override;
-    const char* describe(const Session& session) override;
-
     // EventLoop::Hooks
     void on_tick(uint64_t now_ms) override;
+    void on_signal(int signo) override;
     void after_iteration(uint64_t now_ms) override;
 
-    // Called by Connection.
-    void on_connection_events(Connection& conn, uint32_t events);
-    void on_connection_resume(Connection& conn);
+    // HttpEndpoint::Handler: /metrics and /healthz.
+    bool on_http_get(const std::string& path, HttpResponse* out) override;
 
    private:
     class Listener final : public EventHandler {
@@ -60,53 +55,37 @@ class Server final : public EventLoop::Hooks, public SessionHost {
         Server& server_;
         int fd_;
     };
-    class SignalHandler final : public EventHandler {
-       public:
-        explicit SignalHandler(Server& server) : server_(server) {}
-        void on_events(uint32_t) override { server_.on_signal(); }
-
-       private:
-        Server& server_;
-    };
 
     static constexpr size_t kMaxListeners = 8;
 
+    bool apply_fd_limit();
     void accept_connections(Listener& listener);
     void refuse_over_emfile(Listener& listener);
-    void on_signal();
     void begin_shutdown();
-
-    void read_input(Connection& conn);
-    void discard_input(Connection& conn);
-    size_t process_frames(Connection& conn);
-    void flush_output(Connection& conn);
-    // The one transition function; see connection.h. flush: let pending
-    // output (and a v2 BYE) reach the peer before closing.
-    void close_connection(Connection& conn, CloseReason reason, bool flush);
-    void kill_connection(Connection& conn);
-    void output_sent(Connection& conn);
     void reap();
+    void report_status(uint64_t now_ms);
+    bool start_metrics();
+    void render_metrics(std::string& out, MetricsText::Form form) const;
 
     ServerOptions options_;
     EventLoop loop_;
     std::unique_ptr<Relay> relay_;
+    std::unique_ptr<ConnectionContext> connections_;
     std::unique_ptr<Listener> listeners_[kMaxListeners];
     size_t listener_count_ = 0;
-    SignalHandler signal_handler_{*this};
-    int signal_fd_ = -1;
     int spare_fd_ = -1;  // reserved so that EMFILE can still be answered
+    ServiceNotifier notifier_;
+    std::unique_ptr<HttpEndpoint> metrics_;
+    uint64_t status_sent_ms_ = 0;
+    uint64_t status_connections_ = UINT64_MAX;  // what the last STATUS= said
+    uint64_t status_devices_ = UINT64_MAX;
 
-    IntrusiveList<Connection, LifecycleTag> idle_;    // open, LRU order
-    IntrusiveList<Connection, LifecycleTag> linger_;  // draining/half_closed
-    IntrusiveList<Connection, LifecycleTag> reap_;    // dead
-    IntrusiveList<Connection, FlushTag> flush_;       // output queued
-    IntrusiveList<Connection, CutoffTag> cutoff_;     // over the output cap
-
-    uint8_t* scratch_ = nullptr;  // max_frame bytes: wrapped payloads, discards
     uint64_t next_session_id_ = 1;
+    uint64_t accepted_ = 0;
+    uint64_t refused_max_conns_ = 0;
+    uint64_t refused_no_fds_ = 0;
     uint32_t live_connections_ = 0;
     uint32_t max_conns_ = 0;
-    uint32_t in_ring_max_ = 0;
     bool accept_paused_ = false;
     bool at_conn_limit_ = false;
     bool out_of_fds_ = false;

@@ -247,11 +247,9 @@ static void test_parse_replies(void **state)
     assert_int_equal(m.version, 2);
     assert_int_equal(m.max_frame, 65536);
     assert_int_equal(m.idle_timeout_s, 300);
-    /* A shorter HELLO reply is a reply without a grant. */
-    for (size_t n = 2; n < sizeof grant; n++) {
-        parse_message(grant, n, P2P_PARSE_OK, &m);
-        assert_false(m.has_hello_grant);
-    }
+    /* A successful HELLO reply without all of its grant is malformed. */
+    for (size_t n = 2; n < sizeof grant; n++)
+        parse_message(grant, n, P2P_PARSE_MALFORMED, &m);
     const uint8_t refused[] = {0x88, 0x04};
     parse_message(refused, sizeof refused, P2P_PARSE_OK, &m);
     assert_int_equal(m.status, 4);

@@ -3,11 +3,12 @@
 //
 // What is checked: dispatch of a readable fd to its handler with the epoll
 // mask; defer() leading to on_resume() in the next iteration without new
-// readiness and without the loop sleeping; cancel_defer(), also from inside
-// a batch; the order within one iteration (events, then resumes, then
-// after_iteration) and one now_ms() per iteration; the periodic tick; stop()
-// from any hook ending run(); a signal interrupting epoll_wait not being an
-// error; and the ownership rule the loop relies on: it never frees a handler
+// readiness and without the loop sleeping; cancel(), also from inside a
+// batch; the order within one iteration (events, then resumes, then
+// iteration-end calls, then after_iteration) and one now_ms() per
+// iteration; on_iteration_end() once per request; signals through
+// watch_signals(); the periodic tick; stop() from any hook ending run(); a
+// signal interrupting epoll_wait not being an error; and the ownership rule the loop relies on: it never frees a handler
 // and has no stale-event guard, so a handler closed by another handler in
 // the same batch still gets the events already fetched for it, and it is
 // the owner's job to keep it alive until after_iteration() (STYLE.md,
@@ -92,6 +93,7 @@ struct Hooks : EventLoop::Hooks {
     int iterations = 0;  // completed iterations
     std::vector<uint64_t> tick_now;
     std::vector<uint64_t> after_now;
+    std::vector<int> signals;
     std::function<void(Hooks&)> tick_fn;
     std::function<void(Hooks&)> after_fn;
 
@@ -100,6 +102,11 @@ struct Hooks : EventLoop::Hooks {
         tick_now.push_back(now);
         if (trace) trace->push_back("tick");
         if (tick_fn) tick_fn(*this);
+    }
+    void on_signal(int signo) override {
+        signals.push_back(signo);
+        if (trace) trace->push_back("signal");
+        loop->stop();
     }
     void after_iteration(uint64_t now) override {
         ++iterations;
@@ -124,8 +131,10 @@ struct Probe : EventHandler {
     std::vector<int> event_iters;
     std::vector<int> resume_iters;
     std::vector<uint64_t> now_seen;
+    int ends = 0;
     std::function<void(Probe&)> ev_fn;
     std::function<void(Probe&)> res_fn;
+    std::function<void(Probe&)> end_fn;
 
     Probe(const char* n, Hooks& h, EventLoop& l, std::vector<std::string>* t = nullptr)
         : name(n), hooks(&h), loop(&l), trace(t) {}
@@ -146,6 +155,11 @@ struct Probe : EventHandler {
         now_seen.push_back(loop->now_ms());
         if (trace) trace->push_back(name + ":resume");
         if (res_fn) res_fn(*this);
+    }
+    void on_iteration_end() override {
+        ++ends;
+        if (trace) trace->push_back(name + ":end");
+        if (end_fn) end_fn(*this);
     }
 };
 
@@ -186,7 +200,7 @@ void stop_at_tick(Hooks& h, int n) {
 
 // ---- poller ------------------------------------------------------------------
 
-void test_poller_add_modify_remove_wait(void**) {
+void test_poller_add_remove_wait(void**) {
     Poller p;
     assert_true(p.open());
     EventFd e;
@@ -203,9 +217,10 @@ void test_poller_add_modify_remove_wait(void**) {
     // Level-triggered: reported again until drained.
     assert_int_equal(p.wait(ev, 4, 0), 1);
 
-    // modify replaces the mask and the pointer; edge-triggered reports the
-    // pending readiness once, then not again without a new write.
-    assert_true(p.modify(e.fd, EPOLLIN | EPOLLET, &tag2));
+    // Registered again with another mask and pointer: edge-triggered reports
+    // the pending readiness once, then not again without a new write.
+    assert_true(p.remove(e.fd));
+    assert_true(p.add(e.fd, EPOLLIN | EPOLLET, &tag2));
     assert_int_equal(p.wait(ev, 4, 0), 1);
     assert_ptr_equal(ev[0].data.ptr, &tag2);
     assert_int_equal(p.wait(ev, 4, 0), 0);
@@ -220,9 +235,6 @@ void test_poller_add_modify_remove_wait(void**) {
     // Errors come back as false with errno.
     errno = 0;
     assert_false(p.remove(e.fd));
-    assert_int_equal(errno, ENOENT);
-    errno = 0;
-    assert_false(p.modify(e.fd, EPOLLIN, &tag1));
     assert_int_equal(errno, ENOENT);
     assert_true(p.add(e.fd, EPOLLIN, &tag1));
     errno = 0;
@@ -293,11 +305,12 @@ void test_readable_fd_dispatched(void**) {
     assert_int_equal(r.hooks.iterations, a.event_iters.back());  // after_iteration ran
 
     // run() again after stop(): the next readiness is dispatched as well;
-    // a modified handler pointer is honoured.
+    // a handler registered anew for the fd is honoured.
     Probe c("c", r.hooks, r.loop);
     c.fd = ready.fd;
     c.ev_fn = [](Probe& p) { p.loop->stop(); };
-    assert_true(r.loop.modify(ready.fd, EPOLLIN | EPOLLET, &c));
+    assert_true(r.loop.remove(ready.fd));
+    assert_true(r.loop.add(ready.fd, EPOLLIN | EPOLLET, &c));
     ready.signal();
     assert_true(r.loop.run());
     assert_int_equal(c.events, 1);
@@ -406,10 +419,10 @@ void test_cancel_defer(void**) {
         stop_at_tick(r.hooks, 1);
         Probe p("p", r.hooks, r.loop);
         r.loop.defer(p);
-        EventLoop::cancel_defer(p);
-        EventLoop::cancel_defer(p);  // twice: harmless
+        EventLoop::cancel(p);
+        EventLoop::cancel(p);  // twice: harmless
         Probe never("never", r.hooks, r.loop);
-        EventLoop::cancel_defer(never);  // never deferred: harmless
+        EventLoop::cancel(never);  // never deferred: harmless
         assert_true(r.loop.run());
         assert_int_equal(p.resumes, 0);
         assert_int_equal(r.hooks.ticks, 1);
@@ -425,7 +438,7 @@ void test_cancel_defer(void**) {
         Probe killer("killer", r.hooks, r.loop);
         killer.fd = e.fd;
         killer.ev_fn = [&victim](Probe& self) {
-            EventLoop::cancel_defer(victim);
+            EventLoop::cancel(victim);
             self.loop->stop();
         };
         assert_true(r.loop.add(e.fd, EPOLLIN | EPOLLET, &killer));
@@ -452,7 +465,7 @@ void test_cancel_defer(void**) {
                 events_seen = doomed->events;
                 assert_int_equal(doomed->resumes, 0);
                 assert_true(h.loop->remove(e.fd));
-                EventLoop::cancel_defer(*doomed);
+                EventLoop::cancel(*doomed);
                 doomed.reset();  // the owner frees it, at the safe point
             }
         };
@@ -575,7 +588,7 @@ void test_closed_in_same_batch_still_delivered(void**) {
         close(other_fd.fd);
         other_fd.fd = -1;
         other.closed = true;
-        EventLoop::cancel_defer(other);
+        EventLoop::cancel(other);
     };
     a->ev_fn = close_other;
     b->ev_fn = close_other;
@@ -605,6 +618,59 @@ void test_closed_in_same_batch_still_delivered(void**) {
     assert_true((a ? a.get() : b.get()) == first);
 }
 
+
+// at_iteration_end(): called after the batch and the resumes, before
+// after_iteration, once however often it was asked for; a handler may ask
+// again (or for another) from its own call and is called again in the same
+// iteration; cancel() withdraws the request.
+void test_iteration_end(void**) {
+    Rig r(2000);
+    r.hooks.tick_fn = [](Hooks& h) { h.loop->stop(); };
+    r.hooks.trace = &r.trace;
+    EventFd e;
+    Probe a("a", r.hooks, r.loop, &r.trace), b("b", r.hooks, r.loop, &r.trace);
+    Probe c("c", r.hooks, r.loop, &r.trace), gone("gone", r.hooks, r.loop, &r.trace);
+    a.fd = e.fd;
+    a.ev_fn = [&](Probe& self) {
+        self.loop->at_iteration_end(self);
+        self.loop->at_iteration_end(self);  // twice: once
+        self.loop->at_iteration_end(gone);
+        EventLoop::cancel(gone);            // withdrawn before the end
+    };
+    a.end_fn = [&](Probe& self) {
+        if (self.ends == 1) self.loop->at_iteration_end(b);  // another, from inside
+    };
+    b.end_fn = [&](Probe& self) {
+        if (self.ends == 1) self.loop->at_iteration_end(self);  // itself again
+    };
+    c.res_fn = [&](Probe& self) { self.loop->at_iteration_end(self); };
+    r.hooks.after_fn = [](Hooks& h) { h.loop->stop(); };
+    assert_true(r.loop.add(e.fd, EPOLLIN | EPOLLET, &a));
+    r.loop.defer(c);
+    e.signal();
+    assert_true(r.loop.run());
+    assert_string_equal(r.joined().c_str(), "a:ev c:resume a:end c:end b:end b:end after");
+    assert_int_equal(gone.ends, 0);
+    assert_int_equal(r.hooks.iterations, 1);
+}
+
+// watch_signals(): a watched signal is blocked and arrives through the loop
+// as on_signal(signo), after the events of its batch, never asynchronously.
+void test_watch_signals(void**) {
+    Rig r(2000);
+    r.hooks.tick_fn = [](Hooks& h) { h.loop->stop(); };
+    const int sigs[] = {SIGUSR2};
+    assert_true(r.loop.watch_signals(sigs, 1));
+    sigset_t blocked;
+    assert_int_equal(sigprocmask(SIG_BLOCK, nullptr, &blocked), 0);
+    assert_true(sigismember(&blocked, SIGUSR2));
+    assert_int_equal(raise(SIGUSR2), 0);  // pending, not delivered
+    assert_true(r.loop.run());
+    assert_int_equal(r.hooks.signals.size(), 1);
+    assert_int_equal(r.hooks.signals[0], SIGUSR2);
+    assert_int_equal(r.hooks.ticks, 0);
+}
+
 }  // namespace
 
 int main(void) {
@@ -614,7 +680,7 @@ int main(void) {
     sigaction(SIGALRM, &sa, nullptr);
 #define T(fn) cmocka_unit_test_setup_teardown(fn, arm_watchdog, disarm_watchdog)
     const struct CMUnitTest tests[] = {
-        T(test_poller_add_modify_remove_wait),
+        T(test_poller_add_remove_wait),
         T(test_poller_wait_eintr_returns_zero),
         T(test_readable_fd_dispatched),
         T(test_event_mask_passed_through),
@@ -626,6 +692,8 @@ int main(void) {
         T(test_tick_over_one_second),
         T(test_run_survives_eintr),
         T(test_closed_in_same_batch_still_delivered),
+        T(test_iteration_end),
+        T(test_watch_signals),
     };
 #undef T
     return cmocka_run_group_tests(tests, nullptr, nullptr);

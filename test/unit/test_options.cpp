@@ -1,0 +1,155 @@
+// test_options.cpp - unit tests for src/server/options.{h,cpp}: the
+// documented defaults (p2pServer(8)), every option's range at both ends and
+// just beyond, the port given either way, and the rule that the output cap
+// holds the largest frame the server can produce. The black-box test of the
+// same command line through the real binary is test/integration/
+// test_server_cli.c; this one checks the values that reach the server.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "options.h"
+#include "protocol.h"
+
+extern "C" {
+#include <cmocka.h>
+}
+
+namespace {
+
+// Parses {"p2pServer", args...} into *out (fresh defaults).
+ParseResult parse(std::initializer_list<const char*> args, ServerOptions* out) {
+    std::vector<std::string> store{"p2pServer"};
+    for (const char* a : args) store.emplace_back(a);
+    std::vector<char*> argv;
+    for (std::string& s : store) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    *out = ServerOptions{};
+    return parse_options(static_cast<int>(store.size()), argv.data(), out);
+}
+
+void expect_ok(std::initializer_list<const char*> args, ServerOptions* out) {
+    assert_int_equal(static_cast<int>(parse(args, out)), static_cast<int>(ParseResult::run));
+}
+
+void expect_usage(std::initializer_list<const char*> args) {
+    ServerOptions o;
+    assert_int_equal(static_cast<int>(parse(args, &o)), static_cast<int>(ParseResult::usage_error));
+}
+
+void test_defaults(void**) {
+    ServerOptions o;
+    expect_ok({"4040"}, &o);
+    assert_int_equal(o.port, 4040);
+    assert_true(o.bind_address.empty());
+    assert_int_equal(o.idle_timeout_s, 300);
+    assert_int_equal(o.max_frame, 65536);
+    assert_int_equal(o.max_conns, 100000);
+    assert_int_equal(o.max_output, 4u << 20);
+    assert_int_equal(o.max_subs, 4096);
+    assert_int_equal(static_cast<int>(o.log_level), static_cast<int>(LogLevel::info));
+}
+
+void test_port(void**) {
+    ServerOptions o;
+    expect_ok({"1"}, &o);
+    assert_int_equal(o.port, 1);
+    expect_ok({"65535"}, &o);
+    assert_int_equal(o.port, 65535);
+    expect_ok({"--port", "4041"}, &o);
+    assert_int_equal(o.port, 4041);
+    expect_ok({"--bind", "127.0.0.1", "--port=4042"}, &o);
+    assert_int_equal(o.port, 4042);
+    assert_string_equal(o.bind_address.c_str(), "127.0.0.1");
+    for (const char* bad : {"0", "65536", "-1", "+5", "40x", "", " 4040", "99999999999999999999"})
+        expect_usage({bad});
+    expect_usage({});                          // missing
+    expect_usage({"4040", "4041"});            // two
+    expect_usage({"--port", "4040", "4041"});  // both ways
+    expect_usage({"--bind", "", "4040"});
+}
+
+void test_ranges(void**) {
+    ServerOptions o;
+    expect_ok({"--idle-timeout", "0", "--max-frame", "256", "--max-conns", "1", "--max-subs", "1",
+               "4040"},
+              &o);
+    assert_int_equal(o.idle_timeout_s, 0);
+    assert_int_equal(o.max_frame, 256);
+    assert_int_equal(o.max_conns, 1);
+    assert_int_equal(o.max_subs, 1);
+    expect_ok({"--idle-timeout", "604800", "--max-frame", "16777216", "--max-conns", "10000000",
+               "--max-subs", "1000000", "--max-output", "1073741824", "4040"},
+              &o);
+    assert_int_equal(o.idle_timeout_s, 604800);
+    assert_int_equal(o.max_frame, 16u << 20);
+    assert_int_equal(o.max_conns, 10000000);
+    assert_int_equal(o.max_subs, 1000000);
+    assert_int_equal(o.max_output, 1u << 30);
+    expect_usage({"--idle-timeout", "604801", "4040"});
+    expect_usage({"--max-frame", "255", "4040"});
+    expect_usage({"--max-frame", "16777217", "4040"});
+    expect_usage({"--max-conns", "0", "4040"});
+    expect_usage({"--max-conns", "10000001", "4040"});
+    expect_usage({"--max-subs", "0", "4040"});
+    expect_usage({"--max-output", "1023", "4040"});
+    expect_usage({"--max-output", "1073741825", "4040"});
+    expect_usage({"--max-frame", "4040"});  // the value eaten, PORT missing
+    expect_usage({"4040", "--max-frame"});  // no value
+    expect_usage({"--no-such-option", "4040"});
+}
+
+void test_log_levels(void**) {
+    ServerOptions o;
+    const std::pair<const char*, LogLevel> levels[] = {{"error", LogLevel::error},
+                                                       {"warn", LogLevel::warn},
+                                                       {"warning", LogLevel::warn},
+                                                       {"info", LogLevel::info},
+                                                       {"debug", LogLevel::debug}};
+    for (const auto& l : levels) {
+        expect_ok({"--log-level", l.first, "4040"}, &o);
+        assert_int_equal(static_cast<int>(o.log_level), static_cast<int>(l.second));
+    }
+    expect_usage({"--log-level", "verbose", "4040"});
+    expect_usage({"--log-level", "INFO", "4040"});
+}
+
+// The output cap must hold the largest frame the server can send: raised
+// silently when only --max-frame was given, an error when both were.
+void test_output_cap_holds_a_frame(void**) {
+    ServerOptions o;
+    uint32_t largest = (16u << 20) + P2P_SERVER_FRAME_SLACK + P2P_FRAME_HEADER_SIZE;
+    expect_ok({"--max-frame", "16777216", "4040"}, &o);
+    assert_int_equal(o.max_output, largest);
+    expect_ok({"--max-frame", "1000", "--max-output", "1260", "4040"}, &o);
+    assert_int_equal(o.max_output, 1260);
+    expect_usage({"--max-frame", "1000", "--max-output", "1259", "4040"});
+    expect_usage({"--max-output", "4194304", "--max-frame", "16777216", "4040"});
+}
+
+void test_help_and_version(void**) {
+    ServerOptions o;
+    assert_int_equal(static_cast<int>(parse({"--help"}, &o)), static_cast<int>(ParseResult::exit_ok));
+    assert_int_equal(static_cast<int>(parse({"-h", "bad"}, &o)), static_cast<int>(ParseResult::exit_ok));
+    assert_int_equal(static_cast<int>(parse({"--version"}, &o)), static_cast<int>(ParseResult::exit_ok));
+    assert_int_equal(static_cast<int>(parse({"-V"}, &o)), static_cast<int>(ParseResult::exit_ok));
+}
+
+}  // namespace
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_port),
+        cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_output_cap_holds_a_frame),
+        cmocka_unit_test(test_help_and_version),
+    };
+    return cmocka_run_group_tests(tests, nullptr, nullptr);
+}
