@@ -1,6 +1,6 @@
 """Servers that lie, stall or trickle, played by ScriptedServer.
 
-* A HELLO reply's max_frame is checked (nonsense is a protocol error) and
+* A HELLO grant is checked (nonsense is a protocol error) and its max_frame
   clamped to the client's max_frame_limit, which also bounds every frame the
   client accepts.
 * A server that stops reading, or reads a byte every 100 ms, cannot hold a
@@ -67,22 +67,47 @@ class MaxFrameTest(unittest.TestCase):
         self.addCleanup(c.close)
         return c
 
-    def test_nonsense_max_frame_is_a_protocol_error(self):
-        # 0xFFFFFFFF would wrap a u32 limit with the DELIVER slack; 0 and
-        # 255 could not carry a REGISTER of the longest id.
-        for lie in (0xFFFFFFFF, 0xFFFFFF00, 0, 255):
-            with self.subTest(max_frame=lie), ScriptedServer(
-                    lambda s, n, lie=lie: answer_requests(
-                        s, HANDSHAKE, grant(lie))) as srv:
+    def test_a_nonsense_grant_is_a_protocol_error(self):
+        # As the C client judges it: a max_frame leaving no room for any
+        # request with data, a version that was not asked for, a success
+        # without the grant.
+        lies = [(b"max_frame %d" % m, codec.encode_hello_reply(2, m, 300))
+                for m in (0, 1)]
+        lies += [(b"version %d" % v, codec.encode_hello_reply(v, 65536, 300))
+                 for v in (0, 3)]
+        lies.append((b"without its grant", b"\x88\x01\x02"))
+        for what, reply in lies:
+            with self.subTest(lie=what), ScriptedServer(
+                    lambda s, n, r=reply: self.answer_hello_with(s, r)) \
+                    as srv:
                 with self.assertRaises(ConnectError) as caught:
                     self.client(srv.port)
-                self.assertIn("max_frame %d" % lie, str(caught.exception))
+                self.assertIn(what.decode(), str(caught.exception))
                 self.assertIsInstance(caught.exception.__cause__,
                                       ProtocolError)
 
+    @staticmethod
+    def answer_hello_with(sock, reply):
+        """Answer the client's HELLO with ``reply`` and its HEARTBEAT with
+        status 1, then wait for the client to leave."""
+        answered = 0
+        decoder = codec.FrameDecoder(1 << 20)
+        while answered < HANDSHAKE:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for p in decoder.feed(data):
+                req = codec.parse_request(p)
+                sock.sendall(codec.frame(
+                    reply if req.command == protocol.CMD_HELLO else
+                    codec.encode_reply(req.command, protocol.STATUS_OK)))
+                answered += 1
+        while sock.recv(65536):
+            pass
+
     def test_extremes_that_make_sense_are_taken(self):
-        for max_frame, want in ((256, 256),
-                                (0xFFFFFEFF, 16 * 1024 * 1024)):
+        for max_frame, want in ((2, 2), (0xFFFFFEFF, 16 * 1024 * 1024),
+                                (0xFFFFFFFF, 16 * 1024 * 1024)):
             with self.subTest(max_frame=max_frame), ScriptedServer(
                     lambda s, n, m=max_frame: answer_until_eof(
                         s, grant(m))) as srv:
@@ -132,8 +157,9 @@ class MaxFrameTest(unittest.TestCase):
             # A frame above limit + 256 from the server: protocol error.
             self.assertTrue(c.wait_for_state(CLOSED, 10))
             self.assertIsInstance(c.last_error, ProtocolError)
-        with self.assertRaises(ValueError):
-            Client("127.0.0.1", 1, max_frame_limit=255, connect=False)
+        for bad in (255, (1 << 30) + 1):
+            with self.assertRaises(ValueError):
+                Client("127.0.0.1", 1, max_frame_limit=bad, connect=False)
 
     def test_v1_server_frames_are_bounded_by_the_limit_too(self):
         def v1(sock, n):

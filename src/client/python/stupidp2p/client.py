@@ -38,10 +38,11 @@ followed by REGISTER and SUBSCRIBE for the id and subscriptions the client
 held before, all in one write.  A v2 server answers HELLO first; an original
 (v1-only) server ignores HELLO, so the HEARTBEAT reply comes first and the
 session stays v1.  The connection is reported CONNECTED only after the id
-and subscriptions are restored.  The server's ``max_frame`` is checked
-(values no server could mean are a protocol error) and clamped to the
-client's ``max_frame_limit``, which also bounds every frame the client
-accepts, so a server cannot make it buffer more than that for one frame.
+and subscriptions are restored.  The HELLO grant is checked (a version
+not asked for, or a max_frame below 2, is a protocol error) and its
+max_frame clamped to the client's ``max_frame_limit``, which also bounds
+every frame the client accepts, so a server cannot make it buffer more than
+that for one frame.
 
 Reconnect backoff spans connections: the attempt counter restarts only after
 a connection has stayed up for ``stable_time``.  A v1 server closes the
@@ -105,11 +106,12 @@ DEFAULT_MAX_FRAME_LIMIT = 16 * 1024 * 1024
 DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 """Default ``queue_bytes``: twice the default ``max_frame_limit``."""
 
-# The advertised max_frame must let a client register the longest id, and
-# the server's own frames (up to max_frame + the DELIVER slack) must fit the
-# u32 length field.  Outside that range it is not a frame size at all.
-_MIN_SERVER_MAX_FRAME = 1 + P.ID_MAX
-_MAX_SERVER_MAX_FRAME = 0xFFFFFFFF - P.SERVER_FRAME_SLACK
+# A server's max_frame below this leaves no room for any request with data:
+# nonsense, as the C client judges it too.  Above max_frame_limit it is
+# clamped.
+_MIN_SERVER_MAX_FRAME = 2
+# The range of max_frame_limit, as the C client's.
+_FRAME_LIMIT_RANGE = (1 + P.ID_MAX, 1 << 30)
 
 _RECV_CHUNK = 256 * 1024
 
@@ -383,10 +385,10 @@ class Client:
             raise ValueError("queue_size must be at least 1")
         if queue_bytes < 1:
             raise ValueError("queue_bytes must be at least 1")
-        if not _MIN_SERVER_MAX_FRAME <= max_frame_limit \
-                <= _MAX_SERVER_MAX_FRAME:
+        if not _FRAME_LIMIT_RANGE[0] <= max_frame_limit \
+                <= _FRAME_LIMIT_RANGE[1]:
             raise ValueError("max_frame_limit must be %d to %d"
-                             % (_MIN_SERVER_MAX_FRAME, _MAX_SERVER_MAX_FRAME))
+                             % _FRAME_LIMIT_RANGE)
         if max_quick_closes < 0:
             raise ValueError("max_quick_closes must be 0 or more")
         if version not in (P.VERSION_1, P.VERSION_2):
@@ -939,7 +941,8 @@ class Client:
         """Take what a HELLO reply grants; 88 04 leaves the session v1.
 
         Raises:
-            ProtocolError: a version or max_frame no server could mean.
+            ProtocolError: a version this client did not ask for, or a
+                max_frame too small for any request with data.
         """
         grant = reply.grant
         if reply.status != P.STATUS_OK or grant is None:
@@ -947,12 +950,9 @@ class Client:
         if not P.VERSION_1 <= grant.version <= self.version:
             raise ProtocolError("HELLO granted version %d; %d was asked for"
                                 % (grant.version, self.version))
-        if not _MIN_SERVER_MAX_FRAME <= grant.max_frame \
-                <= _MAX_SERVER_MAX_FRAME:
-            raise ProtocolError("HELLO reply: max_frame %d is not a frame "
-                                "size (%d to %d)"
-                                % (grant.max_frame, _MIN_SERVER_MAX_FRAME,
-                                   _MAX_SERVER_MAX_FRAME))
+        if grant.max_frame < _MIN_SERVER_MAX_FRAME:
+            raise ProtocolError("HELLO reply: max_frame %d leaves no room "
+                                "for any request" % grant.max_frame)
         conn.max_frame = min(grant.max_frame, self.max_frame_limit)
         if conn.max_frame < grant.max_frame:
             log.info("server %s:%d allows frames of %d bytes; this client "

@@ -268,7 +268,7 @@ class HelloGrant(NamedTuple):
 
 class Reply(NamedTuple):
     """``[cmd|0x80][status][...]``: ``command`` has bit 7 cleared; ``grant``
-    is set for a HELLO reply with status 1 and all 11 bytes."""
+    is set for a HELLO reply with status 1."""
 
     command: int
     status: int
@@ -311,9 +311,10 @@ def parse_message(payload: bytes) -> ServerMessage:
     """Classify and split a non-empty payload from the server.
 
     Raises:
-        ProtocolError: a reply without its status, a DELIVER or PRESENCE
-            whose id is empty or overruns the payload, a BYE without its
-            reason, or an empty payload.
+        ProtocolError: a reply without its status, a successful HELLO reply
+            shorter than its 11 bytes, a DELIVER or PRESENCE whose id is
+            empty or overruns the payload, a BYE without its reason, or an
+            empty payload.
     """
     n = len(payload)
     if n == 0:
@@ -325,8 +326,11 @@ def parse_message(payload: bytes) -> ServerMessage:
             raise ProtocolError("reply 0x%02x without a status"
                                 % (cmd | P.REPLY_BIT))
         status = payload[1]
-        if cmd == P.CMD_HELLO and status == P.STATUS_OK \
-                and n >= P.HELLO_REPLY_SIZE:
+        if cmd == P.CMD_HELLO and status == P.STATUS_OK:
+            # A successful HELLO reply carries the grant: all 11 bytes.
+            if n < P.HELLO_REPLY_SIZE:
+                raise ProtocolError("HELLO reply of %d bytes without its "
+                                    "grant" % n)
             return Reply(cmd, status,
                          HelloGrant._make(_GRANT.unpack_from(payload, 2)))
         return Reply(cmd, status)
