@@ -116,7 +116,7 @@ class _Inbox:
         while True:
             try:
                 chunk = os.read(self._fd, 65536)
-            except OSError as exc:
+            except OSError as exc:  # EBADF for fd -1: no standard input
                 _say("p2pchat: reading standard input: %s" % exc)
                 chunk = b""
             if not chunk:
@@ -247,8 +247,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--me and --peer must differ")
 
     # What the terminal's encoding cannot show is escaped, not an error.
-    sys.stdout.reconfigure(errors="backslashreplace")  # type: ignore
-    inbox = _Inbox(sys.stdin.fileno())
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+    inbox = _Inbox(sys.stdin.fileno() if sys.stdin is not None else -1)
 
     def on_presence(device: str, online: bool) -> None:
         if device == args.peer:
