@@ -4,12 +4,18 @@
 #   make test            builds and runs every test (installs CMocka if it can)
 #   make SANITIZE=address,undefined test   the same under sanitizers, built in
 #                        build/san-*/ so the normal build is left alone
+#   make install         p2pServer, p2pClient, libstupidp2p.a, the headers,
+#                        the man pages and stupidp2p.pc under
+#                        $(DESTDIR)$(PREFIX) (default /usr/local)
+#   make uninstall       removes exactly what install put there
 #   make clean
 #
 # CC/CXX/CFLAGS/CXXFLAGS/LDFLAGS/PREFIX/DESTDIR may be overridden. Objects are
 # rebuilt when the flags change (build/.../flags).
 
 comma := ,
+# The project's one version, for the server, the library and the .pc file.
+VERSION  := $(shell cat VERSION)
 CC       ?= cc
 CXX      ?= g++
 AR       ?= ar
@@ -19,7 +25,7 @@ WARN      := -Wall -Wextra -Werror -Wshadow
 CWARN     := $(WARN) -Wconversion
 CXXWARN   := $(WARN) -Wconversion -Wold-style-cast
 OPT       ?= -O2 -g
-CPPFLAGS  += -Isrc/common -Iinclude -MMD -MP
+CPPFLAGS  += -Isrc/common -Iinclude -MMD -MP -DP2P_VERSION=\"$(VERSION)\"
 CFLAGS    ?= $(OPT)
 CXXFLAGS  ?= $(OPT)
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(CWARN)
@@ -57,10 +63,17 @@ CLI_SRC     := $(wildcard src/client/cli/*.c)
 SUPPORT_SRC := $(wildcard test/support/*.c)
 UNIT_SRC    := $(wildcard test/unit/*.cpp) $(wildcard test/unit/*.c) $(wildcard test/unit/relay/test_*.cpp)
 INTEG_SRC   := $(wildcard test/integration/*.c)
+FUZZERS     := codec relay
 CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
+# libstupidp2p.a takes the codec only for now: the AUTH crypto (sha256,
+# hmac_sha256, auth_proof) joins it with the client's AUTH support, together
+# with its p2p_* names in test/client/lib_symbols.sh. Test programs that
+# link the library get the crypto objects directly (test/support/auth.c).
+LIB_COMMON_OBJ := $(call obj,src/common/codec.c)
+CRYPTO_OBJ  := $(filter-out $(LIB_COMMON_OBJ),$(COMMON_OBJ))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))
 CLI_OBJ     := $(call obj,$(CLI_SRC))
@@ -73,7 +86,8 @@ LIBP2P  := $(OUT)/libstupidp2p.a
 UNIT_BIN    := $(patsubst test/unit/%,$(BUILD)/test/unit/%,$(basename $(UNIT_SRC)))
 INTEG_BIN   := $(patsubst test/integration/%.c,$(BUILD)/test/integration/%,$(INTEG_SRC))
 CLIENTT_BIN := $(patsubst test/client/%.c,$(BUILD)/test/client/%,$(CLIENTT_SRC))
-TEST_BIN    := $(UNIT_BIN) $(INTEG_BIN) $(CLIENTT_BIN)
+FUZZ_REPLAY_BIN := $(patsubst %,$(BUILD)/test/fuzz/fuzz_%,$(FUZZERS))
+TEST_BIN    := $(UNIT_BIN) $(INTEG_BIN) $(CLIENTT_BIN) $(FUZZ_REPLAY_BIN)
 
 ALL := $(SERVER)
 ifneq ($(CLIENT_SRC),)
@@ -83,7 +97,7 @@ ifneq ($(CLI_SRC),)
 ALL += $(CLIENT)
 endif
 
-.PHONY: all test test-deps tests clean
+.PHONY: all test test-deps tests clean install uninstall fuzz
 .DEFAULT_GOAL := all
 all: $(ALL)
 
@@ -114,7 +128,7 @@ $(SERVER): $(SERVER_OBJ) $(COMMON_OBJ)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) $(LDFLAGS) $(SERVER_LDFLAGS) -o $@ $^
 
-$(LIBP2P): $(CLIENT_OBJ) $(COMMON_OBJ)
+$(LIBP2P): $(CLIENT_OBJ) $(LIB_COMMON_OBJ)
 	@mkdir -p $(@D)
 	rm -f $@
 	$(AR) rcs $@ $^
@@ -130,22 +144,36 @@ $(CLIENT): $(CLI_OBJ) $(LIBP2P)
 sobj = $(patsubst %,$(BUILD)/src/server/%.cpp.o,$(1))
 cobj = $(patsubst %,$(BUILD)/src/common/%.c.o,$(1))
 UNIT_LINK_test_ring_buffer    := $(call sobj,ring_buffer)
-UNIT_LINK_test_id_table       := $(call sobj,hash)
+UNIT_LINK_test_id_table       := $(call sobj,hash os_random)
 UNIT_LINK_test_intrusive_list :=
 UNIT_LINK_test_event_loop     := $(call sobj,event_loop poller io log)
 UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call cobj,codec)
 UNIT_LINK_test_codec          := $(call cobj,codec)
+UNIT_LINK_test_sha256         := $(call cobj,sha256 hmac_sha256)
+UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
+UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
+                                 $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
-UNIT_LINK_test_devices        := $(call sobj,devices hash)
+UNIT_LINK_test_devices        := $(call sobj,devices hash os_random)
 UNIT_LINK_test_log            := $(call sobj,log)
-UNIT_LINK_test_connection     := $(call sobj,connection relay devices close_reason hash log \
-                                   event_loop poller io ring_buffer frame_reader) $(call cobj,codec)
+UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
+UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
+# The link against real nats-server processes (test/support/nats_cluster.c)
+# and fake servers in a thread of the test.
+UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \
+                                   event_loop poller log ring_buffer hash os_random) \
+                                 $(BUILD)/test/support/nats_cluster.c.o
+UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay devices close_reason hash log) $(call cobj,codec)
+RELAY_TEST_LINK := $(call sobj,relay relay_auth auth_table base64url devices close_reason hash os_random log) \
+                   $(call cobj,codec auth_proof sha256 hmac_sha256)
+# The connection's tests run the real relay over socketpairs.
+UNIT_LINK_test_connection     := $(call sobj,connection event_loop poller io ring_buffer \
+                                   frame_reader) $(RELAY_TEST_LINK)
 
 .SECONDEXPANSION:
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.cpp.o $$(UNIT_LINK_$$(notdir $$*))
@@ -160,8 +188,25 @@ $(BUILD)/test/unit/relay/%: $(BUILD)/test/unit/relay/%.cpp.o $(RELAY_TEST_LINK)
 $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
-$(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(LIBP2P)
+$(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(CRYPTO_OBJ) $(LIBP2P)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
+
+# Each fuzzing harness (test/fuzz/) linked with replay.c instead of
+# libFuzzer: `make test` feeds it every input of its checked-in corpus
+# (test/fuzz/corpus/NAME/, found from the program's name).
+FUZZ_LINK_codec := $(call cobj,codec)
+FUZZ_LINK_relay := $(RELAY_TEST_LINK)
+$(BUILD)/test/fuzz/replay.c.o: CPPFLAGS += -DFUZZ_CORPUS_ROOT=\"$(abspath test/fuzz/corpus)\"
+
+$(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_codec)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
+	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
+
+# The soak's load generator (scripts/soak.sh builds and runs it).
+$(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
 
 # Objects of test programs are kept, so that a second `make test` relinks
 # and recompiles nothing when nothing changed.
@@ -184,5 +229,82 @@ test: test-deps
 
 clean:
 	rm -rf build p2pServer p2pClient libstupidp2p.a
+
+# ---- fuzzing ---------------------------------------------------------------
+# `make fuzz [FUZZ_SECONDS=N]` builds each harness of test/fuzz/ with
+# clang's libFuzzer, ASan and UBSan in build/fuzz/ and runs it for N seconds
+# (default 60) on its checked-in corpus; what it finds new is kept in
+# build/fuzz/corpus-NAME/ (copy inputs worth keeping into
+# test/fuzz/corpus/NAME/), a crash in build/fuzz/crash-*.
+FUZZ_CC      ?= clang
+FUZZ_CXX     ?= clang++
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build/fuzz
+FUZZ_FLAGS   := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -MMD -MP \
+                -D_GNU_SOURCE -Isrc/common -Isrc/server -Iinclude -DP2P_VERSION=\"$(VERSION)\"
+fuzz_objs = $(patsubst %,$(FUZZ_BUILD)/%.o,$(1))
+FUZZ_BIN_codec := $(call fuzz_objs,test/fuzz/fuzz_codec.c src/common/codec.c)
+FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp \
+                    $(patsubst $(BUILD)/%.o,%,$(RELAY_TEST_LINK)))
+
+$(FUZZ_BUILD)/%.c.o: %.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -std=c11 -c -o $@ $<
+
+$(FUZZ_BUILD)/%.cpp.o: %.cpp $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -std=c++20 -fno-exceptions -fno-rtti -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: $$(FUZZ_BIN_$$*)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ $^
+
+fuzz: $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	    mkdir -p $(FUZZ_BUILD)/corpus-$$f && \
+	    echo "== fuzz_$$f for $(FUZZ_SECONDS) s" && \
+	    $(FUZZ_BUILD)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$f test/fuzz/corpus/$$f \
+	        2>$(FUZZ_BUILD)/fuzz_$$f.log || { tail -n 40 $(FUZZ_BUILD)/fuzz_$$f.log; exit 1; }; \
+	    grep -E 'DONE|stat::number_of_executed_units' \
+	        $(FUZZ_BUILD)/fuzz_$$f.log; \
+	done
+
+# ---- install ---------------------------------------------------------------
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PCDIR      ?= $(LIBDIR)/pkgconfig
+INSTALL    ?= install
+MAN_PAGES  := $(wildcard man/*.[0-9])
+HEADERS    := include/stupidp2p.h include/stupidP2P.h
+PC_FILE    := $(BUILD)/stupidp2p.pc
+
+$(PC_FILE): scripts/stupidp2p.pc.in VERSION $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# Every file install writes, so that uninstall removes exactly these.
+INSTALLED := $(addprefix $(DESTDIR)$(BINDIR)/,p2pServer p2pClient) \
+             $(DESTDIR)$(LIBDIR)/libstupidp2p.a \
+             $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(notdir $(HEADERS))) \
+             $(foreach m,$(MAN_PAGES),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
+             $(DESTDIR)$(PCDIR)/stupidp2p.pc
+
+install: $(SERVER) $(CLIENT) $(LIBP2P) $(PC_FILE)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PCDIR)
+	$(INSTALL) -m 755 $(SERVER) $(CLIENT) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 644 $(LIBP2P) $(DESTDIR)$(LIBDIR)/
+	$(INSTALL) -m 644 $(HEADERS) $(DESTDIR)$(INCLUDEDIR)/
+	$(foreach m,$(MAN_PAGES),$(INSTALL) -d $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m))) && \
+	    sed 's/^\.Os stupidP2P$$/.Os stupidP2P $(VERSION)/' $(m) \
+	        > $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)) && \
+	    chmod 644 $(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)) &&) true
+	$(INSTALL) -m 644 $(PC_FILE) $(DESTDIR)$(PCDIR)/
+
+uninstall:
+	rm -f $(INSTALLED)
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -104,13 +104,19 @@ const char *stupid_p2p_strerror(int32_t code);
 /* Connects to server_ip (a NUL-terminated IPv4 or IPv6 literal, or a host
  * name) on server_port, with default options. Returns a positive handle
  * once the first connection is made and negotiated, or NET_ERROR when it
- * cannot be made (BAD_PARAM for a bad address or port), leaking nothing.
- * Reconnection starts only after a successful init. */
+ * cannot be made (BAD_PARAM for a bad address or port), leaking nothing;
+ * stupid_p2p_connect_error(0) then says why. A host name is resolved
+ * within connect_timeout_ms. Reconnection starts only after a successful
+ * init. */
 int32_t stupid_p2p_init(const uint8_t *server_ip, const int32_t server_port);
 
 /* Closes the handle: wakes every call waiting on it (they return
  * STUPID_P2P_CLOSED), joins the background thread and frees everything,
- * including messages still queued. Unknown handles are ignored. */
+ * including messages still queued. Unknown handles are ignored. No
+ * callback of the handle runs once deinit has returned, also when it was
+ * called from one of them (the thread then stops dispatching, finishes
+ * and frees the handle itself after that callback returns). deinit never
+ * waits for a host name lookup: one in progress is abandoned. */
 void stupid_p2p_deinit(int32_t fd);
 
 /* REGISTER: binds the NUL-terminated device_id (1..255 bytes) to this
@@ -180,7 +186,8 @@ typedef enum {
 typedef enum {
     STUPID_P2P_CAUSE_NONE = 0,
     STUPID_P2P_CAUSE_TAKEN_OVER = 1,     /* another connection took our id;
-                                            the library forgets the id     */
+                                            the library takes it back after
+                                            a backoff (takeover_retries)   */
     STUPID_P2P_CAUSE_IDLE_TIMEOUT = 2,
     STUPID_P2P_CAUSE_SLOW_CONSUMER = 3,
     STUPID_P2P_CAUSE_SERVER_SHUTDOWN = 4,
@@ -190,9 +197,15 @@ typedef enum {
     STUPID_P2P_CAUSE_EOF = 16,           /* closed without a word           */
     STUPID_P2P_CAUSE_IO_ERROR = 17,      /* reset, or another socket error  */
     STUPID_P2P_CAUSE_HEARTBEAT_LOST = 18,/* heartbeats went unanswered      */
-    STUPID_P2P_CAUSE_BAD_FRAME = 19,     /* the server sent something wrong */
+    STUPID_P2P_CAUSE_BAD_FRAME = 19,     /* the server sent something wrong:
+                                            malformed, over max_frame_limit,
+                                            a nonsense HELLO grant         */
     STUPID_P2P_CAUSE_CONNECT_FAILED = 20,/* a reconnect attempt failed      */
-    STUPID_P2P_CAUSE_DEINIT = 21
+    STUPID_P2P_CAUSE_DEINIT = 21,
+    STUPID_P2P_CAUSE_ID_LOST = 22        /* the id was taken over more than
+                                            takeover_retries times in a row:
+                                            the library gave it up (with
+                                            STUPID_P2P_STATE_CONNECTED)     */
 } stupid_p2p_cause_t;
 
 /* Log levels for the log callback. */
@@ -217,9 +230,12 @@ typedef void (*stupid_p2p_presence_cb)(int32_t handle, const uint8_t *id,
                                        size_t id_len, int online,
                                        void *user_data);
 
-/* The connection state changed; cause says why it ended (DISCONNECTED) or
- * is STUPID_P2P_CAUSE_NONE. Not called for the first connection made by
- * init, nor for CLOSED. */
+/* The connection state changed; cause says why it ended (DISCONNECTED), or
+ * is STUPID_P2P_CAUSE_ID_LOST for a CONNECTED without the id the library
+ * gave up (see takeover_retries), or STUPID_P2P_CAUSE_NONE. Called once per
+ * failed reconnect attempt too (DISCONNECTED, CONNECT_FAILED). Not called
+ * for the first connection made by init, nor for CLOSED, nor once deinit
+ * has begun. */
 typedef void (*stupid_p2p_state_cb)(int32_t handle, stupid_p2p_state_t state,
                                     stupid_p2p_cause_t cause, void *user_data);
 
@@ -230,14 +246,18 @@ typedef void (*stupid_p2p_log_cb)(int32_t handle, stupid_p2p_log_level_t level,
                                   const char *message, void *user_data);
 
 /* Options for stupid_p2p_init_ex. Fill with stupid_p2p_options_init, then
- * change what you need. Times are milliseconds. */
+ * change what you need. Times are milliseconds. Fields are only ever added
+ * at the end: a program built against an older, smaller struct passes its
+ * struct_size, and the fields it does not have take their defaults. */
 typedef struct {
     uint32_t struct_size;        /* sizeof(stupid_p2p_options_t): set by
                                     stupid_p2p_options_init                */
-    int32_t connect_timeout_ms;  /* per address, per attempt     (5000)    */
+    int32_t connect_timeout_ms;  /* name lookup, and each address,
+                                    per attempt                  (5000)    */
     int32_t command_timeout_ms;  /* wait for a reply              (3000)    */
-    int32_t heartbeat_interval_ms; /* idle-time heartbeat period  (3000)    */
-    int32_t heartbeat_max_missed;  /* reconnect after this many   (3)       */
+    int32_t heartbeat_interval_ms; /* heartbeat period            (3000)    */
+    int32_t heartbeat_max_missed;  /* reconnect when no reply came
+                                    for this many intervals      (3)       */
     int32_t backoff_initial_ms;  /* reconnect delay envelope:     (200)     */
     int32_t backoff_max_ms;      /* doubles per failure up to     (30000),
                                     each delay uniform in [0, envelope]    */
@@ -251,6 +271,15 @@ typedef struct {
     stupid_p2p_log_cb on_log;           /* NULL: silent                    */
     stupid_p2p_log_level_t log_level;   /* most verbose level passed (INFO) */
     void *user_data;                    /* passed to every callback        */
+    /* Added in 0.2 (older structs get the defaults). */
+    uint32_t max_frame_limit;    /* the largest max_frame taken from the
+                                    server (16 MiB): a larger grant is
+                                    clamped, and a frame from the server
+                                    larger than this (+256) ends the
+                                    connection; 256 .. 1 GiB              */
+    int32_t takeover_retries;    /* times the id is taken back after other
+                                    connections took it over, in a row,
+                                    before it is given up            (1)   */
 } stupid_p2p_options_t;
 
 /* Fills *options with the defaults above. */
@@ -319,6 +348,14 @@ typedef struct {
 
 /* Fills *stats. Returns NO_ERROR or a negative code. */
 int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats);
+
+/* Why the handle's last connection attempt failed, in a few lowercase
+ * words ("connection refused", "connect timed out", "host name not
+ * found", "connection closed by the server", ...), or NULL when it did not
+ * fail or the handle is unknown. With a handle <= 0: why the calling
+ * thread's last stupid_p2p_init or stupid_p2p_init_ex failed (NULL after
+ * one that succeeded). The string is static. Any thread. */
+const char *stupid_p2p_connect_error(int32_t handle);
 
 /* ---- compatibility with the original header -----------------------------
  * The original defined _log(fmt, ...) as printf; programs written for it

@@ -3,15 +3,27 @@
 #
 # CMocka (Debian: libcmocka-dev) is required. mandoc, used to lint the man
 # pages, is optional (groff is used without it) but installed where we can.
-# As root with apt-get, missing packages are installed; otherwise we stop
-# with the exact command to run.
+# nats-server (Debian: nats-server) runs the NATS link's tests against real
+# servers; it is optional too: without it those tests skip, saying why. As
+# root with apt-get, missing packages are installed (each optional one on
+# its own, so that one the archive lacks does not stop the others);
+# otherwise we stop with the exact command to run when CMocka is missing,
+# and print it for nats-server.
 set -u
+
+# Debian installs nats-server in /usr/sbin, which a user's PATH may lack;
+# P2P_NATS_SERVER names another binary (test/support/nats_cluster.c).
+have_nats_server() {
+    [ -n "${P2P_NATS_SERVER:-}" ] || command -v nats-server >/dev/null 2>&1 ||
+        [ -x /usr/sbin/nats-server ] || [ -x /usr/local/sbin/nats-server ]
+}
 
 missing=""
 pkg-config --exists cmocka 2>/dev/null || missing="libcmocka-dev"
 command -v pkg-config >/dev/null 2>&1 || missing="pkg-config libcmocka-dev"
 optional=""
 command -v mandoc >/dev/null 2>&1 || optional="mandoc"
+have_nats_server || optional="$optional nats-server"
 
 [ -z "$missing$optional" ] && exit 0
 
@@ -20,15 +32,18 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     if ! apt-get install -y -q $missing $optional >/dev/null 2>&1; then
         apt-get update -q >/dev/null 2>&1
-        apt-get install -y -q $missing $optional >/dev/null 2>&1 ||
-            apt-get install -y -q $missing >/dev/null 2>&1
-    fi
-    if pkg-config --exists cmocka 2>/dev/null; then
-        exit 0
+        [ -z "$missing" ] || apt-get install -y -q $missing >/dev/null 2>&1
+        for package in $optional; do
+            apt-get install -y -q "$package" >/dev/null 2>&1
+        done
     fi
 fi
 
-if [ -n "$missing" ]; then
+if ! have_nats_server; then
+    echo "make test: nats-server is not installed, so the NATS link's tests will be skipped." >&2
+    echo "    To run them: sudo apt-get install nats-server" >&2
+fi
+if ! pkg-config --exists cmocka 2>/dev/null; then
     echo "make test needs CMocka, which is not installed. Run:" >&2
     echo "    sudo apt-get install $missing" >&2
     exit 1

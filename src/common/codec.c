@@ -157,11 +157,65 @@ size_t p2p_encode_gap(uint8_t *out, const uint8_t *id, size_t id_len, uint32_t f
     return P2P_GAP_FIXED + id_len;
 }
 
+size_t p2p_encode_auth_start(uint8_t *out, const uint8_t *id, size_t id_len,
+                             const uint8_t nonce[P2P_AUTH_NONCE_SIZE])
+{
+    out[0] = P2P_CMD_AUTH;
+    out[1] = P2P_AUTH_STEP_START;
+    out[2] = (uint8_t)id_len;
+    memcpy(out + 3, id, id_len);
+    memcpy(out + 3 + id_len, nonce, P2P_AUTH_NONCE_SIZE);
+    return 3 + id_len + P2P_AUTH_NONCE_SIZE;
+}
+
+size_t p2p_encode_auth_proof(uint8_t *out, const uint8_t proof[P2P_AUTH_PROOF_SIZE])
+{
+    out[0] = P2P_CMD_AUTH;
+    out[1] = P2P_AUTH_STEP_PROOF;
+    memcpy(out + 2, proof, P2P_AUTH_PROOF_SIZE);
+    return P2P_AUTH_PROOF_REQ_SIZE;
+}
+
+size_t p2p_encode_auth_reply(uint8_t *out, uint8_t step, const uint8_t value[P2P_AUTH_NONCE_SIZE])
+{
+    out[0] = (uint8_t)(P2P_CMD_AUTH | P2P_REPLY_BIT);
+    out[1] = P2P_STATUS_OK;
+    out[2] = step;
+    memcpy(out + 3, value, P2P_AUTH_NONCE_SIZE);
+    return P2P_AUTH_REPLY_SIZE;
+}
+
 /* ---- parsing -------------------------------------------------------------------- */
 
 static int valid_id_length(size_t n)
 {
     return n >= 1 && n <= P2P_ID_MAX;
+}
+
+/* AUTH's data: [01][id_len][id][nonce] or [02][proof], nothing more. */
+static enum p2p_parse_result parse_auth(const uint8_t *arg, size_t arg_len, struct p2p_request *out)
+{
+    if (arg_len < 1)
+        return P2P_PARSE_BAD_ARGUMENT;
+    out->step = arg[0];
+    if (arg[0] == P2P_AUTH_STEP_START) {
+        if (arg_len < 2 || !valid_id_length(arg[1]) ||
+            arg_len != 2 + (size_t)arg[1] + P2P_AUTH_NONCE_SIZE)
+            return P2P_PARSE_BAD_ARGUMENT;
+        out->id = arg + 2;
+        out->id_len = arg[1];
+        out->data = arg + 2 + out->id_len;
+        out->data_len = P2P_AUTH_NONCE_SIZE;
+        return P2P_PARSE_OK;
+    }
+    if (arg[0] == P2P_AUTH_STEP_PROOF) {
+        if (arg_len != 1 + P2P_AUTH_PROOF_SIZE)
+            return P2P_PARSE_BAD_ARGUMENT;
+        out->data = arg + 1;
+        out->data_len = P2P_AUTH_PROOF_SIZE;
+        return P2P_PARSE_OK;
+    }
+    return P2P_PARSE_BAD_ARGUMENT;
 }
 
 enum p2p_parse_result p2p_request_parse(const uint8_t *payload, size_t len,
@@ -201,6 +255,8 @@ enum p2p_parse_result p2p_request_parse(const uint8_t *payload, size_t len,
         out->version = arg[0];
         out->flags = arg[1];
         return P2P_PARSE_OK;
+    case P2P_CMD_AUTH:
+        return parse_auth(arg, arg_len, out);
     default:
         return P2P_PARSE_OK;
     }
@@ -217,12 +273,22 @@ enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
         if (len < P2P_REPLY_SIZE)
             return P2P_PARSE_MALFORMED;
         out->status = payload[1];
-        if (out->cmd == P2P_CMD_HELLO && out->status == P2P_STATUS_OK &&
-            len >= P2P_HELLO_REPLY_SIZE) {
+        if (out->cmd == P2P_CMD_HELLO && out->status == P2P_STATUS_OK) {
+            /* A successful HELLO reply carries the grant: all 11 bytes. */
+            if (len < P2P_HELLO_REPLY_SIZE)
+                return P2P_PARSE_MALFORMED;
             out->has_hello_grant = 1;
             out->version = payload[2];
             out->max_frame = p2p_get_be32(payload + 3);
             out->idle_timeout_s = p2p_get_be32(payload + 7);
+        }
+        if (out->cmd == P2P_CMD_AUTH && out->status == P2P_STATUS_OK) {
+            if (len != P2P_AUTH_REPLY_SIZE ||
+                (payload[2] != P2P_AUTH_STEP_START && payload[2] != P2P_AUTH_STEP_PROOF))
+                return P2P_PARSE_MALFORMED;
+            out->step = payload[2];
+            out->data = payload + 3;
+            out->data_len = P2P_AUTH_NONCE_SIZE;
         }
         return P2P_PARSE_OK;
     }

@@ -77,6 +77,11 @@ enum p2p_frame_result p2p_frame_parse(const uint8_t *buf, size_t len,
 #define P2P_BYE_MAX (2u + P2P_BYE_TEXT_MAX)      /* [0e][reason][text]        */
 #define P2P_GAP_FIXED 14u                        /* GAP without its id        */
 #define P2P_GAP_MAX (P2P_GAP_FIXED + P2P_ID_MAX) /* [0f][id_len][id][u32][u64] */
+/* AUTH step 1: [0c][01][id_len][id][client nonce] */
+#define P2P_AUTH_START_MAX (3u + P2P_ID_MAX + P2P_AUTH_NONCE_SIZE)
+#define P2P_AUTH_PROOF_REQ_SIZE (2u + P2P_AUTH_PROOF_SIZE) /* [0c][02][proof] */
+/* An AUTH success: [8c][01][step][server nonce or server signature] */
+#define P2P_AUTH_REPLY_SIZE (3u + P2P_AUTH_NONCE_SIZE)
 
 /* ---- encoders (each returns the bytes written) ----------------------------- */
 
@@ -118,6 +123,18 @@ size_t p2p_encode_bye(uint8_t *out, uint8_t reason, const char *text, size_t tex
  * P2P_GAP_MAX bytes. */
 size_t p2p_encode_gap(uint8_t *out, const uint8_t *id, size_t id_len, uint32_t frames,
                       uint64_t bytes);
+/* AUTH step 1: [0c][01][id_len][id][client nonce, 32 bytes]. id_len is
+ * 1..P2P_ID_MAX. out: P2P_AUTH_START_MAX bytes. */
+size_t p2p_encode_auth_start(uint8_t *out, const uint8_t *id, size_t id_len,
+                             const uint8_t nonce[P2P_AUTH_NONCE_SIZE]);
+
+/* AUTH step 2: [0c][02][proof, 32 bytes]. out: P2P_AUTH_PROOF_REQ_SIZE. */
+size_t p2p_encode_auth_proof(uint8_t *out, const uint8_t proof[P2P_AUTH_PROOF_SIZE]);
+
+/* The success reply to an AUTH step: [8c][01][step][32 bytes], the server
+ * nonce after step 1, the server signature after step 2. (A failure is the
+ * plain p2p_encode_reply.) out: P2P_AUTH_REPLY_SIZE bytes. */
+size_t p2p_encode_auth_reply(uint8_t *out, uint8_t step, const uint8_t value[P2P_AUTH_NONCE_SIZE]);
 
 /* ---- parsing requests (what the server reads) -------------------------------- */
 
@@ -125,7 +142,8 @@ enum p2p_parse_result {
     P2P_PARSE_OK = 0,
     /* The data does not fit the command's layout: an id of 0 or more than
      * P2P_ID_MAX bytes, a SEND_TO whose id overruns the payload, a HELLO
-     * that is not exactly version and flags. The server answers such a
+     * that is not exactly version and flags, an AUTH that is not exactly
+     * one of its two steps. The server answers such a
      * request with status 4 (bad argument); it is not a framing error. */
     P2P_PARSE_BAD_ARGUMENT = 1,
     /* A frame from the server that is too short for its kind. */
@@ -139,10 +157,13 @@ struct p2p_request {
     const uint8_t *id;       /* REGISTER, SUBSCRIBE, UNSUBSCRIBE,
                                 CHECK_ALIVE: the data; SEND_TO: the target  */
     size_t id_len;
-    const uint8_t *data;     /* SEND: the data; SEND_TO: after the id        */
+    const uint8_t *data;     /* SEND: the data; SEND_TO: after the id; AUTH:
+                                the 32-byte client nonce (step 1, after the
+                                id) or proof (step 2)                        */
     size_t data_len;
     uint8_t version;         /* HELLO                                        */
     uint8_t flags;           /* HELLO                                        */
+    uint8_t step;            /* AUTH: P2P_AUTH_STEP_START or _PROOF          */
 };
 
 /* Splits a non-empty payload (len >= 1) by its command byte. Unknown
@@ -168,15 +189,19 @@ struct p2p_message {
     uint8_t cmd;             /* REPLY: the request's command (bit 7 cleared);
                                 otherwise payload[0]                         */
     uint8_t status;          /* REPLY                                        */
-    /* REPLY to HELLO with status 1 and the full 11 bytes: the grant. */
+    /* REPLY to HELLO with status 1: the grant. */
     int has_hello_grant;
     uint8_t version;
     uint32_t max_frame;
     uint32_t idle_timeout_s;
+    /* REPLY to AUTH with status 1: the step it answers, and in data the
+     * 32-byte server nonce (step 1) or server signature (step 2). */
+    uint8_t step;
     const uint8_t *id;       /* DELIVER: sender; PRESENCE: the device; GAP:
                                 the publisher (id_len 0: the others)         */
     size_t id_len;
-    const uint8_t *data;     /* V1_DELIVERY, DELIVER: the data; BYE: text    */
+    const uint8_t *data;     /* V1_DELIVERY, DELIVER: the data; BYE: text;
+                                AUTH success: the 32 bytes after the step    */
     size_t data_len;
     uint8_t state;           /* PRESENCE                                     */
     uint8_t reason;          /* BYE                                          */
@@ -185,9 +210,11 @@ struct p2p_message {
 };
 
 /* Classifies and splits a non-empty payload from the server. MALFORMED: a
- * reply without its status, a DELIVER or PRESENCE whose id is empty or
- * overruns the payload, a BYE without its reason, a GAP whose id or counts
- * overrun the payload. Bytes after a GAP's counts are ignored. */
+ * reply without its status, a successful HELLO reply shorter than its 11
+ * bytes, an AUTH success reply that is not exactly [8c][01][1 or 2][32
+ * bytes], a DELIVER or PRESENCE whose id is empty or overruns the payload, a
+ * BYE without its reason, a GAP whose id or counts overrun the payload.
+ * Bytes after a GAP's counts are ignored. */
 enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
                                         struct p2p_message *out);
 

@@ -32,7 +32,7 @@ enum p2p_command {
     P2P_EVT_DELIVER = 0x09,      /* server -> v2 client: id_len, id, data */
     P2P_CMD_SEND_TO = 0x0A,      /* id_len, target id, data               */
     P2P_EVT_PRESENCE = 0x0B,     /* server -> v2 client: state, id_len, id*/
-    P2P_CMD_AUTH = 0x0C,         /* reserved for token authentication     */
+    P2P_CMD_AUTH = 0x0C,         /* step u8, then per step (see below)    */
     P2P_EVT_BYE = 0x0E,          /* server -> v2 client: reason, text     */
     P2P_EVT_GAP = 0x0F           /* server -> v2 client: id_len, id,
                                     frames u32, bytes u64 (drop policy)   */
@@ -77,6 +77,16 @@ enum p2p_presence_state { P2P_PRESENCE_OFFLINE = 0, P2P_PRESENCE_ONLINE = 1 };
  * closed with BYE 3. */
 #define P2P_HELLO_FLAG_DROP 0x02u
 #define P2P_HELLO_FLAGS_KNOWN (P2P_HELLO_FLAG_QUIET | P2P_HELLO_FLAG_DROP)
+
+/* AUTH (v2 only), a two-step challenge-response; stupidp2p(7), AUTH:
+ *   step 1  C: 0c 01 id_len id client_nonce[32]   S: 8c 01 01 server_nonce[32]
+ *   step 2  C: 0c 02 proof[32]                    S: 8c 01 02 server_signature[32]
+ * A failure is the 2-byte [8c][status]; the third failed step 2 on one
+ * connection is followed by BYE 6 and the close. */
+enum p2p_auth_step { P2P_AUTH_STEP_START = 1, P2P_AUTH_STEP_PROOF = 2 };
+#define P2P_AUTH_NONCE_SIZE 32u   /* client and server nonces           */
+#define P2P_AUTH_PROOF_SIZE 32u   /* ClientProof, ServerSignature       */
+#define P2P_AUTH_MAX_FAILURES 3u  /* failed step 2s before BYE 6        */
 
 /* Protocol versions. A connection is v1 until HELLO negotiates 2. */
 #define P2P_VERSION_1 1u

@@ -7,6 +7,7 @@
 // doing or the end of a close already under way, and send nothing.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 enum class CloseReason : uint8_t {
@@ -15,7 +16,7 @@ enum class CloseReason : uint8_t {
     slow_consumer,   // BYE 3: the output cap was exceeded
     shutdown,        // BYE 4: the server is shutting down
     protocol_error,  // BYE 5: frame too long, command byte >= 0x80 in v2
-    not_authorized,  // BYE 6 (reserved for token authentication)
+    not_authorized,  // BYE 6: a third failed AUTH, or the auth file withdrew the id
     limit,           // BYE 7: a server limit (reserved; none sends it yet)
     evicted,         // BYE 3: its output was among the largest at the memory limit
     frame_timeout,   // BYE 2: a frame was begun and not finished in time
@@ -25,12 +26,15 @@ enum class CloseReason : uint8_t {
     linger_expired,  // a closing connection's output was not taken in time
 };
 
+constexpr size_t kCloseReasonCount = static_cast<size_t>(CloseReason::linger_expired) + 1;
+
 struct CloseReasonInfo {
     uint8_t bye;           // BYE reason byte, 0 for none
     bool flush;            // let pending output (and the BYE) reach the peer
     bool routine;          // logged as an ordinary end, without the backlog
     const char* name;      // for log lines: "closed: <name>"
     const char* bye_text;  // the BYE's free-form text (empty without a BYE)
+    const char* label;     // for metrics: reason="<label>"
 };
 
 const CloseReasonInfo& close_reason_info(CloseReason reason);

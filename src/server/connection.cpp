@@ -154,6 +154,7 @@ void Connection::read_input() {
         int count = in_.write_spans(spans);
         IoResult r = io_readv(fd_, spans, count);
         if (r.status == IoStatus::ok) {
+            ctx_.stats.bytes_in += r.bytes;
             in_.commit(r.bytes);
             frames += process_frames();
             if (r.bytes >= budget) {
@@ -354,6 +355,8 @@ void Connection::append_frame(const uint8_t* head, size_t head_len, const uint8_
     out_.append(header, sizeof header);
     out_.append(head, head_len);
     if (data_len != 0) out_.append(data, data_len);
+    ++ctx_.stats.frames_out;
+    ctx_.stats.output_pending += sizeof header + head_len + data_len;
 }
 
 // A write inside the iteration, from enqueue: never closes (the relay may
@@ -375,6 +378,8 @@ bool Connection::write_out() {
         IoResult r = io_writev(fd_, spans, count);
         if (r.status == IoStatus::ok) {
             consume_output(r.bytes);
+            ctx_.stats.bytes_out += r.bytes;
+            ctx_.stats.output_pending -= r.bytes;
             continue;
         }
         if (r.status == IoStatus::would_block) {  // EPOLLOUT will call us
@@ -503,6 +508,7 @@ void Connection::evict() {
     uint8_t bye[kByeRoom];
     uint32_t bye_len = bye_len_ <= out_.size() - front_left_ ? bye_len_ : 0;
     if (bye_len != 0) out_.peek(bye, out_.size() - bye_len, bye_len);
+    ctx_.stats.output_pending -= out_.size() - front_left_ - bye_len;  // never to be sent
     out_.truncate(front_left_);
     if (bye_len != 0) out_.append(bye, bye_len);  // room: the ring held more
     out_.shrink_to_fit(state_ == ConnState::open ? kByeRoom : 0);
@@ -605,6 +611,7 @@ void Connection::close(CloseReason reason) {
         transition(ConnState::dead);
         return;
     }
+    ++ctx_.stats.closes[static_cast<size_t>(reason)];  // once a connection, for its first reason
     if (info.routine)
         LOG_INFO("%s closed: %s", label(), info.name);
     else
@@ -633,6 +640,7 @@ void Connection::transition(ConnState next) {
     state_ = next;
     if (next != ConnState::open) IntrusiveList<Connection, PartialFrameTag>::unlink(*this);
     if (next == ConnState::dead) {
+        ctx_.stats.output_pending -= out_.size();  // dropped, never to be sent
         EventLoop::cancel(*this);
         ctx_.reap.push_back(*this);
         // Nothing more will be written: the output's memory goes back now.

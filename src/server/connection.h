@@ -89,8 +89,13 @@ struct ConnectionLimits {
     uint32_t out_ring_max = 5u << 20;   // max_output and a frame's slack
 };
 
-// Counters of what the output limits did, for logs and tests.
+// Counters over all connections, for the metrics endpoint, logs and tests.
 struct ConnectionStats {
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;           // taken by the kernel
+    uint64_t frames_out = 0;          // queued
+    uint64_t output_pending = 0;      // queued and not yet taken by the kernel
+    uint64_t closes[kCloseReasonCount] = {};
     uint64_t evictions = 0;           // connections evicted at the memory limit
     uint64_t dropped_deliveries = 0;  // deliveries dropped (drop policy)
     uint64_t gap_events = 0;          // GAP frames queued

@@ -80,7 +80,10 @@ void Devices::destroy(Device* d) {
 
 Session* Devices::claim(Session& s, Device& d) {
     Session* old = d.holder;
-    if (old != nullptr) old->device = nullptr;
+    if (old != nullptr)
+        old->device = nullptr;
+    else
+        ++online_;
     d.holder = &s;
     s.device = &d;
     return old;
@@ -91,6 +94,7 @@ Device* Devices::release(Session& s) {
     if (d == nullptr) return nullptr;
     s.device = nullptr;
     d->holder = nullptr;
+    --online_;
     return d;
 }
 

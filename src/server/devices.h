@@ -91,12 +91,19 @@ class Devices {
     Devices(const Devices&) = delete;
     Devices& operator=(const Devices&) = delete;
 
-    size_t size() const { return table_.size(); }
-    size_t subscription_count() const { return subscriptions_.size(); }
+    size_t size() const { return table_.size(); }  // entries, online or not
+    size_t online() const { return online_; }      // ids held by a session
+    size_t subscriptions() const { return subscriptions_.size(); }  // over all sessions
     // Bytes of entries, subscriptions and tables (charged to the budget).
     uint64_t memory() const;
 
     Device* find(std::string_view id) const { return table_.find(id); }
+
+    // Calls fn(Device*) for every entry; fn must not add or remove one.
+    template <class Fn>
+    void for_each(Fn fn) const {
+        table_.for_each(fn);
+    }
 
     // The entry for id (1..255 bytes), created offline and unfollowed if
     // absent; nullptr when --max-devices is reached or memory (the budget
@@ -151,4 +158,5 @@ class Devices {
     uint32_t max_devices_;
     MemoryBudget* budget_;
     uint64_t entry_bytes_ = 0;  // devices and subscriptions, tables apart
+    size_t online_ = 0;
 };

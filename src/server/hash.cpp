@@ -1,10 +1,7 @@
 // hash.cpp - see hash.h. SipHash-1-3, from the algorithm's description.
 #include "hash.h"
 
-#include <sys/random.h>
-
-#include <cerrno>
-#include <cstring>
+#include "os_random.h"
 
 namespace {
 
@@ -40,15 +37,7 @@ struct SipState {
 
 bool hash_key_from_os(HashKey* key) {
     uint8_t buf[16];
-    size_t got = 0;
-    while (got < sizeof buf) {
-        ssize_t n = getrandom(buf + got, sizeof buf - got, 0);
-        if (n == -1) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        got += static_cast<size_t>(n);
-    }
+    if (!os_random(buf, sizeof buf)) return false;
     key->k0 = load_le64(buf);
     key->k1 = load_le64(buf + 8);
     return true;

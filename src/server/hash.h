@@ -14,7 +14,7 @@ struct HashKey {
     uint64_t k1 = 0;
 };
 
-// Fills a key from the kernel's random pool (getrandom, retried on EINTR).
+// Fills a key from the kernel's random pool (os_random.h).
 // Returns false only if the kernel gives no randomness at all; the caller
 // then decides (the server refuses to start).
 bool hash_key_from_os(HashKey* key);

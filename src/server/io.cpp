@@ -84,6 +84,23 @@ AcceptResult io_accept(int listen_fd) {
     }
 }
 
+ConnectResult io_connect_start(const struct sockaddr* addr, socklen_t len) {
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) return {IoStatus::error, -1, errno};
+    if (connect(fd, addr, len) == 0) return {IoStatus::ok, fd, 0};
+    int err = errno;
+    if (err == EINPROGRESS || err == EINTR) return {IoStatus::would_block, fd, 0};
+    close(fd);
+    return {IoStatus::error, -1, err};
+}
+
+int io_connect_outcome(int fd) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1) return errno;
+    return err;
+}
+
 int io_shutdown_write(int fd) { return shutdown(fd, SHUT_WR) == -1 ? errno : 0; }
 
 int io_set_nodelay(int fd) {
@@ -92,6 +109,20 @@ int io_set_nodelay(int fd) {
 }
 
 int io_close(int fd) { return close(fd) == -1 ? errno : 0; }
+
+int io_datagram_socket(int family, int* err) {
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd == -1) *err = errno;
+    return fd;
+}
+
+int io_send_datagram(int fd, const void* buf, size_t len, const struct sockaddr* to,
+                     socklen_t to_len) {
+    for (;;) {
+        if (sendto(fd, buf, len, MSG_NOSIGNAL, to, to_len) != -1) return 0;
+        if (errno != EINTR) return errno;
+    }
+}
 
 bool io_error_is_peer(int err) {
     switch (err) {

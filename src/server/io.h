@@ -1,7 +1,7 @@
 // io.h - the one place where socket syscalls meet errno.
 //
-// Every read, write and accept on a connection, and every read of the
-// loop's timerfd and signalfd, goes through here, and comes
+// Every read, write, accept and outgoing connect on a connection, and every
+// read of the loop's timerfd and signalfd, goes through here, and comes
 // back as an IoResult: ok with a byte count, would_block (EAGAIN), eof, or
 // error with the saved errno. EINTR is retried here and never escapes. Writes
 // use sendmsg(MSG_NOSIGNAL), so a peer that has gone away is an EPIPE result,
@@ -46,6 +46,23 @@ struct AcceptResult {
 // here and the next pending connection is tried.
 AcceptResult io_accept(int listen_fd);
 
+struct ConnectResult {
+    IoStatus status;  // ok (connected at once), would_block (in progress) or error
+    int fd;           // ok, would_block: non-blocking, close-on-exec; error: -1
+    int err;          // error: errno (the socket is already closed)
+};
+
+// socket(2) + connect(2) to addr without blocking. In progress: wait for
+// EPOLLOUT (or EPOLLERR/EPOLLHUP), then ask io_connect_outcome(). connect(2)
+// interrupted by a signal goes on asynchronously, so EINTR is "in progress"
+// too (retrying would give EALREADY).
+ConnectResult io_connect_start(const struct sockaddr* addr, socklen_t len);
+
+// After a connect in progress reported writability or an error: 0 when the
+// connection is established, else the errno it failed with (SO_ERROR, see
+// connect(2), EINPROGRESS).
+int io_connect_outcome(int fd);
+
 // shutdown(2) for writing: our FIN after the last byte. 0, or the errno.
 int io_shutdown_write(int fd);
 
@@ -56,6 +73,15 @@ int io_set_nodelay(int fd);
 // close(2). 0, or the errno; never retried on EINTR (on Linux the
 // descriptor is gone whatever close returns, and may already be reused).
 int io_close(int fd);
+
+// socket(family, SOCK_DGRAM) non-blocking and close-on-exec: the fd, or -1
+// with *err set.
+int io_datagram_socket(int family, int* err);
+
+// sendto(2) of one datagram with MSG_NOSIGNAL. 0, or the errno (EAGAIN
+// included: a datagram that cannot be queued is the caller's to drop).
+int io_send_datagram(int fd, const void* buf, size_t len, const struct sockaddr* to,
+                     socklen_t to_len);
 
 // True for errors a peer causes in the normal course of things (reset,
 // broken pipe, timeouts, unreachable): logged quietly.

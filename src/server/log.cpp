@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr size_t kLineMax = 1024;
+constexpr size_t kLineMax = 2048;  // below PIPE_BUF: one write a line (the SIGUSR1 counters line is the longest)
 constexpr uint64_t kWindowMs = 1000;
 
 LogLevel g_level = LogLevel::info;

@@ -2,12 +2,13 @@
 //
 // Exit status: 0 after a graceful shutdown (SIGINT/SIGTERM) or --help and
 // --version; 1 when the server cannot start or fails; 2 for a bad command
-// line.
+// line. --gen-token and --hash-token run a tool instead (token_tools.h).
 #include <malloc.h>
 
 #include "log.h"
 #include "options.h"
 #include "server.h"
+#include "token_tools.h"
 
 int main(int argc, char** argv) {
     ServerOptions options;
@@ -16,6 +17,8 @@ int main(int argc, char** argv) {
         case ParseResult::usage_error: return 2;
         case ParseResult::run: break;
     }
+    if (options.tool == ServerTool::gen_token) return gen_token_main();
+    if (options.tool == ServerTool::hash_token) return hash_token_main(options.hash_token_id.c_str());
     log_set_level(options.log_level);
     log_open();
     // Ring buffers are freed when they empty, so that idle connections cost

@@ -11,19 +11,21 @@
 
 #include "protocol.h"
 
-#ifndef P2P_SERVER_VERSION
-#define P2P_SERVER_VERSION "0.1.0"
+#ifndef P2P_VERSION
+#error "P2P_VERSION (the project's version, from the file VERSION) is set by the Makefile"
 #endif
 
 namespace {
 
 const char kUsage[] =
     "usage: p2pServer [options] PORT\n"
+    "       p2pServer --gen-token\n"
+    "       p2pServer --hash-token ID < TOKEN\n"
     "\n"
     "stupidP2P relay server: devices register an id, subscribe to other ids,\n"
     "and what a device sends is forwarded to its subscribers.\n"
     "\n"
-    "  PORT                  TCP port to listen on (1-65535)\n"
+    "  PORT, --port PORT     TCP port to listen on (1-65535)\n"
     "  --bind ADDR           listen on ADDR only (default: all interfaces,\n"
     "                        IPv4 and IPv6)\n"
     "  --idle-timeout SEC    close connections silent for SEC seconds\n"
@@ -36,7 +38,23 @@ const char kUsage[] =
     "                        that falls further behind is disconnected\n"
     "                        (default 4194304)\n"
     "  --max-subs N          subscriptions per connection (default 4096)\n"
+    "  --max-memory BYTES    all connection buffers and device entries\n"
+    "                        together; past it the largest output buffers are\n"
+    "                        cut first (default: a quarter of physical memory,\n"
+    "                        at most 1073741824; 1048576-1099511627776)\n"
+    "  --max-devices N       device ids held or subscribed to (default 1000000)\n"
+    "  --frame-timeout SEC   close a connection whose begun frame is not\n"
+    "                        complete within SEC seconds (default 30, 0 = never)\n"
     "  --log-level LEVEL     error, warn, info or debug (default info)\n"
+    "  --metrics ADDR:PORT   serve Prometheus metrics (GET /metrics) and\n"
+    "                        GET /healthz over HTTP on ADDR:PORT ([v6]:PORT)\n"
+    "  --auth-file FILE      device tokens and who may reach whom (re-read on\n"
+    "                        SIGHUP); listed ids can only be claimed by AUTH\n"
+    "  --auth-required       every id must be in the auth file: REGISTER is\n"
+    "                        refused (clients without AUTH cannot use the server)\n"
+    "  --gen-token           print a new random device token and exit\n"
+    "  --hash-token ID       read ID's token on standard input, print its auth\n"
+    "                        file line and exit\n"
     "  -h, --help            print this help and exit\n"
     "  -V, --version         print the version and exit\n"
     "\n"
@@ -67,6 +85,24 @@ bool parse_u32(const char* text, uint32_t lo, uint32_t hi, uint32_t* out) {
     return true;
 }
 
+// "host:port" or "[v6 address]:port", port 0..65535; host not empty.
+bool parse_host_port(const char* text, std::string* host, uint16_t* port) {
+    const char* colon = std::strrchr(text, ':');
+    if (colon == nullptr || colon == text) return false;
+    uint32_t p = 0;
+    if (!parse_u32(colon + 1, 0, 65535, &p)) return false;
+    std::string h(text, static_cast<size_t>(colon - text));
+    if (h.front() == '[') {
+        if (h.size() < 3 || h.back() != ']') return false;
+        h = h.substr(1, h.size() - 2);
+    } else if (h.find(':') != std::string::npos) {
+        return false;  // an IPv6 address needs its brackets
+    }
+    *host = h;
+    *port = static_cast<uint16_t>(p);
+    return true;
+}
+
 constexpr uint64_t kMemoryFloor = 1u << 20;
 constexpr uint64_t kMemoryCeiling = uint64_t{1} << 40;
 constexpr uint64_t kDefaultMemoryCap = 1u << 30;
@@ -94,7 +130,12 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         kPort,
         kMaxMemory,
         kMaxDevices,
-        kFrameTimeout
+        kFrameTimeout,
+        kMetrics,
+        kAuthFile,
+        kAuthRequired,
+        kGenToken,
+        kHashToken
     };
     static const struct option longopts[] = {
         {"bind", required_argument, nullptr, kBind},
@@ -108,6 +149,11 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         {"frame-timeout", required_argument, nullptr, kFrameTimeout},
         {"log-level", required_argument, nullptr, kLogLevel},
         {"port", required_argument, nullptr, kPort},
+        {"metrics", required_argument, nullptr, kMetrics},
+        {"auth-file", required_argument, nullptr, kAuthFile},
+        {"auth-required", no_argument, nullptr, kAuthRequired},
+        {"gen-token", no_argument, nullptr, kGenToken},
+        {"hash-token", required_argument, nullptr, kHashToken},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0}};
@@ -125,7 +171,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 std::fputs(kUsage, stdout);
                 return ParseResult::exit_ok;
             case 'V':
-                std::printf("p2pServer %s (stupidP2P protocol v1, v2)\n", P2P_SERVER_VERSION);
+                std::printf("p2pServer %s (stupidP2P protocol v1, v2)\n", P2P_VERSION);
                 return ParseResult::exit_ok;
             case kBind:
                 if (*optarg == '\0') {
@@ -154,6 +200,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                     return ParseResult::usage_error;
                 }
                 out->max_conns = v;
+                out->max_conns_given = true;
                 break;
             case kMaxOutput:
                 if (!parse_u32(optarg, 1024, 1u << 30, &v)) {
@@ -199,6 +246,31 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
             case kPort:
                 port_text = optarg;
                 break;
+            case kMetrics:
+                if (!parse_host_port(optarg, &out->metrics_address, &out->metrics_port)) {
+                    usage_error("invalid --metrics '%s' (ADDR:PORT or [IPv6]:PORT, port 0-65535)",
+                                optarg);
+                    return ParseResult::usage_error;
+                }
+                out->metrics = true;
+                break;
+            case kAuthFile:
+                if (*optarg == '\0') {
+                    usage_error("--auth-file needs a file name%s", "");
+                    return ParseResult::usage_error;
+                }
+                out->auth_file = optarg;
+                break;
+            case kAuthRequired: out->auth_required = true; break;
+            case kGenToken:
+            case kHashToken:
+                if (out->tool != ServerTool::none) {
+                    usage_error("--gen-token and --hash-token exclude each other%s", "");
+                    return ParseResult::usage_error;
+                }
+                out->tool = c == kGenToken ? ServerTool::gen_token : ServerTool::hash_token;
+                if (c == kHashToken) out->hash_token_id = optarg;
+                break;
             case ':':
                 usage_error("option '%s' needs a value", argv[optind - 1]);
                 return ParseResult::usage_error;
@@ -206,6 +278,19 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 usage_error("unknown option '%s'", argv[optind - 1]);
                 return ParseResult::usage_error;
         }
+    }
+    if (out->tool != ServerTool::none) {
+        // A tool, not a server: nothing to listen on.
+        if (optind < argc || port_text != nullptr) {
+            usage_error("a token tool takes no PORT ('%s')",
+                        optind < argc ? argv[optind] : port_text);
+            return ParseResult::usage_error;
+        }
+        return ParseResult::run;
+    }
+    if (out->auth_required && out->auth_file.empty()) {
+        usage_error("--auth-required needs --auth-file%s", "");
+        return ParseResult::usage_error;
     }
     if (optind < argc) {
         if (port_text != nullptr || optind + 1 < argc) {

@@ -1,6 +1,8 @@
 // options.h - the server's command line.
 //
 //   p2pServer [options] PORT
+//   p2pServer --gen-token
+//   p2pServer --hash-token ID
 //
 // Every value is range-checked here; main() never sees a bad one. The
 // defaults are the documented ones (man/p2pServer.8).
@@ -11,12 +13,16 @@
 
 #include "log.h"
 
+// Instead of serving: a token tool (token_tools.h), then exit.
+enum class ServerTool { none, gen_token, hash_token };
+
 struct ServerOptions {
     uint16_t port = 0;
     std::string bind_address;             // empty: all interfaces, v4 and v6
     uint32_t idle_timeout_s = 300;        // 0: never
     uint32_t max_frame = 65536;           // largest payload a client may send
     uint32_t max_conns = 100000;
+    bool max_conns_given = false;         // --max-conns on the command line
     uint32_t max_output = 4u << 20;       // per-connection pending output cap
     uint32_t max_subs = 4096;             // subscriptions per connection
     uint64_t max_memory = 0;              // all buffers and devices; 0 until parsed:
@@ -24,6 +30,14 @@ struct ServerOptions {
     uint32_t max_devices = 1000000;       // device ids held or subscribed to
     uint32_t frame_timeout_s = 30;        // a begun frame must end within; 0: never
     LogLevel log_level = LogLevel::info;
+    // --metrics ADDR:PORT: the HTTP endpoint for /metrics and /healthz.
+    bool metrics = false;
+    std::string metrics_address;
+    uint16_t metrics_port = 0;            // 0: any free port (logged)
+    std::string auth_file;                // --auth-file; empty: no authentication
+    bool auth_required = false;           // --auth-required: every id needs AUTH
+    ServerTool tool = ServerTool::none;   // --gen-token, --hash-token ID
+    std::string hash_token_id;            // --hash-token's ID, as written
 };
 
 enum class ParseResult { run, exit_ok, usage_error };
@@ -34,5 +48,6 @@ uint64_t default_max_memory();
 
 // Parses argv. On usage_error a one-line reason has been printed to stderr
 // (plus a hint to --help); on exit_ok, --help or --version was printed to
-// stdout.
+// stdout. With run, out->tool says whether to serve (a port is set) or to
+// run a token tool (no port).
 ParseResult parse_options(int argc, char** argv, ServerOptions* out);

@@ -10,6 +10,11 @@
 //  - Unknown commands, and server-to-client codes sent by a client, are
 //    ignored in v1 and answered "unsupported" (6) in v2; a command byte with
 //    the reply bit set is a protocol error in v2.
+//  - No spoofing: a v1 session cannot tell senders apart (a delivery is
+//    [03] + data), so SEND_TO reaches a v1 session only from a device it
+//    subscribes to; anyone else gets status 5.
+//  - No silent hijack: a takeover tells the id's v2 subscribers, PRESENCE
+//    offline then online.
 #include "relay.h"
 
 #include <cstdio>
@@ -19,30 +24,21 @@
 #include "codec.h"
 #include "log.h"
 #include "protocol.h"
+#include "relay_helpers.h"
+
+using namespace relay_detail;
 
 namespace {
 
-std::string_view as_view(const uint8_t* p, size_t n) {
-    return std::string_view(reinterpret_cast<const char*>(p), n);
-}
-
-const uint8_t* as_bytes(std::string_view s) { return reinterpret_cast<const uint8_t*>(s.data()); }
-
-bool is_v2(const Session& s) { return s.version >= P2P_VERSION_2; }
-
 // QUIET (v2 only) leaves successful SEND and SEND_TO unacknowledged.
 bool acks_sends(const Session& s) { return !(s.quiet && is_v2(s)); }
-
-// An id for a log line; see log_escape().
-struct PrintableId {
-    explicit PrintableId(std::string_view id) { log_escape(id.data(), id.size(), text, sizeof text); }
-    char text[kLogEscapeCap];
-};
 
 const Clock* system_clock() {
     static const MonotonicClock clock;
     return &clock;
 }
+
+uint8_t state_of(bool online) { return online ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE; }
 
 }  // namespace
 
@@ -76,22 +72,39 @@ void Relay::deliver(Session& to, const Session& from, const uint8_t* data, size_
     to.enqueue_delivery(id, head, n, data, len);
 }
 
-// What subscribers were last told, which SUBSCRIBE repeats: the id's state,
-// unless a change is being held back (then the state before it).
-void Relay::send_presence(Session& to, const Device& device) {
+void Relay::send_state(Session& to, const Device& device, uint8_t state) {
     if (to.ended || !is_v2(to)) return;
     uint8_t frame[P2P_PRESENCE_MAX];
-    uint8_t state = device.presence.announced_online ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE;
     size_t n = p2p_encode_presence(frame, state, as_bytes(device.key()), device.key().size());
     to.enqueue(frame, n, nullptr, 0);
 }
 
-void Relay::announce_presence(Device& device, const Session* except) {
-    device.presence.announced_online = device.online();
+// What subscribers were last told, which SUBSCRIBE repeats: the id's state,
+// unless a change is being held back (then the state before it).
+void Relay::send_presence(Session& to, const Device& device) {
+    send_state(to, device, state_of(device.presence.announced_online));
+}
+
+void Relay::announce_state(Device& device, const Session* except, uint8_t state) {
+    device.presence.announced_online = state == P2P_PRESENCE_ONLINE;
     for (Subscription* sub = device.subscribers.front(); sub != nullptr;
          sub = device.subscribers.next(*sub)) {
-        if (sub->subscriber != except) send_presence(*sub->subscriber, device);
+        if (sub->subscriber != except) send_state(*sub->subscriber, device, state);
     }
+}
+
+void Relay::announce_presence(Device& device, const Session* except) {
+    announce_state(device, except, state_of(device.online()));
+}
+
+void Relay::count_change(Device& device) {
+    PresenceState& p = device.presence;
+    uint64_t now = clock_->now_ms();
+    if (now - p.window_start_ms >= kPresenceWindowMs) {
+        p.window_start_ms = now;
+        p.changes = 0;
+    }
+    if (p.changes != UINT8_MAX) ++p.changes;
 }
 
 void Relay::presence_changed(Device& device, const Session* cause) {
@@ -101,23 +114,19 @@ void Relay::presence_changed(Device& device, const Session* cause) {
         p.announced_online = device.online();  // nobody to tell
         return;
     }
-    uint64_t now = clock_->now_ms();
-    if (now - p.window_start_ms >= kPresenceWindowMs) {
-        p.window_start_ms = now;
-        p.changes = 0;
-    }
-    if (p.changes < kPresenceChanges) {
-        ++p.changes;
+    count_change(device);
+    if (p.changes <= kPresenceChanges) {
         announce_presence(device, cause);
         return;
     }
+    ++stats_.presence_held;
     damped_.push_back(device);  // on_tick() tells the outcome
 }
 
 void Relay::flush_presence(Device& device) {
     IntrusiveList<Device, PresenceDampedTag>::unlink(device);
     if (device.online() == device.presence.announced_online) return;
-    ++device.presence.changes;
+    count_change(device);
     announce_presence(device, device.holder);
 }
 
@@ -149,6 +158,7 @@ bool Relay::allow_takeover(Device& device, const Session& taker) {
         ++p.takeovers;
         return true;
     }
+    ++stats_.takeovers_refused;
     if (!p.fight_logged) {
         p.fight_logged = true;
         LOG_WARN("takeover fight over \"%s\": %s refused after %u takeovers in %llu s; more are "
@@ -215,11 +225,7 @@ void Relay::on_frame(Session& s, const uint8_t* payload, size_t len) {
             if (ok) on_send_to(s, id, req.data, req.data_len);
             else fail(s, req.cmd, P2P_STATUS_BAD_ARGUMENT);
             return;
-        case P2P_CMD_AUTH:
-            // Token authentication is not configured in this server: the
-            // command is known but unsupported (0 in a v1 session).
-            fail(s, req.cmd, P2P_STATUS_UNSUPPORTED);
-            return;
+        case P2P_CMD_AUTH: on_auth(s, req, ok); return;
         default: break;
     }
     if (!is_v2(s)) return;  // v1: the original ignored unknown commands silently
@@ -236,6 +242,12 @@ void Relay::on_register(Session& s, std::string_view id) {
         reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);  // already ours
         return;
     }
+    if (!may_register(id)) {
+        LOG_INFO("%s: REGISTER of \"%s\" refused: only AUTH may claim it", s.label(),
+                 PrintableId(id).text);
+        fail(s, P2P_CMD_REGISTER, P2P_STATUS_NOT_AUTHORIZED);
+        return;
+    }
     // Find or make the new id's entry first, so that a failure (no memory,
     // the device limit, a takeover fight) leaves the connection with the id
     // it had.
@@ -244,26 +256,53 @@ void Relay::on_register(Session& s, std::string_view id) {
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_LIMIT);
         return;
     }
-    // A connection holds one id: registering another releases the first.
-    release_id(s);
-    Session* old = devices_.claim(s, *d);
-    if (old != nullptr) {
-        // Takeover: the id stays online (no PRESENCE); the old holder is told
-        // (v2), loses its subscriptions and is closed after its output.
-        LOG_INFO("%s took over \"%s\" from %s", s.label(), PrintableId(id).text, old->label());
-        old->close(CloseReason::taken_over);
-        reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
-        return;
-    }
-    LOG_INFO("%s registered \"%s\"", s.label(), PrintableId(id).text);
+    bool takeover = claim_id(s, *d);
     reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
-    presence_changed(*d, &s);
+    announce_claim(s, *d, takeover);
+}
+
+bool Relay::claim_id(Session& s, Device& d) {
+    // A connection holds one id: claiming another releases the first.
+    release_id(s);
+    Session* old = devices_.claim(s, d);
+    if (old == nullptr) {
+        LOG_INFO("%s registered \"%s\"", s.label(), PrintableId(d.key()).text);
+        return false;
+    }
+    // Takeover: the old holder is told (v2), loses its subscriptions and is
+    // closed after its output.
+    ++stats_.takeovers;
+    LOG_INFO("%s took over \"%s\" from %s", s.label(), PrintableId(d.key()).text, old->label());
+    old->close(CloseReason::taken_over);
+    return true;
+}
+
+void Relay::announce_claim(Session& s, Device& d, bool takeover) {
+    // A takeover is not silent: the subscribers see the old holder go and
+    // the new one come, so that nobody takes a hijacked id for the device
+    // they trusted without being told. It is never held back by damping
+    // (takeovers have their own bound, allow_takeover), but counts in it.
+    if (takeover) {
+        IntrusiveList<Device, PresenceDampedTag>::unlink(d);
+        count_change(d);
+        count_change(d);
+        announce_state(d, &s, P2P_PRESENCE_OFFLINE);
+        announce_state(d, &s, P2P_PRESENCE_ONLINE);
+    } else {
+        presence_changed(d, &s);
+    }
+    // The new id may reach fewer devices than the old one did.
+    if (auth_) drop_unreachable_subscriptions(s);
 }
 
 void Relay::on_subscribe(Session& s, std::string_view id) {
     bool v2 = is_v2(s);
     if (s.device != nullptr && s.device->key() == id) {
         fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_BAD_ARGUMENT);
+        return;
+    }
+    if (!may_reach(id, s)) {
+        fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_NOT_AUTHORIZED);
         return;
     }
     Device* d = devices_.find(id);
@@ -273,6 +312,7 @@ void Relay::on_subscribe(Session& s, std::string_view id) {
     }
     if (d == nullptr || !devices_.subscribed(s, *d)) {
         if (s.subscription_count >= limits_.max_subs) {
+            ++stats_.subscribe_limit;
             fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_LIMIT);
             return;
         }
@@ -317,8 +357,10 @@ void Relay::on_unsubscribe(Session& s, std::string_view id) {
 
 void Relay::on_check_alive(Session& s, std::string_view id) {
     Device* d = devices_.find(id);
-    // Offline is an answer, not a failure: 86 00 in every version.
-    reply(s, P2P_CMD_CHECK_ALIVE, d != nullptr && d->online() ? P2P_STATUS_OK : P2P_STATUS_FAILURE);
+    // Offline is an answer, not a failure: 86 00 in every version. A device
+    // the caller may not reach is offline to it: the answer reveals nothing.
+    bool online = d != nullptr && d->online() && may_reach(id, s);
+    reply(s, P2P_CMD_CHECK_ALIVE, online ? P2P_STATUS_OK : P2P_STATUS_FAILURE);
 }
 
 void Relay::on_hello(Session& s, uint8_t version, uint8_t flags) {
@@ -340,7 +382,9 @@ void Relay::on_hello(Session& s, uint8_t version, uint8_t flags) {
 
 void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data, size_t len) {
     // Reasons, first that applies: 4 bad argument (own id), 2 not
-    // registered, 3 offline.
+    // registered, 5 not among the target's PEERS (before 3, so that the
+    // answer reveals nothing about a device the sender may not reach), 3
+    // offline, 5 a v1 target that does not subscribe to the sender.
     if (s.device != nullptr && s.device->key() == target) {
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_BAD_ARGUMENT);
         return;
@@ -349,9 +393,20 @@ void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data,
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_NOT_REGISTERED);
         return;
     }
+    if (!may_reach(target, s)) {
+        fail(s, P2P_CMD_SEND_TO, P2P_STATUS_NOT_AUTHORIZED);
+        return;
+    }
     Device* d = devices_.find(target);
     if (d == nullptr || !d->online()) {
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_OFFLINE);
+        return;
+    }
+    // A v1 session receives [03] + data, byte-identical whoever sent it: it
+    // takes it as coming from the devices it subscribes to, so only they
+    // may write to it.
+    if (!is_v2(*d->holder) && !devices_.subscribed(*d->holder, *s.device)) {
+        fail(s, P2P_CMD_SEND_TO, P2P_STATUS_NOT_AUTHORIZED);
         return;
     }
     flush_presence(*s.device);
@@ -377,4 +432,5 @@ void Relay::end_session(Session& s, CloseReason reason) {
         LOG_DEBUG("%s released \"%s\"", s.label(), PrintableId(s.device->key()).text);
     release_id(s);
     devices_.unsubscribe_all(s);
+    s.auth_challenge.reset();
 }

@@ -25,20 +25,30 @@
 //    SUBSCRIBE answers with the state subscribers were last told, so that
 //    every subscriber of an id holds the same view; a SEND or SEND_TO from
 //    an id whose coming online is held back announces it first, so that
-//    PRESENCE online still precedes the id's deliveries.
+//    PRESENCE online still precedes the id's deliveries. A takeover is
+//    never held back (its PRESENCE offline then online keeps it visible);
+//    its two changes count in the window.
 //  - Takeover fights: two connections registering one id in turn. After
 //    kTakeovers takeovers of an id in a takeover window, further
-//    takeovers of it are refused (status 7, 0 in v1) until the window ends,
-//    logged once per window.
+//    REGISTERs taking it over are refused (status 7, 0 in v1) until the
+//    window ends, logged once per window.
 //  - Every command costs O(1) amortised in the number of devices,
 //    subscriptions and sessions (devices.h), apart from the frames it
 //    produces.
+//
+// Authentication and authorization (relay_auth.cpp): with an auth table
+// installed, AUTH claims the ids it lists and REGISTER may not, and the
+// table's PEERS decide who may reach a listed id. Without one, AUTH is
+// unsupported and every id is open to everyone, as in the original.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
+#include "auth_table.h"
 #include "clock.h"
+#include "codec.h"
 #include "devices.h"
 #include "hash.h"
 #include "memory_budget.h"
@@ -55,12 +65,24 @@ struct RelayLimits {
 constexpr uint64_t kPresenceWindowMs = 1000;
 constexpr uint8_t kPresenceChanges = 4;
 constexpr uint64_t kTakeoverWindowMs = 10000;
-constexpr uint8_t kTakeovers = 5;
+constexpr uint8_t kTakeovers = 10;
 
 struct RelayStats {
     uint64_t frames_in = 0;
     uint64_t deliveries = 0;         // frames queued to subscribers/targets
     uint64_t dropped_no_subscriber = 0;
+    uint64_t takeovers = 0;
+    uint64_t takeovers_refused = 0;  // REGISTERs refused in a takeover fight
+    uint64_t presence_held = 0;      // presence changes held back (damping)
+    uint64_t subscribe_limit = 0;    // SUBSCRIBEs refused for --max-subs
+    uint64_t auth_successes = 0;
+    uint64_t auth_failures = 0;      // failed AUTH step 2s, every connection
+};
+
+// What installing an auth table did to the sessions (Relay::install_auth).
+struct AuthChanges {
+    uint32_t sessions_closed = 0;         // BYE 6: id removed or verifier changed
+    uint32_t subscriptions_cancelled = 0; // no longer allowed by PEERS
 };
 
 class Relay {
@@ -83,12 +105,24 @@ class Relay {
     void on_tick();
 
     size_t device_count() const { return devices_.size(); }
-    const RelayStats& stats() const { return stats_; }
     const Devices& devices() const { return devices_; }
+    const RelayStats& stats() const { return stats_; }
 
     // Devices::check_invariants, plus the relay's own: every damped device
     // is in the table. For tests and fuzzers; false with the reason in why.
     bool check_invariants(char* why, size_t cap) const;
+
+    // --auth-required: with a table installed, REGISTER is refused for every
+    // id, listed or not.
+    void set_auth_required(bool required) { auth_required_ = required; }
+
+    // Puts table (not null) in force, at start and on every reload: each
+    // session that holds an id whose verifier the table removes, changes
+    // or newly sets is closed with BYE 6, and each subscription the table's
+    // PEERS no longer allow is cancelled (PRESENCE offline to a v2
+    // subscriber). False, with nothing changed, when memory for the
+    // change is missing. *changes (may be null) says what was done.
+    bool install_auth(std::unique_ptr<AuthTable> table, AuthChanges* changes);
 
    private:
     void on_register(Session& s, std::string_view id);
@@ -100,6 +134,33 @@ class Relay {
     void on_hello(Session& s, uint8_t version, uint8_t flags);
     void on_send_to(Session& s, std::string_view target, const uint8_t* data, size_t len);
 
+    // Makes s the holder of d, releasing the id it held before; a previous
+    // holder is closed (taken over). Returns true for a takeover. Then,
+    // after the caller's reply, announce_claim() tells d's subscribers.
+    bool claim_id(Session& s, Device& d);
+    void announce_claim(Session& s, Device& d, bool takeover);
+
+    // relay_auth.cpp
+    void on_auth(Session& s, const p2p_request& req, bool parsed);
+    void auth_start(Session& s, const p2p_request& req);
+    void auth_proof(Session& s, const p2p_request& req);
+    void auth_failed(Session& s, std::string_view id, const char* why);
+    // Whether REGISTER may claim id: not with --auth-required, nor for an
+    // id the auth table lists.
+    bool may_register(std::string_view id) const;
+    // Whether `caller` may SUBSCRIBE to, SEND_TO and CHECK_ALIVE the id
+    // `target` (and so receive its PRESENCE), under table (null: no table).
+    bool may_reach(const AuthTable* table, std::string_view target, const Session& caller) const;
+    bool may_reach(std::string_view target, const Session& caller) const {
+        return may_reach(auth_.get(), target, caller);
+    }
+    // Cancels s's subscriptions that the table does not allow now that s
+    // holds another id.
+    void drop_unreachable_subscriptions(Session& s);
+    // Tells a v2 subscriber the device is offline to it, then drops the
+    // subscription.
+    void cancel_subscription(Session& s, Device& d);
+
     void reply(Session& s, uint8_t cmd, uint8_t status);
     // Reply with a failure: the v2 reason, or 0 in a v1 session.
     void fail(Session& s, uint8_t cmd, uint8_t reason);
@@ -107,14 +168,19 @@ class Relay {
     // The device went online or offline because of `cause`: announce it,
     // or hold it back if the id is flapping (see above).
     void presence_changed(Device& device, const Session* cause);
-    // Tells every v2 subscriber of device its current state, except
-    // `except` (a connection is not told about its own id), and remembers
-    // it as what subscribers were told.
-    void announce_presence(Device& device, const Session* except);
+    // Counts one announced change in the device's presence window.
+    void count_change(Device& device);
     // If the device's state differs from what its subscribers were told
     // (held back by damping), tells them now.
     void flush_presence(Device& device);
+    // Tells every v2 subscriber of device its current state (or `state`),
+    // except `except` (a connection is not told about its own id), and
+    // remembers it as what subscribers were told.
+    void announce_presence(Device& device, const Session* except);
+    void announce_state(Device& device, const Session* except, uint8_t state);
+    // What subscribers were last told (SUBSCRIBE repeats it).
     void send_presence(Session& to, const Device& device);
+    void send_state(Session& to, const Device& device, uint8_t state);
     // Counts a takeover of the device; false when the takeover window's
     // allowance is spent (a fight), logged once per window.
     bool allow_takeover(Device& device, const Session& taker);
@@ -129,4 +195,6 @@ class Relay {
     IntrusiveList<Device, PresenceDampedTag> damped_;
     Devices devices_;
     RelayStats stats_;
+    std::unique_ptr<AuthTable> auth_;  // null: no auth file
+    bool auth_required_ = false;
 };

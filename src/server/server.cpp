@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -76,9 +77,12 @@ bool Server::apply_fd_limit() {
     }
     uint64_t allowed = rl.rlim_cur > kReservedFds ? rl.rlim_cur - kReservedFds : 1;
     if (allowed < max_conns_) {
-        LOG_INFO("open-file limit %llu allows %llu connections, not %u",
-                 static_cast<unsigned long long>(rl.rlim_cur),
-                 static_cast<unsigned long long>(allowed), options_.max_conns);
+        // Worth a line of its own only when someone asked for more; the
+        // effective limit is in the start-up line either way.
+        if (options_.max_conns_given)
+            LOG_WARN("--max-conns %u lowered to %llu: the open-file limit is %llu",
+                     options_.max_conns, static_cast<unsigned long long>(allowed),
+                     static_cast<unsigned long long>(rl.rlim_cur));
         max_conns_ = static_cast<uint32_t>(allowed);
     }
     return true;
@@ -97,17 +101,16 @@ bool Server::start() {
         LOG_ERROR("cannot set up epoll/timerfd: %s", strerrordesc_np(errno));
         return false;
     }
-    static const int kSignals[] = {SIGINT, SIGTERM};
+    static const int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
     if (!loop_.watch_signals(kSignals, sizeof kSignals / sizeof kSignals[0])) {
-        LOG_ERROR("cannot watch SIGINT/SIGTERM: %s", strerrordesc_np(errno));
+        LOG_ERROR("cannot watch signals: %s", strerrordesc_np(errno));
         return false;
     }
     apply_fd_limit();
     spare_fd_ = open_spare_fd();
     if (spare_fd_ == -1) LOG_WARN("cannot reserve a spare descriptor: %s", strerrordesc_np(errno));
 
-    HashKey key;
-    if (!hash_key_from_os(&key)) {
+    if (!hash_key_from_os(&hash_key_)) {
         LOG_ERROR("getrandom failed: %s", strerrordesc_np(errno));
         return false;
     }
@@ -116,7 +119,9 @@ bool Server::start() {
     limits.idle_timeout_s = options_.idle_timeout_s;
     limits.max_subs = options_.max_subs;
     limits.max_devices = options_.max_devices;
-    relay_ = std::make_unique<Relay>(limits, key, &loop_, &device_budget_);
+    relay_ = std::make_unique<Relay>(limits, hash_key_, &loop_, &device_budget_);
+    relay_->set_auth_required(options_.auth_required);
+    if (!options_.auth_file.empty() && !load_auth_file_now()) return false;
 
     connections_ = std::make_unique<ConnectionContext>(loop_, *relay_, &budget_);
     ConnectionLimits& cl = connections_->limits;
@@ -148,12 +153,14 @@ bool Server::start() {
             return false;
         }
     }
+    if (options_.metrics && !start_metrics()) return false;
     LOG_INFO("listening on %s port %u (max %u connections, max frame %u, idle timeout %u s, "
              "max memory %llu, max devices %u, frame timeout %u s)",
              options_.bind_address.empty() ? "all interfaces" : options_.bind_address.c_str(),
              options_.port, max_conns_, options_.max_frame, options_.idle_timeout_s,
              static_cast<unsigned long long>(budget_.limit()), options_.max_devices,
              options_.frame_timeout_s);
+    if (notifier_.open()) notifier_.ready();
     return true;
 }
 
@@ -164,6 +171,18 @@ int Server::run() {
 }
 
 void Server::on_signal(int signo) {
+    if (signo == SIGHUP) {
+        if (!shutting_down_) reload();
+        return;
+    }
+    if (signo == SIGUSR1) {
+        // Every counter on one line, for whoever has only the log.
+        std::string line;
+        render_metrics(line, MetricsText::Form::log_line);
+        if (!line.empty()) line.pop_back();
+        LOG_INFO("counters: %s", line.c_str());
+        return;
+    }
     if (!shutting_down_) {
         LOG_INFO("%s received: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
         begin_shutdown();
@@ -175,6 +194,7 @@ void Server::on_signal(int signo) {
 
 void Server::begin_shutdown() {
     shutting_down_ = true;
+    notifier_.stopping();
     shutdown_deadline_ms_ = loop_.now_ms() + kShutdownGraceMs;
     connections_->linger_cap_ms = shutdown_deadline_ms_;
     for (size_t i = 0; i < listener_count_; ++i) {
@@ -211,6 +231,7 @@ void Server::accept_connections(Listener& listener) {
             pause_logged_ = false;
         }
         if (live_connections_ >= max_conns_) {
+            ++refused_max_conns_;
             if (!at_conn_limit_) {
                 LOG_WARN("connection limit (%u) reached: refusing new connections", max_conns_);
                 at_conn_limit_ = true;
@@ -233,6 +254,7 @@ void Server::accept_connections(Listener& listener) {
             continue;
         }
         ++live_connections_;
+        ++accepted_;
         LOG_INFO("%s connected", conn->label());
     }
     // Fairness: more may be pending; continue next iteration.
@@ -260,7 +282,10 @@ bool Server::refuse_over_emfile(Listener& listener) {
     }
     io_close(spare_fd_);
     AcceptResult r = io_accept(listener.fd());
-    if (r.status == IoStatus::ok) io_close(r.fd);
+    if (r.status == IoStatus::ok) {
+        io_close(r.fd);
+        ++refused_no_fds_;
+    }
     spare_fd_ = open_spare_fd();
     if (r.status == IoStatus::ok) return true;
     if (r.status != IoStatus::would_block) pause_accept("accept failed with the spare given up");
@@ -338,4 +363,140 @@ void Server::on_tick(uint64_t now) {
         c->close(CloseReason::linger_expired);
     }
     resume_accept();
+    report_status(now);
+    if (metrics_) metrics_->on_tick(now);
+}
+
+// systemd's STATUS= line: at most once a second, and only when it changed.
+void Server::report_status(uint64_t now) {
+    if (!notifier_.active() || shutting_down_ || now - status_sent_ms_ < 1000) return;
+    uint64_t devices = relay_->device_count();
+    if (live_connections_ == status_connections_ && devices == status_devices_) return;
+    status_connections_ = live_connections_;
+    status_devices_ = devices;
+    status_sent_ms_ = now;
+    char text[128];
+    std::snprintf(text, sizeof text, "serving: %u connections, %llu devices", live_connections_,
+                  static_cast<unsigned long long>(devices));
+    notifier_.status(text);
+}
+
+// ---- metrics ---------------------------------------------------------------------
+
+bool Server::start_metrics() {
+    int fd = -1;
+    char err[256];
+    if (listen_tcp(options_.metrics_address.c_str(), options_.metrics_port, &fd, 1, err,
+                   sizeof err) != 1) {
+        LOG_ERROR("--metrics: %s", err);
+        return false;
+    }
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char where[64] = "?";
+    if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&ss), &len) == 0)
+        io_format_peer(io_peer_address(reinterpret_cast<struct sockaddr*>(&ss), len), where,
+                       sizeof where);
+    metrics_ = std::make_unique<HttpEndpoint>(loop_, *this);
+    if (!metrics_->start(fd)) {
+        LOG_ERROR("--metrics: epoll_ctl: %s", strerrordesc_np(errno));
+        io_close(fd);
+        return false;
+    }
+    LOG_INFO("serving metrics on http://%s/metrics", where);
+    return true;
+}
+
+bool Server::on_http_get(const std::string& path, HttpResponse* out) {
+    if (path == "/metrics") {
+        out->content_type = "text/plain; version=0.0.4; charset=utf-8";
+        render_metrics(out->body, MetricsText::Form::prometheus);
+        return true;
+    }
+    if (path == "/healthz") {
+        out->status = shutting_down_ ? 503 : 200;
+        out->body = shutting_down_ ? "shutting down\n" : "ok\n";
+        return true;
+    }
+    return false;
+}
+
+void Server::render_metrics(std::string& out, MetricsText::Form form) const {
+    MetricsText m(out, form);
+    const RelayStats& relay = relay_->stats();
+    const Devices& devices = relay_->devices();
+    const ConnectionStats& conns = connections_->stats;
+
+    m.family("stupidp2p_build_info", "gauge", "The server's version; always 1.");
+    m.sample("version", P2P_VERSION, 1);
+    m.family("stupidp2p_connections_open", "gauge", "Connections open now, closing ones included.");
+    m.sample(live_connections_);
+    m.family("stupidp2p_connections_max", "gauge",
+             "Most simultaneous connections (--max-conns, lowered to the open-file limit).");
+    m.sample(max_conns_);
+    m.family("stupidp2p_connections_accepted_total", "counter", "Connections accepted.");
+    m.sample(accepted_);
+    m.family("stupidp2p_connections_closed_total", "counter",
+             "Connections closed, by the reason of their close.");
+    for (size_t i = 0; i < kCloseReasonCount; ++i)
+        m.sample("reason", close_reason_info(static_cast<CloseReason>(i)).label, conns.closes[i]);
+    m.family("stupidp2p_limits_hit_total", "counter",
+             "Requests refused because a server limit was reached.");
+    m.sample("limit", "max_conns", refused_max_conns_);
+    m.sample("limit", "open_files", refused_no_fds_);
+    m.sample("limit", "max_subs", relay.subscribe_limit);
+    m.sample("limit", "takeover_fight", relay.takeovers_refused);
+    m.family("stupidp2p_memory_used_bytes", "gauge",
+             "Bytes of buffers and device entries counted against --max-memory.");
+    m.sample(budget_.used());
+    m.family("stupidp2p_memory_limit_bytes", "gauge", "--max-memory.");
+    m.sample(budget_.limit());
+    m.family("stupidp2p_evictions_total", "counter",
+             "Connections whose output was evicted at the memory limit.");
+    m.sample(conns.evictions);
+    m.family("stupidp2p_deliveries_dropped_total", "counter",
+             "Deliveries dropped for subscribers with the DROP flag that fell behind.");
+    m.sample(conns.dropped_deliveries);
+    m.family("stupidp2p_gap_events_total", "counter", "GAP events queued.");
+    m.sample(conns.gap_events);
+    m.family("stupidp2p_presence_held_total", "counter",
+             "Presence changes held back because the id was flapping.");
+    m.sample(relay.presence_held);
+    m.family("stupidp2p_devices_online", "gauge", "Device ids registered by a connection now.");
+    m.sample(devices.online());
+    m.family("stupidp2p_device_entries", "gauge",
+             "Device ids known now: registered, or subscribed to while offline.");
+    m.sample(devices.size());
+    m.family("stupidp2p_subscriptions", "gauge", "Subscriptions over all connections now.");
+    m.sample(devices.subscriptions());
+    m.family("stupidp2p_takeovers_total", "counter",
+             "Registrations of an id that another connection held.");
+    m.sample(relay.takeovers);
+    m.family("stupidp2p_auth_total", "counter",
+             "AUTH exchanges completed (step 2), by result.");
+    m.sample("result", "success", relay.auth_successes);
+    m.sample("result", "failure", relay.auth_failures);
+    m.family("stupidp2p_frames_in_total", "counter", "Non-empty frames received from clients.");
+    m.sample(relay.frames_in);
+    m.family("stupidp2p_bytes_in_total", "counter", "Bytes received from clients.");
+    m.sample(conns.bytes_in);
+    m.family("stupidp2p_frames_out_total", "counter",
+             "Frames queued for clients: replies, deliveries and events.");
+    m.sample(conns.frames_out);
+    m.family("stupidp2p_bytes_out_total", "counter", "Bytes the kernel took for clients.");
+    m.sample(conns.bytes_out);
+    m.family("stupidp2p_deliveries_total", "counter",
+             "Messages queued for a subscriber or a SEND_TO target.");
+    m.sample(relay.deliveries);
+    m.family("stupidp2p_sends_dropped_no_subscriber_total", "counter",
+             "SENDs from a device that nobody subscribed to.");
+    m.sample(relay.dropped_no_subscriber);
+    m.family("stupidp2p_output_pending_bytes", "gauge",
+             "Bytes queued for clients that the kernel has not taken yet.");
+    m.sample(conns.output_pending);
+    m.family("stupidp2p_metrics_requests_total", "counter",
+             "HTTP requests to this endpoint; bad ones are also counted apart.");
+    m.sample(metrics_ ? metrics_->requests() : 0);
+    m.family("stupidp2p_metrics_bad_requests_total", "counter", "Malformed HTTP requests.");
+    m.sample(metrics_ ? metrics_->bad_requests() : 0);
 }

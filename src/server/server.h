@@ -5,8 +5,10 @@
 // (connection.h).
 //
 // The Server is the EventLoop's Hooks: the tick drives idle and linger
-// timeouts, signals start the shutdown, and after each iteration dead
-// connections are reaped.
+// timeouts, SIGINT/SIGTERM start the shutdown, SIGHUP a reload, SIGUSR1
+// logs the counters, and after each iteration dead connections are reaped.
+// Under systemd (Type=notify) it reports readiness, reloads, stopping and a
+// status line through ServiceNotifier.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +17,13 @@
 #include "connection.h"
 #include "event_loop.h"
 #include "memory_budget.h"
+#include "http_endpoint.h"
+#include "metrics.h"
+#include "notify.h"
 #include "options.h"
 #include "relay.h"
 
-class Server final : public EventLoop::Hooks {
+class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
    public:
     explicit Server(const ServerOptions& options);
     ~Server() override;
@@ -36,6 +41,13 @@ class Server final : public EventLoop::Hooks {
     void on_tick(uint64_t now_ms) override;
     void on_signal(int signo) override;
     void after_iteration(uint64_t now_ms) override;
+
+    // HttpEndpoint::Handler: /metrics and /healthz.
+    bool on_http_get(const std::string& path, HttpResponse* out) override;
+    // Re-reads what may change while the server runs (server_reload.cpp):
+    // today the auth file. Connections stay; what failed to load is logged
+    // and the previous settings stay in force.
+    void reload();
 
    private:
     class Listener final : public EventHandler {
@@ -60,19 +72,34 @@ class Server final : public EventLoop::Hooks {
     void close_stalled_frames(uint64_t now);
     void begin_shutdown();
     void reap();
+    void report_status(uint64_t now_ms);
+    bool start_metrics();
+    void render_metrics(std::string& out, MetricsText::Form form) const;
+    // Loads --auth-file and puts it in force (server_reload.cpp). False,
+    // with the reason logged, when it cannot be read, parsed or applied.
+    bool load_auth_file_now();
 
     ServerOptions options_;
     EventLoop loop_;
     MemoryBudget budget_;          // --max-memory: before the relay and the connections
     MemoryBudget device_budget_;   // the device table's share of it
+    HashKey hash_key_;
     std::unique_ptr<Relay> relay_;
     std::unique_ptr<ConnectionContext> connections_;
     std::unique_ptr<Listener> listeners_[kMaxListeners];
     size_t listener_count_ = 0;
     int spare_fd_ = -1;  // reserved so that EMFILE can still be answered
+    ServiceNotifier notifier_;
+    std::unique_ptr<HttpEndpoint> metrics_;
+    uint64_t status_sent_ms_ = 0;
+    uint64_t status_connections_ = UINT64_MAX;  // what the last STATUS= said
+    uint64_t status_devices_ = UINT64_MAX;
 
     uint64_t next_session_id_ = 1;
     uint64_t evictions_trimmed_ = 0;
+    uint64_t accepted_ = 0;
+    uint64_t refused_max_conns_ = 0;
+    uint64_t refused_no_fds_ = 0;
     uint32_t live_connections_ = 0;
     uint32_t max_conns_ = 0;
     bool accept_paused_ = false;  // resumed by the tick or when a connection is reaped

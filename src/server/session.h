@@ -24,14 +24,25 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include "close_reason.h"
 #include "intrusive_list.h"
+#include "protocol.h"
 
 struct Device;
 struct Subscription;
 struct BySession {};
+
+// An AUTH step 1 that was answered and awaits its step 2 (relay_auth.cpp):
+// what the proof must cover. Allocated for the exchange only.
+struct AuthChallenge {
+    uint8_t id[P2P_ID_MAX];
+    uint8_t id_len = 0;
+    uint8_t client_nonce[P2P_AUTH_NONCE_SIZE];
+    uint8_t server_nonce[P2P_AUTH_NONCE_SIZE];
+};
 
 class Session {
    public:
@@ -55,6 +66,8 @@ class Session {
     bool quiet = false;         // v2 QUIET: successful sends not acknowledged
     bool drop_deliveries = false;  // v2 DROP: deliveries dropped, not the session
     bool ended = false;         // the relay is done with it: no frames, no deliveries
+    uint8_t auth_failures = 0;  // failed AUTH step 2s on this connection
+    std::unique_ptr<AuthChallenge> auth_challenge;  // AUTH step 2 awaited
 
    protected:
     ~Session() = default;  // owned and destroyed as the implementing type

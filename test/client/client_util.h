@@ -11,8 +11,11 @@
  *    is answered only after every delivery queued for B, and B's thread
  *    has dispatched them all by the time heart_beat returns.
  *  - struct ct_fake: a fake server on 127.0.0.1 (a thread in the test) that
- *    answers like this project's server, like the original (ignoring
- *    HELLO), goes silent after some frames, or closes at once.
+ *    answers like this project's server (with a HELLO grant the test may
+ *    make a lie), like the original (ignoring HELLO), goes silent after
+ *    some frames (and may then trickle bytes that never make a frame),
+ *    closes at once, or does what a per-request hook says. Every frame it
+ *    writes is built with the codec.
  *
  * Include <cmocka.h>'s prerequisites and <cmocka.h> first.
  */
@@ -253,13 +256,21 @@ static inline void ct_wait_state(int32_t h, struct ct_rec *r, int32_t state, int
 /* ---- fake server ------------------------------------------------------------------ */
 
 enum ct_fake_mode {
-    CT_FAKE_V2 = 0,        /* answers everything, HELLO with a v2 reply       */
+    CT_FAKE_V2 = 0,        /* answers everything, HELLO with a v2 grant       */
     CT_FAKE_ORIGINAL = 1,  /* ignores HELLO and unknown commands (v1 only)    */
     CT_FAKE_MUTE = 2,      /* accepts, reads, never answers                   */
     CT_FAKE_CLOSE = 3      /* accepts and closes at once                      */
 };
 
 #define CT_FAKE_CONNS 8
+
+struct ct_fake;
+
+/* Called on the fake's thread for every request, before the fake answers
+ * it; conn is the connection's slot, f->serial[conn] its number (1 for
+ * the first accepted). Returns 1 when it has dealt with the request itself
+ * (the fake then neither answers nor counts it as answered). */
+typedef int (*ct_fake_hook)(struct ct_fake *f, int conn, const struct p2p_request *req);
 
 struct ct_fake {
     int lfd, efd;
@@ -269,48 +280,132 @@ struct ct_fake {
     pthread_cond_t cond;
     enum ct_fake_mode mode;
     int silent_after;      /* per connection: frames answered before going mute (<0: never) */
+    /* The HELLO grant (ct_fake_defaults: this project's, version 2,
+     * 65536, 300 s, all 11 bytes; a test may change it before start). */
+    uint8_t grant_version;
+    uint32_t grant_max_frame;
+    uint32_t grant_idle;
+    size_t grant_len;      /* bytes of the 11-byte grant actually sent    */
+    ct_fake_hook hook;
+    void *arg;             /* for the hook                                */
+    int trickle_ms;        /* > 0: a connection gone mute is sent one byte
+                              of a frame that never ends, this often      */
+    /* Under mu: */
     int accepts;           /* connections accepted so far */
     int frames;            /* frames received, all connections */
     int closed;            /* connections the client closed */
+    uint64_t trickled;     /* bytes trickled, all connections */
+    /* The fake's thread only: */
     int fds[CT_FAKE_CONNS];
+    int serial[CT_FAKE_CONNS];
     int answered[CT_FAKE_CONNS];
-    uint8_t buf[CT_FAKE_CONNS][4096];
+    uint32_t trickle_pos[CT_FAKE_CONNS];
+    uint8_t buf[CT_FAKE_CONNS][8192];
     size_t used[CT_FAKE_CONNS];
 };
 
-static void ct_fake_write(int fd, const uint8_t *payload, size_t n)
+/* Writes bytes to a fake connection as far as the socket takes them
+ * without blocking; returns the number written. */
+static inline size_t ct_fake_raw(struct ct_fake *f, int conn, const void *p, size_t n)
 {
-    uint8_t frame[64];
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = send(f->fds[conn], (const uint8_t *)p + done, n - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        done += (size_t)r;
+    }
+    return done;
+}
+
+/* Writes one frame (header + payload) to a fake connection. */
+static inline void ct_fake_frame(struct ct_fake *f, int conn, const uint8_t *payload, size_t n)
+{
+    uint8_t *frame = malloc(P2P_FRAME_HEADER_SIZE + n);
+    assert_non_null(frame);
     p2p_frame_header_encode(frame, (uint32_t)n);
-    memcpy(frame + 4, payload, n);
-    (void)send(fd, frame, n + 4, MSG_NOSIGNAL);
+    memcpy(frame + P2P_FRAME_HEADER_SIZE, payload, n);
+    (void)ct_fake_raw(f, conn, frame, P2P_FRAME_HEADER_SIZE + n);
+    free(frame);
+}
+
+/* Answers a request as the fake's mode says, with the codec. */
+static inline void ct_fake_reply(struct ct_fake *f, int conn, uint8_t cmd)
+{
+    uint8_t r[P2P_HELLO_REPLY_SIZE];
+    if (cmd == P2P_CMD_HELLO) {
+        size_t n = p2p_encode_hello_reply(r, f->grant_version, f->grant_max_frame, f->grant_idle);
+        ct_fake_frame(f, conn, r, f->grant_len < n ? f->grant_len : n);
+    } else {
+        ct_fake_frame(f, conn, r, p2p_encode_reply(r, cmd, P2P_STATUS_OK));
+    }
+}
+
+/* Closes a fake connection with a reset (SO_LINGER 0). */
+static inline void ct_fake_reset(struct ct_fake *f, int conn)
+{
+    struct linger lg = {1, 0};
+    (void)setsockopt(f->fds[conn], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(f->fds[conn]);
+    f->fds[conn] = -1;
+}
+
+/* Closes a fake connection cleanly (the client reads EOF). */
+static inline void ct_fake_hangup(struct ct_fake *f, int conn)
+{
+    close(f->fds[conn]);
+    f->fds[conn] = -1;
+}
+
+static inline int ct_fake_is_mute(const struct ct_fake *f, int conn)
+{
+    return f->mode == CT_FAKE_MUTE || (f->silent_after >= 0 && f->answered[conn] >= f->silent_after);
 }
 
 static void ct_fake_answer(struct ct_fake *f, int i, const uint8_t *p, uint32_t n)
 {
-    int fd = f->fds[i];
-    if (n == 0 || f->mode == CT_FAKE_MUTE)
+    if (n == 0)
         return;
-    if (f->silent_after >= 0 && f->answered[i] >= f->silent_after)
+    struct p2p_request req;
+    (void)p2p_request_parse(p, n, &req); /* a bad argument is answered OK here */
+    if (f->hook != NULL && f->hook(f, i, &req))
         return;
-    uint8_t cmd = p[0];
-    if (cmd == P2P_CMD_HELLO) {
-        if (f->mode == CT_FAKE_ORIGINAL)
-            return;
-        const uint8_t r[11] = {0x88, 1, 2, 0, 1, 0, 0, 0, 0, 1, 44};
-        ct_fake_write(fd, r, sizeof r);
-    } else if (cmd >= 1 && cmd <= 7) {
-        uint8_t r[2] = {(uint8_t)(cmd | 0x80), 1};
-        ct_fake_write(fd, r, 2);
-    } else {
+    if (f->fds[i] < 0 || ct_fake_is_mute(f, i))
+        return;
+    if (req.cmd == P2P_CMD_HELLO && f->mode == CT_FAKE_ORIGINAL)
+        return;
+    if (req.cmd < P2P_CMD_REGISTER || req.cmd > P2P_CMD_HELLO)
         return; /* original-style silence */
-    }
+    ct_fake_reply(f, i, req.cmd);
     f->answered[i]++;
+}
+
+/* One byte of a frame that never completes (a 60000-byte header, then
+ * 'x' bytes) to every connection gone mute. */
+static void ct_fake_trickle(struct ct_fake *f)
+{
+    for (int i = 0; i < CT_FAKE_CONNS; i++) {
+        if (f->fds[i] < 0 || !ct_fake_is_mute(f, i))
+            continue;
+        uint8_t hdr[P2P_FRAME_HEADER_SIZE];
+        p2p_frame_header_encode(hdr, 60000);
+        uint8_t b = f->trickle_pos[i] < sizeof hdr ? hdr[f->trickle_pos[i]] : 'x';
+        if (f->trickle_pos[i] < 60000 && ct_fake_raw(f, i, &b, 1) == 1) {
+            f->trickle_pos[i]++;
+            pthread_mutex_lock(&f->mu);
+            f->trickled++;
+            pthread_cond_broadcast(&f->cond);
+            pthread_mutex_unlock(&f->mu);
+        }
+    }
 }
 
 static void *ct_fake_main(void *arg)
 {
     struct ct_fake *f = arg;
+    int64_t next_trickle = ct_now_ms() + f->trickle_ms;
     for (;;) {
         struct pollfd pfd[2 + CT_FAKE_CONNS];
         int map[2 + CT_FAKE_CONNS];
@@ -327,18 +422,30 @@ static void *ct_fake_main(void *arg)
                 pfd[n].events = POLLIN;
                 map[n++] = i;
             }
-        if (poll(pfd, n, -1) == -1) {
+        int timeout = -1;
+        if (f->trickle_ms > 0) {
+            int64_t left = next_trickle - ct_now_ms();
+            timeout = left > 0 ? (int)left : 0;
+        }
+        int pr = poll(pfd, n, timeout);
+        if (pr == -1) {
             if (errno == EINTR)
                 continue;
             return NULL;
         }
+        if (f->trickle_ms > 0 && ct_now_ms() >= next_trickle) {
+            ct_fake_trickle(f);
+            next_trickle = ct_now_ms() + f->trickle_ms;
+        }
+        if (pr == 0)
+            continue;
         if (pfd[0].revents)
             return NULL;
         if (pfd[1].revents) {
             int c = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
             if (c >= 0) {
                 pthread_mutex_lock(&f->mu);
-                f->accepts++;
+                int serial = ++f->accepts;
                 pthread_cond_broadcast(&f->cond);
                 pthread_mutex_unlock(&f->mu);
                 int slot = -1;
@@ -349,15 +456,17 @@ static void *ct_fake_main(void *arg)
                     close(c);
                 } else {
                     f->fds[slot] = c;
+                    f->serial[slot] = serial;
                     f->answered[slot] = 0;
+                    f->trickle_pos[slot] = 0;
                     f->used[slot] = 0;
                 }
             }
         }
         for (nfds_t k = 2; k < n; k++) {
-            if (!pfd[k].revents)
-                continue;
             int i = map[k];
+            if (!pfd[k].revents || f->fds[i] != pfd[k].fd)
+                continue;
             ssize_t r = read(f->fds[i], f->buf[i] + f->used[i], sizeof f->buf[i] - f->used[i]);
             if (r <= 0) {
                 close(f->fds[i]);
@@ -370,7 +479,8 @@ static void *ct_fake_main(void *arg)
             }
             f->used[i] += (size_t)r;
             struct p2p_frame fr;
-            while (p2p_frame_parse(f->buf[i], f->used[i], sizeof f->buf[i] - 4, &fr) == P2P_FRAME_COMPLETE) {
+            while (f->fds[i] >= 0 &&
+                   p2p_frame_parse(f->buf[i], f->used[i], sizeof f->buf[i] - 4, &fr) == P2P_FRAME_COMPLETE) {
                 ct_fake_answer(f, i, fr.payload, fr.length);
                 pthread_mutex_lock(&f->mu);
                 f->frames++;
@@ -383,9 +493,20 @@ static void *ct_fake_main(void *arg)
     }
 }
 
-static inline void ct_fake_start(struct ct_fake *f, enum ct_fake_mode mode, int silent_after)
+/* Clears *f and sets the configuration fields to this project's server:
+ * change grant_*, hook, arg or trickle_ms after it, then ct_fake_start_cfg. */
+static inline void ct_fake_defaults(struct ct_fake *f)
 {
     memset(f, 0, sizeof *f);
+    f->grant_version = P2P_VERSION_2;
+    f->grant_max_frame = P2P_DEFAULT_MAX_FRAME;
+    f->grant_idle = 300;
+    f->grant_len = P2P_HELLO_REPLY_SIZE;
+}
+
+/* Starts a fake server configured by ct_fake_defaults and the caller. */
+static inline void ct_fake_start_cfg(struct ct_fake *f, enum ct_fake_mode mode, int silent_after)
+{
     for (int i = 0; i < CT_FAKE_CONNS; i++)
         f->fds[i] = -1;
     f->mode = mode;
@@ -407,6 +528,13 @@ static inline void ct_fake_start(struct ct_fake *f, enum ct_fake_mode mode, int 
     f->efd = eventfd(0, EFD_CLOEXEC);
     assert_true(f->efd >= 0);
     assert_int_equal(pthread_create(&f->thread, NULL, ct_fake_main, f), 0);
+}
+
+/* A fake server with this project's HELLO grant and no hook. */
+static inline void ct_fake_start(struct ct_fake *f, enum ct_fake_mode mode, int silent_after)
+{
+    ct_fake_defaults(f);
+    ct_fake_start_cfg(f, mode, silent_after);
 }
 
 static inline void ct_fake_stop(struct ct_fake *f)

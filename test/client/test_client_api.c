@@ -57,6 +57,8 @@ static void test_init_older_options(void **state)
     stupid_p2p_deinit(h);
 }
 
+/* A refused connection is NET_ERROR, and stupid_p2p_connect_error says
+ * why in words (errno's, not "network error"). */
 static void test_init_connection_refused(void **state)
 {
     /* A port nobody listens on: the server's, after it stopped. */
@@ -64,10 +66,34 @@ static void test_init_connection_refused(void **state)
     uint16_t port = srv->port;
     assert_int_equal(p2p_server_stop(srv), 0);
     assert_int_equal(stupid_p2p_init(U8("127.0.0.1"), port), STUPID_P2P_NET_ERROR);
+    assert_non_null(stupid_p2p_connect_error(0));
+    assert_string_equal(stupid_p2p_connect_error(0), "connection refused");
     assert_int_equal(p2p_server_restart(srv, NULL), 0);
     int32_t h = stupid_p2p_init(U8("127.0.0.1"), port);
     assert_true(h > 0);
+    assert_null(stupid_p2p_connect_error(0)); /* this thread's last init worked */
+    assert_null(stupid_p2p_connect_error(h));
     stupid_p2p_deinit(h);
+}
+
+/* A handle's reconnect attempts keep their cause too, until one works. */
+static void test_reconnect_error_kept(void **state)
+{
+    struct p2p_server *srv = *state;
+    static struct ct_rec rec; /* static: outlives a failed test */
+    ct_rec_init(&rec);
+    int32_t h = ct_open(srv->port, &rec, 0);
+    assert_int_equal(p2p_server_stop(srv), 0);
+    assert_true(CT_WAIT_FOR(&rec, CT_WAIT_MS, rec.n_disconnected >= 2)); /* BYE, then a refusal */
+    const char *why = stupid_p2p_connect_error(h);
+    assert_non_null(why);
+    assert_string_equal(why, "connection refused");
+    assert_int_equal(p2p_server_restart(srv, NULL), 0);
+    assert_true(CT_WAIT_FOR(&rec, CT_WAIT_MS, rec.n_connected >= 1));
+    assert_null(stupid_p2p_connect_error(h));
+    assert_null(stupid_p2p_connect_error(h + 1000)); /* unknown handle */
+    stupid_p2p_deinit(h);
+    ct_rec_destroy(&rec);
 }
 
 static void test_init_bad_host(void **state)
@@ -343,6 +369,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         T(test_init_bad_params),     T(test_init_older_options),      T(test_init_connection_refused), T(test_init_bad_host),
+        T(test_reconnect_error_kept),
         T(test_init_hostname),       T(test_no_signal_handlers),      T(test_handles_are_distinct),    T(test_original_calls),
         T(test_original_bad_params), T(test_new_calls_and_reasons),   T(test_protocol_v1_option),
         T(test_strerror),

@@ -3,7 +3,8 @@
  * sends on the handle, while messages pour in, while a thread blocks in
  * the receive, from inside a callback, with messages still queued; and
  * many init/deinit cycles. Run under valgrind (see the report) it shows
- * that deinit joins its thread and frees everything.
+ * that deinit joins its thread and frees everything. And: once deinit has
+ * returned, even from inside a callback, no callback runs any more.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "client_util.h"
+#include "v2.h"
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
 
@@ -166,6 +168,92 @@ static void test_deinit_from_callback(void **state)
     ct_rec_destroy(&rec);
 }
 
+/* deinit from inside on_message while many more messages wait behind the
+ * one being handled, in the same read: no callback may run after deinit
+ * has returned. To have them all read at once, b's thread is held in the
+ * presence callback (pub coming online) while pub sends them. */
+#define FLOOD_MESSAGES 200
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int held;         /* the presence callback is holding the thread */
+    int go;           /* the publisher has sent everything           */
+    int calls;        /* on_message calls                            */
+    int after;        /* of which after deinit had returned          */
+    int deinit_done;
+} flood = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0};
+
+static void cb_flood_presence(int32_t h, const uint8_t *id, size_t id_len, int online, void *u)
+{
+    (void)h;
+    (void)id;
+    (void)id_len;
+    (void)u;
+    if (!online)
+        return;
+    pthread_mutex_lock(&flood.mu);
+    flood.held = 1;
+    pthread_cond_broadcast(&flood.cond);
+    struct timespec until = ct_deadline(CT_WAIT_MS);
+    while (!flood.go)
+        if (pthread_cond_timedwait(&flood.cond, &flood.mu, &until) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&flood.mu);
+}
+
+static void cb_flood_message(int32_t h, const uint8_t *s, size_t sl, const uint8_t *d, size_t l, void *u)
+{
+    (void)s;
+    (void)sl;
+    (void)d;
+    (void)l;
+    (void)u;
+    pthread_mutex_lock(&flood.mu);
+    int first = flood.calls++ == 0;
+    flood.after += flood.deinit_done;
+    pthread_mutex_unlock(&flood.mu);
+    if (!first)
+        return;
+    stupid_p2p_deinit(h);
+    pthread_mutex_lock(&flood.mu);
+    flood.deinit_done = 1;
+    pthread_cond_broadcast(&flood.cond);
+    pthread_mutex_unlock(&flood.mu);
+}
+
+static void test_no_callback_after_deinit_from_callback(void **state)
+{
+    stupid_p2p_options_t o;
+    ct_options(&o, NULL, 0);
+    o.on_message = cb_flood_message;
+    o.on_presence = cb_flood_presence;
+    int32_t b = ct_open_opts(ct_port(state), &o);
+    int32_t a = ct_open(ct_port(state), NULL, 0);
+    ct_ok(stupid_p2p_register(b, "sub", 3));
+    ct_ok(stupid_p2p_subscribe(b, "pub", 3)); /* offline yet */
+    /* A raw watcher learns when b's connection is gone: after that its
+     * thread has ended, and the counts below are final. */
+    int watcher = tc_v2_connect(ct_port(state));
+    tc_v2_subscribe(watcher, "sub", P2P_PRESENCE_ONLINE);
+    ct_ok(stupid_p2p_register(a, "pub", 3));
+    assert_true(CT_WAIT_FOR(&flood, CT_WAIT_MS, flood.held));
+    for (int i = 0; i < FLOOD_MESSAGES; i++)
+        ct_ok(stupid_p2p_send(a, "m", 1));
+    pthread_mutex_lock(&flood.mu);
+    flood.go = 1;
+    pthread_cond_broadcast(&flood.cond);
+    pthread_mutex_unlock(&flood.mu);
+    assert_true(CT_WAIT_FOR(&flood, CT_WAIT_MS, flood.deinit_done));
+    tc_expect_presence(watcher, P2P_PRESENCE_OFFLINE, "sub");
+    int calls = CT_GET(&flood, flood.calls), after = CT_GET(&flood, flood.after);
+    fprintf(stderr, "  %d on_message call(s), %d after deinit returned\n", calls, after);
+    assert_int_equal(after, 0);
+    assert_int_equal(calls, 1);
+    tc_close(watcher);
+    stupid_p2p_deinit(a);
+}
+
 /* Many cycles, each with traffic and queued messages left behind. */
 static void test_init_deinit_cycles(void **state)
 {
@@ -189,6 +277,7 @@ int main(void)
         T(test_deinit_while_receiving),
         T(test_deinit_wakes_blocked_receive),
         T(test_deinit_from_callback),
+        T(test_no_callback_after_deinit_from_callback),
         T(test_init_deinit_cycles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,7 +3,9 @@
  * (a thread in this test, on 127.0.0.1) answers the handshake and then
  * goes silent: the library must notice that its heartbeats go unanswered,
  * drop the connection and reconnect (and restore its id). A server that
- * never answers, or closes at once, makes init fail within its bounds.
+ * never answers, or closes at once, makes init fail within its bounds. A
+ * server that answers nothing but keeps trickling bytes is as dead as a
+ * silent one: liveness comes from replies, not from bytes.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -49,6 +51,37 @@ static void test_heartbeat_loss_reconnects(void **state)
     assert_true(st.reconnects >= 1);
     /* And it keeps doing it: a second loss, a third connection. */
     assert_true(CT_WAIT_FOR(&f, CT_WAIT_MS, f.accepts >= 3));
+    stupid_p2p_deinit(h);
+    ct_fake_stop(&f);
+    ct_rec_destroy(&rec);
+}
+
+/* Answers the handshake and REGISTER, then sends one byte every 20 ms of
+ * a frame that never ends, and answers nothing: any-byte liveness kept
+ * such a connection "up" for ever while every command failed. */
+static void test_trickling_server_is_dead(void **state)
+{
+    (void)state;
+    static struct ct_fake f;
+    static struct ct_rec rec;
+    ct_rec_init(&rec);
+    ct_fake_defaults(&f);
+    f.trickle_ms = 20;
+    ct_fake_start_cfg(&f, CT_FAKE_V2, 3);
+    stupid_p2p_options_t o;
+    fast_options(&o, &rec); /* heartbeats every 100 ms, 3 may go unanswered */
+    int32_t h = stupid_p2p_init_ex("127.0.0.1", f.port, &o);
+    assert_true(h > 0);
+    ct_ok(stupid_p2p_register(h, "trickle", 7));
+    /* A command into the trickle returns within the command timeout. */
+    int32_t rc = stupid_p2p_check_alive(h, "x", 1);
+    assert_true(rc == STUPID_P2P_TIMEOUT || rc == STUPID_P2P_NET_ERROR);
+    assert_true(CT_WAIT_FOR(&rec, CT_WAIT_MS, rec.n_disconnected >= 1));
+    assert_int_equal(rec.causes[0], STUPID_P2P_CAUSE_HEARTBEAT_LOST);
+    uint64_t trickled = CT_GET(&f, f.trickled);
+    fprintf(stderr, "  %llu byte(s) trickled, connection dropped for unanswered heartbeats\n",
+            (unsigned long long)trickled);
+    assert_true(trickled >= 3);
     stupid_p2p_deinit(h);
     ct_fake_stop(&f);
     ct_rec_destroy(&rec);
@@ -125,6 +158,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_heartbeat_loss_reconnects),
+        cmocka_unit_test(test_trickling_server_is_dead),
         cmocka_unit_test(test_command_into_silence_returns),
         cmocka_unit_test(test_init_against_mute_server),
         cmocka_unit_test(test_init_against_closing_server),

@@ -2,9 +2,10 @@
  * test_v2_presence.c - PRESENCE (stupidp2p(7), EVENTS): [0B][state][id_len]
  * [id] to v2 subscribers when an id comes online (register) and goes
  * offline (unregister, disconnect, idle timeout, registering a second id),
- * right after every v2 SUBSCRIBE (also to an offline id), never for a
- * takeover or a repeated REGISTER, never to v1 subscribers, and after the
- * last delivery from the connection that held the id.
+ * right after every v2 SUBSCRIBE (also to an offline id), offline then
+ * online for a takeover, never for a repeated REGISTER, never to v1
+ * subscribers, and after the last delivery from the connection that held
+ * the id.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -170,15 +171,18 @@ static void test_presence_same_id_again(void **state)
     tc_close(w);
 }
 
-/* A takeover keeps the id online: no PRESENCE at all. Subscribers then
- * receive from the new holder. */
-static void test_presence_takeover_silent(void **state)
+/* A takeover is not silent: subscribers get PRESENCE offline then online
+ * (a new holder, perhaps not the device they trusted), and then receive
+ * from the new holder. */
+static void test_presence_takeover_visible(void **state)
 {
     int w = watcher(tc_port(state), "dev");
     int first = online_device(tc_port(state), w, "dev");
     int second = tc_connect(tc_port(state));
     tc_register(second, "dev", P2P_STATUS_OK);
     tc_expect_bye(first, P2P_BYE_TAKEN_OVER);
+    tc_expect_presence(w, P2P_PRESENCE_OFFLINE, "dev");
+    tc_expect_presence(w, P2P_PRESENCE_ONLINE, "dev");
     tc_expect_nothing_pending(w);
     tc_send_data(second, "new", 3, P2P_STATUS_OK);
     tc_expect_deliver_str(w, "dev", "new");
@@ -276,7 +280,7 @@ int main(void)
         TC_SERVER_TEST_ARGS(test_presence_idle_timeout, idle_timeout_1),
         TC_SERVER_TEST(test_presence_second_id),
         TC_SERVER_TEST(test_presence_same_id_again),
-        TC_SERVER_TEST(test_presence_takeover_silent),
+        TC_SERVER_TEST(test_presence_takeover_visible),
         TC_SERVER_TEST(test_presence_only_to_v2_subscribers),
         TC_SERVER_TEST(test_presence_after_last_delivery),
         TC_SERVER_TEST(test_presence_not_sent_about_own_id),

@@ -79,6 +79,7 @@ static void test_quiet_ignored_in_v1_session(void **state)
     tc_send_data(fd, "x", 1, P2P_STATUS_OK);
     int dst = tc_connect(tc_port(state));
     tc_register(dst, "dst", P2P_STATUS_OK);
+    tc_subscribe(dst, "v1", P2P_STATUS_OK); /* a v1 target hears only its publishers */
     tc_send_to(fd, "dst", 3, "y", 1);
     tc_expect_reply(fd, P2P_CMD_SEND_TO, P2P_STATUS_OK);
     tc_expect_data(dst, "y", 1);

@@ -1,8 +1,10 @@
 /*
  * test_v2_send_to.c - SEND_TO (stupidp2p(7), SEND_TO): delivered to the one
- * target, as DELIVER to a v2 session and as [03] + data to a v1 session;
- * offline targets get 8A 03 (8A 00 from a v1 session); a v1 session may use
- * SEND_TO too; binary and 255-byte ids and the largest data; order kept.
+ * target, as DELIVER to a v2 session and as [03] + data to a v1 session
+ * that subscribes to the sender (one that does not gets nothing, the
+ * sender 8A 05: test_v1_send_to_spoof.c); offline targets get 8A 03 (8A 00
+ * from a v1 session); a v1 session may use SEND_TO too; binary and 255-byte
+ * ids and the largest data; order kept.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,16 +71,19 @@ static void test_send_to_offline_target(void **state)
     tc_close(bob);
 }
 
-/* A v1 target (never said HELLO, or said HELLO 1) receives [03] + data. */
+/* A v1 target (never said HELLO, or said HELLO 1) that subscribes to the
+ * sender receives [03] + data. */
 static void test_send_to_v1_target(void **state)
 {
+    int bob = tc_v2_connect(tc_port(state));
+    tc_register(bob, "bob", P2P_STATUS_OK);
     int old = tc_connect(tc_port(state));
     tc_register(old, "old", P2P_STATUS_OK);
+    tc_subscribe(old, "bob", P2P_STATUS_OK);
     int down = tc_connect(tc_port(state));
     tc_expect_hello(down, 1, 0, 1, TC_DEFAULT_MAX_FRAME, TC_DEFAULT_IDLE);
     tc_register(down, "down", P2P_STATUS_OK);
-    int bob = tc_v2_connect(tc_port(state));
-    tc_register(bob, "bob", P2P_STATUS_OK);
+    tc_subscribe(down, "bob", P2P_STATUS_OK);
     tc_send_to(bob, "old", 3, "plain", 5);
     tc_expect_data(old, "plain", 5);
     tc_expect_reply(bob, P2P_CMD_SEND_TO, P2P_STATUS_OK);
@@ -105,6 +110,7 @@ static void test_send_to_from_v1_session(void **state)
     tc_send_to(v1, "new", 3, "x", 1); /* holds no id */
     tc_expect_reply(v1, P2P_CMD_SEND_TO, 0);
     tc_register(v1, "v1", P2P_STATUS_OK);
+    tc_subscribe(v1t, "v1", P2P_STATUS_OK);
     tc_send_to(v1, "new", 3, "to v2", 5);
     tc_expect_deliver_str(v2, "v1", "to v2");
     tc_expect_reply(v1, P2P_CMD_SEND_TO, P2P_STATUS_OK);

@@ -6,6 +6,9 @@
 * :class:`FakeV1Server` is a small in-process server that speaks only the
   original protocol and ignores HELLO like the original server; it can also
   go mute (accept, read, never answer).
+* :class:`ScriptedServer` runs a test's own function on every connection it
+  accepts: the server that lies, stalls or trickles; :func:`answer_requests`
+  plays a v2 server's part of a handshake for it.
 * :func:`wait_until` waits for a condition with a deadline.
 * :func:`run_python` runs a Python program in a subprocess with the client
   package on its path.
@@ -18,14 +21,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import unittest
-from typing import Callable, Dict, List, Optional, Set
+from typing import Callable, Dict, Iterator, List, Optional, Set
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -34,6 +36,8 @@ SERVER = os.environ.get("P2P_SERVER") or os.path.join(REPO, "p2pServer")
 
 if PYTHON_SRC not in sys.path:
     sys.path.insert(0, PYTHON_SRC)
+
+from stupidp2p import codec, protocol  # noqa: E402  (needs the path above)
 
 
 def require_server() -> None:
@@ -178,23 +182,25 @@ class ServerProcess:
         self.log.close()
 
 
-def _recv_exact(sock: socket.socket, n: int) -> Optional[bytes]:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            return None
-        buf += chunk
-    return buf
+def read_payloads(sock: socket.socket,
+                  max_payload: int = 1 << 24) -> Iterator[bytes]:
+    """The payloads of the frames ``sock`` receives, until EOF."""
+    decoder = codec.FrameDecoder(max_payload)
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return
+        yield from decoder.feed(data)
 
 
-class FakeV1Server:
-    """An original (v1-only) server in a thread: HELLO and every other
-    unknown command are ignored, as the original server did.
+class ThreadedServer:
+    """A listener on 127.0.0.1 and an ephemeral port; each connection it
+    accepts runs :meth:`handle` in a thread of its own and is closed when
+    that returns.
 
     Attributes:
-        mute: while true, nothing is answered or delivered.
-        commands: every command byte received, in order (all connections).
+        connections: connections accepted so far.
+        closed: set by :meth:`close`.
     """
 
     def __init__(self) -> None:
@@ -203,25 +209,26 @@ class FakeV1Server:
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
-        self.mute = False
-        self.commands: List[int] = []
         self.connections = 0
+        self.closed = threading.Event()
         self._lock = threading.Lock()
-        self._ids: Dict[bytes, socket.socket] = {}
-        self._id_of: Dict[socket.socket, bytes] = {}
-        self._subs: Dict[bytes, Set[socket.socket]] = {}
         self._socks: List[socket.socket] = []
-        self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def __enter__(self) -> "FakeV1Server":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def handle(self, sock: socket.socket, n: int) -> None:
+        """Serve connection number ``n`` (from 0)."""
+        raise NotImplementedError
+
     def close(self) -> None:
-        self._closed = True
+        """Stop accepting and shut every connection down (handlers blocked
+        on a socket wake up with an error or EOF)."""
+        self.closed.set()
         # close() alone would not wake a thread blocked in accept(), and the
         # kernel would go on accepting; shutdown() does wake it (Linux).
         try:
@@ -234,22 +241,56 @@ class FakeV1Server:
         for s in socks:
             self._drop(s)
 
+    def _drop(self, s: socket.socket) -> None:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _accept(self) -> None:
-        while not self._closed:
+        while not self.closed.is_set():
             try:
                 s, _ = self.listener.accept()
             except OSError:
                 return
             with self._lock:
-                self._socks.append(s)
+                n = self.connections
                 self.connections += 1
-            threading.Thread(target=self._serve, args=(s,),
+                self._socks.append(s)
+            threading.Thread(target=self._run, args=(s, n),
                              daemon=True).start()
+
+    def _run(self, s: socket.socket, n: int) -> None:
+        try:
+            self.handle(s, n)
+        except OSError:
+            pass
+        finally:
+            self._drop(s)
+            s.close()
+
+
+class FakeV1Server(ThreadedServer):
+    """An original (v1-only) server in a thread: HELLO and every other
+    unknown command are ignored, as the original server did.
+
+    Attributes:
+        mute: while true, nothing is answered or delivered.
+        commands: every command byte received, in order (all connections).
+    """
+
+    def __init__(self) -> None:
+        self.mute = False
+        self.commands: List[int] = []
+        self._ids: Dict[bytes, socket.socket] = {}
+        self._id_of: Dict[socket.socket, bytes] = {}
+        self._subs: Dict[bytes, Set[socket.socket]] = {}
+        super().__init__()
 
     @staticmethod
     def _send(s: socket.socket, payload: bytes) -> None:
         try:
-            s.sendall(struct.pack(">I", len(payload)) + payload)
+            s.sendall(codec.frame(payload))
         except OSError:
             pass
 
@@ -260,36 +301,22 @@ class FakeV1Server:
                 del self._ids[dev]
             for subs in self._subs.values():
                 subs.discard(s)
-        try:
-            s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        s.close()
+        super()._drop(s)
 
-    def _serve(self, s: socket.socket) -> None:
-        try:
-            while True:
-                head = _recv_exact(s, 4)
-                if head is None:
-                    break
-                (n,) = struct.unpack(">I", head)
-                payload = _recv_exact(s, n) if n else b""
-                if payload is None:
-                    break
-                if payload:
-                    self._handle(s, payload)
-        except OSError:
-            pass
-        self._drop(s)
+    def handle(self, s: socket.socket, n: int) -> None:
+        for payload in read_payloads(s):
+            self._handle(s, payload)
 
     def _handle(self, s: socket.socket, p: bytes) -> None:
+        # The original parsed no layout: the data after the command byte is
+        # the argument, whatever its length.
         cmd, arg = p[0], p[1:]
         with self._lock:
             self.commands.append(cmd)
             if self.mute:
                 return
             reply: Optional[int] = None
-            if cmd == 0x01:
+            if cmd == protocol.CMD_REGISTER:
                 reply = 0
                 if arg:
                     old = self._ids.get(arg)
@@ -301,36 +328,76 @@ class FakeV1Server:
                     self._ids[arg] = s
                     self._id_of[s] = arg
                     reply = 1
-            elif cmd == 0x02:
+            elif cmd == protocol.CMD_SUBSCRIBE:
                 ok = arg in self._ids and self._id_of.get(s) != arg
                 if ok:
                     self._subs.setdefault(arg, set()).add(s)
                 reply = 1 if ok else 0
-            elif cmd == 0x03:
+            elif cmd == protocol.CMD_SEND:
                 dev = self._id_of.get(s)
                 if dev is None:
                     reply = 0
                 else:
                     for sub in list(self._subs.get(dev, ())):
-                        self._send(sub, p)
+                        self._send(sub, codec.encode_send_head() + arg)
                     reply = 1
-            elif cmd == 0x04:
+            elif cmd == protocol.CMD_UNREGISTER:
                 dev = self._id_of.pop(s, None)
                 if dev is not None:
                     self._ids.pop(dev, None)
                 for subs in self._subs.values():
                     subs.discard(s)
                 reply = 1
-            elif cmd == 0x05:
+            elif cmd == protocol.CMD_UNSUBSCRIBE:
                 self._subs.get(arg, set()).discard(s)
                 reply = 1
-            elif cmd == 0x06:
+            elif cmd == protocol.CMD_CHECK_ALIVE:
                 reply = 1 if arg in self._ids else 0
-            elif cmd == 0x07:
+            elif cmd == protocol.CMD_HEARTBEAT:
                 reply = 1
             # Anything else (HELLO included) is ignored, as the original did.
             if reply is not None:
-                self._send(s, bytes((cmd | 0x80, reply)))
+                self._send(s, codec.encode_reply(cmd, reply))
+
+
+class ScriptedServer(ThreadedServer):
+    """A server that runs ``script(sock, n)`` on every connection it accepts
+    (``n`` counts them from 0): the server that lies, stalls or trickles."""
+
+    def __init__(self, script: Callable[[socket.socket, int], None]) -> None:
+        self.script = script
+        super().__init__()
+
+    def handle(self, sock: socket.socket, n: int) -> None:
+        self.script(sock, n)
+
+
+GRANT = (protocol.VERSION_2, protocol.DEFAULT_MAX_FRAME, 300)
+"""A HELLO reply's version, max_frame and idle timeout as p2pServer sends
+them by default."""
+
+
+def answer_requests(sock: socket.socket, count: int,
+                    grant: tuple = GRANT) -> List[codec.Request]:
+    """Read ``count`` requests from ``sock`` and answer each as a v2 server
+    would that says yes to everything: HELLO with ``grant``, the rest with
+    status 1.  Returns the requests.  A client's handshake is HELLO,
+    HEARTBEAT, then one REGISTER or SUBSCRIBE per id it restores."""
+    decoder = codec.FrameDecoder(1 << 24)
+    requests: List[codec.Request] = []
+    while len(requests) < count:
+        data = sock.recv(65536)
+        if not data:
+            raise OSError("client left after %d requests" % len(requests))
+        for payload in decoder.feed(data):
+            req = codec.parse_request(payload)
+            requests.append(req)
+            if req.command == protocol.CMD_HELLO:
+                reply = codec.encode_hello_reply(*grant)
+            else:
+                reply = codec.encode_reply(req.command, protocol.STATUS_OK)
+            sock.sendall(codec.frame(reply))
+    return requests
 
 
 def python_env() -> Dict[str, str]:

@@ -1,5 +1,6 @@
 """python3 -m stupidp2p chat, driven through pipes."""
 
+import contextlib
 import queue
 import subprocess
 import sys
@@ -18,7 +19,8 @@ class Chat:
             [sys.executable, "-m", "stupidp2p", "chat", "--server",
              "127.0.0.1:%d" % port, "--me", me, "--peer", peer] + list(extra),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, env=python_env())
+            stderr=subprocess.PIPE, encoding="utf-8",
+            env=dict(python_env(), PYTHONIOENCODING="utf-8"))
         self.out, self.err = queue.Queue(), queue.Queue()
         for stream, q in ((self.proc.stdout, self.out),
                           (self.proc.stderr, self.err)):
@@ -69,12 +71,23 @@ class Chat:
 
 
 class ChatTest(ServerCase):
+    @contextlib.contextmanager
+    def chat(self, *args, port=None, status=0):
+        """Run the chat with ``args`` (--me, --peer, options) against our
+        server (or ``port``); on leaving, wait for it to exit with
+        ``status``."""
+        chat = Chat(port or self.server.port, *args)
+        try:
+            yield chat
+        finally:
+            rc = chat.finish()
+        self.assertEqual(rc, status)
+
     def test_chat_both_ways_then_quit(self):
         bob = self.client()
         bob.register(self.uid("bob"))
         bob.subscribe(self.uid("alice"))
-        chat = Chat(self.server.port, self.uid("alice"), self.uid("bob"))
-        try:
+        with self.chat(self.uid("alice"), self.uid("bob")) as chat:
             chat.wait_err("chatting as")
             bob.send("hi alice")
             self.assertEqual(chat.line(chat.out), "recv data: hi alice")
@@ -82,13 +95,9 @@ class ChatTest(ServerCase):
             self.assertEqual(bob.recv(10),
                              Message(b"hello bob", self.uid("alice")))
             chat.send_line("quit")
-        finally:
-            rc = chat.finish()
-        self.assertEqual(rc, 0)
 
     def test_waits_for_the_peer_and_exits_at_end_of_input(self):
-        chat = Chat(self.server.port, self.uid("alice"), self.uid("bob"))
-        try:
+        with self.chat(self.uid("alice"), self.uid("bob")) as chat:
             chat.wait_err("waiting for %s" % self.uid("bob"))
             bob = self.client()
             bob.register(self.uid("bob"))
@@ -99,17 +108,13 @@ class ChatTest(ServerCase):
             chat.proc.stdin.close()
             self.assertEqual([bob.recv(10).data for _ in range(2)],
                              [b"one", b"two"])
-        finally:
-            rc = chat.finish()
-        self.assertEqual(rc, 0)
 
     def test_original_server(self):
         with FakeV1Server() as srv:
             bob = Client("127.0.0.1", srv.port)
             self.addCleanup(bob.close)
             bob.register("bob")
-            chat = Chat(srv.port, "alice", "bob")
-            try:
+            with self.chat("alice", "bob", port=srv.port) as chat:
                 chat.wait_err("chatting as")
                 bob.subscribe("alice")
                 bob.send("from v1")
@@ -117,22 +122,83 @@ class ChatTest(ServerCase):
                 chat.send_line("back")
                 self.assertEqual(bob.recv(10), Message(b"back", None))
                 chat.send_line("quit")
-            finally:
-                rc = chat.finish()
-        self.assertEqual(rc, 0)
+
+    def test_gives_up_waiting_with_status_4(self):
+        # Standard input stays open: only --wait ends the wait.
+        with self.chat(self.uid("alice"), self.uid("bob"), "--wait", "0.5",
+                       status=4) as chat:
+            chat.wait_err("p2pchat: %s did not come online within 0.5 s"
+                          % self.uid("bob"))
+
+    def test_end_of_input_while_waiting_ends_cleanly(self):
+        with self.chat(self.uid("alice"), self.uid("bob")) as chat:
+            chat.wait_err("waiting for %s" % self.uid("bob"))
+            chat.proc.stdin.close()
+            chat.wait_err("end of input while waiting for %s"
+                          % self.uid("bob"))
+
+    def test_quit_while_waiting_ends_cleanly(self):
+        with self.chat(self.uid("alice"), self.uid("bob")) as chat:
+            chat.wait_err("waiting for %s" % self.uid("bob"))
+            chat.send_line("quit")
+
+    def test_lines_read_while_waiting_are_sent_once_the_peer_is_online(self):
+        # As in 'printf "hello\n" | chat': the input ends long before the
+        # peer comes; what it held is still sent.
+        bob = self.client()
+        bob.subscribe(self.uid("alice"))
+        with self.chat(self.uid("alice"), self.uid("bob")) as chat:
+            chat.wait_err("waiting for %s" % self.uid("bob"))
+            chat.send_line("early one")
+            chat.send_line("early two")
+            chat.proc.stdin.close()
+            bob.register(self.uid("bob"))
+            self.assertEqual([bob.recv(10).data for _ in range(2)],
+                             [b"early one", b"early two"])
+
+    def test_original_server_wait_and_end_of_input(self):
+        with FakeV1Server() as srv:
+            with self.chat("alice", "bob", "--wait", "1", port=srv.port,
+                           status=4) as chat:
+                chat.wait_err("p2pchat: bob did not come online within 1 s")
+            with self.chat("alice", "bob", port=srv.port) as chat:
+                chat.wait_err("waiting for bob")
+                chat.proc.stdin.close()
+
+    def test_received_bytes_are_printed_escaped(self):
+        bob = self.client()
+        bob.register(self.uid("bob"))
+        bob.subscribe(self.uid("alice"))
+        with self.chat(self.uid("alice"), self.uid("bob")) as chat:
+            chat.wait_err("chatting as")
+            bob.send(b"\x1b[2Jhi\nthere\x07\r\xc3\xa9\xff\\x41\xe2\x80\xae")
+            bob.send(b"next")
+            self.assertEqual(chat.line(chat.out),
+                             "recv data: \\x1b[2Jhi\\x0athere\\x07\\x0d"
+                             "\u00e9\\xff\\\\x41\\xe2\\x80\\xae")
+            self.assertEqual(chat.line(chat.out), "recv data: next")
+            chat.send_line("quit")
+
+    @staticmethod
+    def run_module(*args):
+        """``python3 -m stupidp2p ARGS`` to its end."""
+        return subprocess.run([sys.executable, "-m", "stupidp2p"] + list(args),
+                              capture_output=True, text=True,
+                              env=python_env(), timeout=30)
 
     def test_errors(self):
         chat = Chat(free_port(), "a", "b")
         self.assertEqual(chat.finish(), 1)
-        bad = subprocess.run(
-            [sys.executable, "-m", "stupidp2p", "chat", "--server", "nope",
-             "--me", "a", "--peer", "b"], capture_output=True, text=True,
-            env=python_env(), timeout=30)
+        bad = self.run_module("chat", "--server", "nope", "--me", "a",
+                              "--peer", "b")
         self.assertEqual(bad.returncode, 2)
         self.assertIn("HOST:PORT", bad.stderr)
-        usage = subprocess.run([sys.executable, "-m", "stupidp2p"],
-                               capture_output=True, text=True,
-                               env=python_env(), timeout=30)
+        for wait in ("-1", "86401", "soon"):
+            bad = self.run_module("chat", "--server", "127.0.0.1:1", "--me",
+                                  "a", "--peer", "b", "--wait", wait)
+            self.assertEqual(bad.returncode, 2, wait)
+            self.assertIn("--wait", bad.stderr)
+        usage = self.run_module()
         self.assertEqual(usage.returncode, 2)
         self.assertIn("chat", usage.stdout)
 

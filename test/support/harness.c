@@ -836,20 +836,22 @@ void tc_send_frame(int fd, const void *payload, size_t len)
         tc_fail("send of a %zu-byte frame on fd %d: %s", len, fd, strerror(e));
 }
 
-/* A new buffer holding [cmd] + data[0..len) (len + 1 bytes). */
-static uint8_t *cmd_payload(uint8_t cmd, const void *data, size_t len)
+uint8_t *tc_payload(const uint8_t *head, size_t head_len, const void *data, size_t len)
 {
-    uint8_t *buf = tc_xmalloc(1 + len);
-    buf[0] = cmd;
+    uint8_t *buf = tc_xmalloc(head_len + len);
+    memcpy(buf, head, head_len);
     if (len > 0)
-        memcpy(buf + 1, data, len);
+        memcpy(buf + head_len, data, len);
     return buf;
 }
 
 void tc_send_cmd(int fd, uint8_t cmd, const void *data, size_t len)
 {
-    uint8_t *buf = cmd_payload(cmd, data, len);
-    tc_send_frame(fd, buf, 1 + len);
+    /* [cmd][data]: the codec's layout of every command whose data is an
+     * id or nothing; tests also use it for arbitrary bytes. */
+    uint8_t *buf = tc_xmalloc(1 + len);
+    size_t n = p2p_encode_id_command(buf, cmd, data, len);
+    tc_send_frame(fd, buf, n);
     free(buf);
 }
 
@@ -1005,8 +1007,8 @@ void tc_expect_frame(int fd, const void *expected, size_t len)
 
 void tc_expect_reply(int fd, uint8_t cmd, uint8_t status)
 {
-    uint8_t want[2] = {(uint8_t)(cmd | P2P_REPLY_BIT), status};
-    tc_expect_frame(fd, want, sizeof want);
+    uint8_t want[P2P_REPLY_SIZE];
+    tc_expect_frame(fd, want, p2p_encode_reply(want, cmd, status));
 }
 
 /* Sends [cmd] + data and asserts the reply [cmd|0x80, expect_status]. */
@@ -1053,17 +1055,33 @@ void tc_expect_nothing_pending(int fd)
     request(fd, P2P_CMD_HEARTBEAT, NULL, 0, P2P_STATUS_OK);
 }
 
+/* Parses a frame from the server with the codec: 1 if it is the reply
+ * [cmd|0x80][status] and nothing more (*status set), else 0. */
+static int parse_reply(const uint8_t *buf, ssize_t n, uint8_t cmd, uint8_t *status)
+{
+    struct p2p_message m;
+    if (n != (ssize_t)P2P_REPLY_SIZE || p2p_message_parse(buf, (size_t)n, &m) != P2P_PARSE_OK ||
+        m.kind != P2P_MSG_REPLY || m.cmd != cmd)
+        return 0;
+    *status = m.status;
+    return 1;
+}
+
 int tc_is_open(int fd)
 {
     /* A HEARTBEAT must be answered by an open connection. */
-    if (tc_try_send_raw(fd, "\0\0\0\1\7", 5) == -1)
+    uint8_t frame[P2P_FRAME_HEADER_SIZE + 1];
+    size_t n = p2p_encode_id_command(frame + P2P_FRAME_HEADER_SIZE, P2P_CMD_HEARTBEAT, NULL, 0);
+    p2p_frame_header_encode(frame, (uint32_t)n);
+    if (tc_try_send_raw(fd, frame, sizeof frame) == -1)
         return 0;
     uint8_t buf[16];
-    ssize_t n = tc_recv_frame(fd, buf, sizeof buf, TC_WAIT_MS);
-    if (n == 2 && buf[0] == (P2P_CMD_HEARTBEAT | P2P_REPLY_BIT) && buf[1] == P2P_STATUS_OK)
+    ssize_t got = tc_recv_frame(fd, buf, sizeof buf, TC_WAIT_MS);
+    uint8_t status = 0;
+    if (parse_reply(buf, got, P2P_CMD_HEARTBEAT, &status) && status == P2P_STATUS_OK)
         return 1;
-    if (n >= 0)
-        tc_fail("fd %d: heartbeat got an unexpected %zd-byte frame", fd, n);
+    if (got >= 0)
+        tc_fail("fd %d: heartbeat got an unexpected %zd-byte frame", fd, got);
     return 0;
 }
 
@@ -1134,8 +1152,10 @@ void tc_send_data(int fd, const void *data, size_t len, uint8_t expect_status)
 
 void tc_expect_data(int fd, const void *data, size_t len)
 {
-    uint8_t *want = cmd_payload(P2P_CMD_SEND, data, len);
-    tc_expect_frame(fd, want, 1 + len);
+    uint8_t head[1];
+    size_t n = p2p_encode_send_head(head);
+    uint8_t *want = tc_payload(head, n, data, len);
+    tc_expect_frame(fd, want, n + len);
     free(want);
 }
 
@@ -1177,16 +1197,17 @@ void tc_wait_alive(int fd, const void *id, size_t len, uint8_t status, int timeo
         uint8_t buf[8];
         tc_send_cmd(fd, P2P_CMD_CHECK_ALIVE, id, len);
         ssize_t n = tc_recv_frame(fd, buf, sizeof buf, TC_WAIT_MS);
-        if (n != 2 || buf[0] != (P2P_CMD_CHECK_ALIVE | P2P_REPLY_BIT) || buf[1] > 1) {
+        uint8_t got = 0;
+        if (!parse_reply(buf, n, P2P_CMD_CHECK_ALIVE, &got) || got > P2P_STATUS_OK) {
             if (n >= 0)
                 tc_hexdump("received", buf, (size_t)n, 0, 8);
             tc_fail("fd %d: CHECK_ALIVE: expected 86 00 or 86 01", fd);
         }
-        if (buf[1] == status)
+        if (got == status)
             return;
         int left = remaining_ms(deadline);
         if (left == 0)
-            tc_fail("fd %d: CHECK_ALIVE still answers 86 %02x after %d ms", fd, buf[1],
+            tc_fail("fd %d: CHECK_ALIVE still answers 86 %02x after %d ms", fd, got,
                     timeout_ms);
         nap_ms(delay < left ? delay : left);
         if (delay < 64)
@@ -1271,8 +1292,5 @@ void tc_fill_indexed(uint8_t *buf, size_t len, int i)
 
 void tc_put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    p2p_put_be32(p, v);
 }

@@ -74,8 +74,13 @@ void tc_send_raw(int fd, const void *buf, size_t len);
 /* Writes one frame: the 4-byte big-endian length, then the payload. */
 void tc_send_frame(int fd, const void *payload, size_t len);
 
-/* Convenience: a frame of one command byte followed by data. */
+/* Convenience: a frame of one command byte followed by data (the codec's
+ * [cmd][id] layout, used for any bytes). */
 void tc_send_cmd(int fd, uint8_t cmd, const void *data, size_t len);
+
+/* A new buffer (free it) holding head[0..head_len) then data[0..len): a
+ * payload whose head a codec encoder wrote, and its data. */
+uint8_t *tc_payload(const uint8_t *head, size_t head_len, const void *data, size_t len);
 
 /* Reads one whole frame into buf (cap bytes). Returns the payload length,
  * or -1 on EOF, error or when timeout_ms passes first. A frame larger than
@@ -208,7 +213,7 @@ void *tc_xmalloc(size_t n);
  * bits little-endian at buf[0..2): the i-th of a run of distinct payloads. */
 void tc_fill_indexed(uint8_t *buf, size_t len, int i);
 
-/* Writes v big-endian at p[0..4). */
+/* Writes v big-endian at p[0..4) (p2p_put_be32). */
 void tc_put_u32(uint8_t *p, uint32_t v);
 
 #define TC_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

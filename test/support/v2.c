@@ -13,17 +13,16 @@
 #include <string.h>
 #include <sys/types.h>
 
+#include "codec.h"
 #include "protocol.h"
 
 void tc_expect_hello(int fd, uint8_t version, uint8_t flags, uint8_t granted,
                      uint32_t max_frame, uint32_t idle)
 {
-    uint8_t req[2] = {version, flags};
-    tc_send_cmd(fd, P2P_CMD_HELLO, req, sizeof req);
-    uint8_t want[11] = {0x88, 0x01, granted};
-    tc_put_u32(want + 3, max_frame);
-    tc_put_u32(want + 7, idle);
-    tc_expect_frame(fd, want, sizeof want);
+    uint8_t req[P2P_HELLO_SIZE];
+    tc_send_frame(fd, req, p2p_encode_hello(req, version, flags));
+    uint8_t want[P2P_HELLO_REPLY_SIZE];
+    tc_expect_frame(fd, want, p2p_encode_hello_reply(want, granted, max_frame, idle));
 }
 
 int tc_v2_connect_cfg(uint16_t port, uint8_t flags, uint32_t max_frame, uint32_t idle)
@@ -43,31 +42,21 @@ int tc_v2_connect(uint16_t port)
     return tc_v2_connect_flags(port, 0);
 }
 
-/* A new buffer holding [code][id_len][id][data] (2 + id_len + len bytes):
- * the payload of SEND_TO and of DELIVER. */
-static uint8_t *id_payload(uint8_t code, const void *id, size_t id_len, const void *data,
-                           size_t len)
-{
-    uint8_t *buf = tc_xmalloc(2 + id_len + len);
-    buf[0] = code;
-    buf[1] = (uint8_t)id_len;
-    memcpy(buf + 2, id, id_len);
-    if (len > 0)
-        memcpy(buf + 2 + id_len, data, len);
-    return buf;
-}
-
 void tc_send_to(int fd, const void *id, size_t id_len, const void *data, size_t len)
 {
-    uint8_t *buf = id_payload(P2P_CMD_SEND_TO, id, id_len, data, len);
-    tc_send_frame(fd, buf, 2 + id_len + len);
+    uint8_t head[P2P_ID_HEAD_MAX];
+    size_t n = p2p_encode_send_to_head(head, id, id_len);
+    uint8_t *buf = tc_payload(head, n, data, len);
+    tc_send_frame(fd, buf, n + len);
     free(buf);
 }
 
 void tc_expect_deliver(int fd, const void *id, size_t id_len, const void *data, size_t len)
 {
-    uint8_t *want = id_payload(P2P_EVT_DELIVER, id, id_len, data, len);
-    tc_expect_frame(fd, want, 2 + id_len + len);
+    uint8_t head[P2P_ID_HEAD_MAX];
+    size_t n = p2p_encode_deliver_head(head, id, id_len);
+    uint8_t *want = tc_payload(head, n, data, len);
+    tc_expect_frame(fd, want, n + len);
     free(want);
 }
 
@@ -78,12 +67,8 @@ void tc_expect_deliver_str(int fd, const char *id, const char *data)
 
 void tc_expect_presence_bytes(int fd, uint8_t state, const void *id, size_t id_len)
 {
-    uint8_t want[3 + 255];
-    want[0] = P2P_EVT_PRESENCE;
-    want[1] = state;
-    want[2] = (uint8_t)id_len;
-    memcpy(want + 3, id, id_len);
-    tc_expect_frame(fd, want, 3 + id_len);
+    uint8_t want[P2P_PRESENCE_MAX];
+    tc_expect_frame(fd, want, p2p_encode_presence(want, state, id, id_len));
 }
 
 void tc_expect_presence(int fd, uint8_t state, const char *id)
@@ -140,12 +125,16 @@ void tc_expect_bye_within(int fd, uint8_t reason, int timeout_ms)
     ssize_t n = tc_recv_frame(fd, buf, sizeof buf, timeout_ms);
     if (n < 0)
         tc_fail("fd %d: expected BYE %u, got no frame within %d ms", fd, reason, timeout_ms);
-    if (n < 2 || buf[0] != P2P_EVT_BYE || buf[1] != reason) {
+    struct p2p_message m;
+    if (n == 0 || p2p_message_parse(buf, (size_t)n, &m) != P2P_PARSE_OK || m.kind != P2P_MSG_BYE ||
+        m.reason != reason) {
         tc_hexdump("received", buf, (size_t)n, 0, 64);
         tc_fail("fd %d: expected BYE with reason %u", fd, reason);
     }
-    size_t text = (size_t)n - 2;
-    if (text < 1 || text > P2P_BYE_TEXT_MAX || !tc_utf8_valid(buf + 2, text)) {
+    /* The parser cuts the text at 127 bytes: check the length the server
+     * sent, not the parsed one. */
+    size_t text = (size_t)n - (size_t)(m.data - buf);
+    if (text < 1 || text > P2P_BYE_TEXT_MAX || !tc_utf8_valid(m.data, text)) {
         tc_hexdump("received", buf, (size_t)n, 0, 160);
         tc_fail("fd %d: BYE text must be 1..127 bytes of UTF-8, got %zu bytes", fd, text);
     }

@@ -6,7 +6,8 @@
 //
 // Not usable under AddressSanitizer or ThreadSanitizer, which reserve
 // terabytes of shadow address space: mem_limit_supported() is false there
-// and tests skip().
+// and tests skip through MEM_LIMIT_REQUIRED(), which says why (the test
+// runner's summary lists skipped tests with their reason).
 #pragma once
 
 #include <sys/resource.h>
@@ -26,6 +27,17 @@
 #endif
 
 inline bool mem_limit_supported() { return MEM_LIMIT_SUPPORTED != 0; }
+
+// In a CMocka test: skips it, with the reason on a "SKIP:" line, where
+// out-of-memory injection is impossible.
+#define MEM_LIMIT_REQUIRED()                                                                  \
+    do {                                                                                      \
+        if (!mem_limit_supported()) {                                                         \
+            std::printf("SKIP: out-of-memory injection lowers RLIMIT_AS, impossible under a " \
+                        "sanitizer whose shadow memory reserves terabytes of address space\n"); \
+            skip();                                                                           \
+        }                                                                                     \
+    } while (0)
 
 // While alive, the address space may grow by at most `headroom` bytes.
 class MemLimit {

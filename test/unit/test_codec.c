@@ -131,6 +131,54 @@ static void test_encode_server_frames(void **state)
     assert_int_equal(bye[P2P_BYE_MAX - 1], 't');
 }
 
+/* AUTH, against the worked example of man/stupidp2p.7: id "alice", client
+ * nonce c0..df, server nonce e0..ff (the proof and signature there are any
+ * 32 bytes to the codec). */
+static void fill_run(uint8_t *p, size_t n, uint8_t first)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(first + i);
+}
+
+static void test_encode_auth(void **state)
+{
+    (void)state;
+    uint8_t out[P2P_AUTH_START_MAX], nonce[P2P_AUTH_NONCE_SIZE], want[P2P_AUTH_START_MAX];
+
+    fill_run(nonce, sizeof nonce, 0xc0);
+    const uint8_t head[] = {0x0c, 0x01, 0x05, 0x61, 0x6c, 0x69, 0x63, 0x65};
+    memcpy(want, head, sizeof head);
+    memcpy(want + sizeof head, nonce, sizeof nonce);
+    expect_bytes(out, p2p_encode_auth_start(out, ID("alice"), nonce), want, sizeof head + 32);
+
+    fill_run(nonce, sizeof nonce, 0xe0);
+    const uint8_t challenge[] = {0x8c, 0x01, 0x01};
+    memcpy(want, challenge, 3);
+    memcpy(want + 3, nonce, 32);
+    expect_bytes(out, p2p_encode_auth_reply(out, P2P_AUTH_STEP_START, nonce), want, P2P_AUTH_REPLY_SIZE);
+
+    fill_run(nonce, sizeof nonce, 0x30);
+    const uint8_t accept[] = {0x8c, 0x01, 0x02};
+    memcpy(want, accept, 3);
+    memcpy(want + 3, nonce, 32);
+    expect_bytes(out, p2p_encode_auth_reply(out, P2P_AUTH_STEP_PROOF, nonce), want, P2P_AUTH_REPLY_SIZE);
+
+    const uint8_t proof_head[] = {0x0c, 0x02};
+    memcpy(want, proof_head, 2);
+    memcpy(want + 2, nonce, 32);
+    expect_bytes(out, p2p_encode_auth_proof(out, nonce), want, P2P_AUTH_PROOF_REQ_SIZE);
+
+    const uint8_t refused[] = {0x8c, 0x05};
+    expect_bytes(out, p2p_encode_reply(out, P2P_CMD_AUTH, P2P_STATUS_NOT_AUTHORIZED), refused, 2);
+
+    /* The longest id fills the documented buffer exactly. */
+    uint8_t id[P2P_ID_MAX];
+    memset(id, 0xee, sizeof id);
+    assert_int_equal(p2p_encode_auth_start(out, id, sizeof id, nonce), P2P_AUTH_START_MAX);
+    assert_int_equal(out[2], 0xff);
+    assert_int_equal(out[P2P_AUTH_START_MAX - 1], nonce[31]);
+}
+
 /* ---- request parser -------------------------------------------------------------- */
 
 static void parse_request(const uint8_t *p, size_t n, enum p2p_parse_result want, struct p2p_request *out)
@@ -216,6 +264,53 @@ static void test_parse_send_to(void **state)
     parse_request(zero_id, sizeof zero_id, P2P_PARSE_BAD_ARGUMENT, &r);
 }
 
+static void test_parse_auth(void **state)
+{
+    (void)state;
+    struct p2p_request r;
+    uint8_t start[8 + 32];
+    const uint8_t head[] = {0x0c, 0x01, 0x05, 0x61, 0x6c, 0x69, 0x63, 0x65};
+    memcpy(start, head, sizeof head);
+    fill_run(start + 8, 32, 0xc0);
+    parse_request(start, sizeof start, P2P_PARSE_OK, &r);
+    assert_int_equal(r.cmd, P2P_CMD_AUTH);
+    assert_int_equal(r.step, P2P_AUTH_STEP_START);
+    assert_ptr_equal(r.id, start + 3);
+    assert_int_equal(r.id_len, 5);
+    assert_ptr_equal(r.data, start + 8);
+    assert_int_equal(r.data_len, 32);
+    /* Every prefix, and one byte more, is a bad argument. */
+    for (size_t n = 1; n < sizeof start; n++) {
+        parse_request(start, n, P2P_PARSE_BAD_ARGUMENT, &r);
+        assert_int_equal(r.cmd, P2P_CMD_AUTH);
+    }
+    uint8_t longer[sizeof start + 1];
+    memcpy(longer, start, sizeof start);
+    longer[sizeof start] = 0;
+    parse_request(longer, sizeof longer, P2P_PARSE_BAD_ARGUMENT, &r);
+    /* id_len 0 with the nonce right after it. */
+    uint8_t no_id[3 + 32] = {0x0c, 0x01, 0x00};
+    parse_request(no_id, sizeof no_id, P2P_PARSE_BAD_ARGUMENT, &r);
+
+    uint8_t proof[2 + 32] = {0x0c, 0x02};
+    fill_run(proof + 2, 32, 0x30);
+    parse_request(proof, sizeof proof, P2P_PARSE_OK, &r);
+    assert_int_equal(r.step, P2P_AUTH_STEP_PROOF);
+    assert_ptr_equal(r.data, proof + 2);
+    assert_int_equal(r.data_len, 32);
+    assert_null(r.id);
+    for (size_t n = 1; n < sizeof proof; n++)
+        parse_request(proof, n, P2P_PARSE_BAD_ARGUMENT, &r);
+    uint8_t long_proof[3 + 32] = {0x0c, 0x02};
+    parse_request(long_proof, sizeof long_proof, P2P_PARSE_BAD_ARGUMENT, &r);
+    /* Steps other than 1 and 2. */
+    static const uint8_t steps[] = {0x00, 0x03, 0x81, 0xff};
+    for (size_t i = 0; i < sizeof steps; i++) {
+        proof[1] = steps[i];
+        parse_request(proof, sizeof proof, P2P_PARSE_BAD_ARGUMENT, &r);
+    }
+}
+
 /* ---- server frame parser ------------------------------------------------------------ */
 
 static void parse_message(const uint8_t *p, size_t n, enum p2p_parse_result want, struct p2p_message *out)
@@ -247,15 +342,47 @@ static void test_parse_replies(void **state)
     assert_int_equal(m.version, 2);
     assert_int_equal(m.max_frame, 65536);
     assert_int_equal(m.idle_timeout_s, 300);
-    /* A shorter HELLO reply is a reply without a grant. */
-    for (size_t n = 2; n < sizeof grant; n++) {
-        parse_message(grant, n, P2P_PARSE_OK, &m);
-        assert_false(m.has_hello_grant);
-    }
+    /* A successful HELLO reply without all of its grant is malformed. */
+    for (size_t n = 2; n < sizeof grant; n++)
+        parse_message(grant, n, P2P_PARSE_MALFORMED, &m);
     const uint8_t refused[] = {0x88, 0x04};
     parse_message(refused, sizeof refused, P2P_PARSE_OK, &m);
     assert_int_equal(m.status, 4);
     assert_false(m.has_hello_grant);
+}
+
+static void test_parse_auth_replies(void **state)
+{
+    (void)state;
+    struct p2p_message m;
+    uint8_t challenge[P2P_AUTH_REPLY_SIZE + 1] = {0x8c, 0x01, 0x01};
+    fill_run(challenge + 3, 32, 0xe0);
+    parse_message(challenge, P2P_AUTH_REPLY_SIZE, P2P_PARSE_OK, &m);
+    assert_int_equal(m.kind, P2P_MSG_REPLY);
+    assert_int_equal(m.cmd, P2P_CMD_AUTH);
+    assert_int_equal(m.status, 1);
+    assert_int_equal(m.step, P2P_AUTH_STEP_START);
+    assert_ptr_equal(m.data, challenge + 3);
+    assert_int_equal(m.data_len, 32);
+    challenge[2] = P2P_AUTH_STEP_PROOF;
+    parse_message(challenge, P2P_AUTH_REPLY_SIZE, P2P_PARSE_OK, &m);
+    assert_int_equal(m.step, P2P_AUTH_STEP_PROOF);
+    /* A success reply must carry exactly its step and 32 bytes. */
+    for (size_t n = 2; n < P2P_AUTH_REPLY_SIZE; n++)
+        parse_message(challenge, n, P2P_PARSE_MALFORMED, &m);
+    parse_message(challenge, P2P_AUTH_REPLY_SIZE + 1, P2P_PARSE_MALFORMED, &m);
+    challenge[2] = 0x03;
+    parse_message(challenge, P2P_AUTH_REPLY_SIZE, P2P_PARSE_MALFORMED, &m);
+    parse_message(challenge, 1, P2P_PARSE_MALFORMED, &m);
+    /* Failures are two bytes. */
+    static const uint8_t statuses[] = {0x00, 0x04, 0x05, 0x06, 0x07};
+    for (size_t i = 0; i < sizeof statuses; i++) {
+        const uint8_t failed[] = {0x8c, statuses[i]};
+        parse_message(failed, sizeof failed, P2P_PARSE_OK, &m);
+        assert_int_equal(m.status, statuses[i]);
+        assert_int_equal(m.step, 0);
+        assert_null(m.data);
+    }
 }
 
 static void test_parse_events(void **state)
@@ -410,6 +537,14 @@ static void test_round_trips(void **state)
         assert_memory_equal(m.id, id, n);
         assert_int_equal(m.gap_frames, n * 1000u);
         assert_true(m.gap_bytes == (uint64_t)n << 40);
+        uint8_t start[P2P_AUTH_START_MAX], nonce[P2P_AUTH_NONCE_SIZE];
+        fill_run(nonce, sizeof nonce, (uint8_t)n);
+        h = p2p_encode_auth_start(start, id, n, nonce);
+        parse_request(start, h, P2P_PARSE_OK, &r);
+        assert_int_equal(r.step, P2P_AUTH_STEP_START);
+        assert_int_equal(r.id_len, n);
+        assert_memory_equal(r.id, id, n);
+        assert_memory_equal(r.data, nonce, 32);
     }
 }
 
@@ -419,10 +554,13 @@ int main(void)
         cmocka_unit_test(test_be32),
         cmocka_unit_test(test_encode_requests),
         cmocka_unit_test(test_encode_server_frames),
+        cmocka_unit_test(test_encode_auth),
         cmocka_unit_test(test_parse_id_requests),
         cmocka_unit_test(test_parse_send_and_hello),
         cmocka_unit_test(test_parse_send_to),
+        cmocka_unit_test(test_parse_auth),
         cmocka_unit_test(test_parse_replies),
+        cmocka_unit_test(test_parse_auth_replies),
         cmocka_unit_test(test_parse_events),
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_gap),

@@ -159,7 +159,7 @@ void test_invariants(void**) {
     assert_true(devices.check_invariants(why, sizeof why));
     devices.unsubscribe_all(b);
     assert_int_equal(devices.size(), 0);
-    assert_int_equal(devices.subscription_count(), 0);
+    assert_int_equal(devices.subscriptions(), 0);
     assert_int_equal(budget.used(), devices.memory());
 }
 

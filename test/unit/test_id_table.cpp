@@ -372,7 +372,7 @@ void test_for_each_once(void**) {
 // Out of memory during growth (RLIMIT_AS lowered, see mem_limit.h):
 // insert() returns false and the table is unchanged.
 void test_insert_out_of_memory(void**) {
-    if (!mem_limit_supported()) skip();
+    MEM_LIMIT_REQUIRED();
     // 3/4 of 2^18 slots: the next insert must grow to 2^19 slots (8 MiB).
     const uint32_t n = 196608;
     std::vector<Dev> devs(n + 1);

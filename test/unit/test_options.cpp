@@ -166,6 +166,32 @@ void test_output_cap_holds_a_frame(void**) {
     expect_usage({"--max-output", "4194304", "--max-frame", "16777216", "4040"});
 }
 
+// --auth-file, --auth-required, and the token tools, which need no PORT.
+void test_auth_options(void**) {
+    ServerOptions o;
+    expect_ok({"4040"}, &o);
+    assert_true(o.auth_file.empty());
+    assert_false(o.auth_required);
+    assert_int_equal(static_cast<int>(o.tool), static_cast<int>(ServerTool::none));
+    expect_ok({"--auth-file", "/etc/p2p/auth", "--auth-required", "4040"}, &o);
+    assert_string_equal(o.auth_file.c_str(), "/etc/p2p/auth");
+    assert_true(o.auth_required);
+    expect_usage({"--auth-required", "4040"});
+    expect_usage({"--auth-file", "", "4040"});
+    expect_usage({"--auth-file"});
+
+    expect_ok({"--gen-token"}, &o);
+    assert_int_equal(static_cast<int>(o.tool), static_cast<int>(ServerTool::gen_token));
+    expect_ok({"--hash-token", "dev\\x20one"}, &o);
+    assert_int_equal(static_cast<int>(o.tool), static_cast<int>(ServerTool::hash_token));
+    assert_string_equal(o.hash_token_id.c_str(), "dev\\x20one");
+    expect_usage({"--gen-token", "4040"});
+    expect_usage({"--port", "4040", "--gen-token"});
+    expect_usage({"--hash-token", "a", "4040"});
+    expect_usage({"--gen-token", "--hash-token", "a"});
+    expect_usage({"--hash-token"});
+}
+
 void test_help_and_version(void**) {
     ServerOptions o;
     assert_int_equal(static_cast<int>(parse({"--help"}, &o)), static_cast<int>(ParseResult::exit_ok));
@@ -184,6 +210,7 @@ int main(void) {
         cmocka_unit_test(test_memory_options),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_output_cap_holds_a_frame),
+        cmocka_unit_test(test_auth_options),
         cmocka_unit_test(test_help_and_version),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

@@ -548,7 +548,7 @@ void test_zero_length_append(void**) {
 // reserve() returns false and the ring is unchanged, bytes and all; the
 // first allocation of a lazy ring fails the same way.
 void test_grow_out_of_memory(void**) {
-    if (!mem_limit_supported()) skip();
+    MEM_LIMIT_REQUIRED();
     RingBuffer r(RingBuffer::kMaxCapacity, 16);
     append_pattern(r, 0, 10);
     r.consume(4);

@@ -12,6 +12,13 @@
  * Against a v2 server it subscribes first and wakes on the PRESENCE event
  * that tells it OTHER_ID came online; against an original (v1) server it
  * asks once a second, as the original client did.
+ *
+ * Received bytes are printed as text only where they are printable:
+ * control bytes, bytes that are not UTF-8 and the Unicode controls that
+ * can rearrange or break a terminal line are written as \xNN (and a
+ * backslash as \\), so that a peer can neither drive the terminal nor
+ * forge a line. A lost connection is one line on standard error, with its
+ * cause, however many attempts the reconnection takes.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -36,6 +43,13 @@ static struct {
     const char *other_id;
 } g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, NULL};
 
+/* The connection episode, seen from on_state (which runs on the library's
+ * thread only, one call at a time). */
+static struct {
+    int lost;              /* a loss was reported; waiting for CONNECTED */
+    unsigned attempts;     /* failed reconnect attempts in this episode  */
+} episode;
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -50,13 +64,73 @@ static void usage(FILE *f)
             "  -s, --server HOST     server host name or address (IPv4 or IPv6)\n"
             "  -p, --port PORT       server port (1-65535)\n"
             "  -m, --my-id ID        this device's id (1-255 bytes)\n"
-            "  -o, --other-id ID     the device to talk to (1-255 bytes)\n"
+            "  -o, --other-id ID     the device to talk to (1-255 bytes, not MY_ID)\n"
             "  -w, --wait SECONDS    how long to wait for OTHER_ID (default 30)\n"
             "  -h, --help            print this help and exit\n"
             "\n"
             "Exit status: 0 done, 1 the server refused a command, 2 usage error,\n"
             "3 cannot connect, 4 OTHER_ID did not come online in time.\n",
             progname, progname);
+}
+
+/* The length of the well-formed UTF-8 sequence of 2 to 4 bytes at p (n
+ * bytes available) that encodes a printable character, or 0. Refused: bad
+ * or overlong sequences, surrogates, code points above U+10FFFF, the C1
+ * controls (U+0080..U+009F, which some terminals obey), and the format
+ * characters that reorder or split a line (bidirectional marks, embeddings,
+ * overrides and isolates; line and paragraph separators). */
+static size_t utf8_printable(const uint8_t *p, size_t n)
+{
+    size_t len;
+    uint32_t cp;
+    if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+        len = 2;
+        cp = p[0] & 0x1Fu;
+    } else if ((p[0] & 0xF0) == 0xE0) {
+        len = 3;
+        cp = p[0] & 0x0Fu;
+    } else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+        len = 4;
+        cp = p[0] & 0x07u;
+    } else {
+        return 0;
+    }
+    if (len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3Fu);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF) || cp <= 0x9F || cp == 0x061C || cp == 0x200E || cp == 0x200F ||
+        (cp >= 0x2028 && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069))
+        return 0;
+    return len;
+}
+
+/* Writes data[0..len) to f as a terminal may show it (see the top of the
+ * file): printable ASCII and printable UTF-8 as they are, a backslash
+ * doubled, every other byte as \xNN. */
+static void put_escaped(FILE *f, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        uint8_t c = data[i];
+        size_t u;
+        if (c == '\\') {
+            fputs("\\\\", f);
+            i++;
+        } else if (c >= 0x20 && c < 0x7F) {
+            putc(c, f);
+            i++;
+        } else if (c >= 0x80 && (u = utf8_printable(data + i, len - i)) > 0) {
+            fwrite(data + i, 1, u, f);
+            i += u;
+        } else {
+            fprintf(f, "\\x%02x", c);
+            i++;
+        }
+    }
 }
 
 static void on_message(int32_t handle, const uint8_t *sender, size_t sender_len, const uint8_t *data,
@@ -68,7 +142,7 @@ static void on_message(int32_t handle, const uint8_t *sender, size_t sender_len,
     (void)user;
     flockfile(stdout);
     fputs("recv data: ", stdout);
-    fwrite(data, 1, len, stdout);
+    put_escaped(stdout, data, len);
     putc('\n', stdout);
     fflush(stdout);
     funlockfile(stdout);
@@ -84,7 +158,11 @@ static void on_presence(int32_t handle, const uint8_t *id, size_t id_len, int on
         pthread_cond_broadcast(&g.cond);
     }
     pthread_mutex_unlock(&g.mu);
-    fprintf(stderr, "device:%s is %s\n", (const char *)id, online ? "online" : "offline");
+    flockfile(stderr);
+    fputs("device:", stderr);
+    put_escaped(stderr, id, id_len);
+    fprintf(stderr, " is %s\n", online ? "online" : "offline");
+    funlockfile(stderr);
 }
 
 static const char *cause_text(stupid_p2p_cause_t c)
@@ -102,26 +180,45 @@ static const char *cause_text(stupid_p2p_cause_t c)
     case STUPID_P2P_CAUSE_HEARTBEAT_LOST: return "server not answering";
     case STUPID_P2P_CAUSE_BAD_FRAME: return "bad data from the server";
     case STUPID_P2P_CAUSE_CONNECT_FAILED: return "cannot connect";
+    case STUPID_P2P_CAUSE_ID_LOST: return "another device holds this id";
     default: return "unknown cause";
     }
 }
 
+/* One line when a connection is lost, with its cause, and one when it is
+ * back: the failed attempts in between are counted, not printed. */
 static void on_state(int32_t handle, stupid_p2p_state_t state, stupid_p2p_cause_t cause, void *user)
 {
     (void)handle;
     (void)user;
-    if (state == STUPID_P2P_STATE_DISCONNECTED)
+    if (state == STUPID_P2P_STATE_DISCONNECTED) {
+        if (episode.lost) {
+            episode.attempts++;
+            return;
+        }
+        episode.lost = 1;
+        episode.attempts = 0;
         fprintf(stderr, "%s: connection lost (%s), reconnecting\n", progname, cause_text(cause));
-    else if (state == STUPID_P2P_STATE_CONNECTED)
-        fprintf(stderr, "%s: reconnected\n", progname);
+    } else if (state == STUPID_P2P_STATE_CONNECTED) {
+        if (episode.lost) {
+            episode.lost = 0;
+            if (episode.attempts > 0)
+                fprintf(stderr, "%s: reconnected after %u failed attempt(s)\n", progname, episode.attempts);
+            else
+                fprintf(stderr, "%s: reconnected\n", progname);
+        }
+        if (cause == STUPID_P2P_CAUSE_ID_LOST)
+            fprintf(stderr, "%s: another device keeps taking this id: it is no longer registered\n",
+                    progname);
+    }
 }
 
 static void on_log(int32_t handle, stupid_p2p_log_level_t level, const char *msg, void *user)
 {
     (void)handle;
+    (void)level;
     (void)user;
-    if (level <= STUPID_P2P_LOG_WARNING)
-        fprintf(stderr, "%s: %s\n", progname, msg);
+    fprintf(stderr, "%s: %s\n", progname, msg);
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out)
@@ -217,6 +314,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: ids must be 1 to 255 bytes\n", progname);
         return EXIT_USAGE;
     }
+    if (ml == ol && memcmp(my_id, other, ml) == 0) {
+        fprintf(stderr, "%s: -m and -o name the same device: a device cannot chat with itself\n", progname);
+        return EXIT_USAGE;
+    }
     g.other_id = other;
 
     stupid_p2p_options_t opt;
@@ -225,11 +326,15 @@ int main(int argc, char **argv)
     opt.on_presence = on_presence;
     opt.on_state = on_state;
     opt.on_log = on_log;
-    opt.log_level = STUPID_P2P_LOG_WARNING;
+    /* Connection losses are on_state's one line each; the library's own
+     * warnings about them would repeat it. Errors still show. */
+    opt.log_level = STUPID_P2P_LOG_ERROR;
     int32_t h = stupid_p2p_init_ex(host, (int32_t)port, &opt);
     if (h < 0) {
-        fprintf(stderr, "%s: cannot connect to %s port %ld: %s\n", progname, host, port,
-                h == STUPID_P2P_BAD_PARAM ? "unknown host or bad address" : stupid_p2p_strerror(h));
+        const char *why = stupid_p2p_connect_error(0);
+        if (why == NULL)
+            why = h == STUPID_P2P_BAD_PARAM ? "unknown host or bad address" : stupid_p2p_strerror(h);
+        fprintf(stderr, "%s: cannot connect to %s port %ld: %s\n", progname, host, port, why);
         return EXIT_CONNECT;
     }
 
@@ -284,10 +389,15 @@ int main(int argc, char **argv)
         if (n == 0)
             continue;
         r = stupid_p2p_send(h, line, (size_t)n);
-        if (r != STUPID_P2P_NO_ERROR)
+        if (r != STUPID_P2P_NO_ERROR) {
             fprintf(stderr, "%s: send failed: %s\n", progname, stupid_p2p_strerror(r));
-        else
-            fprintf(stderr, "send data: %s\n", line);
+        } else {
+            flockfile(stderr);
+            fputs("send data: ", stderr);
+            put_escaped(stderr, (const uint8_t *)line, (size_t)n);
+            putc('\n', stderr);
+            funlockfile(stderr);
+        }
     }
     if (ferror(stdin))
         fprintf(stderr, "%s: reading standard input: %s\n", progname, strerror(errno));

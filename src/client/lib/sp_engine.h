@@ -2,12 +2,16 @@
  * sp_engine.h - the background thread of a handle: connecting, negotiating,
  * restoring, reading and dispatching frames, heartbeats and reconnects.
  *
- * One thread per handle sleeps in poll(2) on three descriptors: the socket,
+ * One thread per handle sleeps in poll(2) on its descriptors: the socket,
  * a timerfd armed (absolute, CLOCK_MONOTONIC) for the current phase's one
- * deadline, and an eventfd that callers write to when they leave bytes
- * unsent or deinit begins. There is no periodic tick and no sleep: the
- * thread wakes exactly when a byte arrives, a write can proceed, a
- * deadline passes or someone asks.
+ * deadline, an eventfd that callers write to when they leave bytes unsent
+ * or deinit begins, and, while a host name is being resolved, the
+ * resolver's eventfd (sp_resolve.h). There is no periodic tick and no
+ * sleep: the thread wakes exactly when a byte arrives, a write can
+ * proceed, a deadline passes or someone asks.
+ *
+ * Every frame is built and parsed by the shared codec (codec.h): the
+ * engine never spells a layout itself.
  *
  * Phases (enum sp_phase):
  *
@@ -15,24 +19,40 @@
  *      ^                                                 |
  *      +------------ BACKOFF <----- (lost, failed) ------+
  *
- * - RESOLVE: getaddrinfo on this thread (never on a caller's), then a
- *   non-blocking connect to each address in turn, each bounded by
- *   connect_timeout_ms.
+ * - RESOLVE: an address is used at once; a name is resolved on a thread
+ *   of its own, bounded by connect_timeout_ms (the lookup is abandoned,
+ *   not waited for, at that deadline or at deinit). Then a non-blocking
+ *   connect to each address in turn, each bounded by connect_timeout_ms.
  * - HANDSHAKE: HELLO (version 2) followed by HEARTBEAT. A server of this
  *   project answers HELLO first; the original server ignores HELLO, so the
  *   heartbeat's reply comes first and the FIFO drops the HELLO request:
- *   that connection speaks v1.
+ *   that connection speaks v1. A HELLO grant that makes no sense (short,
+ *   version 0 or above the one asked, max_frame < 2) is a protocol error;
+ *   a max_frame above opt.max_frame_limit is clamped to it, and frames
+ *   from the server are refused above the clamped size plus the DELIVER
+ *   slack, so a server cannot make the client buffer more than that.
  * - RESTORE: the remembered id is registered again and every remembered
  *   subscription renewed, pipelined; only when the last reply is in does
  *   the state become CONNECTED, so an application never sees a connected
  *   handle that has not got its id back.
  * - CONNECTED: a heartbeat every heartbeat_interval_ms (clamped to a third
- *   of the server's idle timeout); when nothing at all has arrived for
- *   heartbeat_max_missed intervals the connection is declared lost. EOF
- *   and errors are noticed at once by the read.
+ *   of the server's idle timeout). Liveness comes from replies only: each
+ *   request remembers when it was queued, and last_alive is the queueing
+ *   time of the newest request the server has answered. When it is
+ *   heartbeat_max_missed intervals old the connection is declared lost,
+ *   however many other bytes (deliveries, a trickle of garbage) arrive.
+ *   Time the thread spent inside the application's callbacks is not
+ *   counted against the server (cb_ms). EOF and errors are noticed at
+ *   once by the read.
  * - BACKOFF: exponential backoff with full jitter (sp_backoff_ms); the
- *   envelope resets once a connection has lived for one heartbeat interval,
- *   so that two clients fighting over one id on a v1 server cannot spin.
+ *   envelope resets once a connection has lived for one heartbeat
+ *   interval, except that consecutive takeovers of our id are a floor
+ *   (sp_takeover).
+ *
+ * A connection ends in one place, sp_connection_lost, which bumps epoch.
+ * Whoever dispatches frames or calls something that may end the
+ * connection compares epochs afterwards and stops touching the old
+ * connection's bytes: a connection ends once and is reported once.
  *
  * The first attempt belongs to stupid_p2p_init, which waits for it: if it
  * fails, the thread reports the error and ends, and init frees everything.
@@ -45,6 +65,7 @@
 
 #include "sp_handle.h"
 #include "sp_io.h"
+#include "sp_resolve.h"
 
 #define SP_READ_CHUNK 65536u
 #define SP_READS_PER_WAKE 16
@@ -52,50 +73,104 @@
 static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause);
 static void sp_attempt_start(struct sp_handle *h);
 
+/* ---- causes ------------------------------------------------------------------ */
+
+/* Every cause, with its BYE reason on the wire (0: none) and its name in
+ * logs: the one table from which BYE reasons are mapped. */
+static const struct sp_cause_info {
+    stupid_p2p_cause_t cause;
+    uint8_t bye_reason;
+    const char *name;
+} sp_causes[] = {
+    {STUPID_P2P_CAUSE_NONE, 0, "none"},
+    {STUPID_P2P_CAUSE_TAKEN_OVER, P2P_BYE_TAKEN_OVER, "id taken over by another connection"},
+    {STUPID_P2P_CAUSE_IDLE_TIMEOUT, P2P_BYE_IDLE_TIMEOUT, "server idle timeout"},
+    {STUPID_P2P_CAUSE_SLOW_CONSUMER, P2P_BYE_SLOW_CONSUMER, "slow consumer"},
+    {STUPID_P2P_CAUSE_SERVER_SHUTDOWN, P2P_BYE_SHUTDOWN, "server shutting down"},
+    {STUPID_P2P_CAUSE_PROTOCOL_ERROR, P2P_BYE_PROTOCOL_ERROR, "protocol error reported by the server"},
+    {STUPID_P2P_CAUSE_NOT_AUTHORIZED, P2P_BYE_NOT_AUTHORIZED, "not authorized"},
+    {STUPID_P2P_CAUSE_LIMIT, P2P_BYE_LIMIT, "server limit reached"},
+    {STUPID_P2P_CAUSE_EOF, 0, "connection closed by the server"},
+    {STUPID_P2P_CAUSE_IO_ERROR, 0, "socket error"},
+    {STUPID_P2P_CAUSE_HEARTBEAT_LOST, 0, "heartbeats unanswered"},
+    {STUPID_P2P_CAUSE_BAD_FRAME, 0, "malformed or unexpected frame from the server"},
+    {STUPID_P2P_CAUSE_CONNECT_FAILED, 0, "connection attempt failed"},
+    {STUPID_P2P_CAUSE_DEINIT, 0, "deinit"},
+    {STUPID_P2P_CAUSE_ID_LOST, 0, "id given up after repeated takeovers"},
+};
+
 static const char *sp_cause_name(stupid_p2p_cause_t c)
 {
-    switch (c) {
-    case STUPID_P2P_CAUSE_NONE: return "none";
-    case STUPID_P2P_CAUSE_TAKEN_OVER: return "id taken over by another connection";
-    case STUPID_P2P_CAUSE_IDLE_TIMEOUT: return "server idle timeout";
-    case STUPID_P2P_CAUSE_SLOW_CONSUMER: return "slow consumer";
-    case STUPID_P2P_CAUSE_SERVER_SHUTDOWN: return "server shutting down";
-    case STUPID_P2P_CAUSE_PROTOCOL_ERROR: return "protocol error reported by the server";
-    case STUPID_P2P_CAUSE_NOT_AUTHORIZED: return "not authorized";
-    case STUPID_P2P_CAUSE_LIMIT: return "server limit reached";
-    case STUPID_P2P_CAUSE_EOF: return "connection closed by the server";
-    case STUPID_P2P_CAUSE_IO_ERROR: return "socket error";
-    case STUPID_P2P_CAUSE_HEARTBEAT_LOST: return "heartbeats unanswered";
-    case STUPID_P2P_CAUSE_BAD_FRAME: return "malformed or unexpected frame from the server";
-    case STUPID_P2P_CAUSE_CONNECT_FAILED: return "connection attempt failed";
-    case STUPID_P2P_CAUSE_DEINIT: return "deinit";
-    }
+    for (size_t i = 0; i < sizeof sp_causes / sizeof sp_causes[0]; i++)
+        if (sp_causes[i].cause == c)
+            return sp_causes[i].name;
     return "unknown";
 }
 
-static uint32_t sp_be32(const uint8_t *p)
+/* A BYE reason as a cause; a reason this library does not know is a close
+ * like any other. */
+static stupid_p2p_cause_t sp_bye_cause(uint8_t reason)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+    for (size_t i = 0; i < sizeof sp_causes / sizeof sp_causes[0]; i++)
+        if (reason != 0 && sp_causes[i].bye_reason == reason)
+            return sp_causes[i].cause;
+    return STUPID_P2P_CAUSE_EOF;
+}
+
+/* An errno value from connect(2) and friends, as stupid_p2p_connect_error
+ * words it (static strings only). */
+static const char *sp_errno_text(int e)
+{
+    switch (e) {
+    case ECONNREFUSED: return "connection refused";
+    case ETIMEDOUT: return "connect timed out";
+    case EHOSTUNREACH: return "no route to host";
+    case ENETUNREACH: return "network unreachable";
+    case ECONNRESET: return "connection reset";
+    case EADDRNOTAVAIL: return "address not available";
+    case EACCES:
+    case EPERM: return "connection not permitted";
+    case EMFILE:
+    case ENFILE: return "out of file descriptors";
+    case ENOMEM:
+    case ENOBUFS: return "out of memory";
+    default: {
+        const char *s = strerrordesc_np(e); /* static, untranslated */
+        return s != NULL ? s : "unknown error";
+    }
+    }
 }
 
 /* ---- output (mu held) ------------------------------------------------------ */
 
-/* Appends one frame: cmd, then (with prefix) a one-byte id length, the id,
- * then data. Returns 0 or -1 (out of memory, nothing appended). */
-static int sp_out_frame(struct sp_handle *h, uint8_t cmd, int prefix, const uint8_t *id,
-                        size_t id_len, const uint8_t *data, size_t len)
+/* Encodes the head of a request with the codec: everything but the data
+ * that follows it in the frame. head: P2P_ID_HEAD_MAX bytes. HELLO is
+ * encoded by its caller (it has no id). Touches no shared state: callers
+ * encode before they lock. */
+static size_t sp_encode_head(uint8_t *head, uint8_t cmd, const uint8_t *id, size_t id_len)
 {
-    size_t plen = 1 + (prefix ? 1u : 0u) + id_len + len;
+    switch (cmd) {
+    case P2P_CMD_SEND:
+        return p2p_encode_send_head(head);
+    case P2P_CMD_SEND_TO:
+        return p2p_encode_send_to_head(head, id, id_len);
+    default: /* REGISTER ... HEARTBEAT: [cmd][id], the id possibly empty */
+        return p2p_encode_id_command(head, cmd, id, id_len);
+    }
+}
+
+/* Appends one frame: the header, an encoded head, then data. Returns 0 or
+ * -1 (too long, or out of memory: nothing appended). */
+static int sp_out_frame(struct sp_handle *h, const uint8_t *head, size_t head_len, const uint8_t *data,
+                        size_t len)
+{
+    size_t plen = head_len + len;
     if (plen > UINT32_MAX || sp_buf_reserve(&h->out, P2P_FRAME_HEADER_SIZE + plen) != 0)
         return -1;
-    uint8_t hdr[6];
-    size_t n = P2P_FRAME_HEADER_SIZE;
+    uint8_t hdr[P2P_FRAME_HEADER_SIZE];
     p2p_frame_header_encode(hdr, (uint32_t)plen);
-    hdr[n++] = cmd;
-    if (prefix)
-        hdr[n++] = (uint8_t)id_len;
-    (void)sp_buf_append(&h->out, hdr, n);
-    (void)sp_buf_append(&h->out, id, id_len);
+    (void)sp_buf_append(&h->out, hdr, sizeof hdr);
+    (void)sp_buf_append(&h->out, head, head_len);
     (void)sp_buf_append(&h->out, data, len);
     return 0;
 }
@@ -122,15 +197,12 @@ static int sp_flush_locked(struct sp_handle *h)
     return 0;
 }
 
-/* Queues an internal request (no waiter): the frame is cmd, id, data; the
- * node remembers id. Returns 0 or -1. */
-static int sp_internal_request(struct sp_handle *h, uint8_t cmd, uint8_t kind, const uint8_t *id,
-                               size_t id_len, const uint8_t *data, size_t len)
+/* Queues an encoded request with its FIFO node. Returns 0, or -1 (the
+ * node is freed). */
+static int sp_queue_request(struct sp_handle *h, struct sp_pending *p, const uint8_t *head, size_t head_len,
+                            const uint8_t *data, size_t len)
 {
-    struct sp_pending *p = sp_pending_new(h, cmd, kind, id, id_len);
-    if (p == NULL)
-        return -1;
-    if (sp_out_frame(h, cmd, 0, id, id_len, data, len) != 0) {
+    if (sp_out_frame(h, head, head_len, data, len) != 0) {
         sp_pending_free(p);
         return -1;
     }
@@ -138,11 +210,23 @@ static int sp_internal_request(struct sp_handle *h, uint8_t cmd, uint8_t kind, c
     return 0;
 }
 
+/* Queues an internal request (no waiter) whose data is an id or nothing;
+ * the node remembers the id. Returns 0 or -1. */
+static int sp_internal_request(struct sp_handle *h, uint8_t cmd, uint8_t kind, const uint8_t *id, size_t id_len)
+{
+    struct sp_pending *p = sp_pending_new(h, cmd, kind, id, id_len);
+    if (p == NULL)
+        return -1;
+    uint8_t head[P2P_ID_HEAD_MAX];
+    size_t n = sp_encode_head(head, cmd, id, id_len);
+    return sp_queue_request(h, p, head, n, NULL, 0);
+}
+
 /* ---- state changes ---------------------------------------------------------- */
 
 static void sp_notify_state(struct sp_handle *h, stupid_p2p_state_t st, stupid_p2p_cause_t cause)
 {
-    if (h->opt.on_state)
+    if (h->opt.on_state && !sp_muted(h))
         h->opt.on_state(h->id, st, cause, h->opt.user_data);
 }
 
@@ -160,6 +244,13 @@ static void sp_drop_fd(struct sp_handle *h)
     pthread_mutex_lock(&h->mu);
     sp_io_close(h->fd);
     h->fd = -1;
+    pthread_mutex_unlock(&h->mu);
+}
+
+static void sp_set_connect_error(struct sp_handle *h, const char *why)
+{
+    pthread_mutex_lock(&h->mu);
+    h->connect_error = why;
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -189,7 +280,10 @@ static void sp_schedule_backoff(struct sp_handle *h)
     if (h->connected_since != 0 && now - h->connected_since >= (uint64_t)h->opt.heartbeat_interval_ms)
         h->attempt = 0;
     h->connected_since = 0;
-    uint64_t delay = sp_backoff_ms(&h->rng, h->attempt, (uint64_t)h->opt.backoff_initial_ms,
+    /* Takeovers in a row are a floor: a connection that lived long only
+     * to lose the id again does not restart the envelope. */
+    unsigned attempt = h->attempt > h->takeovers ? h->attempt : h->takeovers;
+    uint64_t delay = sp_backoff_ms(&h->rng, attempt, (uint64_t)h->opt.backoff_initial_ms,
                                    (uint64_t)h->opt.backoff_max_ms);
     if (h->attempt < 64)
         h->attempt++;
@@ -198,13 +292,15 @@ static void sp_schedule_backoff(struct sp_handle *h)
     sp_log(h, STUPID_P2P_LOG_INFO, "reconnecting in %llu ms", (unsigned long long)delay);
 }
 
-/* An attempt (resolve + every address, or a handshake) failed. */
-static void sp_attempt_failed(struct sp_handle *h, int32_t init_err)
+/* An attempt (resolve + every address) failed before a connection was
+ * made; why is a static description (stupid_p2p_connect_error). */
+static void sp_attempt_failed(struct sp_handle *h, int32_t init_err, const char *why)
 {
     if (h->ai_list) {
         freeaddrinfo(h->ai_list);
         h->ai_list = h->ai_next = NULL;
     }
+    sp_set_connect_error(h, why);
     if (!sp_init_is_done(h)) {
         sp_init_failed(h, init_err);
         return;
@@ -221,6 +317,11 @@ static void sp_become_connected(struct sp_handle *h)
 {
     uint64_t now = sp_now_ms();
     uint64_t hb = (uint64_t)h->opt.heartbeat_interval_ms;
+    stupid_p2p_cause_t cause = STUPID_P2P_CAUSE_NONE;
+    if (h->id_lost) {
+        h->id_lost = 0;
+        cause = STUPID_P2P_CAUSE_ID_LOST;
+    }
     pthread_mutex_lock(&h->mu);
     if (h->idle_timeout_s > 0) {
         /* Stay well inside the server's idle timeout. */
@@ -231,6 +332,9 @@ static void sp_become_connected(struct sp_handle *h)
             hb = third;
     }
     h->state = STUPID_P2P_STATE_CONNECTED;
+    h->connect_error = NULL;
+    if (cause != STUPID_P2P_CAUSE_NONE)
+        h->last_cause = cause;
     int first = !h->init_done;
     if (first) {
         h->init_done = 1;
@@ -240,6 +344,8 @@ static void sp_become_connected(struct sp_handle *h)
         h->n_reconnects++;
     }
     int version = h->version;
+    if (h->has_id)
+        h->id_since = now;
     pthread_mutex_unlock(&h->mu);
     h->hb_interval = hb;
     h->phase = SP_PH_CONNECTED;
@@ -248,7 +354,14 @@ static void sp_become_connected(struct sp_handle *h)
     h->deadline = now + hb;
     sp_log(h, STUPID_P2P_LOG_INFO, "connected to %s port %s (protocol v%d)", h->host, h->port, version);
     if (!first)
-        sp_notify_state(h, STUPID_P2P_STATE_CONNECTED, STUPID_P2P_CAUSE_NONE);
+        sp_notify_state(h, STUPID_P2P_STATE_CONNECTED, cause);
+}
+
+/* The largest frame this client accepts before the server has said
+ * otherwise: the protocol's default, or less if the application says so. */
+static uint32_t sp_default_max_frame(const struct sp_handle *h)
+{
+    return h->opt.max_frame_limit < P2P_DEFAULT_MAX_FRAME ? h->opt.max_frame_limit : P2P_DEFAULT_MAX_FRAME;
 }
 
 /* The TCP connection is up: negotiate. */
@@ -261,20 +374,23 @@ static void sp_on_connected(struct sp_handle *h)
     uint64_t now = sp_now_ms();
     h->phase = SP_PH_HANDSHAKE;
     h->deadline = now + (uint64_t)h->opt.command_timeout_ms;
-    h->last_rx = now;
+    h->last_alive = now;
+    h->max_in = sp_default_max_frame(h) + P2P_SERVER_FRAME_SLACK;
     sp_buf_clear(&h->in);
     int rc = 0;
     pthread_mutex_lock(&h->mu);
     h->hello_answered = 0;
     h->version = 1;
-    h->max_frame = P2P_DEFAULT_MAX_FRAME;
+    h->max_frame = sp_default_max_frame(h);
     h->idle_timeout_s = 0;
     if (h->opt.protocol_version >= 2) {
-        const uint8_t hello[2] = {P2P_VERSION_2, 0};
-        rc = sp_internal_request(h, P2P_CMD_HELLO, SP_REQ_HELLO, NULL, 0, hello, sizeof hello);
+        struct sp_pending *p = sp_pending_new(h, P2P_CMD_HELLO, SP_REQ_HELLO, NULL, 0);
+        uint8_t hello[P2P_HELLO_SIZE];
+        size_t n = p2p_encode_hello(hello, P2P_VERSION_2, 0);
+        rc = p == NULL ? -1 : sp_queue_request(h, p, hello, n, NULL, 0);
     }
     if (rc == 0)
-        rc = sp_internal_request(h, P2P_CMD_HEARTBEAT, SP_REQ_PROBE, NULL, 0, NULL, 0);
+        rc = sp_internal_request(h, P2P_CMD_HEARTBEAT, SP_REQ_PROBE, NULL, 0);
     if (rc == 0)
         rc = sp_flush_locked(h);
     pthread_mutex_unlock(&h->mu);
@@ -282,21 +398,21 @@ static void sp_on_connected(struct sp_handle *h)
         sp_connection_lost(h, STUPID_P2P_CAUSE_IO_ERROR);
 }
 
-/* The handshake is over: give the server back our id and subscriptions. */
-static void sp_begin_restore(struct sp_handle *h)
+/* Sends the remembered id and subscriptions back to the server,
+ * pipelined; CONNECTED once the last reply is in. */
+static void sp_send_restore(struct sp_handle *h)
 {
     int rc = 0;
     unsigned n = 0;
-    h->phase = SP_PH_RESTORE;
-    h->deadline = sp_now_ms() + (uint64_t)h->opt.command_timeout_ms;
     pthread_mutex_lock(&h->mu);
-    if (h->has_id) {
-        rc = sp_internal_request(h, P2P_CMD_REGISTER, SP_REQ_RESTORE, h->reg_id, h->reg_len, NULL, 0);
+    int has_id = h->has_id;
+    if (has_id) {
+        rc = sp_internal_request(h, P2P_CMD_REGISTER, SP_REQ_RESTORE, h->reg_id, h->reg_len);
         n += rc == 0;
     }
     for (struct sp_sub *s = h->subs; s && rc == 0; s = s->next) {
         s->confirmed = 0;
-        rc = sp_internal_request(h, P2P_CMD_SUBSCRIBE, SP_REQ_RESTORE, s->id, s->len, NULL, 0);
+        rc = sp_internal_request(h, P2P_CMD_SUBSCRIBE, SP_REQ_RESTORE, s->id, s->len);
         n += rc == 0;
     }
     if (rc == 0)
@@ -308,19 +424,83 @@ static void sp_begin_restore(struct sp_handle *h)
     else if (n == 0)
         sp_become_connected(h);
     else
-        sp_log(h, STUPID_P2P_LOG_DEBUG, "restoring the id and %u subscription(s)", n - (h->has_id ? 1u : 0u));
+        sp_log(h, STUPID_P2P_LOG_DEBUG, "restoring %s%u subscription(s)", has_id ? "the id and " : "",
+               n - (has_id ? 1u : 0u));
+}
+
+/* The handshake is over: give the server back our id and subscriptions.
+ * On v1, after the server closed a connection that held our id without a
+ * word, first ask whether another connection holds the id now: that is
+ * how a v1 takeover shows (sp_on_id_probe). */
+static void sp_begin_restore(struct sp_handle *h)
+{
+    h->phase = SP_PH_RESTORE;
+    h->deadline = sp_now_ms() + (uint64_t)h->opt.command_timeout_ms;
+    int probe = h->probe_id;
+    h->probe_id = 0;
+    int rc = 0;
+    pthread_mutex_lock(&h->mu);
+    probe = probe && h->has_id && h->version == 1;
+    if (probe) {
+        rc = sp_internal_request(h, P2P_CMD_CHECK_ALIVE, SP_REQ_ID_PROBE, h->reg_id, h->reg_len);
+        if (rc == 0)
+            rc = sp_flush_locked(h);
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (!probe) {
+        sp_send_restore(h);
+        return;
+    }
+    h->restore_outstanding = 1;
+    if (rc != 0)
+        sp_connection_lost(h, STUPID_P2P_CAUSE_IO_ERROR);
+}
+
+/* Another connection took our id over (v2: BYE 1; v1: see
+ * sp_begin_restore). Two holders of one id must not fight forever: the
+ * library takes the id back after a backoff whose envelope grows with
+ * every takeover in a row (the count is a floor for sp_schedule_backoff and
+ * survives reconnects), and after takeover_retries of them it gives the id
+ * up, to report STUPID_P2P_CAUSE_ID_LOST with the next CONNECTED. The
+ * count settles back to zero once the id has been held for two
+ * backoff_max_ms (longer than any backoff of the other holder), or when the
+ * application registers an id itself. */
+static void sp_takeover(struct sp_handle *h)
+{
+    h->takeovers++;
+    if (h->takeovers <= (unsigned)h->opt.takeover_retries) {
+        sp_log(h, STUPID_P2P_LOG_WARNING,
+               "another connection took our id (%u time(s) in a row): taking it back after a backoff",
+               h->takeovers);
+        return;
+    }
+    sp_log(h, STUPID_P2P_LOG_WARNING, "another connection took our id %u time(s) in a row: giving it up",
+           h->takeovers);
+    pthread_mutex_lock(&h->mu);
+    h->has_id = 0;
+    pthread_mutex_unlock(&h->mu);
+    h->takeovers = 0;
+    h->id_lost = 1;
 }
 
 /* Ends the current connection (HANDSHAKE, RESTORE or CONNECTED). */
 static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause)
 {
+    h->epoch++;
+    int attempt_failed = h->phase == SP_PH_HANDSHAKE || h->phase == SP_PH_RESTORE;
     pthread_mutex_lock(&h->mu);
+    /* v1 says nothing when it hands our id to another connection: it
+     * closes ours. Ask at the next connection (sp_begin_restore). */
+    if (h->version == 1 && cause == STUPID_P2P_CAUSE_EOF && h->has_id && h->phase != SP_PH_HANDSHAKE)
+        h->probe_id = 1;
     sp_io_close(h->fd);
     h->fd = -1;
     sp_buf_clear(&h->out);
     sp_pending_fail_all(h);
     h->state = STUPID_P2P_STATE_DISCONNECTED;
     h->last_cause = cause;
+    if (attempt_failed)
+        h->connect_error = sp_cause_name(cause);
     int init_done = h->init_done;
     pthread_mutex_unlock(&h->mu);
     sp_buf_clear(&h->in);
@@ -339,7 +519,8 @@ static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause)
 
 /* ---- connecting --------------------------------------------------------------- */
 
-static void sp_connect_next(struct sp_handle *h)
+/* Tries the next address; why: the failure of the previous one. */
+static void sp_connect_next(struct sp_handle *h, const char *why)
 {
     while (h->ai_next != NULL) {
         struct addrinfo *ai = h->ai_next;
@@ -348,11 +529,13 @@ static void sp_connect_next(struct sp_handle *h)
         int fd = sp_io_socket(ai->ai_family, &err);
         if (fd == -1) {
             sp_log(h, STUPID_P2P_LOG_WARNING, "socket: %s", strerror(err));
+            why = sp_errno_text(err);
             continue;
         }
         enum sp_io_result r = sp_io_connect(fd, ai->ai_addr, ai->ai_addrlen, &err);
         if (r == SP_IO_ERROR) {
             sp_log(h, STUPID_P2P_LOG_INFO, "connect: %s", strerror(err));
+            why = sp_errno_text(err);
             sp_io_close(fd);
             continue;
         }
@@ -365,7 +548,24 @@ static void sp_connect_next(struct sp_handle *h)
         }
         return;
     }
-    sp_attempt_failed(h, STUPID_P2P_NET_ERROR);
+    sp_attempt_failed(h, STUPID_P2P_NET_ERROR, why);
+}
+
+/* The outcome of resolving h->host: rc is getaddrinfo's. */
+static void sp_on_resolved(struct sp_handle *h, int rc, int sys_errno, struct addrinfo *list)
+{
+    if (rc != 0) {
+        const char *why = rc == EAI_SYSTEM ? sp_errno_text(sys_errno)
+                          : rc == EAI_NONAME ? "host name not found"
+                          : gai_strerror(rc);
+        sp_log(h, STUPID_P2P_LOG_WARNING, "cannot resolve %s: %s", h->host, why);
+        int32_t err = (rc == EAI_NONAME || rc == EAI_SERVICE || rc == EAI_FAMILY) ? STUPID_P2P_BAD_PARAM
+                                                                                  : STUPID_P2P_NET_ERROR;
+        sp_attempt_failed(h, err, why);
+        return;
+    }
+    h->ai_list = h->ai_next = list;
+    sp_connect_next(h, "no address");
 }
 
 static void sp_attempt_start(struct sp_handle *h)
@@ -378,27 +578,55 @@ static void sp_attempt_start(struct sp_handle *h)
         pthread_mutex_unlock(&h->mu);
         sp_notify_state(h, STUPID_P2P_STATE_CONNECTING, STUPID_P2P_CAUSE_NONE);
     }
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_protocol = IPPROTO_TCP;
-    hints.ai_flags = AI_NUMERICSERV;
     struct addrinfo *list = NULL;
-    int rc = getaddrinfo(h->host, h->port, &hints, &list);
-    if (rc != 0) {
-        sp_log(h, STUPID_P2P_LOG_WARNING, "cannot resolve %s: %s", h->host,
-               rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
-        int32_t err = (rc == EAI_NONAME || rc == EAI_SERVICE || rc == EAI_FAMILY) ? STUPID_P2P_BAD_PARAM
-                                                                                  : STUPID_P2P_NET_ERROR;
-        sp_attempt_failed(h, err);
+    int rc = sp_resolve_numeric(h->host, h->port, &list);
+    if (rc != EAI_NONAME) {
+        sp_on_resolved(h, rc, errno, list);
         return;
     }
-    h->ai_list = h->ai_next = list;
-    sp_connect_next(h);
+    int err = 0;
+    h->resolving = sp_resolve_start(h->host, h->port, &err);
+    if (h->resolving == NULL) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "cannot start resolving %s: %s", h->host, strerror(err));
+        sp_attempt_failed(h, STUPID_P2P_NET_ERROR, sp_errno_text(err));
+        return;
+    }
+    h->deadline = sp_now_ms() + (uint64_t)h->opt.connect_timeout_ms;
+}
+
+/* The resolver's eventfd is readable. */
+static void sp_on_resolver_done(struct sp_handle *h)
+{
+    int rc = 0, sys_errno = 0;
+    struct addrinfo *list = NULL;
+    if (!sp_resolve_take(h->resolving, &rc, &sys_errno, &list))
+        return;
+    h->resolving = NULL;
+    sp_on_resolved(h, rc, sys_errno, list);
+}
+
+/* Gives up waiting for the resolver: its thread finishes on its own. */
+static void sp_abandon_resolver(struct sp_handle *h)
+{
+    if (h->resolving != NULL) {
+        sp_resolve_release(h->resolving);
+        h->resolving = NULL;
+    }
 }
 
 /* ---- incoming frames -------------------------------------------------------------- */
+
+/* Runs a user callback's clock: time spent in the application's callbacks
+ * is not counted against the server's liveness (see the file comment). */
+static uint64_t sp_callback_begin(void)
+{
+    return sp_now_ms();
+}
+
+static void sp_callback_end(struct sp_handle *h, uint64_t began)
+{
+    h->cb_ms += sp_now_ms() - began;
+}
 
 /* A message for the application: to the callback, or to the bounded queue.
  * data[len] is writable (the input buffer keeps a spare byte) and is
@@ -406,6 +634,8 @@ static void sp_attempt_start(struct sp_handle *h)
 static void sp_deliver(struct sp_handle *h, const uint8_t *sender, size_t slen, uint8_t *data, size_t len)
 {
     if (h->opt.on_message) {
+        if (sp_muted(h))
+            return;
         uint8_t id[P2P_ID_MAX + 1];
         if (slen > 0)
             memcpy(id, sender, slen);
@@ -415,7 +645,9 @@ static void sp_deliver(struct sp_handle *h, const uint8_t *sender, size_t slen, 
         pthread_mutex_lock(&h->mu);
         h->n_received++;
         pthread_mutex_unlock(&h->mu);
+        uint64_t began = sp_callback_begin();
         h->opt.on_message(h->id, slen ? id : NULL, slen, data, len, h->opt.user_data);
+        sp_callback_end(h, began);
         data[len] = saved;
         return;
     }
@@ -482,6 +714,18 @@ static void sp_deliver(struct sp_handle *h, const uint8_t *sender, size_t slen, 
                (unsigned long long)episode_end);
 }
 
+static void sp_on_presence(struct sp_handle *h, const struct p2p_message *m)
+{
+    if (h->opt.on_presence == NULL || sp_muted(h))
+        return;
+    uint8_t id[P2P_ID_MAX + 1];
+    memcpy(id, m->id, m->id_len);
+    id[m->id_len] = 0;
+    uint64_t began = sp_callback_begin();
+    h->opt.on_presence(h->id, id, m->id_len, m->state == P2P_PRESENCE_ONLINE, h->opt.user_data);
+    sp_callback_end(h, began);
+}
+
 /* Updates the remembered id and subscriptions from a reply (mu held). */
 static void sp_apply_reply(struct sp_handle *h, const struct sp_pending *req, uint8_t status)
 {
@@ -491,8 +735,9 @@ static void sp_apply_reply(struct sp_handle *h, const struct sp_pending *req, ui
             if (s == NULL)
                 return;
             if (h->version >= 2) {
-                /* v2 accepts offline ids: a refusal is final. */
-                sp_log(h, STUPID_P2P_LOG_WARNING, "server refused to renew a subscription (reason %u): dropped", status);
+                /* v2 accepts offline ids: a refusal is final, and the
+                 * application loses a subscription it asked for. */
+                sp_log(h, STUPID_P2P_LOG_ERROR, "server refused to renew a subscription (reason %u): dropped", status);
                 sp_sub_remove(h, req->id, req->id_len);
             } else {
                 s->confirmed = 0; /* v1: the device is offline; retried */
@@ -505,6 +750,11 @@ static void sp_apply_reply(struct sp_handle *h, const struct sp_pending *req, ui
         h->has_id = 1;
         memcpy(h->reg_id, req->id, req->id_len);
         h->reg_len = req->id_len;
+        if (req->kind == SP_REQ_USER) {
+            /* The application's own choice: takeovers start over. */
+            h->takeovers = 0;
+            h->id_since = sp_now_ms();
+        }
         break;
     case P2P_CMD_UNREGISTER:
         /* The server also cancels this connection's subscriptions. */
@@ -522,21 +772,53 @@ static void sp_apply_reply(struct sp_handle *h, const struct sp_pending *req, ui
     }
 }
 
-/* A reply [cmd|0x80, status, ...]. Returns 0, or -1 when the connection
- * was ended. */
-static int sp_on_reply(struct sp_handle *h, const uint8_t *p, uint32_t n)
+/* Why a successful HELLO reply makes no sense, or NULL. */
+static const char *sp_grant_problem(const struct p2p_message *m)
 {
-    if (n < 2) {
-        sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
-        return -1;
-    }
-    uint8_t cmd = (uint8_t)(p[0] & 0x7fu);
-    uint8_t status = p[1];
+    if (!m->has_hello_grant)
+        return "a success reply without its grant";
+    if (m->version < P2P_VERSION_1 || m->version > P2P_VERSION_2)
+        return "a version this client did not ask for";
+    if (m->max_frame < 2)
+        return "a max_frame too small for any request";
+    return NULL;
+}
+
+/* Takes the server's HELLO grant (mu held): the version, and a max_frame
+ * clamped to what this client accepts. */
+static void sp_take_grant(struct sp_handle *h, const struct p2p_message *m)
+{
+    uint32_t limit = h->opt.max_frame_limit;
+    h->version = m->version >= P2P_VERSION_2 ? 2 : 1;
+    h->max_frame = m->max_frame < limit ? m->max_frame : limit;
+    uint32_t in = m->max_frame > P2P_DEFAULT_MAX_FRAME ? m->max_frame : P2P_DEFAULT_MAX_FRAME;
+    h->max_in = (in < limit ? in : limit) + P2P_SERVER_FRAME_SLACK;
+    h->idle_timeout_s = m->idle_timeout_s;
+    if (m->max_frame > limit)
+        sp_log(h, STUPID_P2P_LOG_INFO, "the server allows frames of %u bytes; this client accepts %u",
+               (unsigned)m->max_frame, (unsigned)limit);
+}
+
+/* The reply to the v1 probe of our own id (sp_begin_restore): online
+ * means another connection holds it. Then the rest of the restore. */
+static void sp_on_id_probe(struct sp_handle *h, uint8_t status)
+{
+    if (h->phase != SP_PH_RESTORE)
+        return;
+    h->restore_outstanding = 0;
+    if (status == P2P_STATUS_OK)
+        sp_takeover(h);
+    sp_send_restore(h);
+}
+
+/* A reply: matched to the request at the head of the FIFO. */
+static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
+{
     pthread_mutex_lock(&h->mu);
     struct sp_pending *req;
     for (;;) {
         req = h->req_head;
-        if (req != NULL && req->cmd == cmd)
+        if (req != NULL && req->cmd == m->cmd)
             break;
         if (req != NULL && req->kind == SP_REQ_HELLO) {
             /* The original server ignores HELLO: this is its heartbeat
@@ -546,107 +828,105 @@ static int sp_on_reply(struct sp_handle *h, const uint8_t *p, uint32_t n)
         }
         pthread_mutex_unlock(&h->mu);
         sp_log(h, STUPID_P2P_LOG_ERROR, "reply %02x %02x matches no request (expected %02x)",
-               p[0], status, req ? req->cmd | P2P_REPLY_BIT : 0);
+               m->cmd | P2P_REPLY_BIT, m->status, req ? req->cmd | P2P_REPLY_BIT : 0);
         sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
-        return -1;
+        return;
     }
     (void)sp_pending_pop(h);
+    /* Liveness: the server has answered everything queued up to then. */
+    if (req->sent_ms > h->last_alive) {
+        h->last_alive = req->sent_ms;
+        h->cb_ms = 0;
+    }
     uint8_t kind = req->kind;
+    const char *bad_grant = NULL;
     if (kind == SP_REQ_HELLO) {
         h->hello_answered = 1;
-        if (status == P2P_STATUS_OK && n >= P2P_HELLO_REPLY_SIZE) {
-            h->version = p[2] >= P2P_VERSION_2 ? 2 : 1;
-            uint32_t mf = sp_be32(p + 3);
-            h->max_frame = mf >= 2 ? mf : P2P_DEFAULT_MAX_FRAME;
-            h->idle_timeout_s = sp_be32(p + 7);
-        }
+        if (m->status == P2P_STATUS_OK && (bad_grant = sp_grant_problem(m)) == NULL)
+            sp_take_grant(h, m);
     } else if (kind == SP_REQ_HEARTBEAT) {
         h->hb_outstanding = 0;
-    } else if (kind != SP_REQ_PROBE) {
-        sp_apply_reply(h, req, status);
+    } else if (kind != SP_REQ_PROBE && kind != SP_REQ_ID_PROBE) {
+        sp_apply_reply(h, req, m->status);
     }
     if (kind == SP_REQ_USER)
-        sp_pending_complete(req, status);
+        sp_pending_complete(req, m->status);
     else
         sp_pending_free(req);
     pthread_mutex_unlock(&h->mu);
 
-    if (kind == SP_REQ_PROBE && h->phase == SP_PH_HANDSHAKE) {
+    if (bad_grant != NULL) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "the server's HELLO reply is nonsense: %s", bad_grant);
+        sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
+    } else if (kind == SP_REQ_PROBE && h->phase == SP_PH_HANDSHAKE) {
         sp_begin_restore(h);
+    } else if (kind == SP_REQ_ID_PROBE) {
+        sp_on_id_probe(h, m->status);
     } else if (kind == SP_REQ_RESTORE && h->phase == SP_PH_RESTORE) {
         if (--h->restore_outstanding == 0)
             sp_become_connected(h);
     }
-    return 0;
 }
 
-/* One frame from the server. payload[n] is writable (see sp_deliver).
- * Returns 0, or -1 when the connection was ended. */
-static int sp_dispatch(struct sp_handle *h, uint8_t *p, uint32_t n)
+static void sp_on_bye(struct sp_handle *h, const struct p2p_message *m)
+{
+    /* The text comes from the server: escaped, it cannot forge log lines
+     * or drive a terminal. */
+    char text[4 * P2P_BYE_TEXT_MAX + 1];
+    sp_escape(text, sizeof text, m->data, m->data_len);
+    sp_log(h, STUPID_P2P_LOG_WARNING, "server says goodbye (reason %u): %s", m->reason, text);
+    stupid_p2p_cause_t cause = sp_bye_cause(m->reason);
+    if (cause == STUPID_P2P_CAUSE_TAKEN_OVER)
+        sp_takeover(h);
+    sp_connection_lost(h, cause);
+}
+
+/* One frame from the server, parsed by the codec. payload[n] is writable
+ * (see sp_deliver). The caller compares epochs afterwards: the frame may
+ * have ended the connection. */
+static void sp_dispatch(struct sp_handle *h, uint8_t *payload, uint32_t n)
 {
     if (n == 0)
-        return 0;
-    if (p[0] & P2P_REPLY_BIT)
-        return sp_on_reply(h, p, n);
-    if (h->phase != SP_PH_CONNECTED && h->phase != SP_PH_RESTORE && p[0] != P2P_EVT_BYE) {
+        return;
+    struct p2p_message m;
+    if (p2p_message_parse(payload, n, &m) != P2P_PARSE_OK) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "malformed frame %02x (%u bytes)", payload[0], n);
+        sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
+        return;
+    }
+    if (m.kind == P2P_MSG_REPLY) {
+        sp_on_reply(h, &m);
+        return;
+    }
+    if (h->phase != SP_PH_CONNECTED && h->phase != SP_PH_RESTORE && m.kind != P2P_MSG_BYE) {
         /* Deliveries can arrive during restore (subscriptions come back
          * one by one); before that there is nothing to deliver. */
-        sp_log(h, STUPID_P2P_LOG_DEBUG, "frame %02x ignored during the handshake", p[0]);
-        return 0;
+        sp_log(h, STUPID_P2P_LOG_DEBUG, "frame %02x ignored during the handshake", payload[0]);
+        return;
     }
-    switch (p[0]) {
-    case P2P_CMD_SEND: /* v1 delivery: no sender id */
-        sp_deliver(h, NULL, 0, p + 1, n - 1u);
-        return 0;
-    case P2P_EVT_DELIVER: {
-        if (n < 2 || p[1] == 0 || 2u + p[1] > n)
-            break;
-        size_t slen = p[1];
-        sp_deliver(h, p + 2, slen, p + 2 + slen, n - 2u - slen);
-        return 0;
-    }
-    case P2P_EVT_PRESENCE: {
-        if (n < 3 || p[2] == 0 || 3u + p[2] > n)
-            break;
-        if (h->opt.on_presence) {
-            uint8_t id[P2P_ID_MAX + 1];
-            memcpy(id, p + 3, p[2]);
-            id[p[2]] = 0;
-            h->opt.on_presence(h->id, id, p[2], p[1] == P2P_PRESENCE_ONLINE, h->opt.user_data);
-        }
-        return 0;
-    }
-    case P2P_EVT_BYE: {
-        if (n < 2)
-            break;
-        int tlen = (int)(n - 2u > P2P_BYE_TEXT_MAX ? P2P_BYE_TEXT_MAX : n - 2u);
-        sp_log(h, STUPID_P2P_LOG_WARNING, "server says goodbye (reason %u): %.*s", p[1], tlen, (const char *)p + 2);
-        stupid_p2p_cause_t cause = (p[1] >= 1 && p[1] <= 7) ? (stupid_p2p_cause_t)p[1] : STUPID_P2P_CAUSE_EOF;
-        if (cause == STUPID_P2P_CAUSE_TAKEN_OVER) {
-            /* Another connection holds our id now: taking it back on
-             * reconnect would make two clients fight forever. */
-            pthread_mutex_lock(&h->mu);
-            h->has_id = 0;
-            pthread_mutex_unlock(&h->mu);
-        }
-        sp_connection_lost(h, cause);
-        return -1;
-    }
+    switch (m.kind) {
+    case P2P_MSG_V1_DELIVERY: /* no sender id */
+    case P2P_MSG_DELIVER:
+        /* m.data points into payload: the same bytes, writable. */
+        sp_deliver(h, m.id, m.id_len, payload + (m.data - payload), m.data_len);
+        break;
+    case P2P_MSG_PRESENCE:
+        sp_on_presence(h, &m);
+        break;
+    case P2P_MSG_BYE:
+        sp_on_bye(h, &m);
+        break;
     default:
-        sp_log(h, STUPID_P2P_LOG_DEBUG, "unknown frame %02x ignored", p[0]);
-        return 0;
+        sp_log(h, STUPID_P2P_LOG_DEBUG, "unknown frame %02x ignored", payload[0]);
+        break;
     }
-    sp_log(h, STUPID_P2P_LOG_ERROR, "malformed frame %02x (%u bytes)", p[0], n);
-    sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
-    return -1;
 }
 
 /* Reads what the socket has (bounded per wake) and dispatches every whole
- * frame. */
+ * frame, until the connection ends or deinit begins. */
 static void sp_on_readable(struct sp_handle *h)
 {
-    uint32_t max_in = (h->max_frame > P2P_DEFAULT_MAX_FRAME ? h->max_frame : P2P_DEFAULT_MAX_FRAME) +
-                      P2P_SERVER_FRAME_SLACK;
+    unsigned epoch = h->epoch;
     for (int i = 0; i < SP_READS_PER_WAKE; i++) {
         /* +1: a spare byte after any payload (sp_deliver's NUL). */
         if (sp_buf_reserve(&h->in, SP_READ_CHUNK + 1) != 0) {
@@ -670,20 +950,20 @@ static void sp_on_readable(struct sp_handle *h)
             return;
         }
         h->in.len += n;
-        h->last_rx = sp_now_ms();
         for (;;) {
             struct p2p_frame f;
-            enum p2p_frame_result fr = p2p_frame_parse(sp_buf_head(&h->in), sp_buf_used(&h->in), max_in, &f);
+            enum p2p_frame_result fr = p2p_frame_parse(sp_buf_head(&h->in), sp_buf_used(&h->in), h->max_in, &f);
             if (fr == P2P_FRAME_TOO_LONG) {
-                sp_log(h, STUPID_P2P_LOG_ERROR, "frame of %u bytes from the server exceeds %u", f.length, max_in);
+                sp_log(h, STUPID_P2P_LOG_ERROR, "frame of %u bytes from the server exceeds %u", f.length,
+                       h->max_in);
                 sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
                 return;
             }
             if (fr == P2P_FRAME_INCOMPLETE)
                 break;
-            uint8_t *payload = h->in.data + h->in.off + P2P_FRAME_HEADER_SIZE;
-            if (sp_dispatch(h, payload, f.length) != 0)
-                return;
+            sp_dispatch(h, h->in.data + h->in.off + P2P_FRAME_HEADER_SIZE, f.length);
+            if (h->epoch != epoch || sp_muted(h))
+                return; /* the connection ended, or deinit began */
             sp_buf_consume(&h->in, f.consumed);
         }
         sp_buf_trim(&h->in, 1u << 18); /* give back what a burst took */
@@ -696,10 +976,15 @@ static void sp_on_readable(struct sp_handle *h)
 
 static void sp_heartbeat_tick(struct sp_handle *h, uint64_t now)
 {
-    if (now - h->last_rx >= h->hb_interval * (uint64_t)h->opt.heartbeat_max_missed) {
+    uint64_t limit = h->hb_interval * (uint64_t)h->opt.heartbeat_max_missed + h->cb_ms;
+    if (now - h->last_alive >= limit) {
+        sp_log(h, STUPID_P2P_LOG_WARNING, "no reply from the server for %llu ms",
+               (unsigned long long)(now - h->last_alive));
         sp_connection_lost(h, STUPID_P2P_CAUSE_HEARTBEAT_LOST);
         return;
     }
+    if (h->takeovers > 0 && now - h->id_since >= 2u * (uint64_t)h->opt.backoff_max_ms)
+        h->takeovers = 0; /* held long enough: the fight is over */
     int rc = 0;
     pthread_mutex_lock(&h->mu);
     if (!h->hb_outstanding) {
@@ -707,9 +992,9 @@ static void sp_heartbeat_tick(struct sp_handle *h, uint64_t now)
          * interval, for those the server refused after a reconnect. */
         for (struct sp_sub *s = h->subs; s && rc == 0; s = s->next)
             if (!s->confirmed)
-                rc = sp_internal_request(h, P2P_CMD_SUBSCRIBE, SP_REQ_RETRY_SUB, s->id, s->len, NULL, 0);
+                rc = sp_internal_request(h, P2P_CMD_SUBSCRIBE, SP_REQ_RETRY_SUB, s->id, s->len);
         if (rc == 0)
-            rc = sp_internal_request(h, P2P_CMD_HEARTBEAT, SP_REQ_HEARTBEAT, NULL, 0, NULL, 0);
+            rc = sp_internal_request(h, P2P_CMD_HEARTBEAT, SP_REQ_HEARTBEAT, NULL, 0);
         if (rc == 0) {
             h->hb_outstanding = 1;
             rc = sp_flush_locked(h);
@@ -729,10 +1014,20 @@ static void sp_on_deadline(struct sp_handle *h, uint64_t now)
     case SP_PH_BACKOFF:
         sp_attempt_start(h);
         break;
+    case SP_PH_RESOLVE:
+        if (h->resolving == NULL) {
+            h->deadline = 0;
+            break;
+        }
+        sp_log(h, STUPID_P2P_LOG_WARNING, "resolving %s: no answer within %d ms", h->host,
+               (int)h->opt.connect_timeout_ms);
+        sp_abandon_resolver(h);
+        sp_attempt_failed(h, STUPID_P2P_NET_ERROR, "host name resolution timed out");
+        break;
     case SP_PH_CONNECTING:
         sp_log(h, STUPID_P2P_LOG_INFO, "connect timed out after %d ms", (int)h->opt.connect_timeout_ms);
         sp_drop_fd(h);
-        sp_connect_next(h);
+        sp_connect_next(h, "connect timed out");
         break;
     case SP_PH_HANDSHAKE:
     case SP_PH_RESTORE:
@@ -749,6 +1044,33 @@ static void sp_on_deadline(struct sp_handle *h, uint64_t now)
 }
 
 /* ---- the loop ----------------------------------------------------------------------- */
+
+/* The socket is ready (revents): finishes a connect, or reads and
+ * writes. */
+static void sp_on_socket(struct sp_handle *h, short revents)
+{
+    if (h->phase == SP_PH_CONNECTING) {
+        int err = sp_io_connect_result(h->fd);
+        if (err == 0) {
+            sp_on_connected(h);
+            return;
+        }
+        sp_log(h, STUPID_P2P_LOG_INFO, "connect to %s port %s: %s", h->host, h->port, strerror(err));
+        sp_drop_fd(h);
+        sp_connect_next(h, sp_errno_text(err));
+        return;
+    }
+    unsigned epoch = h->epoch;
+    if (revents & (POLLIN | POLLERR | POLLHUP))
+        sp_on_readable(h);
+    if ((revents & POLLOUT) && h->epoch == epoch && h->fd >= 0) {
+        pthread_mutex_lock(&h->mu);
+        int rc = sp_flush_locked(h);
+        pthread_mutex_unlock(&h->mu);
+        if (rc != 0)
+            sp_connection_lost(h, STUPID_P2P_CAUSE_IO_ERROR);
+    }
+}
 
 static void *sp_thread_main(void *arg)
 {
@@ -778,16 +1100,22 @@ static void *sp_thread_main(void *arg)
                 sp_log(h, STUPID_P2P_LOG_ERROR, "timerfd_settime: %s", strerror(e));
             h->timer_armed = h->deadline;
         }
-        struct pollfd pfd[3];
-        nfds_t nfd = 2;
-        pfd[0].fd = h->efd;
-        pfd[0].events = POLLIN;
-        pfd[1].fd = h->tfd;
-        pfd[1].events = POLLIN;
+        enum { P_WAKE, P_TIMER, P_MORE };
+        struct pollfd pfd[4];
+        nfds_t nfd = P_MORE, sock = 0, resolver = 0;
+        pfd[P_WAKE].fd = h->efd;
+        pfd[P_WAKE].events = POLLIN;
+        pfd[P_TIMER].fd = h->tfd;
+        pfd[P_TIMER].events = POLLIN;
         if (h->fd >= 0) {
-            pfd[2].fd = h->fd;
-            pfd[2].events = h->phase == SP_PH_CONNECTING ? POLLOUT : (short)(POLLIN | (want_out ? POLLOUT : 0));
-            nfd = 3;
+            sock = nfd++;
+            pfd[sock].fd = h->fd;
+            pfd[sock].events = h->phase == SP_PH_CONNECTING ? POLLOUT : (short)(POLLIN | (want_out ? POLLOUT : 0));
+        }
+        if (h->resolving != NULL) {
+            resolver = nfd++;
+            pfd[resolver].fd = h->resolving->efd;
+            pfd[resolver].events = POLLIN;
         }
         for (nfds_t i = 0; i < nfd; i++)
             pfd[i].revents = 0;
@@ -801,40 +1129,24 @@ static void *sp_thread_main(void *arg)
             }
             continue;
         }
-        if (pfd[0].revents)
+        if (pfd[P_WAKE].revents)
             sp_io_drain(h->efd);
-        if (pfd[1].revents) {
+        if (pfd[P_TIMER].revents) {
             sp_io_drain(h->tfd);
             h->timer_armed = 0; /* fired: a one-shot timer is disarmed now */
         }
-        if (nfd == 3 && pfd[2].revents && pfd[2].fd == h->fd) {
-            short re = pfd[2].revents;
-            if (h->phase == SP_PH_CONNECTING) {
-                int err = sp_io_connect_result(h->fd);
-                if (err == 0) {
-                    sp_on_connected(h);
-                } else {
-                    sp_log(h, STUPID_P2P_LOG_INFO, "connect to %s port %s: %s", h->host, h->port, strerror(err));
-                    sp_drop_fd(h);
-                    sp_connect_next(h);
-                }
-            } else {
-                if (re & (POLLIN | POLLERR | POLLHUP))
-                    sp_on_readable(h);
-                if ((re & POLLOUT) && h->fd >= 0) {
-                    pthread_mutex_lock(&h->mu);
-                    int rc = sp_flush_locked(h);
-                    pthread_mutex_unlock(&h->mu);
-                    if (rc != 0)
-                        sp_connection_lost(h, STUPID_P2P_CAUSE_IO_ERROR);
-                }
-            }
-        }
+        if (resolver != 0 && pfd[resolver].revents && h->resolving != NULL)
+            sp_on_resolver_done(h);
+        if (sock != 0 && pfd[sock].revents && pfd[sock].fd == h->fd)
+            sp_on_socket(h, pfd[sock].revents);
+        if (sp_muted(h))
+            continue; /* deinit began (maybe in a callback just now): leave */
         uint64_t now = sp_now_ms();
         if (h->deadline != 0 && now >= h->deadline)
             sp_on_deadline(h, now);
     }
 
+    sp_abandon_resolver(h);
     pthread_mutex_lock(&h->mu);
     sp_io_close(h->fd);
     h->fd = -1;

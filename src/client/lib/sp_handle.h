@@ -42,6 +42,7 @@
 
 #include "sp_buf.h"
 #include "sp_clock.h"
+#include "sp_resolve.h"
 
 /* A request's status once complete: a wire status byte (0..255), or: */
 #define SP_STATUS_LOST (-1)    /* the connection ended before the reply */
@@ -52,7 +53,8 @@ enum sp_req_kind {
     SP_REQ_PROBE = 2,      /* handshake: the HEARTBEAT after HELLO         */
     SP_REQ_RESTORE = 3,    /* re-register / re-subscribe after reconnect   */
     SP_REQ_HEARTBEAT = 4,  /* periodic heartbeat                           */
-    SP_REQ_RETRY_SUB = 5   /* v1: retry of a subscription the server refused */
+    SP_REQ_RETRY_SUB = 5,  /* v1: retry of a subscription the server refused */
+    SP_REQ_ID_PROBE = 6    /* v1 restore: is our id held by someone else?  */
 };
 
 struct sp_pending {
@@ -61,6 +63,7 @@ struct sp_pending {
     uint8_t kind;          /* enum sp_req_kind                            */
     uint8_t id_len;        /* REGISTER/SUBSCRIBE/UNSUBSCRIBE: the id, to  */
     uint8_t id[P2P_ID_MAX];/*   update the remembered state on success    */
+    uint64_t sent_ms;      /* when it was queued (liveness, see engine)   */
     int done;              /* status is set                               */
     int status;
     int abandoned;         /* the waiter left: the thread frees the node  */
@@ -82,7 +85,7 @@ struct sp_msg {
 };
 
 enum sp_phase {
-    SP_PH_RESOLVE = 0,     /* about to resolve and connect                */
+    SP_PH_RESOLVE = 0,     /* resolving the host name (or about to)       */
     SP_PH_CONNECTING = 1,  /* non-blocking connect in progress            */
     SP_PH_HANDSHAKE = 2,   /* HELLO + HEARTBEAT sent                      */
     SP_PH_RESTORE = 3,     /* re-registering and re-subscribing           */
@@ -112,8 +115,11 @@ struct sp_handle {
     struct sp_pending *req_head, *req_tail;
     int version;               /* 1 or 2                                 */
     int hello_answered;        /* the server knows HELLO (not original)  */
-    uint32_t max_frame;
+    uint32_t max_frame;        /* largest payload we send: the server's
+                                  grant, clamped to opt.max_frame_limit   */
     uint32_t idle_timeout_s;
+    const char *connect_error; /* static text: why the last attempt failed,
+                                  NULL when it succeeded                 */
     int has_id;
     uint8_t reg_len;
     uint8_t reg_id[P2P_ID_MAX];
@@ -126,24 +132,36 @@ struct sp_handle {
     pthread_cond_t q_cond;
     uint64_t n_received, n_dropped, n_reconnects;
 
+    /* ---- atomic (__atomic builtins): read by any thread ---- */
+    int muted;                 /* deinit has begun: no callback runs any
+                                  more (see stupid_p2p_deinit)          */
+
     /* ---- thread only ---- */
     pthread_t thread;
-    int thread_started;
     int self_destroy;          /* deinit was called on the thread itself */
     int tfd, efd;
     uint64_t timer_armed;
     enum sp_phase phase;
     uint64_t deadline;         /* of the current phase (ms, monotonic)   */
+    struct sp_resolve *resolving; /* a host name lookup in progress      */
     struct addrinfo *ai_list, *ai_next;
     struct sp_buf in;
-    uint64_t last_rx;
+    uint32_t max_in;           /* largest payload accepted from the server */
+    unsigned epoch;            /* connections ended so far (see engine)   */
+    uint64_t last_alive;       /* send time of the newest request answered */
+    uint64_t cb_ms;            /* ms spent in user callbacks since then   */
     uint64_t connected_since;
     uint64_t hb_interval;
     int hb_outstanding;
     unsigned restore_outstanding;
     unsigned attempt;          /* failed attempts since the last good one */
     uint64_t rng;
-    int32_t resolve_error;     /* init's error when resolution failed    */
+    /* Takeovers (see sp_takeover in the engine). */
+    unsigned takeovers;        /* in a row, since the id was last settled */
+    uint64_t id_since;         /* when the id was last (re)gained         */
+    int probe_id;              /* v1: ask whether the id is held before
+                                  restoring it                           */
+    int id_lost;               /* the id was given up: say so at CONNECTED */
 };
 
 /* ---- the table of open handles ------------------------------------------ */
@@ -253,19 +271,60 @@ static void sp_reg_remove(struct sp_handle *h, unsigned own)
     pthread_mutex_unlock(&sp_reg_mu);
 }
 
+/* ---- callbacks ------------------------------------------------------------- */
+
+/* 1 once deinit has begun: from then on no user callback is called, so
+ * that none runs after stupid_p2p_deinit has returned (even when it was
+ * called from a callback and returned before the thread ended). */
+static int sp_muted(const struct sp_handle *h)
+{
+    return __atomic_load_n(&h->muted, __ATOMIC_ACQUIRE);
+}
+
 /* ---- logging --------------------------------------------------------------- */
 
 __attribute__((format(printf, 3, 4)))
 static void sp_log(const struct sp_handle *h, stupid_p2p_log_level_t level, const char *fmt, ...)
 {
-    if (h->opt.on_log == NULL || level > h->opt.log_level)
+    if (h->opt.on_log == NULL || level > h->opt.log_level || sp_muted(h))
         return;
-    char line[512];
+    char line[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     h->opt.on_log(h->id, level, line, h->opt.user_data);
+}
+
+/* Writes in[0..n) into out (cap >= 1) as printable ASCII: a byte outside
+ * 0x20..0x7e becomes \xNN and a backslash \\, so that text from the
+ * network can neither forge a log line nor drive a terminal. Cuts at a
+ * whole escape when out is too small; always NUL-terminates. */
+static void sp_escape(char *out, size_t cap, const uint8_t *in, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = in[i];
+        char esc[4];
+        size_t k = 0;
+        if (c == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = '\\';
+        } else if (c >= 0x20 && c < 0x7f) {
+            esc[k++] = (char)c;
+        } else {
+            esc[k++] = '\\';
+            esc[k++] = 'x';
+            esc[k++] = hex[c >> 4];
+            esc[k++] = hex[c & 15];
+        }
+        if (o + k >= cap)
+            break;
+        memcpy(out + o, esc, k);
+        o += k;
+    }
+    out[o] = '\0';
 }
 
 /* ---- requests awaiting replies (mu held) ------------------------------------ */
@@ -302,6 +361,7 @@ static void sp_pending_free(struct sp_pending *p)
 static void sp_pending_push(struct sp_handle *h, struct sp_pending *p)
 {
     p->next = NULL;
+    p->sent_ms = sp_now_ms();
     if (h->req_tail)
         h->req_tail->next = p;
     else

@@ -4,11 +4,12 @@
  *
  * Why one translation unit. The library is split by concept into
  * sp_buf.h (byte queue), sp_clock.h (time, jitter), sp_io.h (every
- * syscall), sp_handle.h (a handle's state, the handle table, the request
- * FIFO, subscriptions, the receive queue) and sp_engine.h (the background
+ * syscall), sp_resolve.h (host names resolved off the thread, abandonable),
+ * sp_handle.h (a handle's state, the handle table, the request FIFO,
+ * subscriptions, the receive queue) and sp_engine.h (the background
  * thread). Each holds static functions and is included here only, so that
  * `nm libstupidp2p.a` defines nothing but stupid_p2p_* (and the shared
- * p2p_frame_* codec): a static archive cannot hide an extern symbol from a
+ * p2p_* wire codec): a static archive cannot hide an extern symbol from a
  * program that links it, whatever its visibility attribute says.
  *
  * Why C. `cc app.c libstupidp2p.a -lpthread` must link with no C++ runtime.
@@ -37,9 +38,17 @@
 #include "sp_engine.h"
 #include "sp_handle.h"
 #include "sp_io.h"
+#include "sp_resolve.h"
 
 #define SP_RECV_DATA_MAX 1024 /* messages per stupid_p2p_recv_data, as before */
 #define SP_HOST_MAX 1024
+#define SP_MAX_FRAME_LIMIT_DEFAULT (16u << 20)
+#define SP_MAX_FRAME_LIMIT_MIN (P2P_ID_COMMAND_MAX)  /* a REGISTER of any id */
+#define SP_MAX_FRAME_LIMIT_MAX (1u << 30)
+#define SP_TAKEOVER_RETRIES_DEFAULT 1
+
+/* Why this thread's last init failed (stupid_p2p_connect_error(0)). */
+static _Thread_local const char *sp_init_error;
 
 /* ---- errors -------------------------------------------------------------------- */
 
@@ -83,6 +92,8 @@ void stupid_p2p_options_init(stupid_p2p_options_t *o)
     o->recv_queue_max_bytes = 16 << 20;
     o->protocol_version = 2;
     o->log_level = STUPID_P2P_LOG_INFO;
+    o->max_frame_limit = SP_MAX_FRAME_LIMIT_DEFAULT;
+    o->takeover_retries = SP_TAKEOVER_RETRIES_DEFAULT;
 }
 
 static int sp_options_valid(const stupid_p2p_options_t *o)
@@ -90,7 +101,9 @@ static int sp_options_valid(const stupid_p2p_options_t *o)
     return o->connect_timeout_ms > 0 && o->command_timeout_ms > 0 && o->heartbeat_interval_ms > 0 &&
            o->heartbeat_max_missed > 0 && o->backoff_initial_ms > 0 &&
            o->backoff_max_ms >= o->backoff_initial_ms && o->recv_queue_max > 0 &&
-           o->recv_queue_max_bytes > 0 && (o->protocol_version == 1 || o->protocol_version == 2);
+           o->recv_queue_max_bytes > 0 && (o->protocol_version == 1 || o->protocol_version == 2) &&
+           o->max_frame_limit >= SP_MAX_FRAME_LIMIT_MIN && o->max_frame_limit <= SP_MAX_FRAME_LIMIT_MAX &&
+           o->takeover_retries >= 0;
 }
 
 /* ---- handle creation and destruction --------------------------------------------- */
@@ -106,6 +119,8 @@ static void sp_handle_free(struct sp_handle *h)
     sp_buf_free(&h->in);
     if (h->ai_list)
         freeaddrinfo(h->ai_list);
+    if (h->resolving)
+        sp_resolve_release(h->resolving);
     sp_io_close(h->fd);
     sp_io_close(h->tfd);
     sp_io_close(h->efd);
@@ -118,14 +133,14 @@ static void sp_handle_free(struct sp_handle *h)
 }
 
 /* The thread's entry: the loop, then, when deinit was called from one of
- * this handle's own callbacks (it could not join itself), the clean-up
- * deinit would have done. */
+ * this handle's own callbacks (it could not join itself, and has already
+ * taken the handle out of the table), the clean-up deinit would have
+ * done. */
 static void *sp_thread_entry(void *arg)
 {
     struct sp_handle *h = arg;
     sp_thread_main(h);
     if (h->self_destroy) {
-        sp_reg_remove(h, 0);
         (void)pthread_detach(pthread_self());
         sp_handle_free(h);
     }
@@ -172,7 +187,7 @@ static struct sp_handle *sp_handle_new(const char *host, int32_t port, const stu
     }
     h->state = STUPID_P2P_STATE_CONNECTING;
     h->version = 1;
-    h->max_frame = P2P_DEFAULT_MAX_FRAME;
+    h->max_frame = sp_default_max_frame(h);
     h->id = sp_reg_new_id();
     h->rng = sp_rand_seed((uint64_t)(uintptr_t)h ^ (uint64_t)h->id);
     return h;
@@ -180,6 +195,7 @@ static struct sp_handle *sp_handle_new(const char *host, int32_t port, const stu
 
 int32_t stupid_p2p_init_ex(const char *host, int32_t port, const stupid_p2p_options_t *options)
 {
+    sp_init_error = NULL;
     if (host == NULL || host[0] == '\0' || strnlen(host, SP_HOST_MAX) >= SP_HOST_MAX || port <= 0 || port > 65535)
         return STUPID_P2P_BAD_PARAM;
     stupid_p2p_options_t o;
@@ -204,7 +220,6 @@ int32_t stupid_p2p_init_ex(const char *host, int32_t port, const stupid_p2p_opti
         sp_handle_free(h);
         return STUPID_P2P_MEMORY_ERROR;
     }
-    h->thread_started = 1;
 
     /* The first attempt is bounded: resolution, connect_timeout_ms per
      * address, command_timeout_ms per handshake step. */
@@ -219,6 +234,7 @@ int32_t stupid_p2p_init_ex(const char *host, int32_t port, const stupid_p2p_opti
     if (result != STUPID_P2P_NO_ERROR) {
         pthread_mutex_lock(&h->mu);
         h->closing = 1;
+        sp_init_error = h->connect_error;
         pthread_mutex_unlock(&h->mu);
         sp_io_wake(h->efd);
         pthread_join(h->thread, NULL);
@@ -247,6 +263,7 @@ void stupid_p2p_deinit(int32_t fd)
         return;
     }
     h->closing = 1;
+    __atomic_store_n(&h->muted, 1, __ATOMIC_RELEASE);
     for (struct sp_pending *p = h->req_head; p; p = p->next)
         if (p->has_cond)
             pthread_cond_signal(&p->cond);
@@ -255,9 +272,13 @@ void stupid_p2p_deinit(int32_t fd)
     sp_io_wake(h->efd);
 
     if (pthread_equal(pthread_self(), h->thread)) {
-        /* From a callback: the thread finishes the job when it returns. */
+        /* From a callback: the thread cannot join itself; it stops
+         * dispatching when the callback returns (h->muted) and frees the
+         * handle. Callers still inside the handle were woken above and
+         * leave without the thread; wait for them, so that none of them
+         * logs after this returns, and unlist the handle. */
         h->self_destroy = 1;
-        sp_release(h);
+        sp_reg_remove(h, 1);
         return;
     }
     pthread_join(h->thread, NULL);
@@ -269,8 +290,7 @@ void stupid_p2p_deinit(int32_t fd)
 
 struct sp_cmd {
     uint8_t cmd;
-    int prefix;            /* the id goes with a one-byte length (SEND_TO) */
-    const uint8_t *id;
+    const uint8_t *id;     /* the id argument, or the SEND_TO target */
     size_t id_len;
     const uint8_t *data;
     size_t len;
@@ -292,25 +312,24 @@ static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
         sp_release(h);
         return STUPID_P2P_WRONG_THREAD;
     }
-    size_t plen = 1 + (c->prefix ? 1u : 0u) + c->id_len + c->len;
+    uint8_t head[P2P_ID_HEAD_MAX];
+    size_t head_len = sp_encode_head(head, c->cmd, c->id, c->id_len);
     pthread_mutex_lock(&h->mu);
     struct sp_pending *p = NULL;
     if (h->closing) {
         rc = STUPID_P2P_CLOSED;
     } else if (h->state != STUPID_P2P_STATE_CONNECTED) {
         rc = STUPID_P2P_RESTARTING;
-    } else if (plen > h->max_frame) {
+    } else if (c->len > h->max_frame || head_len > h->max_frame - c->len) {
         rc = STUPID_P2P_BAD_PARAM;
     } else if (c->cmd == P2P_CMD_SEND_TO && !h->hello_answered) {
         rc = STUPID_P2P_UNSUPPORTED; /* the original would never answer */
-    } else if ((p = sp_pending_new(h, c->cmd, SP_REQ_USER, c->id, c->prefix ? 0 : c->id_len)) == NULL) {
+    } else if ((p = sp_pending_new(h, c->cmd, SP_REQ_USER, c->id, c->id_len)) == NULL) {
         rc = STUPID_P2P_MEMORY_ERROR;
-    } else if (sp_out_frame(h, c->cmd, c->prefix, c->id, c->id_len, c->data, c->len) != 0) {
-        sp_pending_free(p);
+    } else if (sp_queue_request(h, p, head, head_len, c->data, c->len) != 0) {
         p = NULL;
         rc = STUPID_P2P_MEMORY_ERROR;
     } else {
-        sp_pending_push(h, p);
         /* Write it now; leftovers (or an error, which the thread's read
          * will meet) are the thread's business. */
         if (sp_flush_locked(h) != 0 || sp_buf_used(&h->out) > 0)
@@ -341,7 +360,7 @@ static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
  * no reply in time is NET_ERROR, as it was. */
 static int32_t sp_compat(int32_t fd, uint8_t cmd, const uint8_t *id, const uint8_t *data, size_t len)
 {
-    struct sp_cmd c = {cmd, 0, NULL, 0, data, len};
+    struct sp_cmd c = {cmd, NULL, 0, data, len};
     if (id != NULL) {
         size_t n = strnlen((const char *)id, P2P_ID_MAX + 1);
         if (n > P2P_ID_MAX)
@@ -427,7 +446,7 @@ static int sp_id_ok(const void *id, size_t len)
 
 static int32_t sp_new_call(int32_t handle, uint8_t cmd, const void *id, size_t id_len, int *status)
 {
-    struct sp_cmd c = {cmd, 0, id, id_len, NULL, 0};
+    struct sp_cmd c = {cmd, id, id_len, NULL, 0};
     return sp_command(handle, &c, status);
 }
 
@@ -483,7 +502,7 @@ int32_t stupid_p2p_send(int32_t handle, const void *data, size_t len)
 {
     if (data == NULL && len > 0)
         return STUPID_P2P_BAD_PARAM;
-    struct sp_cmd c = {P2P_CMD_SEND, 0, NULL, 0, data, len};
+    struct sp_cmd c = {P2P_CMD_SEND, NULL, 0, data, len};
     int status = 0;
     int32_t rc = sp_command(handle, &c, &status);
     return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
@@ -493,7 +512,7 @@ int32_t stupid_p2p_send_to(int32_t handle, const void *id, size_t id_len, const 
 {
     if (!sp_id_ok(id, id_len) || (data == NULL && len > 0))
         return STUPID_P2P_BAD_PARAM;
-    struct sp_cmd c = {P2P_CMD_SEND_TO, 1, id, id_len, data, len};
+    struct sp_cmd c = {P2P_CMD_SEND_TO, id, id_len, data, len};
     int status = 0;
     int32_t rc = sp_command(handle, &c, &status);
     return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
@@ -634,4 +653,18 @@ int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats)
     pthread_mutex_unlock(&h->mu);
     sp_release(h);
     return STUPID_P2P_NO_ERROR;
+}
+
+const char *stupid_p2p_connect_error(int32_t handle)
+{
+    if (handle <= 0)
+        return sp_init_error;
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL)
+        return NULL;
+    pthread_mutex_lock(&h->mu);
+    const char *why = h->connect_error;
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return why;
 }

@@ -195,6 +195,8 @@ void test_takeover_fight_refused(void**) {
         w.expect(next, {rep(P2P_CMD_REGISTER, 1)});
         w.take(*holder);  // its BYE 1 (v2)
         assert_null(holder->device);
+        // Every takeover is told, never held back by damping.
+        w.expect(watch, {presence(kOffline, "x"), presence(kOnline, "x")});
         holder = &next;
     }
     Session& v2 = w.v2();
@@ -208,7 +210,7 @@ void test_takeover_fight_refused(void**) {
     assert_true(holder->device != nullptr && holder->device->key() == "x");
     assert_false(holder->ended);
     w.expect_nothing(*holder);
-    w.expect_nothing(watch);  // takeovers send no PRESENCE
+    w.expect_nothing(watch);  // refused takeovers change nothing
 
     // Almost a window later: still refused. Then allowed again.
     w.advance(kTakeoverWindowMs - 1);
@@ -217,6 +219,7 @@ void test_takeover_fight_refused(void**) {
     w.advance(1);
     w.in(v1, req(P2P_CMD_REGISTER, "x"));
     w.expect(v1, {rep(P2P_CMD_REGISTER, 1)});
+    w.expect(watch, {presence(kOffline, "x"), presence(kOnline, "x")});
     w.take(*holder);
     assert_true(holder->ended);
     w.finish();

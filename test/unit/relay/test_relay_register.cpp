@@ -1,6 +1,6 @@
 // test_relay_register.cpp - unit tests of the relay (src/server/relay.cpp):
-// REGISTER: replies, takeover of a held id, a second id, presence on
-// register, and the table that cannot grow. The harness is relay_world.h.
+// REGISTER: replies, takeover of a held id (visible to v2 subscribers),
+// a second id, presence on register, and the table that cannot grow. The harness is relay_world.h.
 #include "relay_world.h"
 
 namespace {
@@ -70,7 +70,8 @@ void test_takeover_v2_holder(void**) {
     // Old holder: BYE 1 and nothing else.
     w.expect(old_h, {bye(P2P_BYE_TAKEN_OVER)});
     w.expect(new_h, {rep(P2P_CMD_REGISTER, 1)});
-    w.expect_nothing(watcher);  // the id stayed online: no PRESENCE
+    // The takeover is visible: offline (the old holder went), then online.
+    w.expect(watcher, {presence(kOffline, "dev"), presence(kOnline, "dev")});
     // old_h's subscriptions are gone: "offline-id" had no one else.
     assert_int_equal(old_h.subscription_count, 0);
     assert_int_equal(w.relay.device_count(), 2);
@@ -196,7 +197,7 @@ void test_presence_never_to_self(void**) {
 // subscription table (keyed by session and device) is grown past that
 // point beforehand, so that subscriptions to known ids need no memory.
 void test_device_table_full(void**) {
-    if (!mem_limit_supported()) skip();
+    MEM_LIMIT_REQUIRED();
     RelayLimits limits;
     limits.max_subs = 100000;
     World w(limits);

@@ -1,5 +1,6 @@
 // test_relay_send_to.cpp - unit tests of the relay (src/server/relay.cpp):
-// SEND_TO: every failure reason in v2, and 0 in v1. The harness is
+// SEND_TO: every failure reason in v2, and 0 in v1; a v1 target takes
+// SEND_TO only from a device it subscribes to. The harness is
 // relay_world.h.
 #include "relay_world.h"
 
@@ -15,8 +16,9 @@ void test_send_to_reasons_v2(void**) {
     Session& fan = w.v1();  // subscriber of s: SEND_TO must not reach it
     w.in(t2, req(P2P_CMD_REGISTER, "t2"));
     w.in(t1, req(P2P_CMD_REGISTER, "t1"));
+    w.in(t1, req(P2P_CMD_SUBSCRIBE, "t2"));  // t1 (v1) hears t2: it may write to t1 too
     w.expect(t2, {rep(P2P_CMD_REGISTER, 1)});
-    w.expect(t1, {rep(P2P_CMD_REGISTER, 1)});
+    w.expect(t1, {rep(P2P_CMD_REGISTER, 1), rep(P2P_CMD_SUBSCRIBE, 1)});
 
     // Unregistered sender: 4 wins over 2, 2 over 3.
     w.in(s, req(P2P_CMD_SEND_TO));                               // no id_len
@@ -32,7 +34,9 @@ void test_send_to_reasons_v2(void**) {
 
     w.in(s, req(P2P_CMD_REGISTER, "s"));
     w.in(fan, req(P2P_CMD_SUBSCRIBE, "s"));
+    w.in(t1, req(P2P_CMD_SUBSCRIBE, "s"));
     w.expect(fan, {rep(P2P_CMD_SUBSCRIBE, 1)});
+    w.expect(t1, {rep(P2P_CMD_SUBSCRIBE, 1)});
     w.in(s, send_to("s", "x"));                // own id: 4, not 3 or 2
     w.in(s, Bytes{P2P_CMD_SEND_TO, 2, 's'});   // runs past, even though "s" is own
     w.in(s, send_to("nobody", "x"));           // 3
@@ -81,11 +85,15 @@ void test_send_to_v1_failures_are_zero(void**) {
     w.in(s, req(P2P_CMD_REGISTER, "s"));
     w.in(s, send_to("s", "x"));  // own id
     w.in(s, send_to("u", "x"));  // offline
-    w.in(s, send_to("t", "x"));
+    w.in(s, send_to("t", "x"));  // t (v1) does not subscribe to s
     w.expect(s, {rep(P2P_CMD_SEND_TO, 0), rep(P2P_CMD_SEND_TO, 0), rep(P2P_CMD_SEND_TO, 0),
                  rep(P2P_CMD_SEND_TO, 0), rep(P2P_CMD_REGISTER, 1), rep(P2P_CMD_SEND_TO, 0),
-                 rep(P2P_CMD_SEND_TO, 0), rep(P2P_CMD_SEND_TO, 1)});
-    w.expect(t, {v1_delivery("x")});
+                 rep(P2P_CMD_SEND_TO, 0), rep(P2P_CMD_SEND_TO, 0)});
+    w.expect_nothing(t);
+    w.in(t, req(P2P_CMD_SUBSCRIBE, "s"));
+    w.in(s, send_to("t", "x"));
+    w.expect(t, {rep(P2P_CMD_SUBSCRIBE, 1), v1_delivery("x")});
+    w.expect(s, {rep(P2P_CMD_SEND_TO, 1)});
     w.finish();
 }
 

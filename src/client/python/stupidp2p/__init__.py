@@ -9,26 +9,28 @@ Two faces:
   so programs written for the original run unchanged (also importable as
   ``from stupidP2P import stupidP2PClient``).
 
+:mod:`stupidp2p.codec` encodes and parses every frame of the protocol
+(:mod:`stupidp2p.protocol` holds its constants).
 ``python3 -m stupidp2p chat --server HOST:PORT --me ID --peer ID`` is a
 terminal chat.
 """
 
-from . import protocol
+from . import codec, protocol
 from .client import Bye, Client, ConnectionState, Message
 from .compat import stupidP2PClient
-from .errors import (BadArgument, ClientClosedError, ConnectError,
-                     ConnectionLostError, LimitReached, MessageTooLarge,
-                     NotAuthorized, NotConnectedError, NotRegistered,
-                     P2PError, ProtocolError, RequestFailed, RequestTimeout,
-                     TargetOffline, Unsupported)
+from .errors import (BadArgument, ClientClosedError, ClosedByServer,
+                     ConnectError, ConnectionLostError, LimitReached,
+                     MessageTooLarge, NotAuthorized, NotConnectedError,
+                     NotRegistered, P2PError, ProtocolError, RequestFailed,
+                     RequestTimeout, TargetOffline, Unsupported)
 
 __version__ = "1.0.0"
 
 __all__ = [
     "Client", "Message", "Bye", "ConnectionState", "stupidP2PClient",
-    "protocol", "P2PError", "ConnectError", "NotConnectedError",
-    "ConnectionLostError", "ClientClosedError", "RequestTimeout",
-    "ProtocolError", "MessageTooLarge", "RequestFailed", "NotRegistered",
-    "TargetOffline", "BadArgument", "NotAuthorized", "Unsupported",
+    "codec", "protocol", "P2PError", "ConnectError", "NotConnectedError",
+    "ConnectionLostError", "ClientClosedError", "ClosedByServer",
+    "RequestTimeout", "ProtocolError", "MessageTooLarge", "RequestFailed",
+    "NotRegistered", "TargetOffline", "BadArgument", "NotAuthorized", "Unsupported",
     "LimitReached", "__version__",
 ]

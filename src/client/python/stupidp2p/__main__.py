@@ -11,7 +11,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print("usage: python3 -m stupidp2p chat --server HOST:PORT --me ID "
-              "--peer ID\n\nCommands:\n  chat    terminal chat with another "
+              "--peer ID [--wait SEC]\n\nCommands:\n  chat    terminal chat with another "
               "device (see 'chat --help')")
         return 0 if args else 2
     if args[0] == "--version":

@@ -5,31 +5,54 @@ Design
 One :class:`Client` owns at most one TCP connection at a time and two daemon
 threads (daemon, so that a program may exit with a client still open):
 
-* the **I/O thread** blocks in ``recv`` and hands every complete frame to
-  the dispatcher: replies complete the oldest pending request, data goes to
-  the bounded receive queue, presence and BYE go to the callbacks.  ``recv``
-  returning ``b""`` is EOF: it is noticed at once, every waiting request
-  fails with :class:`ConnectionLostError`, and the same thread reconnects
-  (exponential backoff with full jitter) unless the client was closed.
-* the **heartbeat thread** wakes every ``heartbeat`` seconds, sends a
-  HEARTBEAT without waiting for it, and declares the connection dead when
-  nothing at all has been received for ``max_missed`` heartbeat periods
-  (a peer that vanished without a FIN).
+* the **I/O thread** reads and hands every complete frame to the
+  dispatcher: replies complete the oldest pending request, data goes to the
+  receive queue (bounded in messages and in bytes), presence and BYE go to
+  the callbacks.  EOF is noticed at once: every waiting request fails with
+  :class:`ConnectionLostError`, and the same thread reconnects (exponential
+  backoff with full jitter) unless the client was closed.
+* the **heartbeat thread** wakes every ``heartbeat`` seconds and sends a
+  HEARTBEAT without waiting for it.  Liveness comes from replies, not from
+  bytes: when the oldest request still unanswered (a heartbeat, if nothing
+  else) has waited ``max_missed`` heartbeat periods, the connection is
+  declared dead.  A server that vanished without a FIN, that stopped
+  reading, or that trickles bytes without ever completing a reply is all the
+  same to it.
 
 Requests are pipelined: the protocol answers in request order, so each
 connection keeps a FIFO of pending requests and the n-th reply completes the
-n-th request.  A caller waits on its own :class:`threading.Event` with the
-client's timeout; nothing polls.  A request that timed out stays in the FIFO
-so that later replies still match.  Appending to the FIFO and writing the
-frame happen under one lock, so FIFO order is wire order; frames are written
-with ``sendall``.
+n-th request.  A caller waits on its own :class:`threading.Event`; nothing
+polls.  A request that timed out stays in the FIFO so that later replies
+still match.  Appending to the FIFO and writing the frame happen under one
+lock, so FIFO order is wire order.
+
+Every blocking step of a request is bounded by one deadline, ``timeout``
+seconds after the call: taking the send lock, writing the frame (with
+``MSG_DONTWAIT``, waiting in ``poll`` until the deadline when the kernel
+takes no more), and waiting for the reply.  A frame that cannot be written
+in time kills the connection, because a partial frame cannot be taken back;
+the reconnect then starts afresh.
 
 Handshake: a new connection sends HELLO (version 2) and HEARTBEAT together,
 followed by REGISTER and SUBSCRIBE for the id and subscriptions the client
 held before, all in one write.  A v2 server answers HELLO first; an original
 (v1-only) server ignores HELLO, so the HEARTBEAT reply comes first and the
 session stays v1.  The connection is reported CONNECTED only after the id
-and subscriptions are restored.
+and subscriptions are restored.  The HELLO grant is checked (a version
+not asked for, or a max_frame below 2, is a protocol error) and its
+max_frame clamped to the client's ``max_frame_limit``, which also bounds
+every frame the client accepts, so a server cannot make it buffer more than
+that for one frame.
+
+Reconnect backoff spans connections: the attempt counter restarts only after
+a connection has stayed up for ``stable_time``.  A v1 server closes the
+previous holder of an id without a word when another connection registers
+it; two clients holding one id would take it from each other forever, so
+after ``max_quick_closes`` such silent closes in a row the client gives up
+(:class:`ClosedByServer`).  A v2 server says BYE "taken over", which closes
+the client at once.
+
+All wire layouts come from :mod:`stupidp2p.codec`.
 
 Callbacks run on the I/O thread: they must return quickly and must not wait
 for replies (a request that would wait raises :class:`RuntimeError` there;
@@ -40,8 +63,11 @@ from __future__ import annotations
 
 import collections
 import enum
+import errno
 import logging
+import math
 import random
+import select
 import socket
 import threading
 import time
@@ -50,13 +76,19 @@ from typing import (Callable, Deque, Dict, Iterator, List, Optional, Set,
                     Union)
 
 from . import protocol as P
-from .errors import (BadArgument, ClientClosedError, ConnectError,
-                     ConnectionLostError, MessageTooLarge, NotConnectedError,
-                     P2PError, ProtocolError, RequestFailed, RequestTimeout,
-                     Unsupported, error_for_status)
-from .frame import FrameDecoder, encode
+from .codec import (ByeEvent, Delivery, FrameDecoder, PresenceEvent, Reply,
+                    ServerMessage, encode_hello, encode_id_command,
+                    encode_send_head, encode_send_to_head, frame,
+                    parse_message)
+from .errors import (BadArgument, ClientClosedError, ClosedByServer,
+                     ConnectError, ConnectionLostError, MessageTooLarge,
+                     NotConnectedError, P2PError, ProtocolError,
+                     RequestFailed, RequestTimeout, Unsupported,
+                     error_for_status)
+from .escape import escape
 
-__all__ = ["Client", "Message", "ConnectionState", "Bye", "DeviceId", "Data"]
+__all__ = ["Client", "Message", "ConnectionState", "Bye", "DeviceId", "Data",
+           "DEFAULT_MAX_FRAME_LIMIT", "DEFAULT_QUEUE_BYTES"]
 
 log = logging.getLogger("stupidp2p")
 # A library prints nothing unless the application configures logging.
@@ -68,10 +100,23 @@ DeviceId = Union[str, bytes]
 Data = Union[bytes, bytearray, memoryview, str]
 """Message data: bytes-like, or str (encoded as UTF-8)."""
 
-# Received frames bigger than this are refused while the server's max_frame
-# is unknown (a v1 server does not say it).
-_V1_FRAME_CAP = 16 * 1024 * 1024
+DEFAULT_MAX_FRAME_LIMIT = 16 * 1024 * 1024
+"""Default ``max_frame_limit``: the largest ``--max-frame`` of p2pServer."""
+
+DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
+"""Default ``queue_bytes``: twice the default ``max_frame_limit``."""
+
+# A server's max_frame below this leaves no room for any request with data:
+# nonsense, as the C client judges it too.  Above max_frame_limit it is
+# clamped.
+_MIN_SERVER_MAX_FRAME = 2
+# The range of max_frame_limit, as the C client's.
+_FRAME_LIMIT_RANGE = (1 + P.ID_MAX, 1 << 30)
+
 _RECV_CHUNK = 256 * 1024
+
+_HEARTBEAT_FRAME = frame(encode_id_command(P.CMD_HEARTBEAT))
+_UNREGISTER_FRAME = frame(encode_id_command(P.CMD_UNREGISTER))
 
 
 def _id_bytes(device_id: DeviceId) -> bytes:
@@ -98,6 +143,71 @@ def _data_bytes(data: Data) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise TypeError("data must be bytes or str, not %s" % type(data).__name__)
+
+
+# ---- socket I/O with deadlines ---------------------------------------------
+#
+# The socket stays in blocking mode, so that the reader's recv() is one
+# system call that a shutdown() wakes.  A write never blocks: it passes
+# MSG_DONTWAIT, and when the kernel takes no more it waits in poll(2) (not
+# select(), which fails on descriptors above 1023) until its deadline.
+
+
+class _Stalled(Exception):
+    """The socket was not ready before the deadline."""
+
+
+def _wait_ready(sock: socket.socket, events: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``events`` (or an error or hang-up)
+    on ``sock``; True if something happened."""
+    fd = sock.fileno()
+    if fd < 0:
+        raise OSError(errno.EBADF, "socket closed")
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+
+
+def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+    """Write all of ``data`` before ``deadline`` (time.monotonic()).
+
+    Raises:
+        _Stalled: the deadline passed; part of ``data`` may have been
+            written.
+        OSError: the connection failed.
+    """
+    try:
+        sent = sock.send(data, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        sent = 0
+    if sent == len(data):
+        return  # the usual case: the kernel took it all at once
+    view = memoryview(data)[sent:]
+    while view:
+        left = deadline - time.monotonic()
+        if left <= 0 or not _wait_ready(sock, select.POLLOUT, left):
+            raise _Stalled("%d of %d bytes unsent" % (len(view), len(data)))
+        try:
+            view = view[sock.send(view, socket.MSG_DONTWAIT):]
+        except BlockingIOError:
+            pass
+
+
+def _recv_before(sock: socket.socket, deadline: float) -> bytes:
+    """Read what has arrived (``b""`` at EOF), waiting until ``deadline``.
+
+    Raises:
+        _Stalled: nothing arrived before the deadline.
+        OSError: the connection failed.
+    """
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not _wait_ready(sock, select.POLLIN, left):
+            raise _Stalled("nothing received")
+        try:
+            return sock.recv(_RECV_CHUNK, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
 
 
 class ConnectionState(enum.Enum):
@@ -154,7 +264,7 @@ _FINAL_BYES = (P.BYE_TAKEN_OVER, P.BYE_NOT_AUTHORIZED)
 class _Request:
     """A request waiting for its reply on one connection's FIFO."""
 
-    __slots__ = ("command", "event", "status", "lost")
+    __slots__ = ("command", "event", "status", "lost", "sent_at")
 
     def __init__(self, command: int, wait: bool) -> None:
         self.command = command
@@ -162,25 +272,45 @@ class _Request:
             threading.Event() if wait else None)
         self.status: Optional[int] = None
         self.lost = False
+        self.sent_at = 0.0
+
+
+class _ServerClosed(ConnectionLostError):
+    """EOF: the server closed the connection."""
 
 
 class _Connection:
-    """One TCP connection and the state negotiated on it."""
+    """One TCP connection and the state negotiated on it.
 
-    def __init__(self, sock: socket.socket, version: int, max_frame: int,
-                 idle_timeout: int) -> None:
+    Until HELLO is answered the session is v1 with the default max_frame,
+    and frames of up to ``frame_limit`` (+ the DELIVER slack) are accepted.
+    """
+
+    def __init__(self, sock: socket.socket, frame_limit: int) -> None:
         self.sock = sock
-        self.version = version
-        self.max_frame = max_frame
-        self.idle_timeout = idle_timeout
+        self.version = P.VERSION_1
+        self.max_frame = min(P.DEFAULT_MAX_FRAME, frame_limit)
+        self.idle_timeout = 0
         self.pending: Deque[_Request] = collections.deque()
         self.dead = False
-        self.last_rx = time.monotonic()
+        self.established = time.monotonic()
         self.bye: Optional[Bye] = None
         self.error: Optional[BaseException] = None
-        self.decoder = FrameDecoder(
-            max_frame + P.SERVER_FRAME_SLACK if version >= 2
-            else _V1_FRAME_CAP)
+        self.decoder = FrameDecoder(frame_limit + P.SERVER_FRAME_SLACK)
+
+    def unanswered_for(self, now: float) -> float:
+        """Seconds the oldest request without a reply has waited (0 if none
+        waits).  Any thread; the I/O thread may pop the request meanwhile."""
+        try:
+            return now - self.pending[0].sent_at
+        except IndexError:
+            return 0.0
+
+    def closed_silently(self) -> bool:
+        """True if the server closed it without a BYE: EOF or a reset (what
+        a v1 server does to the previous holder of an id)."""
+        return self.bye is None and isinstance(
+            self.error, (_ServerClosed, ConnectionResetError))
 
 
 StateCallback = Callable[[ConnectionState], None]
@@ -200,17 +330,32 @@ class Client:
 
     Args:
         host, port: the server.
-        heartbeat: seconds between heartbeats; the connection is declared
-            dead after ``max_missed`` periods with nothing received.
-        timeout: seconds to wait for each reply (and for the handshake).
+        heartbeat: seconds between heartbeats.
+        max_missed: the connection is declared dead when a request (a
+            heartbeat, if nothing else) has waited this many heartbeat
+            periods for its reply.
+        timeout: seconds each request may take: sending it and waiting for
+            its reply (and the handshake).  A frame that cannot be written
+            within it drops the connection.
         connect_timeout: seconds for the TCP connect (default ``timeout``).
         reconnect: reconnect by itself when the connection is lost.
         backoff_base, backoff_max: reconnect delays are drawn uniformly from
             ``[0, min(backoff_max, backoff_base * 2**attempt)]`` (full
-            jitter).
-        max_missed: heartbeat periods of silence that mean a dead peer.
-        queue_size: bound of the receive queue; messages arriving when it is
-            full are dropped and counted in :attr:`dropped`.
+            jitter); ``attempt`` counts on across reconnects and restarts
+            only after a connection stayed up for ``stable_time``.
+        stable_time: seconds a connection must last to count as stable.
+            Keep it above ``backoff_max``, so that a fought-over id never
+            looks stable.
+        max_quick_closes: give up (close the client, with
+            :class:`ClosedByServer` in :attr:`close_reason`) when the server
+            closed this many connections in a row without a word within
+            ``stable_time`` (a v1 takeover); 0 never gives up.
+        queue_size, queue_bytes: bounds of the receive queue, in messages
+            and in data bytes; a message that does not fit is dropped and
+            counted in :attr:`dropped` and :attr:`dropped_bytes`.
+        max_frame_limit: the largest payload this client sends or accepts,
+            whatever max_frame the server advertises (a larger frame from the
+            server is a protocol error and drops the connection).
         version: highest protocol version to ask for (1 skips HELLO and
             speaks exactly the original protocol).
         on_state: ``f(state)`` on every :class:`ConnectionState` change.
@@ -226,14 +371,26 @@ class Client:
     def __init__(self, host: str, port: int, *, heartbeat: float = 3.0,
                  timeout: float = 3.0, connect_timeout: Optional[float] = None,
                  reconnect: bool = True, backoff_base: float = 0.2,
-                 backoff_max: float = 30.0, max_missed: int = 3,
-                 queue_size: int = 4096, version: int = P.VERSION_MAX,
+                 backoff_max: float = 30.0, stable_time: float = 60.0,
+                 max_quick_closes: int = 8, max_missed: int = 3,
+                 queue_size: int = 4096,
+                 queue_bytes: int = DEFAULT_QUEUE_BYTES,
+                 max_frame_limit: int = DEFAULT_MAX_FRAME_LIMIT,
+                 version: int = P.VERSION_MAX,
                  on_state: Optional[StateCallback] = None,
                  on_presence: Optional[PresenceCallback] = None,
                  on_bye: Optional[Callable[[Bye], None]] = None,
                  connect: bool = True) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        if queue_bytes < 1:
+            raise ValueError("queue_bytes must be at least 1")
+        if not _FRAME_LIMIT_RANGE[0] <= max_frame_limit \
+                <= _FRAME_LIMIT_RANGE[1]:
+            raise ValueError("max_frame_limit must be %d to %d"
+                             % _FRAME_LIMIT_RANGE)
+        if max_quick_closes < 0:
+            raise ValueError("max_quick_closes must be 0 or more")
         if version not in (P.VERSION_1, P.VERSION_2):
             raise ValueError("version must be 1 or 2")
         self.host = host
@@ -245,8 +402,12 @@ class Client:
         self.reconnect = reconnect
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.stable_time = stable_time
+        self.max_quick_closes = max_quick_closes
         self.max_missed = max_missed
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes
+        self.max_frame_limit = max_frame_limit
         self.version = version
         self.on_state = on_state
         self.on_presence = on_presence
@@ -255,22 +416,32 @@ class Client:
         self._state = ConnectionState.CONNECTING
         self._state_cond = threading.Condition()
         self._closed = threading.Event()
+        self._close_reason: Optional[ClosedByServer] = None
         self._conn: Optional[_Connection] = None
-        # RLock: a failed sendall kills the connection while holding it.
+        # RLock: a failed send kills the connection while holding it.
         self._send_lock = threading.RLock()
         self._my_id: Optional[bytes] = None
         # Insertion-ordered; list(dict) is atomic under the GIL.
         self._subs: Dict[bytes, None] = {}
-        # v1 only: restores that failed (device offline) and are retried.
+        # v1 only: restores that failed (device offline) and are retried
+        # (b"" stands for the id), and the retries awaiting their replies.
         self._unrestored: Set[bytes] = set()
+        self._restoring: Dict[bytes, _Request] = {}
         self._queue: Deque[Message] = collections.deque()
+        self._queued_bytes = 0
         self._queue_cond = threading.Condition()
         self._overflowing = False
+        # Reconnect backoff exponent, and silent closes of young connections
+        # in a row; both restart after a stable connection.
+        self._attempt = 0
+        self._quick_closes = 0
         self._io_thread: Optional[threading.Thread] = None
         self._hb_thread: Optional[threading.Thread] = None
 
         self.dropped = 0
         """Messages dropped because the receive queue was full."""
+        self.dropped_bytes = 0
+        """Data bytes of the messages in :attr:`dropped`."""
         self.send_failures = 0
         """Failure replies to requests sent with ``wait=False``."""
         self.reconnects = 0
@@ -298,7 +469,7 @@ class Client:
             ClientClosedError: the client was closed.
         """
         if self._closed.is_set():
-            raise ClientClosedError("client is closed")
+            raise self._closed_error()
         if self._io_thread is not None:
             return
         conn = self._open()
@@ -369,9 +540,11 @@ class Client:
 
     @property
     def max_frame(self) -> int:
-        """Largest payload the server accepts (65536 if it did not say)."""
+        """Largest payload this client sends: the server's max_frame (65536
+        if it did not say), at most ``max_frame_limit``."""
         conn = self._conn
-        return conn.max_frame if conn is not None else P.DEFAULT_MAX_FRAME
+        return conn.max_frame if conn is not None \
+            else min(P.DEFAULT_MAX_FRAME, self.max_frame_limit)
 
     @property
     def server_idle_timeout(self) -> Optional[int]:
@@ -389,6 +562,13 @@ class Client:
     def subscriptions(self) -> List[str]:
         """The ids this client subscribes to (renewed after a reconnect)."""
         return [_id_str(s) for s in list(self._subs)]
+
+
+    @property
+    def close_reason(self) -> Optional[ClosedByServer]:
+        """Why the client closed itself (:class:`ClosedByServer`), or None
+        while it is open or when :meth:`close` closed it."""
+        return self._close_reason
 
     def wait_for_state(self, state: ConnectionState,
                        timeout: Optional[float] = None) -> bool:
@@ -416,7 +596,7 @@ class Client:
         previous, self._my_id = self._my_id, raw
         self._unrestored.discard(b"")
         try:
-            self._check(self._call(P.CMD_REGISTER, raw), P.CMD_REGISTER)
+            self._do(encode_id_command(P.CMD_REGISTER, raw))
         except ConnectionLostError:
             raise  # the next connection registers it
         except (RequestFailed, NotConnectedError, ClientClosedError):
@@ -430,7 +610,7 @@ class Client:
         self._my_id = None
         self._subs.clear()
         self._unrestored.clear()
-        self._check(self._call(P.CMD_UNREGISTER), P.CMD_UNREGISTER)
+        self._do(encode_id_command(P.CMD_UNREGISTER))
 
     def subscribe(self, device_id: DeviceId) -> None:
         """Receive what ``device_id`` sends; renewed after a reconnect.
@@ -443,7 +623,7 @@ class Client:
         self._subs[raw] = None
         self._unrestored.discard(raw)
         try:
-            self._check(self._call(P.CMD_SUBSCRIBE, raw), P.CMD_SUBSCRIBE)
+            self._do(encode_id_command(P.CMD_SUBSCRIBE, raw))
         except ConnectionLostError:
             raise  # the next connection subscribes
         except (RequestFailed, NotConnectedError, ClientClosedError):
@@ -456,19 +636,19 @@ class Client:
         raw = self._checked_id(device_id)
         self._subs.pop(raw, None)
         self._unrestored.discard(raw)
-        self._check(self._call(P.CMD_UNSUBSCRIBE, raw), P.CMD_UNSUBSCRIBE)
+        self._do(encode_id_command(P.CMD_UNSUBSCRIBE, raw))
 
     def is_alive(self, device_id: DeviceId) -> bool:
         """True if ``device_id`` is online now."""
         raw = self._checked_id(device_id)
-        status = self._call(P.CMD_CHECK_ALIVE, raw)
+        status = self._call(encode_id_command(P.CMD_CHECK_ALIVE, raw))
         if status in (P.STATUS_OK, P.STATUS_FAILURE):
             return status == P.STATUS_OK
         raise error_for_status(P.CMD_CHECK_ALIVE, status)
 
     def ping(self) -> None:
         """Send a HEARTBEAT and wait for its reply (a round trip)."""
-        self._check(self._call(P.CMD_HEARTBEAT), P.CMD_HEARTBEAT)
+        self._do(encode_id_command(P.CMD_HEARTBEAT))
 
     def send(self, data: Data, *, wait: bool = True) -> None:
         """Send ``data`` to every subscriber of this client's id.
@@ -487,7 +667,7 @@ class Client:
         if 1 + len(body) > self.max_frame:
             raise MessageTooLarge("%d data bytes exceed the server's limit "
                                   "of %d" % (len(body), self.max_frame - 1))
-        self._check(self._call(P.CMD_SEND, body, wait=wait), P.CMD_SEND)
+        self._do(encode_send_head(), body, wait=wait)
 
     def send_to(self, device_id: DeviceId, data: Data, *,
                 wait: bool = True) -> None:
@@ -511,8 +691,7 @@ class Client:
             raise MessageTooLarge("%d data bytes exceed the server's limit "
                                   "of %d" % (len(body),
                                              self.max_frame - 2 - len(raw)))
-        self._check(self._call(P.CMD_SEND_TO, bytes((len(raw),)) + raw + body,
-                               wait=wait), P.CMD_SEND_TO)
+        self._do(encode_send_to_head(raw), body, wait=wait)
 
     # ---- receiving ------------------------------------------------------
 
@@ -528,7 +707,7 @@ class Client:
         with self._queue_cond:
             while not self._queue:
                 if self._closed.is_set():
-                    raise ClientClosedError("client is closed")
+                    raise self._closed_error()
                 if deadline is None:
                     self._queue_cond.wait()
                 else:
@@ -536,18 +715,26 @@ class Client:
                     if left <= 0:
                         return None
                     self._queue_cond.wait(left)
-            return self._queue.popleft()
+            msg = self._queue.popleft()
+            self._queued_bytes -= len(msg.data)
+            return msg
 
     def recv_all(self) -> List[Message]:
         """Return every message queued now, without waiting."""
         with self._queue_cond:
             out = list(self._queue)
             self._queue.clear()
+            self._queued_bytes = 0
             return out
 
     def pending(self) -> int:
         """Number of messages waiting in the receive queue."""
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Data bytes of the messages waiting in the receive queue."""
+        return self._queued_bytes
 
     def __iter__(self) -> Iterator[Message]:
         """Yield messages as they arrive, until the client is closed."""
@@ -570,55 +757,93 @@ class Client:
                               % (P.ID_MAX, len(raw)))
         return raw
 
-    @staticmethod
-    def _check(status: Optional[int], command: int) -> None:
-        if status is not None and status != P.STATUS_OK:
-            raise error_for_status(command, status)
+    def _closed_error(self) -> ClientClosedError:
+        """The exception for a call on a closed client: it says why, when
+        the client closed itself."""
+        reason = self._close_reason
+        if reason is None:
+            return ClientClosedError("client is closed")
+        return ClosedByServer("client is closed: %s" % reason, reason.bye,
+                              reason.closes)
 
-    def _call(self, command: int, body: bytes = b"", *,
+    def _do(self, payload: bytes, data: bytes = b"", *,
+            wait: bool = True) -> None:
+        """:meth:`_call`, raising the :class:`RequestFailed` subclass of a
+        failure reply."""
+        status = self._call(payload, data, wait=wait)
+        if status is not None and status != P.STATUS_OK:
+            raise error_for_status(payload[0], status)
+
+    def _call(self, payload: bytes, data: bytes = b"", *,
               wait: bool = True) -> Optional[int]:
-        """Send one request; return its status (None when not waiting).
+        """Send the request whose payload is ``payload`` followed by
+        ``data``; return its status (None when not waiting).  Everything,
+        the reply included, happens within ``timeout``.
 
         Raises NotConnectedError, ConnectionLostError, RequestTimeout,
         ClientClosedError.
         """
+        command = payload[0]
         if wait and threading.current_thread() is self._io_thread:
             raise RuntimeError("a stupidp2p callback cannot wait for a reply "
                                "(it runs on the client's I/O thread); use "
                                "wait=False or hand the work to another thread")
         if self._closed.is_set():
-            raise ClientClosedError("client is closed")
+            raise self._closed_error()
         conn = self._conn
         if conn is None or self._state is not ConnectionState.CONNECTED:
             raise NotConnectedError("not connected (state: %s)"
                                     % self._state.value)
-        req = self._submit(conn, command, body, wait)
+        deadline = time.monotonic() + self.timeout
+        req = self._submit(conn, command, frame(payload, data), wait,
+                           deadline)
         if not wait:
             return None
         assert req.event is not None
-        if not req.event.wait(self.timeout):
+        if not req.event.wait(max(0.0, deadline - time.monotonic())):
             raise RequestTimeout("no reply to %s within %.3g s" % (
                 P.COMMAND_NAMES.get(command, command), self.timeout))
         if req.lost:
             if self._closed.is_set():
-                raise ClientClosedError("client closed while waiting")
+                raise self._closed_error()
             raise ConnectionLostError("connection lost while waiting for "
                                       "the reply")
         return req.status
 
-    def _submit(self, conn: _Connection, command: int, body: bytes,
-                wait: bool) -> _Request:
-        req = _Request(command, wait)
-        frame = encode(command, body)
-        with self._send_lock:
+    def _submit(self, conn: _Connection, command: int, data: bytes,
+                wait: bool, deadline: float) -> _Request:
+        """Queue a request on ``conn``'s FIFO and write its frame ``data``,
+        both before ``deadline``."""
+        lock = self._send_lock
+        if not lock.acquire(blocking=False) and not lock.acquire(
+                timeout=max(0.0, deadline - time.monotonic())):
+            raise RequestTimeout("could not send %s within %.3g s: an "
+                                 "earlier send is stuck"
+                                 % (P.COMMAND_NAMES.get(command, command),
+                                    self.timeout))
+        try:
             if conn.dead:
                 raise ConnectionLostError("connection lost")
+            req = _Request(command, wait)
+            # When the caller asked: what liveness measures the wait from.
+            req.sent_at = deadline - self.timeout
             conn.pending.append(req)
             try:
-                conn.sock.sendall(frame)
+                _send_all(conn.sock, data, deadline)
+            except _Stalled as exc:
+                # Part of the frame may be out: the stream is unusable.
+                self._kill(conn, ConnectionLostError(
+                    "the server took no more data for %.3g s (%s); "
+                    "dropping the connection" % (self.timeout, exc)))
+                raise RequestTimeout(
+                    "could not send %s within %.3g s; the connection was "
+                    "dropped" % (P.COMMAND_NAMES.get(command, command),
+                                 self.timeout)) from None
             except OSError as exc:
                 self._kill(conn, exc)
                 raise ConnectionLostError("send failed: %s" % exc) from exc
+        finally:
+            lock.release()
         return req
 
     # ---- connection setup -----------------------------------------------
@@ -634,6 +859,7 @@ class Client:
                                % (self.host, self.port, exc)) from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(None)  # blocking: see _send_all
             return self._handshake(sock)
         except BaseException:
             sock.close()
@@ -644,51 +870,49 @@ class Client:
         subs = list(self._subs)
         out = []
         if self.version >= 2:
-            out.append(encode(P.CMD_HELLO, bytes((self.version, 0))))
-        out.append(encode(P.CMD_HEARTBEAT))
+            out.append(frame(encode_hello(self.version, 0)))
+        out.append(_HEARTBEAT_FRAME)
         expect = [P.CMD_HEARTBEAT]
         if my_id is not None:
-            out.append(encode(P.CMD_REGISTER, my_id))
+            out.append(frame(encode_id_command(P.CMD_REGISTER, my_id)))
             expect.append(P.CMD_REGISTER)
         for s in subs:
-            out.append(encode(P.CMD_SUBSCRIBE, s))
+            out.append(frame(encode_id_command(P.CMD_SUBSCRIBE, s)))
             expect.append(P.CMD_SUBSCRIBE)
         deadline = time.monotonic() + self.timeout
+        conn = _Connection(sock, self.max_frame_limit)
         try:
-            sock.settimeout(self.timeout)
-            sock.sendall(b"".join(out))
-            # Until HELLO is answered frames may be up to the v1 cap.
-            conn = _Connection(sock, P.VERSION_1, P.DEFAULT_MAX_FRAME, 0)
+            _send_all(sock, b"".join(out), deadline)
             hello_pending = self.version >= 2
             statuses: List[int] = []
             while len(statuses) < len(expect):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout("handshake timed out")
-                sock.settimeout(left)
-                data = sock.recv(_RECV_CHUNK)
+                data = _recv_before(sock, deadline)
                 if not data:
                     raise ConnectError("server closed the connection during "
                                        "the handshake")
                 for payload in conn.decoder.feed(data):
-                    cmd = payload[0]
-                    if hello_pending and cmd == P.CMD_HELLO | P.REPLY_BIT:
-                        hello_pending = False
-                        self._apply_hello(conn, payload)
+                    msg = parse_message(payload)
+                    if not isinstance(msg, Reply):
+                        self._dispatch_event(conn, msg)
                         continue
-                    if cmd & P.REPLY_BIT:
-                        want = expect[len(statuses)] | P.REPLY_BIT
-                        if cmd != want:
-                            raise ProtocolError(
-                                "handshake: reply 0x%02x where 0x%02x was "
-                                "expected" % (cmd, want))
-                        # An original server ignores HELLO: its first
-                        # reply is the heartbeat's.
+                    if hello_pending and msg.command == P.CMD_HELLO:
                         hello_pending = False
-                        statuses.append(payload[1] if len(payload) > 1 else 0)
-                    else:
-                        self._dispatch_event(conn, payload)
-            sock.settimeout(None)
+                        self._apply_hello(conn, msg)
+                        continue
+                    want = expect[len(statuses)]
+                    if msg.command != want:
+                        raise ProtocolError(
+                            "handshake: reply 0x%02x where 0x%02x was "
+                            "expected" % (msg.command | P.REPLY_BIT,
+                                          want | P.REPLY_BIT))
+                    # An original server ignores HELLO: its first reply is
+                    # the heartbeat's.
+                    hello_pending = False
+                    statuses.append(msg.status)
+        except _Stalled:
+            raise ConnectError("handshake with %s:%d timed out after %.3g s"
+                               % (self.host, self.port,
+                                  self.timeout)) from None
         except (OSError, ProtocolError) as exc:
             if isinstance(exc, ConnectError):
                 raise
@@ -709,24 +933,35 @@ class Client:
                 unrestored.add(s)
             i += 1
         self._unrestored = unrestored
-        conn.last_rx = time.monotonic()
+        self._restoring = {}
+        conn.established = time.monotonic()
         return conn
 
-    @staticmethod
-    def _apply_hello(conn: _Connection, payload: bytes) -> None:
-        if len(payload) >= P.HELLO_REPLY_SIZE and payload[1] == P.STATUS_OK:
-            version = payload[2]
-            max_frame = int.from_bytes(payload[3:7], "big")
-            idle = int.from_bytes(payload[7:11], "big")
-            if version >= 2:
-                conn.version = 2
-                conn.max_frame = max_frame or P.DEFAULT_MAX_FRAME
-                conn.idle_timeout = idle
-                conn.decoder.max_payload = (conn.max_frame
-                                            + P.SERVER_FRAME_SLACK)
-            else:
-                conn.max_frame = max_frame or P.DEFAULT_MAX_FRAME
-        # 88 04 or a version-1 answer: the session stays v1.
+    def _apply_hello(self, conn: _Connection, reply: Reply) -> None:
+        """Take what a HELLO reply grants; 88 04 leaves the session v1.
+
+        Raises:
+            ProtocolError: a version this client did not ask for, or a
+                max_frame too small for any request with data.
+        """
+        grant = reply.grant
+        if reply.status != P.STATUS_OK or grant is None:
+            return
+        if not P.VERSION_1 <= grant.version <= self.version:
+            raise ProtocolError("HELLO granted version %d; %d was asked for"
+                                % (grant.version, self.version))
+        if grant.max_frame < _MIN_SERVER_MAX_FRAME:
+            raise ProtocolError("HELLO reply: max_frame %d leaves no room "
+                                "for any request" % grant.max_frame)
+        conn.max_frame = min(grant.max_frame, self.max_frame_limit)
+        if conn.max_frame < grant.max_frame:
+            log.info("server %s:%d allows frames of %d bytes; this client "
+                     "sends and accepts at most %d (max_frame_limit)",
+                     self.host, self.port, grant.max_frame, conn.max_frame)
+        conn.decoder.max_payload = conn.max_frame + P.SERVER_FRAME_SLACK
+        if grant.version >= P.VERSION_2:
+            conn.version = P.VERSION_2
+            conn.idle_timeout = grant.idle_timeout
 
     # ---- I/O thread -----------------------------------------------------
 
@@ -746,9 +981,8 @@ class Client:
                 error = exc
                 break
             if not data:
-                error = ConnectionLostError("server closed the connection")
+                error = _ServerClosed("server closed the connection")
                 break
-            conn.last_rx = time.monotonic()
             try:
                 for payload in conn.decoder.feed(data):
                     self._dispatch(conn, payload)
@@ -760,67 +994,69 @@ class Client:
         self._kill(conn, error)
 
     def _dispatch(self, conn: _Connection, payload: bytes) -> None:
-        cmd = payload[0]
-        if cmd & P.REPLY_BIT:
-            try:
-                req = conn.pending.popleft()
-            except IndexError:
-                raise ProtocolError("unsolicited reply 0x%02x" % cmd) from None
-            if cmd != req.command | P.REPLY_BIT:
-                raise ProtocolError("reply 0x%02x to request 0x%02x"
-                                    % (cmd, req.command))
-            status = payload[1] if len(payload) > 1 else P.STATUS_FAILURE
-            req.status = status
-            if req.event is not None:
-                req.event.set()
-            elif status != P.STATUS_OK:
-                self.send_failures += 1
-                log.warning("%s failed: status %d",
-                            P.COMMAND_NAMES.get(req.command, req.command),
-                            status)
-        else:
-            self._dispatch_event(conn, payload)
+        msg = parse_message(payload)
+        if not isinstance(msg, Reply):
+            self._dispatch_event(conn, msg)
+            return
+        try:
+            req = conn.pending.popleft()
+        except IndexError:
+            raise ProtocolError("unsolicited reply 0x%02x"
+                                % (msg.command | P.REPLY_BIT)) from None
+        if msg.command != req.command:
+            raise ProtocolError("reply 0x%02x to request 0x%02x"
+                                % (msg.command | P.REPLY_BIT, req.command))
+        req.status = msg.status
+        if req.event is not None:
+            req.event.set()
+        elif msg.status != P.STATUS_OK:
+            self.send_failures += 1
+            log.warning("%s failed: status %d",
+                        P.COMMAND_NAMES.get(req.command, req.command),
+                        msg.status)
 
-    def _dispatch_event(self, conn: _Connection, payload: bytes) -> None:
-        cmd = payload[0]
-        if cmd == P.CMD_SEND:
-            self._enqueue(Message(payload[1:], None))
-        elif cmd == P.EVT_DELIVER:
-            n = payload[1] if len(payload) > 1 else 0
-            if n < 1 or len(payload) < 2 + n:
-                raise ProtocolError("malformed DELIVER")
-            self._enqueue(Message(payload[2 + n:], _id_str(payload[2:2 + n])))
-        elif cmd == P.EVT_PRESENCE:
-            if len(payload) < 3 or payload[2] < 1 \
-                    or len(payload) != 3 + payload[2]:
-                raise ProtocolError("malformed PRESENCE")
-            who = _id_str(payload[3:])
-            online = payload[1] == P.PRESENCE_ONLINE
-            self._callback(self.on_presence, who, online)
-        elif cmd == P.EVT_BYE:
-            reason = payload[1] if len(payload) > 1 else 0
-            bye = Bye(reason, payload[2:].decode("utf-8", "replace"))
+    def _dispatch_event(self, conn: _Connection, msg: ServerMessage) -> None:
+        """An event (anything but a reply) from the server."""
+        if isinstance(msg, Delivery):
+            sender = None if msg.sender is None else _id_str(msg.sender)
+            self._enqueue(Message(msg.data, sender))
+        elif isinstance(msg, PresenceEvent):
+            self._callback(self.on_presence, _id_str(msg.device),
+                           msg.state == P.PRESENCE_ONLINE)
+        elif isinstance(msg, ByeEvent):
+            bye = Bye(msg.reason, msg.text.decode("utf-8", "replace"))
             conn.bye = bye
             self.last_bye = bye
-            log.info("server says bye: %s (%s)", bye.name, bye.text)
+            # The text comes from the server: escaped, it cannot forge log
+            # lines or drive a terminal.
+            log.info("server says bye: %s (%s)", bye.name, escape(msg.text))
             self._callback(self.on_bye, bye)
         else:
-            log.debug("ignoring frame with command 0x%02x", cmd)
+            log.debug("ignoring frame %r", msg)
 
     def _enqueue(self, msg: Message) -> None:
+        size = len(msg.data)
         with self._queue_cond:
-            if len(self._queue) >= self.queue_size:
+            if len(self._queue) >= self.queue_size \
+                    or self._queued_bytes + size > self.queue_bytes:
                 self.dropped += 1
+                self.dropped_bytes += size
                 if not self._overflowing:
                     self._overflowing = True
-                    log.warning("receive queue full (%d): dropping messages",
-                                self.queue_size)
+                    log.warning("receive queue full (%d messages, %d bytes; "
+                                "limits %d and %d): dropping messages until "
+                                "it drains", len(self._queue),
+                                self._queued_bytes, self.queue_size,
+                                self.queue_bytes)
                 return
-            if self._overflowing and len(self._queue) < self.queue_size // 2:
+            if self._overflowing and len(self._queue) < self.queue_size // 2 \
+                    and self._queued_bytes < self.queue_bytes // 2:
                 self._overflowing = False
-                log.warning("receive queue drained; %d messages dropped so "
-                            "far", self.dropped)
+                log.warning("receive queue drained; %d messages (%d bytes) "
+                            "dropped so far", self.dropped,
+                            self.dropped_bytes)
             self._queue.append(msg)
+            self._queued_bytes += size
             self._queue_cond.notify()
 
     def _callback(self, fn: Optional[Callable[..., None]], *args: object) \
@@ -841,11 +1077,14 @@ class Client:
         if conn.dead:
             return
         # The first cause wins: a heartbeat loss also makes the reader see
-        # EOF, which is not the news.
+        # EOF, which is not the news.  It is published before the shutdown
+        # wakes the reader, which may report the state change at once.
         if conn.error is None:
             conn.error = error
-        # Shut down first: a sendall blocked under the send lock fails at
-        # once instead of holding the lock.
+        if conn.error is not None and not self._closed.is_set():
+            self.last_error = conn.error
+        # Shut down first: a send waiting under the send lock, and the
+        # reader, wake up at once.
         try:
             conn.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -861,7 +1100,6 @@ class Client:
         except OSError:
             pass
         if conn.error is not None and not self._closed.is_set():
-            self.last_error = conn.error
             log.info("connection to %s:%d lost: %s", self.host, self.port,
                      conn.error)
         for req in pending:
@@ -869,29 +1107,54 @@ class Client:
             if req.event is not None:
                 req.event.set()
 
+    def _give_up_reason(self, old: _Connection) -> Optional[ClosedByServer]:
+        """Count how ``old`` ended; return why not to reconnect, if so."""
+        if time.monotonic() - old.established >= self.stable_time:
+            self._attempt = 0
+            self._quick_closes = 0
+        elif old.closed_silently():
+            self._quick_closes += 1
+        if old.bye is not None and old.bye.reason in _FINAL_BYES:
+            return ClosedByServer("the server said bye: %s (%s)"
+                                  % (old.bye.name, escape(
+                                      old.bye.text.encode("utf-8"))),
+                                  bye=old.bye)
+        if self.max_quick_closes and \
+                self._quick_closes >= self.max_quick_closes:
+            return ClosedByServer(
+                "the server closed the connection without a word within "
+                "%.3g s of its making %d times in a row (v1 does that to a "
+                "client whose id another connection takes over); giving up"
+                % (self.stable_time, self._quick_closes),
+                closes=self._quick_closes)
+        return None
+
     def _reconnect(self, old: _Connection) -> Optional[_Connection]:
         """After ``old`` died: reconnect with backoff, or finish."""
         if self._closed.is_set():
             return None
-        if not self.reconnect or (old.bye is not None
-                                  and old.bye.reason in _FINAL_BYES):
+        reason = self._give_up_reason(old)
+        if reason is not None or not self.reconnect:
+            if reason is not None:
+                self._close_reason = reason
+                log.warning("%s:%d: %s", self.host, self.port, reason)
             self._closed.set()
             self._set_state(ConnectionState.CLOSED)
             with self._queue_cond:
                 self._queue_cond.notify_all()
             return None
         self._set_state(ConnectionState.DISCONNECTED)
-        attempt = 0
         while True:
-            delay = random.uniform(
-                0.0, min(self.backoff_max, self.backoff_base * (2 ** attempt)))
-            attempt = min(attempt + 1, 62)
+            delay = random.uniform(0.0, min(
+                self.backoff_max, self.backoff_base * (2 ** self._attempt)))
+            self._attempt = min(self._attempt + 1, 62)
             if self._closed.wait(delay):
                 return None
             try:
                 conn = self._open()
             except ConnectError as exc:
-                log.debug("reconnect attempt %d failed: %s", attempt, exc)
+                log.debug("reconnect attempt %d failed: %s", self._attempt,
+                          exc)
                 continue
             with self._send_lock:
                 if self._closed.is_set():
@@ -915,24 +1178,44 @@ class Client:
     # ---- heartbeat thread -----------------------------------------------
 
     def _heartbeat_main(self) -> None:
+        """Judge liveness, then send a heartbeat; never waits for a lock or
+        a reply, so that a stuck writer cannot hide a dead server."""
         while not self._closed.wait(self.heartbeat):
             conn = self._conn
             if conn is None or conn.dead or not self.connected:
                 continue
-            silent = time.monotonic() - conn.last_rx
-            if silent > self.heartbeat * self.max_missed:
+            now = time.monotonic()
+            waited = conn.unanswered_for(now)
+            if waited > self.heartbeat * self.max_missed:
                 self._kill(conn, ConnectionLostError(
-                    "no data from the server for %.1f s" % silent))
+                    "no reply from the server for %.1f s" % waited))
+                continue
+            # A writer holding the lock is busy or stuck: its requests probe
+            # the server as well, and its own deadline bounds it.
+            if not self._send_lock.acquire(blocking=False):
                 continue
             try:
-                self._submit(conn, P.CMD_HEARTBEAT, b"", False)
-                self._retry_restores(conn)
+                self._submit(conn, P.CMD_HEARTBEAT, _HEARTBEAT_FRAME, False,
+                             now + self.timeout)
+                self._retry_restores(conn, now + self.timeout)
             except P2PError:
                 pass
+            finally:
+                self._send_lock.release()
 
-    def _retry_restores(self, conn: _Connection) -> None:
-        """Retry a re-register or re-subscribe that the server refused."""
+    def _retry_restores(self, conn: _Connection, deadline: float) -> None:
+        """Retry a re-register or re-subscribe that the server refused; the
+        answer is looked at on the next heartbeat, not waited for."""
         for item in list(self._unrestored):
+            req = self._restoring.get(item)
+            if req is not None:
+                assert req.event is not None
+                if not req.event.is_set():
+                    continue  # not answered yet
+                del self._restoring[item]
+                if req.status == P.STATUS_OK and not req.lost:
+                    self._unrestored.discard(item)
+                    continue
             if item == b"":
                 if self._my_id is None:
                     self._unrestored.discard(item)
@@ -943,7 +1226,6 @@ class Client:
             else:
                 self._unrestored.discard(item)
                 continue
-            req = self._submit(conn, cmd, body, True)
-            assert req.event is not None
-            if req.event.wait(self.timeout) and req.status == P.STATUS_OK:
-                self._unrestored.discard(item)
+            self._restoring[item] = self._submit(
+                conn, cmd, frame(encode_id_command(cmd, body)), True,
+                deadline)

@@ -14,11 +14,11 @@ byte values, as the original did.
 What is better than the original (same calls, same values): replies are
 waited for on an event instead of a 10 ms poll; EOF is noticed at once;
 reconnects back off with full jitter and restore the id and subscriptions by
-themselves; frames are parsed by length; data is written with ``sendall``;
-the threads are daemons, so a program may exit with a client open; nothing
-is printed.  Against a v2 server, subscribing to an offline device succeeds
-(the subscription takes effect when the device comes online), where the
-original protocol refused it.
+themselves; frames are parsed by length; data is written whole, within the
+timeout (0xff when it cannot be); the threads are daemons, so a program may
+exit with a client open; nothing is printed.  Against a v2 server,
+subscribing to an offline device succeeds (the subscription takes effect
+when the device comes online), where the original protocol refused it.
 """
 
 from __future__ import annotations

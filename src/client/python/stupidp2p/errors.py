@@ -33,6 +33,29 @@ class ClientClosedError(P2PError):
     """The client was closed (by :meth:`Client.close` or by the server)."""
 
 
+class ClosedByServer(ClientClosedError):
+    """The client closed itself because reconnecting would only fight the
+    server or another client:
+
+    * the server said BYE "taken over" (1) or "not authorized" (6) (v2);
+    * the server closed the connection without a word (EOF or reset), each
+      time within ``stable_time`` of its making, ``max_quick_closes`` times
+      in a row.  A v1 server does this to the previous holder of an id that
+      another connection registers, so two clients holding one id would
+      otherwise take it from each other forever.
+
+    Attributes:
+        bye: the :class:`~stupidp2p.Bye` that ended it, or None.
+        closes: the quick closes counted (0 for a BYE).
+    """
+
+    def __init__(self, message: str, bye: Optional[object] = None,
+                 closes: int = 0) -> None:
+        super().__init__(message)
+        self.bye = bye
+        self.closes = closes
+
+
 class RequestTimeout(P2PError, TimeoutError):
     """No reply arrived within the client's timeout."""
 

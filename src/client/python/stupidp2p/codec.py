@@ -1,0 +1,354 @@
+"""The stupidP2P wire codec: the frame header and the layout of every payload.
+
+This is the Python counterpart of ``src/common/codec.{h,c}`` (which the
+server, the C client library and the C test harness share): every request,
+reply and event is encoded and parsed here and nowhere else in the package.
+``man/stupidp2p.7`` is the specification, :mod:`stupidp2p.protocol` holds the
+constants.  Nothing here does I/O or keeps state, except
+:class:`FrameDecoder`, which buffers one stream's partial frame::
+
+    frame   = length (u32, big-endian) + payload (length bytes)
+    payload = command byte + data
+
+Encoders return payload bytes; :func:`frame` puts the header in front.
+Where a payload is a head followed by caller data (SEND, SEND_TO, DELIVER),
+the codec encodes the head only (the ``_head`` functions) and :func:`frame`
+joins head and data in one copy: ``frame(encode_send_to_head(b"bob"), data)``.
+
+Parsers take one whole payload.  :func:`parse_request` (what a server reads)
+raises :class:`BadRequest` where the server answers status 4;
+:func:`parse_message` (what a client reads) raises
+:class:`~stupidp2p.errors.ProtocolError` for a frame too short for its kind.
+Both accept what a later version may append and ignore it, as the C codec
+does.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import List, NamedTuple, Optional, Union
+
+from . import protocol as P
+from .errors import ProtocolError
+
+__all__ = [
+    "REPLY_SIZE", "HELLO_SIZE", "ID_COMMAND_MAX", "ID_HEAD_MAX",
+    "PRESENCE_MAX", "BYE_MAX",
+    "frame", "FrameDecoder",
+    "encode_reply", "encode_hello_reply", "encode_hello", "encode_id_command",
+    "encode_send_head", "encode_send_to_head", "encode_deliver_head",
+    "encode_presence", "encode_bye",
+    "BadRequest", "Request", "parse_request",
+    "HelloGrant", "Reply", "Delivery", "PresenceEvent", "ByeEvent",
+    "UnknownFrame", "ServerMessage", "parse_message",
+]
+
+# Payload sizes, as in codec.h.
+REPLY_SIZE = 2                        # [cmd|0x80][status]
+HELLO_SIZE = 3                        # [08][version][flags]
+ID_COMMAND_MAX = 1 + P.ID_MAX         # [cmd][id]
+ID_HEAD_MAX = 2 + P.ID_MAX            # [cmd][id_len][id]
+PRESENCE_MAX = 3 + P.ID_MAX           # [0b][state][id_len][id]
+BYE_MAX = 2 + P.BYE_TEXT_MAX          # [0e][reason][text]
+
+_HEADER = struct.Struct(">I")
+_HELLO_REPLY = struct.Struct(">BBBII")
+_GRANT = struct.Struct(">BII")
+
+# ---- frames -------------------------------------------------------------
+
+
+def frame(payload: bytes, data: bytes = b"") -> bytes:
+    """The frame whose payload is ``payload`` followed by ``data`` (a head
+    and the data after it), header included, in one copy.  Both may be any
+    bytes-like objects."""
+    return b"".join((_HEADER.pack(len(payload) + len(data)), payload, data))
+
+
+class FrameDecoder:
+    """Incremental decoder of one byte stream: feed it received bytes, get
+    whole payloads back.
+
+    It reads each length field once, waits until the whole payload is
+    buffered, then slices it out in one piece (never a byte at a time), so a
+    64 KiB frame costs one slice however TCP split it.  ``max_payload`` bounds
+    the length field: a longer frame raises :class:`ProtocolError` as soon as
+    its header is complete, before any of it is buffered (the stream cannot
+    be trusted after that).  Empty frames (length 0) are skipped, as the
+    protocol says they are ignored.  Not thread-safe: one reader owns it.
+    """
+
+    __slots__ = ("_buf", "max_payload")
+
+    def __init__(self, max_payload: int) -> None:
+        self._buf = bytearray()
+        self.max_payload = max_payload
+
+    def feed(self, data: bytes) -> List[bytes]:
+        """Append ``data`` and return every payload now complete, in order."""
+        buf = self._buf
+        buf += data
+        frames: List[bytes] = []
+        pos = 0
+        end_of_data = len(buf)
+        unpack = _HEADER.unpack_from
+        while end_of_data - pos >= P.FRAME_HEADER_SIZE:
+            (length,) = unpack(buf, pos)
+            if length > self.max_payload:
+                raise ProtocolError(
+                    "frame of %d bytes exceeds the limit of %d"
+                    % (length, self.max_payload))
+            end = pos + P.FRAME_HEADER_SIZE + length
+            if end > end_of_data:
+                break
+            if length:
+                frames.append(bytes(buf[pos + P.FRAME_HEADER_SIZE:end]))
+            pos = end
+        if pos:
+            del buf[:pos]
+        return frames
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that do not yet make a whole frame."""
+        return len(self._buf)
+
+
+# ---- encoders (each returns a payload) ------------------------------------
+
+
+def _id_length(device_id: bytes) -> bytes:
+    n = len(device_id)
+    if not 1 <= n <= P.ID_MAX:
+        raise ValueError("an id is 1 to %d bytes, not %d" % (P.ID_MAX, n))
+    return bytes((n,))
+
+
+def encode_reply(command: int, status: int) -> bytes:
+    """A reply: ``[command | 0x80][status]``."""
+    return bytes((command | P.REPLY_BIT, status))
+
+
+def encode_hello_reply(version: int, max_frame: int, idle_timeout: int) \
+        -> bytes:
+    """The HELLO success reply: ``[88][01][version][max_frame u32]
+    [idle_timeout u32]``."""
+    return _HELLO_REPLY.pack(P.CMD_HELLO | P.REPLY_BIT, P.STATUS_OK, version,
+                             max_frame, idle_timeout)
+
+
+def encode_hello(version: int, flags: int = 0) -> bytes:
+    """HELLO: ``[08][version][flags]``."""
+    return bytes((P.CMD_HELLO, version, flags))
+
+
+def encode_id_command(command: int, device_id: bytes = b"") -> bytes:
+    """A request whose data is one bare id (REGISTER, SUBSCRIBE, UNSUBSCRIBE,
+    CHECK_ALIVE: ``[cmd][id]``) or nothing (UNREGISTER, HEARTBEAT)."""
+    return bytes((command,)) + device_id
+
+
+_SEND_HEAD = bytes((P.CMD_SEND,))
+
+
+def encode_send_head() -> bytes:
+    """The head of SEND, also that of a v1 delivery: ``[03]``; the data
+    follows."""
+    return _SEND_HEAD
+
+
+def encode_send_to_head(target: bytes) -> bytes:
+    """The head of SEND_TO: ``[0a][id_len][target id]``; the data follows.
+
+    Raises:
+        ValueError: the id is not 1 to 255 bytes.
+    """
+    return bytes((P.CMD_SEND_TO,)) + _id_length(target) + target
+
+
+def encode_deliver_head(sender: bytes) -> bytes:
+    """The head of DELIVER: ``[09][id_len][sender id]``; the data follows.
+
+    Raises:
+        ValueError: the id is not 1 to 255 bytes.
+    """
+    return bytes((P.EVT_DELIVER,)) + _id_length(sender) + sender
+
+
+def encode_presence(state: int, device_id: bytes) -> bytes:
+    """PRESENCE: ``[0b][state][id_len][id]``.
+
+    Raises:
+        ValueError: the id is not 1 to 255 bytes.
+    """
+    return bytes((P.EVT_PRESENCE, state)) + _id_length(device_id) + device_id
+
+
+def encode_bye(reason: int, text: bytes) -> bytes:
+    """BYE: ``[0e][reason][text]``, the text cut to 127 bytes."""
+    return bytes((P.EVT_BYE, reason)) + text[:P.BYE_TEXT_MAX]
+
+
+# ---- parsing requests (what a server reads) -------------------------------
+
+
+class BadRequest(ValueError):
+    """A request whose data does not fit its command's layout: an id of 0 or
+    more than 255 bytes, a SEND_TO whose id overruns the payload, a HELLO
+    that is not exactly version and flags.  A server answers it with status 4
+    (bad argument); it is not a framing error."""
+
+    def __init__(self, command: int, message: str) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class Request(NamedTuple):
+    """One request split into its fields; unused fields are empty/zero."""
+
+    command: int
+    id: bytes = b""     # REGISTER, SUBSCRIBE, UNSUBSCRIBE, CHECK_ALIVE; the
+    #                     target of SEND_TO
+    data: bytes = b""   # SEND; SEND_TO after the id
+    version: int = 0    # HELLO
+    flags: int = 0      # HELLO
+
+
+_ID_COMMANDS = frozenset((P.CMD_REGISTER, P.CMD_SUBSCRIBE, P.CMD_UNSUBSCRIBE,
+                          P.CMD_CHECK_ALIVE))
+
+
+def parse_request(payload: bytes) -> Request:
+    """Split a non-empty request payload by its command byte.
+
+    Unknown commands, and those without data, come back with only
+    ``command`` set.
+
+    Raises:
+        BadRequest: the data does not fit the command's layout.
+        ValueError: the payload is empty.
+    """
+    if not payload:
+        raise ValueError("an empty payload has no command")
+    cmd = payload[0]
+    n = len(payload) - 1
+    if cmd in _ID_COMMANDS:
+        # The whole data is the id (v1 has no length byte).
+        if not 1 <= n <= P.ID_MAX:
+            raise BadRequest(cmd, "an id is 1 to %d bytes, not %d"
+                             % (P.ID_MAX, n))
+        return Request(cmd, id=bytes(payload[1:]))
+    if cmd == P.CMD_SEND:
+        return Request(cmd, data=bytes(payload[1:]))
+    if cmd == P.CMD_SEND_TO:
+        id_len = payload[1] if n >= 1 else 0
+        if id_len == 0 or id_len > n - 1:
+            raise BadRequest(cmd, "SEND_TO: no id of 1 to %d bytes inside "
+                             "the payload" % P.ID_MAX)
+        return Request(cmd, id=bytes(payload[2:2 + id_len]),
+                       data=bytes(payload[2 + id_len:]))
+    if cmd == P.CMD_HELLO:
+        if n != 2:
+            raise BadRequest(cmd, "HELLO carries version and flags, not %d "
+                             "bytes" % n)
+        return Request(cmd, version=payload[1], flags=payload[2])
+    return Request(cmd)
+
+
+# ---- parsing server frames (what a client reads) --------------------------
+
+
+class HelloGrant(NamedTuple):
+    """What a successful HELLO reply grants."""
+
+    version: int
+    max_frame: int
+    idle_timeout: int
+
+
+class Reply(NamedTuple):
+    """``[cmd|0x80][status][...]``: ``command`` has bit 7 cleared; ``grant``
+    is set for a HELLO reply with status 1."""
+
+    command: int
+    status: int
+    grant: Optional[HelloGrant] = None
+
+
+class Delivery(NamedTuple):
+    """Data for this client: a DELIVER (``[09][id_len][sender][data]``), or,
+    with ``sender`` None, a v1 session's ``[03][data]``."""
+
+    sender: Optional[bytes]
+    data: bytes
+
+
+class PresenceEvent(NamedTuple):
+    """PRESENCE: ``[0b][state][id_len][id]``."""
+
+    state: int
+    device: bytes
+
+
+class ByeEvent(NamedTuple):
+    """BYE: ``[0e][reason][text]``; ``text`` is raw bytes from the server
+    (at most 127), untrusted."""
+
+    reason: int
+    text: bytes
+
+
+class UnknownFrame(NamedTuple):
+    """Any other command byte: to be ignored."""
+
+    command: int
+
+
+ServerMessage = Union[Reply, Delivery, PresenceEvent, ByeEvent, UnknownFrame]
+
+
+def parse_message(payload: bytes) -> ServerMessage:
+    """Classify and split a non-empty payload from the server.
+
+    Raises:
+        ProtocolError: a reply without its status, a successful HELLO reply
+            shorter than its 11 bytes, a DELIVER or PRESENCE whose id is
+            empty or overruns the payload, a BYE without its reason, or an
+            empty payload.
+    """
+    n = len(payload)
+    if n == 0:
+        raise ProtocolError("empty payload")
+    cmd = payload[0]
+    if cmd & P.REPLY_BIT:
+        cmd &= ~P.REPLY_BIT
+        if n < REPLY_SIZE:
+            raise ProtocolError("reply 0x%02x without a status"
+                                % (cmd | P.REPLY_BIT))
+        status = payload[1]
+        if cmd == P.CMD_HELLO and status == P.STATUS_OK:
+            # A successful HELLO reply carries the grant: all 11 bytes.
+            if n < P.HELLO_REPLY_SIZE:
+                raise ProtocolError("HELLO reply of %d bytes without its "
+                                    "grant" % n)
+            return Reply(cmd, status,
+                         HelloGrant._make(_GRANT.unpack_from(payload, 2)))
+        return Reply(cmd, status)
+    if cmd == P.EVT_DELIVER:
+        id_len = payload[1] if n >= 2 else 0
+        if id_len == 0 or 2 + id_len > n:
+            raise ProtocolError("malformed DELIVER")
+        return Delivery(bytes(payload[2:2 + id_len]),
+                        bytes(payload[2 + id_len:]))
+    if cmd == P.CMD_SEND:
+        return Delivery(None, bytes(payload[1:]))
+    if cmd == P.EVT_PRESENCE:
+        id_len = payload[2] if n >= 3 else 0
+        if id_len == 0 or 3 + id_len > n:
+            raise ProtocolError("malformed PRESENCE")
+        return PresenceEvent(payload[1], bytes(payload[3:3 + id_len]))
+    if cmd == P.EVT_BYE:
+        if n < 2:
+            raise ProtocolError("BYE without a reason")
+        return ByeEvent(payload[1], bytes(payload[2:2 + P.BYE_TEXT_MAX]))
+    return UnknownFrame(cmd)
