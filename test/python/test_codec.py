@@ -20,7 +20,7 @@ from typing import List, NamedTuple
 from p2p_support import REPO
 from stupidp2p import codec
 from stupidp2p import protocol as P
-from stupidp2p.codec import (BadRequest, ByeEvent, Delivery, FrameDecoder,
+from stupidp2p.codec import (AuthAnswer, BadRequest, ByeEvent, Delivery, FrameDecoder,
                              HelloGrant, PresenceEvent, Reply, Request,
                              UnknownFrame, frame, parse_message,
                              parse_request)
@@ -228,8 +228,9 @@ def example_frames(path: str) -> List[Example]:
     """The frames of the EXAMPLES section, in the page's order.
 
     A frame is a line ``WHO C|S`` followed by hex bytes, continued on the
-    next lines until it holds as many bytes as its header says; what
-    follows a complete frame on its lines is commentary.
+    next lines until it holds as many bytes as its header says; on each
+    line, the hex bytes end at the first word that is not one, and the
+    rest of the line is commentary (so is what follows a complete frame).
     """
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -260,7 +261,7 @@ def example_frames(path: str) -> List[Example]:
             continue  # commentary
         for token in rest.split():
             if not _HEX_BYTE.match(token):
-                raise ValueError("%r in frame %s" % (token, raw.hex(" ")))
+                break  # commentary; the frame may go on on the next line
             raw.append(int(token, 16))
             if _complete(raw):
                 frames.append(Example(who, direction, bytes(raw)))
@@ -299,6 +300,18 @@ MEANINGS = [
     ("bob", "C", Request(P.CMD_HELLO, version=2, flags=0)),
     ("bob", "C", Request(P.CMD_HEARTBEAT)),
     ("bob", "S", Reply(P.CMD_HEARTBEAT, P.STATUS_OK)),
+    # AUTH's worked example (its proof and signature are checked against the
+    # token by test/unit/test_auth_proof.c; here only the layouts).
+    ("alice", "C", Request(P.CMD_AUTH, id=b"alice", data=bytes(range(0xc0, 0xe0)),
+                           step=P.AUTH_STEP_START)),
+    ("alice", "S", Reply(P.CMD_AUTH, P.STATUS_OK,
+                         auth=AuthAnswer(P.AUTH_STEP_START, bytes(range(0xe0, 0x100))))),
+    ("alice", "C", Request(P.CMD_AUTH, data=bytes.fromhex(
+        "afe4b6512f86bceec896fdeeaccca282b7fac24790e080f5ad7756ddf906f7ca"),
+        step=P.AUTH_STEP_PROOF)),
+    ("alice", "S", Reply(P.CMD_AUTH, P.STATUS_OK, auth=AuthAnswer(
+        P.AUTH_STEP_PROOF, bytes.fromhex(
+            "fecedc8e212d3e52cbc8cea0b6fdd57c3a8d3a898a139f65ed4b39a2f4045aee")))),
 ]
 
 
@@ -310,6 +323,9 @@ def encode_request(r: Request) -> bytes:
         return codec.encode_send_head() + r.data
     if r.command == P.CMD_SEND_TO:
         return codec.encode_send_to_head(r.id) + r.data
+    if r.command == P.CMD_AUTH:
+        return (codec.encode_auth_start(r.id, r.data) if r.step == P.AUTH_STEP_START
+                else codec.encode_auth_proof(r.data))
     return codec.encode_id_command(r.command, r.id)
 
 
@@ -318,6 +334,8 @@ def encode_message(m) -> bytes:
     if isinstance(m, Reply):
         if m.grant is not None:
             return codec.encode_hello_reply(*m.grant)
+        if m.auth is not None:
+            return codec.encode_auth_reply(*m.auth)
         return codec.encode_reply(m.command, m.status)
     if isinstance(m, Delivery):
         head = (codec.encode_send_head() if m.sender is None
@@ -402,8 +420,8 @@ class ManPageExamplesTest(unittest.TestCase):
             complete = True
         elif whole.command == P.CMD_SEND_TO:
             complete = n >= 2 + len(whole.id)
-        elif whole.command == P.CMD_HELLO:
-            complete = False  # exactly version and flags
+        elif whole.command in (P.CMD_HELLO, P.CMD_AUTH):
+            complete = False  # exactly version and flags; AUTH's exact steps
         else:
             complete = n >= 2  # a bare id of at least one byte
         if not complete:

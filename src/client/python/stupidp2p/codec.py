@@ -33,13 +33,15 @@ from .errors import ProtocolError
 
 __all__ = [
     "REPLY_SIZE", "HELLO_SIZE", "ID_COMMAND_MAX", "ID_HEAD_MAX",
-    "PRESENCE_MAX", "BYE_MAX",
+    "PRESENCE_MAX", "BYE_MAX", "AUTH_START_MAX", "AUTH_PROOF_REQ_SIZE",
+    "AUTH_REPLY_SIZE",
     "frame", "FrameDecoder",
     "encode_reply", "encode_hello_reply", "encode_hello", "encode_id_command",
     "encode_send_head", "encode_send_to_head", "encode_deliver_head",
-    "encode_presence", "encode_bye",
+    "encode_presence", "encode_bye", "encode_auth_start", "encode_auth_proof",
+    "encode_auth_reply",
     "BadRequest", "Request", "parse_request",
-    "HelloGrant", "Reply", "Delivery", "PresenceEvent", "ByeEvent",
+    "HelloGrant", "AuthAnswer", "Reply", "Delivery", "PresenceEvent", "ByeEvent",
     "UnknownFrame", "ServerMessage", "parse_message",
 ]
 
@@ -50,6 +52,9 @@ ID_COMMAND_MAX = 1 + P.ID_MAX         # [cmd][id]
 ID_HEAD_MAX = 2 + P.ID_MAX            # [cmd][id_len][id]
 PRESENCE_MAX = 3 + P.ID_MAX           # [0b][state][id_len][id]
 BYE_MAX = 2 + P.BYE_TEXT_MAX          # [0e][reason][text]
+AUTH_START_MAX = 3 + P.ID_MAX + P.AUTH_NONCE_SIZE  # [0c][01][id_len][id][nonce]
+AUTH_PROOF_REQ_SIZE = 2 + P.AUTH_PROOF_SIZE        # [0c][02][proof]
+AUTH_REPLY_SIZE = 3 + P.AUTH_NONCE_SIZE            # [8c][01][step][nonce or signature]
 
 _HEADER = struct.Struct(">I")
 _HELLO_REPLY = struct.Struct(">BBBII")
@@ -189,6 +194,29 @@ def encode_bye(reason: int, text: bytes) -> bytes:
     return bytes((P.EVT_BYE, reason)) + text[:P.BYE_TEXT_MAX]
 
 
+def encode_auth_start(device_id: bytes, client_nonce: bytes) -> bytes:
+    """AUTH step 1: ``[0c][01][id_len][id][client nonce, 32 bytes]``."""
+    if len(client_nonce) != P.AUTH_NONCE_SIZE:
+        raise ValueError("a nonce is %d bytes" % P.AUTH_NONCE_SIZE)
+    return (bytes((P.CMD_AUTH, P.AUTH_STEP_START)) + _id_length(device_id)
+            + device_id + client_nonce)
+
+
+def encode_auth_proof(proof: bytes) -> bytes:
+    """AUTH step 2: ``[0c][02][ClientProof, 32 bytes]``."""
+    if len(proof) != P.AUTH_PROOF_SIZE:
+        raise ValueError("a proof is %d bytes" % P.AUTH_PROOF_SIZE)
+    return bytes((P.CMD_AUTH, P.AUTH_STEP_PROOF)) + proof
+
+
+def encode_auth_reply(step: int, value: bytes) -> bytes:
+    """AUTH's success reply: ``[8c][01][step][32 bytes]``, the server nonce
+    (step 1) or the server signature (step 2)."""
+    if len(value) != P.AUTH_NONCE_SIZE:
+        raise ValueError("an AUTH reply carries %d bytes" % P.AUTH_NONCE_SIZE)
+    return bytes((P.CMD_AUTH | P.REPLY_BIT, P.STATUS_OK, step)) + value
+
+
 # ---- parsing requests (what a server reads) -------------------------------
 
 
@@ -209,9 +237,11 @@ class Request(NamedTuple):
     command: int
     id: bytes = b""     # REGISTER, SUBSCRIBE, UNSUBSCRIBE, CHECK_ALIVE; the
     #                     target of SEND_TO
-    data: bytes = b""   # SEND; SEND_TO after the id
+    data: bytes = b""   # SEND; SEND_TO after the id; AUTH: the client
+    #                     nonce (step 1) or the proof (step 2)
     version: int = 0    # HELLO
     flags: int = 0      # HELLO
+    step: int = 0       # AUTH: P.AUTH_STEP_START or P.AUTH_STEP_PROOF
 
 
 _ID_COMMANDS = frozenset((P.CMD_REGISTER, P.CMD_SUBSCRIBE, P.CMD_UNSUBSCRIBE,
@@ -252,7 +282,28 @@ def parse_request(payload: bytes) -> Request:
             raise BadRequest(cmd, "HELLO carries version and flags, not %d "
                              "bytes" % n)
         return Request(cmd, version=payload[1], flags=payload[2])
+    if cmd == P.CMD_AUTH:
+        return _parse_auth(payload)
     return Request(cmd)
+
+
+def _parse_auth(payload: bytes) -> Request:
+    """AUTH step 1 ``[0c][01][id_len][id][nonce]`` or step 2
+    ``[0c][02][proof]``, each exactly that long."""
+    n = len(payload)
+    step = payload[1] if n >= 2 else 0
+    if step == P.AUTH_STEP_START:
+        id_len = payload[2] if n >= 3 else 0
+        if (not 1 <= id_len <= P.ID_MAX
+                or n != 3 + id_len + P.AUTH_NONCE_SIZE):
+            raise BadRequest(P.CMD_AUTH, "AUTH step 1: id and 32-byte nonce")
+        return Request(P.CMD_AUTH, id=bytes(payload[3:3 + id_len]),
+                       data=bytes(payload[3 + id_len:]), step=step)
+    if step == P.AUTH_STEP_PROOF:
+        if n != 2 + P.AUTH_PROOF_SIZE:
+            raise BadRequest(P.CMD_AUTH, "AUTH step 2: a 32-byte proof")
+        return Request(P.CMD_AUTH, data=bytes(payload[2:]), step=step)
+    raise BadRequest(P.CMD_AUTH, "AUTH step %d" % step)
 
 
 # ---- parsing server frames (what a client reads) --------------------------
@@ -266,13 +317,23 @@ class HelloGrant(NamedTuple):
     idle_timeout: int
 
 
+class AuthAnswer(NamedTuple):
+    """What a successful AUTH reply carries: the step it answers, and the
+    32-byte server nonce (step 1) or server signature (step 2)."""
+
+    step: int
+    value: bytes
+
+
 class Reply(NamedTuple):
     """``[cmd|0x80][status][...]``: ``command`` has bit 7 cleared; ``grant``
-    is set for a HELLO reply with status 1."""
+    is set for a HELLO reply with status 1, ``auth`` for an AUTH reply with
+    status 1."""
 
     command: int
     status: int
     grant: Optional[HelloGrant] = None
+    auth: Optional[AuthAnswer] = None
 
 
 class Delivery(NamedTuple):
@@ -312,7 +373,8 @@ def parse_message(payload: bytes) -> ServerMessage:
 
     Raises:
         ProtocolError: a reply without its status, a successful HELLO reply
-            shorter than its 11 bytes, a DELIVER or PRESENCE whose id is
+            shorter than its 11 bytes, a successful AUTH reply that is not
+            exactly ``[8c][01][1 or 2][32 bytes]``, a DELIVER or PRESENCE whose id is
             empty or overruns the payload, a BYE without its reason, or an
             empty payload.
     """
@@ -333,6 +395,13 @@ def parse_message(payload: bytes) -> ServerMessage:
                                     "grant" % n)
             return Reply(cmd, status,
                          HelloGrant._make(_GRANT.unpack_from(payload, 2)))
+        if cmd == P.CMD_AUTH and status == P.STATUS_OK:
+            # Exactly [8c][01][1 or 2][32 bytes].
+            if (n != AUTH_REPLY_SIZE
+                    or payload[2] not in (P.AUTH_STEP_START, P.AUTH_STEP_PROOF)):
+                raise ProtocolError("malformed AUTH reply of %d bytes" % n)
+            return Reply(cmd, status,
+                         auth=AuthAnswer(payload[2], bytes(payload[3:])))
         return Reply(cmd, status)
     if cmd == P.EVT_DELIVER:
         id_len = payload[1] if n >= 2 else 0
