@@ -76,6 +76,14 @@ Connection::Connection(ConnectionContext& ctx, int fd, const PeerAddress& peer, 
 
 Connection::~Connection() { free_gap_table(); }
 
+const char* Connection::peer() const {
+    static char buffers[4][64];
+    static unsigned next = 0;
+    char* text = buffers[next++ % 4];
+    io_format_peer(peer_, text, sizeof buffers[0]);
+    return text;
+}
+
 const char* Connection::label() const {
     // A few static buffers, so that one log line may name two connections;
     // single-threaded server only.
@@ -613,9 +621,11 @@ void Connection::close(CloseReason reason) {
     }
     ++ctx_.stats.closes[static_cast<size_t>(reason)];  // once a connection, for its first reason
     if (info.routine)
-        LOG_INFO("%s closed: %s", label(), info.name);
+        LOG_EVENT(LogLevel::info, log_event("closed", {}, info.label), "%s closed: %s", label(),
+                  info.name);
     else
-        LOG_INFO("%s closing: %s (%u bytes of output pending)", label(), info.name, out_.size());
+        LOG_EVENT(LogLevel::info, log_event("closed", {}, info.label),
+                  "%s closing: %s (%u bytes of output pending)", label(), info.name, out_.size());
     // The relay releases the id at once and queues a BYE for v2 peers, while
     // the connection is still open for output.
     ctx_.relay.end_session(*this, reason);

@@ -175,6 +175,7 @@ class Connection final : public EventHandler,
                           const uint8_t* data, size_t data_len) override;
     void close(CloseReason reason) override;
     const char* label() const override;
+    const char* peer() const override;
 
     int fd() const { return fd_; }
     ConnState state() const { return state_; }

@@ -20,6 +20,7 @@ constexpr size_t kLineMax = 2048;  // below PIPE_BUF: one write a line (the SIGU
 constexpr uint64_t kWindowMs = 1000;
 
 LogLevel g_level = LogLevel::info;
+LogFormat g_format = LogFormat::text;
 
 // Where lines go, and how.
 int g_fd = STDERR_FILENO;
@@ -98,45 +99,125 @@ bool buffer_line(const char* line, size_t n) {
     return true;
 }
 
-// Formats the timestamp and level into line; returns the bytes used.
-size_t line_prefix(char* line, size_t cap, LogLevel level) {
+// "2026-11-25T16:20:01.123Z" into out (at least 32 bytes).
+void timestamp(char* out, size_t cap) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    size_t n = strftime(line, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-    int m = snprintf(line + n, cap - n, ".%03ldZ %s ", ts.tv_nsec / 1000000L, level_name(level));
-    if (m > 0) n += static_cast<size_t>(m);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+}
+
+// Appends text to line[*n..cap) as the inside of a JSON string: quote,
+// backslash and control characters escaped. Stops (never splitting an
+// escape) when it would leave less than `keep` bytes.
+void append_json(char* line, size_t* n, size_t cap, size_t keep, const char* text) {
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char* p = reinterpret_cast<const unsigned char*>(text); *p; ++p) {
+        char esc[7];
+        size_t k = 0;
+        if (*p == '"' || *p == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = static_cast<char>(*p);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            esc[k++] = '\\';
+            esc[k++] = 'u';
+            esc[k++] = '0';
+            esc[k++] = '0';
+            esc[k++] = hex[*p >> 4];
+            esc[k++] = hex[*p & 15];
+        } else {
+            esc[k++] = static_cast<char>(*p);
+        }
+        if (*n + k + keep > cap) return;
+        std::memcpy(line + *n, esc, k);
+        *n += k;
+    }
+}
+
+// Appends raw to line[*n..cap).
+void append_raw(char* line, size_t* n, size_t cap, const char* raw) {
+    size_t room = *n < cap ? cap - *n : 0;
+    size_t k = std::strlen(raw);
+    if (k > room) k = room;
+    if (k != 0) std::memcpy(line + *n, raw, k);
+    *n += k;
+}
+
+// One whole line, newline included, into line[0..kLineMax): returns its
+// length. msg is the formatted message.
+size_t format_line(char* line, LogLevel level, const LogEvent* ev, const char* msg) {
+    char when[40];
+    timestamp(when, sizeof when);
+    size_t n = 0;
+    if (g_format == LogFormat::text) {
+        int m = snprintf(line, kLineMax, "%s %s %s", when, level_name(level), msg);
+        n = m < 0 ? 0 : static_cast<size_t>(m);
+        if (n >= kLineMax - 1) n = kLineMax - 2;  // truncated: keep the newline
+        line[n++] = '\n';
+        return n;
+    }
+    constexpr size_t kTail = 4;  // room for the closing "}\n and a margin
+    char level_text[8];
+    snprintf(level_text, sizeof level_text, "%s", level_name(level));
+    if (char* sp = std::strchr(level_text, ' ')) *sp = '\0';  // "warn " -> "warn"
+    int m = snprintf(line, kLineMax, "{\"time\":\"%s\",\"level\":\"%s\",\"event\":\"", when,
+                     level_text);
+    n = static_cast<size_t>(m);
+    append_json(line, &n, kLineMax, kTail, ev && ev->event ? ev->event : "log");
+    append_raw(line, &n, kLineMax - kTail, "\"");
+    if (ev != nullptr && ev->conn != 0) {
+        char conn[40];
+        snprintf(conn, sizeof conn, ",\"conn\":%llu", static_cast<unsigned long long>(ev->conn));
+        append_raw(line, &n, kLineMax - kTail, conn);
+    }
+    if (ev != nullptr && ev->peer != nullptr) {
+        append_raw(line, &n, kLineMax - kTail, ",\"peer\":\"");
+        append_json(line, &n, kLineMax, kTail, ev->peer);
+        append_raw(line, &n, kLineMax - kTail, "\"");
+    }
+    if (ev != nullptr && ev->id != nullptr) {
+        char id[kLogEscapeCap];
+        log_escape(ev->id, ev->id_len, id, sizeof id);
+        append_raw(line, &n, kLineMax - kTail, ",\"id\":\"");
+        append_json(line, &n, kLineMax, kTail, id);
+        append_raw(line, &n, kLineMax - kTail, "\"");
+    }
+    if (ev != nullptr && ev->reason != nullptr) {
+        append_raw(line, &n, kLineMax - kTail, ",\"reason\":\"");
+        append_json(line, &n, kLineMax, kTail, ev->reason);
+        append_raw(line, &n, kLineMax - kTail, "\"");
+    }
+    append_raw(line, &n, kLineMax - kTail, ",\"msg\":\"");
+    append_json(line, &n, kLineMax, kTail, msg);
+    append_raw(line, &n, kLineMax, "\"}\n");
     return n;
 }
 
-void emit_formatted(LogLevel level, const char* fmt, va_list ap);
+void emit_formatted(LogLevel level, const LogEvent* ev, const char* fmt, va_list ap);
 
 void emit(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 void emit(LogLevel level, const char* fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    emit_formatted(level, fmt, ap);
+    emit_formatted(level, nullptr, fmt, ap);
     va_end(ap);
 }
 
 // Formats one line and hands it to the buffer (or drops it, counted).
-void emit_formatted(LogLevel level, const char* fmt, va_list ap) {
+void emit_formatted(LogLevel level, const LogEvent* ev, const char* fmt, va_list ap) {
+    char msg[kLineMax];
+    vsnprintf(msg, sizeof msg, fmt, ap);
     char line[kLineMax];
-    size_t n = line_prefix(line, sizeof line, level);
-    int m = vsnprintf(line + n, sizeof line - n, fmt, ap);
-    if (m > 0) n += static_cast<size_t>(m);
-    if (n >= sizeof line - 1) n = sizeof line - 2;  // truncated: keep the newline
-    line[n++] = '\n';
+    size_t n = format_line(line, level, ev, msg);
     if (g_dropped != 0) {
         // Say what was lost first, once there is room for it and this line.
-        char note[128];
-        size_t k = line_prefix(note, sizeof note, LogLevel::warn);
-        int q = snprintf(note + k, sizeof note - k,
-                         "log: %llu lines dropped: standard error was not being read\n",
-                         static_cast<unsigned long long>(g_dropped));
-        if (q > 0) k += static_cast<size_t>(q);
-        if (k > sizeof note) k = sizeof note;
+        char text[96];
+        snprintf(text, sizeof text, "log: %llu lines dropped: standard error was not being read",
+                 static_cast<unsigned long long>(g_dropped));
+        char note[256];
+        size_t k = format_line(note, LogLevel::warn, nullptr, text);
         flush_buffer();
         if (kLogBufferBytes - (g_end - g_start) >= k + n && buffer_line(note, k)) g_dropped = 0;
     }
@@ -178,6 +259,29 @@ void unlink_pending(LogSite* site) {
 
 void log_set_level(LogLevel level) { g_level = level; }
 LogLevel log_level() { return g_level; }
+void log_set_format(LogFormat format) { g_format = format; }
+
+const char* log_level_name(LogLevel level) {
+    switch (level) {
+        case LogLevel::error: return "error";
+        case LogLevel::warn: return "warn";
+        case LogLevel::info: return "info";
+        case LogLevel::debug: return "debug";
+    }
+    return "?";
+}
+
+bool log_parse_format(const char* text, LogFormat* out) {
+    if (std::strcmp(text, "text") == 0) {
+        *out = LogFormat::text;
+        return true;
+    }
+    if (std::strcmp(text, "json") == 0) {
+        *out = LogFormat::json;
+        return true;
+    }
+    return false;
+}
 
 bool log_parse_level(const char* text, LogLevel* out) {
     static const struct {
@@ -301,12 +405,12 @@ void log_write(LogLevel level, const char* fmt, ...) {
     int saved_errno = errno;
     va_list ap;
     va_start(ap, fmt);
-    emit_formatted(level, fmt, ap);
+    emit_formatted(level, nullptr, fmt, ap);
     va_end(ap);
     errno = saved_errno;
 }
 
-void log_write_at(LogSite* site, LogLevel level, const char* fmt, ...) {
+void log_write_at(LogSite* site, LogLevel level, const LogEvent* ev, const char* fmt, ...) {
     if (level > g_level) return;
     int saved_errno = errno;
     uint64_t now = coarse_ms();
@@ -333,7 +437,7 @@ void log_write_at(LogSite* site, LogLevel level, const char* fmt, ...) {
     ++site->lines;
     va_list ap;
     va_start(ap, fmt);
-    emit_formatted(level, fmt, ap);
+    emit_formatted(level, ev, fmt, ap);
     va_end(ap);
     errno = saved_errno;
 }

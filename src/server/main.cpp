@@ -5,10 +5,36 @@
 // line. --gen-token and --hash-token run a tool instead (token_tools.h).
 #include <malloc.h>
 
+#include <cerrno>
+#include <cstdio>
+
+#include "auth_file.h"
+#include "hash.h"
 #include "log.h"
 #include "options.h"
 #include "server.h"
 #include "token_tools.h"
+
+// --check-config, like nginx -t: the options (and the configuration file)
+// parsed, so they are good; the auth file is read and parsed as the server
+// would. Exit 0 if all is good, 2 with the reason on stderr if not.
+static int check_config_main(const ServerOptions& options) {
+    if (!options.auth_file.empty()) {
+        HashKey key;
+        if (!hash_key_from_os(&key)) {
+            std::fprintf(stderr, "p2pServer: getrandom failed: %s\n", strerrordesc_np(errno));
+            return 1;
+        }
+        char err[512];
+        if (!load_auth_file(options.auth_file.c_str(), key, err, sizeof err)) {
+            std::fprintf(stderr, "p2pServer: %s\n", err);
+            return 2;
+        }
+    }
+    std::printf("p2pServer: the configuration%s%s is good\n",
+                options.config_file.empty() ? "" : " in ", options.config_file.c_str());
+    return 0;
+}
 
 int main(int argc, char** argv) {
     ServerOptions options;
@@ -19,7 +45,9 @@ int main(int argc, char** argv) {
     }
     if (options.tool == ServerTool::gen_token) return gen_token_main();
     if (options.tool == ServerTool::hash_token) return hash_token_main(options.hash_token_id.c_str());
+    if (options.check_config) return check_config_main(options);
     log_set_level(options.log_level);
+    log_set_format(options.log_format);
     log_open();
     // Ring buffers are freed when they empty, so that idle connections cost
     // no buffer memory, and allocated again on the next burst. glibc would

@@ -1,8 +1,16 @@
-// options.h - the server's command line.
+// options.h - the server's command line and configuration file.
 //
 //   p2pServer [options] PORT
+//   p2pServer --config FILE [options] [PORT]
+//   p2pServer --check-config [--config FILE] [options] [PORT]
 //   p2pServer --gen-token
 //   p2pServer --hash-token ID
+//
+// A configuration file holds one option a line, "name value" with the long
+// option's name ("max-conns 50000"; a flag alone, or "name yes|no"), blank
+// lines and lines whose first non-blank character is '#'. The command line
+// overrides the file. An unknown or malformed line is an error naming the
+// file and the line.
 //
 // Every value is range-checked here; main() never sees a bad one. The
 // defaults are the documented ones (man/p2pServer.8).
@@ -10,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "log.h"
 
@@ -38,6 +47,10 @@ struct ServerOptions {
     bool auth_required = false;           // --auth-required: every id needs AUTH
     ServerTool tool = ServerTool::none;   // --gen-token, --hash-token ID
     std::string hash_token_id;            // --hash-token's ID, as written
+    LogFormat log_format = LogFormat::text;
+    std::string config_file;              // --config; empty: none
+    bool check_config = false;            // --check-config: validate and exit
+    std::vector<std::string> argv;        // the command line, for reloads
 };
 
 enum class ParseResult { run, exit_ok, usage_error };
@@ -51,3 +64,12 @@ uint64_t default_max_memory();
 // stdout. With run, out->tool says whether to serve (a port is set) or to
 // run a token tool (no port).
 ParseResult parse_options(int argc, char** argv, ServerOptions* out);
+
+// For a reload (SIGHUP): parses the running server's command line again,
+// with its configuration file as it is now, into *next. False with the
+// reason in *err (nothing printed) when it is no longer valid.
+bool reparse_options(const ServerOptions& running, ServerOptions* next, std::string* err);
+
+// The options whose value differs between a and b but that a reload cannot
+// put in force (they need a restart), by name.
+std::vector<std::string> options_needing_restart(const ServerOptions& a, const ServerOptions& b);

@@ -243,7 +243,8 @@ void Relay::on_register(Session& s, std::string_view id) {
         return;
     }
     if (!may_register(id)) {
-        LOG_INFO("%s: REGISTER of \"%s\" refused: only AUTH may claim it", s.label(),
+        LOG_EVENT(LogLevel::info, s.log_event("register_refused", id, "protected"),
+                  "%s: REGISTER of \"%s\" refused: only AUTH may claim it", s.label(),
                  PrintableId(id).text);
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_NOT_AUTHORIZED);
         return;
@@ -266,13 +267,15 @@ bool Relay::claim_id(Session& s, Device& d) {
     release_id(s);
     Session* old = devices_.claim(s, d);
     if (old == nullptr) {
-        LOG_INFO("%s registered \"%s\"", s.label(), PrintableId(d.key()).text);
+        LOG_EVENT(LogLevel::info, s.log_event("registered", d.key()), "%s registered \"%s\"",
+                  s.label(), PrintableId(d.key()).text);
         return false;
     }
     // Takeover: the old holder is told (v2), loses its subscriptions and is
     // closed after its output.
     ++stats_.takeovers;
-    LOG_INFO("%s took over \"%s\" from %s", s.label(), PrintableId(d.key()).text, old->label());
+    LOG_EVENT(LogLevel::info, s.log_event("took_over", d.key()), "%s took over \"%s\" from %s",
+              s.label(), PrintableId(d.key()).text, old->label());
     old->close(CloseReason::taken_over);
     return true;
 }
@@ -343,7 +346,8 @@ void Relay::on_send(Session& s, const uint8_t* data, size_t len) {
 
 void Relay::on_unregister(Session& s) {
     if (s.device != nullptr)
-        LOG_INFO("%s unregistered \"%s\"", s.label(), PrintableId(s.device->key()).text);
+        LOG_EVENT(LogLevel::info, s.log_event("unregistered", s.device->key()),
+                  "%s unregistered \"%s\"", s.label(), PrintableId(s.device->key()).text);
     release_id(s);
     devices_.unsubscribe_all(s);
     reply(s, P2P_CMD_UNREGISTER, P2P_STATUS_OK);

@@ -115,6 +115,12 @@ class Relay {
     // --auth-required: with a table installed, REGISTER is refused for every
     // id, listed or not.
     void set_auth_required(bool required) { auth_required_ = required; }
+    // What a reload may change (SIGHUP): the idle timeout HELLO announces,
+    // and the subscriptions a session may hold from now on.
+    void set_reloadable_limits(uint32_t idle_timeout_s, uint32_t max_subs) {
+        limits_.idle_timeout_s = idle_timeout_s;
+        limits_.max_subs = max_subs;
+    }
 
     // Puts table (not null) in force, at start and on every reload: each
     // session that holds an id whose verifier the table removes, changes

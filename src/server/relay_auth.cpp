@@ -120,7 +120,8 @@ void Relay::auth_proof(Session& s, const p2p_request& req) {
             fail(s, P2P_CMD_AUTH, P2P_STATUS_LIMIT);
             return;
         }
-        LOG_INFO("%s authenticated as \"%s\"", s.label(), PrintableId(id).text);
+        LOG_EVENT(LogLevel::info, s.log_event("authenticated", id), "%s authenticated as \"%s\"",
+                  s.label(), PrintableId(id).text);
         takeover = claim_id(s, *d);
         claimed = true;
     }
@@ -136,7 +137,8 @@ void Relay::auth_failed(Session& s, std::string_view id, const char* why) {
     ++stats_.auth_failures;
     if (s.auth_failures < P2P_AUTH_MAX_FAILURES) ++s.auth_failures;
     // The id, escaped, and the peer (in the label); never the proof.
-    LOG_WARN("%s: AUTH as \"%s\" failed: %s (%u of %u)", s.label(), PrintableId(id).text, why,
+    LOG_EVENT(LogLevel::warn, s.log_event("auth_failed", id, why),
+              "%s: AUTH as \"%s\" failed: %s (%u of %u)", s.label(), PrintableId(id).text, why,
              s.auth_failures, P2P_AUTH_MAX_FAILURES);
     reply(s, P2P_CMD_AUTH, P2P_STATUS_NOT_AUTHORIZED);
     if (s.auth_failures >= P2P_AUTH_MAX_FAILURES) s.close(CloseReason::not_authorized);

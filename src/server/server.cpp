@@ -255,7 +255,7 @@ void Server::accept_connections(Listener& listener) {
         }
         ++live_connections_;
         ++accepted_;
-        LOG_INFO("%s connected", conn->label());
+        LOG_EVENT(LogLevel::info, conn->log_event("connected"), "%s connected", conn->label());
     }
     // Fairness: more may be pending; continue next iteration.
     loop_.defer(listener);

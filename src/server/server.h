@@ -48,6 +48,7 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
     // today the auth file. Connections stay; what failed to load is logged
     // and the previous settings stay in force.
     void reload();
+    void apply_reloaded_options(const ServerOptions& next);
 
    private:
     class Listener final : public EventHandler {

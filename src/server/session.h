@@ -29,6 +29,7 @@
 
 #include "close_reason.h"
 #include "intrusive_list.h"
+#include "log.h"
 #include "protocol.h"
 
 struct Device;
@@ -57,6 +58,24 @@ class Session {
     virtual void close(CloseReason reason) = 0;
     // "conn 7 [127.0.0.1:51234]", for log lines.
     virtual const char* label() const = 0;
+    // The peer's address ("1.2.3.4:5"), for structured log lines; nullptr
+    // where there is none (test sessions).
+    virtual const char* peer() const { return nullptr; }
+
+    // The fields of a log line about this session (log.h, LOG_EVENT).
+    LogEvent log_event(const char* event, std::string_view id = {},
+                       const char* reason = nullptr) const {
+        LogEvent ev;
+        ev.event = event;
+        ev.conn = session_id;
+        ev.peer = peer();
+        if (!id.empty()) {
+            ev.id = id.data();
+            ev.id_len = id.size();
+        }
+        ev.reason = reason;
+        return ev;
+    }
 
     uint64_t session_id = 0;    // for logs: "conn N"
     Device* device = nullptr;   // the id this session holds, if any

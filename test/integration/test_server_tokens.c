@@ -39,13 +39,7 @@ static const char k_alice_line[] =
 static int run_tool(const char *const *args, const char *input, size_t len, char *out,
                     size_t out_cap, char *err, size_t err_cap)
 {
-    const char *argv[16];
-    size_t n = 0;
-    argv[n++] = p2p_server_path();
-    for (size_t i = 0; args[i] != NULL && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    return tc_run_with_input(argv, input, len, out, out_cap, err, err_cap, RUN_MS);
+    return tc_run_server_with_input(args, input, len, out, out_cap, err, err_cap, RUN_MS);
 }
 
 static int is_b64url(char c)

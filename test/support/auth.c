@@ -393,3 +393,15 @@ int tc_run_with_input(const char *const *argv, const void *input, size_t len, ch
         return -1;
     return WEXITSTATUS(status);
 }
+
+int tc_run_server_with_input(const char *const *args, const void *input, size_t len, char *out,
+                             size_t out_cap, char *err, size_t err_cap, int timeout_ms)
+{
+    const char *argv[16];
+    size_t n = 0;
+    argv[n++] = p2p_server_path();
+    for (size_t i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    return tc_run_with_input(argv, input, len, out, out_cap, err, err_cap, timeout_ms);
+}

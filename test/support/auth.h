@@ -96,4 +96,9 @@ void tc_reload(const struct p2p_server *server, int expect_ok);
 int tc_run_with_input(const char *const *argv, const void *input, size_t len, char *out,
                       size_t out_cap, char *err, size_t err_cap, int timeout_ms);
 
+/* tc_run_with_input for p2pServer itself: argv is the server's path
+ * followed by args (a NULL-terminated list of at most 14). */
+int tc_run_server_with_input(const char *const *args, const void *input, size_t len, char *out,
+                             size_t out_cap, char *err, size_t err_cap, int timeout_ms);
+
 #endif /* STUPIDP2P_TEST_AUTH_H */

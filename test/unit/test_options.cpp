@@ -3,12 +3,18 @@
 // just beyond, the port given either way, and the rule that the output cap
 // holds the largest frame the server can produce. The black-box test of the
 // same command line through the real binary is test/integration/
-// test_server_cli.c; this one checks the values that reach the server.
+// test_server_cli.c; this one checks the values that reach the server. The
+// configuration file (--config) goes through the same table of options:
+// precedence (defaults, file, command line), each kind of bad line named by
+// file and line, flags, comments, options that belong on the command line
+// only, and what a reload re-parses and which changes need a restart.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <initializer_list>
@@ -200,6 +206,147 @@ void test_help_and_version(void**) {
     assert_int_equal(static_cast<int>(parse({"-V"}, &o)), static_cast<int>(ParseResult::exit_ok));
 }
 
+
+// A configuration file in a temporary directory, removed at the end.
+struct ConfigFile {
+    char dir[64] = "/tmp/p2p-options-XXXXXX";
+    std::string path;
+    explicit ConfigFile(const char* text) {
+        assert_non_null(mkdtemp(dir));
+        path = std::string(dir) + "/p2pServer.conf";
+        write(text);
+    }
+    void write(const char* text) {
+        FILE* f = fopen(path.c_str(), "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+    }
+    ~ConfigFile() {
+        unlink(path.c_str());
+        rmdir(dir);
+    }
+};
+
+// Parses like parse() and returns the message parse_options printed, by
+// running it with stderr sent to a pipe.
+std::string usage_message(std::initializer_list<const char*> args) {
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fds[1], 2);
+    ServerOptions o;
+    ParseResult r = parse(args, &o);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(fds[1]);
+    char buf[1024];
+    ssize_t n = read(fds[0], buf, sizeof buf - 1);
+    close(fds[0]);
+    assert_int_equal(static_cast<int>(r), static_cast<int>(ParseResult::usage_error));
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+void expect_message(std::initializer_list<const char*> args, const std::string& want) {
+    std::string got = usage_message(args);
+    if (got.find(want) == std::string::npos)
+        fail_msg("expected a message with \"%s\", got: %s", want.c_str(), got.c_str());
+}
+
+void test_config_file(void**) {
+    ConfigFile cf(
+        "# the relay on the LAN\n"
+        "\n"
+        "   port 4041\n"
+        "bind 127.0.0.1   \n"
+        "max-conns 50000\n"
+        "\tidle-timeout\t60\n"
+        "auth-file /etc/stupidp2p/auth # not a comment: part of the value\n"
+        "auth-required\n"
+        "log-format json\r\n");
+    ServerOptions o;
+    expect_ok({"--config", cf.path.c_str()}, &o);
+    assert_int_equal(o.port, 4041);
+    assert_string_equal(o.bind_address.c_str(), "127.0.0.1");
+    assert_int_equal(o.max_conns, 50000);
+    assert_true(o.max_conns_given);
+    assert_int_equal(o.idle_timeout_s, 60);
+    assert_string_equal(o.auth_file.c_str(), "/etc/stupidp2p/auth # not a comment: part of the value");
+    assert_true(o.auth_required);
+    assert_int_equal(static_cast<int>(o.log_format), static_cast<int>(LogFormat::json));
+    assert_string_equal(o.config_file.c_str(), cf.path.c_str());
+
+    // The command line overrides the file, the port either way.
+    expect_ok({"--config", cf.path.c_str(), "--idle-timeout", "5", "4042"}, &o);
+    assert_int_equal(o.idle_timeout_s, 5);
+    assert_int_equal(o.port, 4042);
+    expect_ok({"--max-conns", "7", "--config", cf.path.c_str(), "--port", "4043"}, &o);
+    assert_int_equal(o.max_conns, 7);
+    assert_int_equal(o.port, 4043);
+
+    // Flags take yes/no.
+    cf.write("port 1\nauth-file /x\nauth-required no\n");
+    expect_ok({"--config", cf.path.c_str()}, &o);
+    assert_false(o.auth_required);
+    cf.write("port 1\nauth-file /x\nauth-required yes\n");
+    expect_ok({"--config", cf.path.c_str()}, &o);
+    assert_true(o.auth_required);
+}
+
+void test_config_file_errors(void**) {
+    ConfigFile cf("port 4040\n");
+    struct Case {
+        const char* text;
+        const char* message;  // after "FILE:"
+    } cases[] = {
+        {"port 4040\nmax-conns\n", ":2: 'max-conns' needs a value"},
+        {"# ok\nmax-cons 5\n", ":2: unknown option 'max-cons'"},
+        {"max-frame 255\n", ":1: invalid max-frame '255' (bytes, 256-16777216)"},
+        {"log-level loud\n", ":1: invalid log-level 'loud' (error, warn, info, debug)"},
+        {"auth-required maybe\n", ":1: 'auth-required' takes no value, or yes/no"},
+        {"gen-token\n", ":1: 'gen-token' belongs on the command line"},
+        {"config /other\n", ":1: 'config' belongs on the command line"},
+        {"help\n", ":1: 'help' belongs on the command line"},
+        {"bind \n", ":1: 'bind' needs a value"},
+    };
+    for (const Case& c : cases) {
+        cf.write(c.text);
+        expect_message({"--config", cf.path.c_str(), "4040"}, cf.path + c.message);
+    }
+    expect_message({"--config", "/nonexistent/p2p.conf", "4040"},
+                   "/nonexistent/p2p.conf: No such file or directory");
+    // A file over 1 MiB is refused, not read whole.
+    std::string big(1100000, '#');
+    cf.write(big.c_str());
+    expect_message({"--config", cf.path.c_str(), "4040"}, "larger than 1 MiB");
+    // The command line's own checks still apply over a good file.
+    cf.write("max-frame 100000\nmax-output 2000\n");
+    expect_message({"--config", cf.path.c_str(), "4040"}, "--max-output must hold the largest frame");
+}
+
+// A reload parses the same command line with the file as it is now.
+void test_reparse_and_restart_options(void**) {
+    ConfigFile cf("port 4040\nmax-subs 10\nbind 127.0.0.1\n");
+    ServerOptions running;
+    expect_ok({"--config", cf.path.c_str(), "--idle-timeout", "9"}, &running);
+    cf.write("port 4040\nmax-subs 20\nbind 0.0.0.0\nidle-timeout 100\nmax-memory 2097152\n");
+    ServerOptions next;
+    std::string err;
+    assert_true(reparse_options(running, &next, &err));
+    assert_int_equal(next.max_subs, 20);
+    assert_int_equal(next.idle_timeout_s, 9);  // the command line still wins
+    std::vector<std::string> restart = options_needing_restart(running, next);
+    assert_int_equal(restart.size(), 2);
+    assert_string_equal(restart[0].c_str(), "bind");
+    assert_string_equal(restart[1].c_str(), "max-memory");
+    cf.write("port 4040\nmax-subs many\n");
+    assert_false(reparse_options(running, &next, &err));
+    assert_true(err.find(":2: invalid max-subs 'many'") != std::string::npos);
+}
+
 }  // namespace
 
 int main(void) {
@@ -212,6 +359,9 @@ int main(void) {
         cmocka_unit_test(test_output_cap_holds_a_frame),
         cmocka_unit_test(test_auth_options),
         cmocka_unit_test(test_help_and_version),
+        cmocka_unit_test(test_config_file),
+        cmocka_unit_test(test_config_file_errors),
+        cmocka_unit_test(test_reparse_and_restart_options),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
