@@ -15,22 +15,23 @@ Two faces:
 terminal chat.
 """
 
-from . import codec, protocol
+from . import auth, codec, protocol
 from .client import Bye, Client, ConnectionState, Message
 from .compat import stupidP2PClient
-from .errors import (BadArgument, ClientClosedError, ClosedByServer,
-                     ConnectError, ConnectionLostError, LimitReached,
-                     MessageTooLarge, NotAuthorized, NotConnectedError,
-                     NotRegistered, P2PError, ProtocolError, RequestFailed,
-                     RequestTimeout, TargetOffline, Unsupported)
+from .errors import (AuthError, BadArgument, ClientClosedError,
+                     ClosedByServer, ConnectError, ConnectionLostError,
+                     IdTakenOver, LimitReached, MessageTooLarge,
+                     NotAuthorized, NotConnectedError, NotRegistered,
+                     P2PError, ProtocolError, RequestFailed, RequestTimeout,
+                     TargetOffline, Unsupported)
 
 __version__ = "1.0.0"
 
 __all__ = [
     "Client", "Message", "Bye", "ConnectionState", "stupidP2PClient",
-    "codec", "protocol", "P2PError", "ConnectError", "NotConnectedError",
+    "auth", "codec", "protocol", "P2PError", "ConnectError", "NotConnectedError",
     "ConnectionLostError", "ClientClosedError", "ClosedByServer",
     "RequestTimeout", "ProtocolError", "MessageTooLarge", "RequestFailed",
     "NotRegistered", "TargetOffline", "BadArgument", "NotAuthorized", "Unsupported",
-    "LimitReached", "__version__",
+    "LimitReached", "AuthError", "IdTakenOver", "__version__",
 ]
