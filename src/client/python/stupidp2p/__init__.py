@@ -10,7 +10,9 @@ Two faces:
   ``from stupidP2P import stupidP2PClient``).
 
 :mod:`stupidp2p.codec` encodes and parses every frame of the protocol
-(:mod:`stupidp2p.protocol` holds its constants).
+(:mod:`stupidp2p.protocol` holds its constants); :mod:`stupidp2p.auth`
+holds AUTH's arithmetic and reads token files.  ``Client(..., token=...)``
+claims the id with AUTH; ``tls=True`` or ``ssl_context=`` connect with TLS.
 ``python3 -m stupidp2p chat --server HOST:PORT --me ID --peer ID`` is a
 terminal chat.
 """
