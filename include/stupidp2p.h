@@ -19,8 +19,10 @@
  *  - ADDITIONS (stupid_p2p_init_ex ... stupid_p2p_strerror): an options
  *    struct, ids as (pointer, length) byte strings, the server's failure
  *    reason as its own error code, the sender id of every message (protocol
- *    v2), sending to one device, a blocking receive with a timeout, and
- *    callbacks for messages, presence, connection state and logging.
+ *    v2), sending to one device, a blocking receive with a timeout,
+ *    callbacks for messages, presence, connection state and logging, and
+ *    device tokens: ids claimed with AUTH, the token never on the wire
+ *    (stupid_p2p_register).
  *
  * Build and link:  cc app.c -Iinclude libstupidp2p.a -lpthread
  *

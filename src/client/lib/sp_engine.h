@@ -34,7 +34,12 @@
  * - RESTORE: the remembered id is registered again and every remembered
  *   subscription renewed, pipelined; only when the last reply is in does
  *   the state become CONNECTED, so an application never sees a connected
- *   handle that has not got its id back.
+ *   handle that has not got its id back. With a token the id is claimed
+ *   with AUTH: step 1, then, as soon as the challenge is in, step 2 with
+ *   the subscriptions pipelined behind it (a device's PEERS judge the id we
+ *   hold). An AUTH that fails (refused, status 6, a v1 session) gives the
+ *   id up for good, reported with the next CONNECTED; only a wrong server
+ *   signature ends the connection instead, to try again after a backoff.
  * - CONNECTED: a heartbeat every heartbeat_interval_ms (clamped to a third
  *   of the server's idle timeout). Liveness comes from replies only: each
  *   request remembers when it was queued, and last_alive is the queueing
