@@ -429,18 +429,23 @@ class OriginalServerTest(LogCheckedCase):
 # ---- a server that lies ----------------------------------------------------
 
 
-def auth_script(bad_signature_on, seen):
+def auth_script(bad_signature_on, seen, original_from=None):
     """A v2 server that knows alice's verifier (token A), with a wrong
-    signature on the connections numbered in ``bad_signature_on``; CHECK_ALIVE
-    "drop" hangs up.  ``seen`` gets (connection, command) for every
-    request."""
+    signature on the connections numbered in ``bad_signature_on``, and from
+    connection ``original_from`` on an original one (HELLO and AUTH get no
+    answer); CHECK_ALIVE "drop" hangs up.  ``seen`` gets (connection,
+    command) for every request."""
     keys = AuthKeys.from_token(TOKEN_A)
 
     def script(sock, n):
         challenge = None
+        original = original_from is not None and n >= original_from
         for payload in read_payloads(sock):
             req = codec.parse_request(payload)
             seen.append((n, req.command))
+            if original and req.command in (protocol.CMD_HELLO,
+                                            protocol.CMD_AUTH):
+                continue
             if req.command == protocol.CMD_HELLO:
                 reply = codec.encode_hello_reply(*GRANT)
             elif req.command == protocol.CMD_CHECK_ALIVE and req.id == b"drop":
@@ -464,14 +469,30 @@ def auth_script(bad_signature_on, seen):
 
 
 class LyingServerTest(LogCheckedCase):
-    def start(self, bad_signature_on):
+    def start(self, bad_signature_on, **options):
         seen = []
-        srv = ScriptedServer(auth_script(bad_signature_on, seen))
+        srv = ScriptedServer(auth_script(bad_signature_on, seen,
+                                         options.pop("original_from", None)))
         self.addCleanup(srv.close)
         c = Client("127.0.0.1", srv.port, token=TOKEN_A, timeout=5,
-                   backoff_max=0.3)
+                   backoff_max=0.3, **options)
         self.addCleanup(c.close)
         return srv, c, seen
+
+    def test_an_original_server_after_a_reconnect_gets_no_register(self):
+        lost = Collector()
+        srv, c, seen = self.start((), original_from=1, on_id_lost=lost)
+        c.register("alice")
+        with self.assertRaises(ConnectionLostError):
+            c.is_alive("drop")
+        self.assertTrue(wait_until(lambda: lost.items, 10))
+        self.assertEqual(c.protocol_version, 1)
+        self.assertIsInstance(lost.items[0][1], Unsupported)
+        self.assertIsNone(c.device_id)
+        c.ping()
+        later = [cmd for n, cmd in seen if n >= 1]
+        self.assertNotIn(protocol.CMD_REGISTER, later)
+        self.assertNotIn(protocol.CMD_AUTH, later)
 
     def test_a_wrong_signature_is_a_protocol_error(self):
         srv, c, seen = self.start({0})

@@ -1207,6 +1207,8 @@ class Client:
         requests ``expect`` names, in order; events that come meanwhile are
         dispatched.  With ``hello``, the first frame is HELLO, whose reply
         (which an original server never sends) is taken apart."""
+        if not frames:
+            return []
         conn.io.send(b"".join(frames), deadline)
         replies: List[Reply] = []
         while len(replies) < len(expect):
