@@ -159,6 +159,8 @@ UNIT_LINK_test_options        := $(call sobj,options log)
 UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
                                  $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
+UNIT_LINK_test_devices        := $(call sobj,devices hash os_random)
+UNIT_LINK_test_log            := $(call sobj,log)
 UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
 # The link against real nats-server processes (test/support/nats_cluster.c)
@@ -171,6 +173,9 @@ UNIT_LDFLAGS_test_nats_link   := -pthread
 # fake session, relay_world.h.
 RELAY_TEST_LINK := $(call sobj,relay relay_auth auth_table base64url devices close_reason hash os_random log) \
                    $(call cobj,codec auth_proof sha256 hmac_sha256)
+# The connection's tests run the real relay over socketpairs.
+UNIT_LINK_test_connection     := $(call sobj,connection event_loop poller io ring_buffer \
+                                   frame_reader) $(RELAY_TEST_LINK)
 
 .SECONDEXPANSION:
 $(BUILD)/test/unit/%: $(BUILD)/test/unit/%.cpp.o $$(UNIT_LINK_$$(notdir $$*))

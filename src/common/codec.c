@@ -16,6 +16,17 @@ uint32_t p2p_get_be32(const uint8_t p[4])
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+void p2p_put_be64(uint8_t p[8], uint64_t v)
+{
+    p2p_put_be32(p, (uint32_t)(v >> 32));
+    p2p_put_be32(p + 4, (uint32_t)v);
+}
+
+uint64_t p2p_get_be64(const uint8_t p[8])
+{
+    return (uint64_t)p2p_get_be32(p) << 32 | p2p_get_be32(p + 4);
+}
+
 /* ---- frames ---------------------------------------------------------------- */
 
 void p2p_frame_header_encode(uint8_t header[4], uint32_t length)
@@ -132,6 +143,18 @@ size_t p2p_encode_bye(uint8_t *out, uint8_t reason, const char *text, size_t tex
     if (text_len != 0)
         memcpy(out + 2, text, text_len);
     return 2 + text_len;
+}
+
+size_t p2p_encode_gap(uint8_t *out, const uint8_t *id, size_t id_len, uint32_t frames,
+                      uint64_t bytes)
+{
+    out[0] = P2P_EVT_GAP;
+    out[1] = (uint8_t)id_len;
+    if (id_len != 0)
+        memcpy(out + 2, id, id_len);
+    p2p_put_be32(out + 2 + id_len, frames);
+    p2p_put_be64(out + 6 + id_len, bytes);
+    return P2P_GAP_FIXED + id_len;
 }
 
 size_t p2p_encode_auth_start(uint8_t *out, const uint8_t *id, size_t id_len,
@@ -299,6 +322,15 @@ enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
         out->reason = payload[1];
         out->data = payload + 2;
         out->data_len = len - 2 > P2P_BYE_TEXT_MAX ? P2P_BYE_TEXT_MAX : len - 2;
+        return P2P_PARSE_OK;
+    case P2P_EVT_GAP:
+        out->kind = P2P_MSG_GAP;
+        if (len < 2 || (size_t)P2P_GAP_FIXED + payload[1] > len)
+            return P2P_PARSE_MALFORMED;
+        out->id_len = payload[1];
+        out->id = out->id_len != 0 ? payload + 2 : NULL;
+        out->gap_frames = p2p_get_be32(payload + 2 + out->id_len);
+        out->gap_bytes = p2p_get_be64(payload + 6 + out->id_len);
         return P2P_PARSE_OK;
     default:
         out->kind = P2P_MSG_UNKNOWN;

@@ -33,6 +33,8 @@ extern "C" {
 
 void p2p_put_be32(uint8_t p[4], uint32_t v);
 uint32_t p2p_get_be32(const uint8_t p[4]);
+void p2p_put_be64(uint8_t p[8], uint64_t v);
+uint64_t p2p_get_be64(const uint8_t p[8]);
 
 /* ---- frames ---------------------------------------------------------------- */
 
@@ -73,6 +75,8 @@ enum p2p_frame_result p2p_frame_parse(const uint8_t *buf, size_t len,
 #define P2P_ID_HEAD_MAX (2u + P2P_ID_MAX)        /* [cmd][id_len][id]         */
 #define P2P_PRESENCE_MAX (3u + P2P_ID_MAX)       /* [0b][state][id_len][id]   */
 #define P2P_BYE_MAX (2u + P2P_BYE_TEXT_MAX)      /* [0e][reason][text]        */
+#define P2P_GAP_FIXED 14u                        /* GAP without its id        */
+#define P2P_GAP_MAX (P2P_GAP_FIXED + P2P_ID_MAX) /* [0f][id_len][id][u32][u64] */
 /* AUTH step 1: [0c][01][id_len][id][client nonce] */
 #define P2P_AUTH_START_MAX (3u + P2P_ID_MAX + P2P_AUTH_NONCE_SIZE)
 #define P2P_AUTH_PROOF_REQ_SIZE (2u + P2P_AUTH_PROOF_SIZE) /* [0c][02][proof] */
@@ -114,6 +118,11 @@ size_t p2p_encode_presence(uint8_t *out, uint8_t state, const uint8_t *id, size_
  * P2P_BYE_MAX bytes. */
 size_t p2p_encode_bye(uint8_t *out, uint8_t reason, const char *text, size_t text_len);
 
+/* GAP: [0f][id_len][id][frames u32][bytes u64]; id_len 0 (no id) stands
+ * for every publisher not named in the episode's other GAP events. out:
+ * P2P_GAP_MAX bytes. */
+size_t p2p_encode_gap(uint8_t *out, const uint8_t *id, size_t id_len, uint32_t frames,
+                      uint64_t bytes);
 /* AUTH step 1: [0c][01][id_len][id][client nonce, 32 bytes]. id_len is
  * 1..P2P_ID_MAX. out: P2P_AUTH_START_MAX bytes. */
 size_t p2p_encode_auth_start(uint8_t *out, const uint8_t *id, size_t id_len,
@@ -171,6 +180,7 @@ enum p2p_message_kind {
     P2P_MSG_DELIVER,         /* [09][id_len][sender id][data]                */
     P2P_MSG_PRESENCE,        /* [0b][state][id_len][id]                      */
     P2P_MSG_BYE,             /* [0e][reason][text]                           */
+    P2P_MSG_GAP,             /* [0f][id_len][id][frames u32][bytes u64]      */
     P2P_MSG_UNKNOWN          /* any other command byte: to be ignored        */
 };
 
@@ -187,20 +197,24 @@ struct p2p_message {
     /* REPLY to AUTH with status 1: the step it answers, and in data the
      * 32-byte server nonce (step 1) or server signature (step 2). */
     uint8_t step;
-    const uint8_t *id;       /* DELIVER: sender; PRESENCE: the device        */
+    const uint8_t *id;       /* DELIVER: sender; PRESENCE: the device; GAP:
+                                the publisher (id_len 0: the others)         */
     size_t id_len;
     const uint8_t *data;     /* V1_DELIVERY, DELIVER: the data; BYE: text;
                                 AUTH success: the 32 bytes after the step    */
     size_t data_len;
     uint8_t state;           /* PRESENCE                                     */
     uint8_t reason;          /* BYE                                          */
+    uint32_t gap_frames;     /* GAP: messages dropped                        */
+    uint64_t gap_bytes;      /* GAP: their data bytes                        */
 };
 
 /* Classifies and splits a non-empty payload from the server. MALFORMED: a
  * reply without its status, a successful HELLO reply shorter than its 11
  * bytes, an AUTH success reply that is not exactly [8c][01][1 or 2][32
  * bytes], a DELIVER or PRESENCE whose id is empty or overruns the payload, a
- * BYE without its reason. */
+ * BYE without its reason, a GAP whose id or counts overrun the payload.
+ * Bytes after a GAP's counts are ignored. */
 enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
                                         struct p2p_message *out);
 

@@ -33,7 +33,9 @@ enum p2p_command {
     P2P_CMD_SEND_TO = 0x0A,      /* id_len, target id, data               */
     P2P_EVT_PRESENCE = 0x0B,     /* server -> v2 client: state, id_len, id*/
     P2P_CMD_AUTH = 0x0C,         /* step u8, then per step (see below)    */
-    P2P_EVT_BYE = 0x0E           /* server -> v2 client: reason, text     */
+    P2P_EVT_BYE = 0x0E,          /* server -> v2 client: reason, text     */
+    P2P_EVT_GAP = 0x0F           /* server -> v2 client: id_len, id,
+                                    frames u32, bytes u64 (drop policy)   */
 };
 
 /* A reply's command byte is the request's with this bit set. Requests with
@@ -70,6 +72,11 @@ enum p2p_presence_state { P2P_PRESENCE_OFFLINE = 0, P2P_PRESENCE_ONLINE = 1 };
 
 /* HELLO flags. Every other bit is reserved and makes HELLO fail (88 04). */
 #define P2P_HELLO_FLAG_QUIET 0x01u
+/* "Drop, don't disconnect": deliveries that would pass the output limit
+ * are dropped whole and reported by GAP events instead of the session being
+ * closed with BYE 3. */
+#define P2P_HELLO_FLAG_DROP 0x02u
+#define P2P_HELLO_FLAGS_KNOWN (P2P_HELLO_FLAG_QUIET | P2P_HELLO_FLAG_DROP)
 
 /* AUTH (v2 only), a two-step challenge-response; stupidp2p(7), AUTH:
  *   step 1  C: 0c 01 id_len id client_nonce[32]   S: 8c 01 01 server_nonce[32]
@@ -98,5 +105,8 @@ enum p2p_auth_step { P2P_AUTH_STEP_START = 1, P2P_AUTH_STEP_PROOF = 2 };
 #define P2P_BYE_TEXT_MAX 127u
 /* HELLO reply: 88 01 version u8, max_frame u32, idle_timeout_s u32. */
 #define P2P_HELLO_REPLY_SIZE 11u
+/* GAP: at most this many events, one per publisher with drops plus one for
+ * all the others, follow one episode of drops. */
+#define P2P_GAP_NAMED_MAX 16u
 
 #endif /* STUPIDP2P_PROTOCOL_H */

@@ -18,6 +18,9 @@ enum class CloseReason : uint8_t {
     protocol_error,  // BYE 5: frame too long, command byte >= 0x80 in v2
     not_authorized,  // BYE 6: a third failed AUTH, or the auth file withdrew the id
     limit,           // BYE 7: a server limit (reserved; none sends it yet)
+    evicted,         // BYE 3: its output was among the largest at the memory limit
+    frame_timeout,   // BYE 2: a frame was begun and not finished in time
+    memory_limit,    // BYE 7: no memory for its input at the memory limit
     peer_closed,     // the peer shut down its side (EOF)
     io_error,        // a socket error or no memory for a buffer: no flush
     linger_expired,  // a closing connection's output was not taken in time

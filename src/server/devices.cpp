@@ -1,31 +1,81 @@
 // devices.cpp - see devices.h.
 #include "devices.h"
 
+#include <cstdarg>
+#include <cstdio>
 #include <new>
+
+namespace {
+
+// Writes a printf-style reason into why and returns false: the failure path
+// of the invariant checks.
+bool broken(char* why, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+bool broken(char* why, size_t cap, const char* fmt, ...) {
+    if (cap != 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        std::vsnprintf(why, cap, fmt, ap);
+        va_end(ap);
+    }
+    return false;
+}
+
+}  // namespace
+
+Devices::Devices(const HashKey& key, uint32_t max_devices, MemoryBudget* budget)
+    : table_(key, siphash13, budget),
+      subscriptions_(key, siphash13, budget),
+      max_devices_(max_devices),
+      budget_(budget) {}
 
 Devices::~Devices() {
     // Sessions are ended before the relay goes, so only entries of a server
     // stopped by a fatal error can remain here.
-    table_.for_each([](Device* d) {
+    table_.for_each([this](Device* d) {
         while (Subscription* sub = d->subscribers.pop_front()) {
             IntrusiveList<Subscription, BySession>::unlink(*sub);
             delete sub;
         }
-        delete d;
+        d->~Device();
+        ::operator delete(d);
     });
+    budget_release(budget_, entry_bytes_);
+}
+
+uint64_t Devices::memory() const {
+    return entry_bytes_ + table_.memory() + subscriptions_.memory();
 }
 
 Device* Devices::find_or_create(std::string_view id) {
     Device* d = table_.find(id);
     if (d != nullptr) return d;
-    d = new (std::nothrow) Device;
-    if (d == nullptr) return nullptr;
-    d->id.assign(id.data(), id.size());
-    if (!table_.insert(d)) {
-        delete d;
+    if (table_.size() >= max_devices_ || id.empty() || id.size() > 255) return nullptr;
+    size_t bytes = sizeof(Device) + id.size();
+    if (!budget_charge(budget_, bytes)) return nullptr;
+    void* block = ::operator new(bytes, std::nothrow);
+    if (block == nullptr) {
+        budget_release(budget_, bytes);
         return nullptr;
     }
+    d = new (block) Device(static_cast<uint8_t>(id.size()));
+    id.copy(d->id_bytes(), id.size());
+    if (!table_.insert(d)) {
+        d->~Device();
+        ::operator delete(block);
+        budget_release(budget_, bytes);
+        return nullptr;
+    }
+    entry_bytes_ += bytes;
     return d;
+}
+
+void Devices::destroy(Device* d) {
+    size_t bytes = sizeof(Device) + d->id_len;
+    table_.erase(d->key());
+    d->~Device();  // unlinks it from the relay's damping list, if on it
+    ::operator delete(d);
+    entry_bytes_ -= bytes;
+    budget_release(budget_, bytes);
 }
 
 Session* Devices::claim(Session& s, Device& d) {
@@ -49,53 +99,51 @@ Device* Devices::release(Session& s) {
 }
 
 bool Devices::subscribed(const Session& s, const Device& d) const {
-    // Walk the shorter of the two lists.
-    if (s.subscription_count <= d.subscriber_count) {
-        for (const Subscription* sub = s.subscriptions.front(); sub != nullptr;
-             sub = s.subscriptions.next(*sub))
-            if (sub->device == &d) return true;
-    } else {
-        for (const Subscription* sub = d.subscribers.front(); sub != nullptr;
-             sub = d.subscribers.next(*sub))
-            if (sub->subscriber == &s) return true;
-    }
-    return false;
+    return subscriptions_.find(SubscriptionKey{&s, &d}) != nullptr;
 }
 
 bool Devices::subscribe(Session& s, Device& d) {
+    if (!budget_charge(budget_, sizeof(Subscription))) return false;
     auto* sub = new (std::nothrow) Subscription;
-    if (sub == nullptr) return false;
+    if (sub == nullptr) {
+        budget_release(budget_, sizeof(Subscription));
+        return false;
+    }
     sub->subscriber = &s;
     sub->device = &d;
+    if (!subscriptions_.insert(sub)) {
+        delete sub;
+        budget_release(budget_, sizeof(Subscription));
+        return false;
+    }
+    entry_bytes_ += sizeof(Subscription);
     d.subscribers.push_back(*sub);
     s.subscriptions.push_back(*sub);
     ++d.subscriber_count;
     ++s.subscription_count;
-    ++subscriptions_;
     return true;
 }
 
 void Devices::drop(Subscription* sub) {
     Device* d = sub->device;
     Session* s = sub->subscriber;
+    subscriptions_.erase(sub->key());
     IntrusiveList<Subscription, ByDevice>::unlink(*sub);
     IntrusiveList<Subscription, BySession>::unlink(*sub);
     --d->subscriber_count;
     --s->subscription_count;
-    --subscriptions_;
     delete sub;
+    entry_bytes_ -= sizeof(Subscription);
+    budget_release(budget_, sizeof(Subscription));
     collect(d);
 }
 
 void Devices::unsubscribe(Session& s, Device& d) {
-    for (Subscription* sub = s.subscriptions.front(); sub != nullptr;
-         sub = s.subscriptions.next(*sub)) {
-        if (sub->device == &d) {
-            drop(sub);
-            return;
-        }
-    }
-    collect(&d);
+    Subscription* sub = subscriptions_.find(SubscriptionKey{&s, &d});
+    if (sub != nullptr)
+        drop(sub);
+    else
+        collect(&d);
 }
 
 void Devices::unsubscribe_all(Session& s) {
@@ -104,6 +152,84 @@ void Devices::unsubscribe_all(Session& s) {
 
 void Devices::collect(Device* d) {
     if (d->online() || d->subscriber_count != 0) return;
-    table_.erase(d->key());
-    delete d;
+    destroy(d);
+}
+
+// ---- invariants -----------------------------------------------------------------
+
+bool Devices::check_invariants(char* why, size_t cap) const {
+    if (table_.size() > max_devices_)
+        return broken(why, cap, "%zu devices, limit %u", table_.size(), max_devices_);
+    bool ok = true;
+    size_t subs_seen = 0;
+    uint64_t bytes = 0;
+    table_.for_each([&](Device* d) {
+        if (!ok) return;
+        bytes += sizeof(Device) + d->id_len;
+        if (table_.find(d->key()) != d) {
+            ok = broken(why, cap, "device not found under its own id");
+            return;
+        }
+        if (!d->online() && d->subscriber_count == 0) {
+            ok = broken(why, cap, "device offline and unfollowed: not collected");
+            return;
+        }
+        if (d->online() && d->holder->device != d) {
+            ok = broken(why, cap, "holder does not point back at its device");
+            return;
+        }
+        uint32_t n = 0;
+        for (const Subscription* sub = d->subscribers.front(); sub != nullptr;
+             sub = d->subscribers.next(*sub)) {
+            ++n;
+            if (sub->device != d) {
+                ok = broken(why, cap, "subscription on the list of another device");
+                return;
+            }
+            if (subscriptions_.find(sub->key()) != sub) {
+                ok = broken(why, cap, "subscription missing from the table");
+                return;
+            }
+            if (!IntrusiveList<Subscription, BySession>::linked(*sub) ||
+                sub->subscriber->subscription_count == 0) {
+                ok = broken(why, cap, "subscription not on its session's list");
+                return;
+            }
+        }
+        if (n != d->subscriber_count) {
+            ok = broken(why, cap, "device counts %u subscribers, list has %u", d->subscriber_count,
+                        n);
+            return;
+        }
+        subs_seen += n;
+        bytes += uint64_t{n} * sizeof(Subscription);
+    });
+    if (!ok) return false;
+    if (subs_seen != subscriptions_.size())
+        return broken(why, cap, "%zu subscriptions on lists, %zu in the table", subs_seen,
+                      subscriptions_.size());
+    if (bytes != entry_bytes_)
+        return broken(why, cap, "entries take %llu bytes, %llu charged",
+                      static_cast<unsigned long long>(bytes),
+                      static_cast<unsigned long long>(entry_bytes_));
+    return true;
+}
+
+bool Devices::check_session(const Session& s, char* why, size_t cap) const {
+    uint32_t n = 0;
+    for (const Subscription* sub = s.subscriptions.front(); sub != nullptr;
+         sub = s.subscriptions.next(*sub)) {
+        ++n;
+        if (sub->subscriber != &s) return broken(why, cap, "subscription of another session");
+        if (table_.find(sub->device->key()) != sub->device)
+            return broken(why, cap, "subscription to a device not in the table");
+        if (subscriptions_.find(sub->key()) != sub)
+            return broken(why, cap, "session's subscription missing from the table");
+    }
+    if (n != s.subscription_count)
+        return broken(why, cap, "session counts %u subscriptions, list has %u",
+                      s.subscription_count, n);
+    if (s.device != nullptr && (table_.find(s.device->key()) != s.device || s.device->holder != &s))
+        return broken(why, cap, "session's device does not name it as holder");
+    return true;
 }

@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "clock.h"
 #include "intrusive_list.h"
 #include "poller.h"
 
@@ -42,7 +43,7 @@ class EventHandler : public ListHook<DeferTag>, public ListHook<IterationEndTag>
     virtual void on_iteration_end() {}
 };
 
-class EventLoop {
+class EventLoop final : public Clock {
    public:
     class Hooks {
        public:
@@ -88,7 +89,8 @@ class EventLoop {
     bool run();
     void stop() { running_ = false; }
 
-    uint64_t now_ms() const { return now_ms_; }
+    // The time read when this iteration's wait returned.
+    uint64_t now_ms() const override { return now_ms_; }
     // Reads CLOCK_MONOTONIC in milliseconds.
     static uint64_t monotonic_ms();
 

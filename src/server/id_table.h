@@ -1,4 +1,5 @@
-// id_table.h - an open-addressing hash table from device id to entry.
+// id_table.h - an open-addressing hash table from a key (a device id, or
+// any small plain value such as a pair of pointers) to an entry.
 //
 // Linear probing over a power-of-two array of {hash, entry*} slots, kept at
 // most 3/4 full; deletion shifts later members of the probe run back
@@ -8,8 +9,16 @@
 // hashes match, and growth never rehashes a key.
 //
 // The table stores pointers and owns nothing: an Entry lives elsewhere and
-// must provide `std::string_view key() const`, stable while it is in the
-// table. Keys are arbitrary bytes (NUL included), compared exactly.
+// must provide `Key key() const`, stable while it is in the table. A
+// string_view key is arbitrary bytes (NUL included), compared exactly; any
+// other Key is hashed as its object representation (so it must have no
+// padding) and compared with ==. The devices table is keyed by id, the
+// subscriptions table by (subscriber, device).
+//
+// Cost: every probed slot is counted (probes()), so that tests can show a
+// lookup's cost does not grow with the table; the slot array is charged to
+// a MemoryBudget when one is given, and a growth the budget refuses fails
+// the insert like running out of memory.
 //
 // The hash is keyed (siphash13 with a random key in the server); tests may
 // pass any function, e.g. a constant one to force every key to collide.
@@ -19,26 +28,37 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
+#include <type_traits>
 
 #include "hash.h"
+#include "memory_budget.h"
 
-template <class Entry>
+template <class Entry, class Key = std::string_view>
 class IdTable {
    public:
     using Hasher = uint64_t (*)(const HashKey& key, const void* data, size_t len);
 
-    explicit IdTable(const HashKey& key, Hasher hasher = siphash13) : key_(key), hasher_(hasher) {}
-    ~IdTable() { std::free(slots_); }
+    explicit IdTable(const HashKey& key, Hasher hasher = siphash13, MemoryBudget* budget = nullptr)
+        : key_(key), hasher_(hasher), budget_(budget) {}
+    ~IdTable() {
+        std::free(slots_);
+        budget_release(budget_, memory());
+    }
     IdTable(const IdTable&) = delete;
     IdTable& operator=(const IdTable&) = delete;
 
     size_t size() const { return count_; }
     size_t capacity() const { return slots_ ? mask_ + 1 : 0; }
+    // Bytes of the slot array.
+    size_t memory() const { return capacity() * sizeof(Slot); }
+    // Slots examined by find, insert and erase so far.
+    uint64_t probes() const { return probes_; }
 
-    Entry* find(std::string_view key) const {
+    Entry* find(const Key& key) const {
         if (count_ == 0) return nullptr;
         uint64_t h = hash(key);
         for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+            ++probes_;
             const Slot& s = slots_[i];
             if (s.entry == nullptr) return nullptr;
             if (s.hash == h && s.entry->key() == key) return s.entry;
@@ -53,18 +73,22 @@ class IdTable {
             return false;
         uint64_t h = hash(entry->key());
         size_t i = h & mask_;
-        while (slots_[i].entry != nullptr) i = (i + 1) & mask_;
+        while (slots_[i].entry != nullptr) {
+            ++probes_;
+            i = (i + 1) & mask_;
+        }
         slots_[i] = Slot{h, entry};
         ++count_;
         return true;
     }
 
     // Removes and returns the entry under key, or nullptr if absent.
-    Entry* erase(std::string_view key) {
+    Entry* erase(const Key& key) {
         if (count_ == 0) return nullptr;
         uint64_t h = hash(key);
         size_t i = h & mask_;
         for (;; i = (i + 1) & mask_) {
+            ++probes_;
             if (slots_[i].entry == nullptr) return nullptr;
             if (slots_[i].hash == h && slots_[i].entry->key() == key) break;
         }
@@ -73,6 +97,7 @@ class IdTable {
         // not in (hole, j] into the hole.
         size_t hole = i;
         for (size_t j = (i + 1) & mask_; slots_[j].entry != nullptr; j = (j + 1) & mask_) {
+            ++probes_;
             size_t home = slots_[j].hash & mask_;
             bool stays = (hole <= j) ? (hole < home && home <= j) : (hole < home || home <= j);
             if (!stays) {
@@ -99,11 +124,23 @@ class IdTable {
         Entry* entry;
     };
 
-    uint64_t hash(std::string_view key) const { return hasher_(key_, key.data(), key.size()); }
+    uint64_t hash(const Key& key) const {
+        if constexpr (std::is_same_v<Key, std::string_view>) {
+            return hasher_(key_, key.data(), key.size());
+        } else {
+            static_assert(std::has_unique_object_representations_v<Key>,
+                          "a non-string key is hashed as its bytes: no padding");
+            return hasher_(key_, &key, sizeof key);
+        }
+    }
 
     bool resize(size_t cap) {
+        if (!budget_charge(budget_, cap * sizeof(Slot))) return false;
         auto* fresh = static_cast<Slot*>(std::calloc(cap, sizeof(Slot)));
-        if (fresh == nullptr) return false;
+        if (fresh == nullptr) {
+            budget_release(budget_, cap * sizeof(Slot));
+            return false;
+        }
         size_t mask = cap - 1;
         for (size_t i = 0; i < capacity(); ++i) {
             const Slot& s = slots_[i];
@@ -112,6 +149,7 @@ class IdTable {
             while (fresh[j].entry != nullptr) j = (j + 1) & mask;
             fresh[j] = s;
         }
+        budget_release(budget_, memory());
         std::free(slots_);
         slots_ = fresh;
         mask_ = mask;
@@ -121,6 +159,8 @@ class IdTable {
     Slot* slots_ = nullptr;
     size_t mask_ = 0;
     size_t count_ = 0;
+    mutable uint64_t probes_ = 0;
     HashKey key_;
     Hasher hasher_;
+    MemoryBudget* budget_;
 };

@@ -20,17 +20,32 @@ int main(int argc, char** argv) {
     if (options.tool == ServerTool::gen_token) return gen_token_main();
     if (options.tool == ServerTool::hash_token) return hash_token_main(options.hash_token_id.c_str());
     log_set_level(options.log_level);
+    log_open();
     // Ring buffers are freed when they empty, so that idle connections cost
     // no buffer memory, and allocated again on the next burst. glibc would
     // give such memory back to the kernel at once (heap trimming, or mmap for
     // blocks over 128 KiB) and fault it in again on the next touch: measured
-    // at a third of the server's time relaying 1 KiB messages. Keep up to
-    // 64 MiB of freed heap for reuse, and serve blocks up to 4 MiB (output
-    // rings under load) from the heap. Fixed values also turn off glibc's
-    // adaptive threshold, so memory behaviour does not drift with history.
-    if (mallopt(M_TRIM_THRESHOLD, 64 << 20) == 0 || mallopt(M_MMAP_THRESHOLD, 4 << 20) == 0)
+    // at a third of the server's time relaying 1 KiB messages. Keep freed
+    // heap for reuse, up to 64 MiB or a quarter of --max-memory, and serve
+    // blocks below 256 KiB from the heap: the rings of connections that
+    // keep up (output is written once it grows by 64 KiB within an
+    // iteration, and an input ring holds one frame of the default 64 KiB
+    // at most, so their rings stay below that). Larger rings belong to
+    // consumers that fall behind; they are mapped and unmapped whole, so
+    // that freeing them, above all when the memory limit evicts them, gives
+    // the memory back at once instead of leaving holes in the heap: resident
+    // memory then stays close to what --max-memory counts. Fixed values also
+    // turn off glibc's adaptive threshold, so behaviour does not drift with
+    // history.
+    uint64_t keep = options.max_memory / 4 < (64u << 20) ? options.max_memory / 4 : 64u << 20;
+    if (mallopt(M_TRIM_THRESHOLD, static_cast<int>(keep)) == 0 ||
+        mallopt(M_MMAP_THRESHOLD, 256 << 10) == 0)
         LOG_INFO("this allocator ignores mallopt (a sanitizer build?): buffer reuse may fault");
-    Server server(options);
-    if (!server.start()) return 1;
-    return server.run();
+    int status = 1;
+    {
+        Server server(options);
+        if (server.start()) status = server.run();
+    }
+    log_flush_before_exit(1000);
+    return status;
 }

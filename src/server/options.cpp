@@ -2,6 +2,7 @@
 #include "options.h"
 
 #include <getopt.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -37,6 +38,13 @@ const char kUsage[] =
     "                        that falls further behind is disconnected\n"
     "                        (default 4194304)\n"
     "  --max-subs N          subscriptions per connection (default 4096)\n"
+    "  --max-memory BYTES    all connection buffers and device entries\n"
+    "                        together; past it the largest output buffers are\n"
+    "                        cut first (default: a quarter of physical memory,\n"
+    "                        at most 1073741824; 1048576-1099511627776)\n"
+    "  --max-devices N       device ids held or subscribed to (default 1000000)\n"
+    "  --frame-timeout SEC   close a connection whose begun frame is not\n"
+    "                        complete within SEC seconds (default 30, 0 = never)\n"
     "  --log-level LEVEL     error, warn, info or debug (default info)\n"
     "  --metrics ADDR:PORT   serve Prometheus metrics (GET /metrics) and\n"
     "                        GET /healthz over HTTP on ADDR:PORT ([v6]:PORT)\n"
@@ -59,13 +67,20 @@ void usage_error(const char* fmt, const char* arg) {
 }
 
 // Parses a whole decimal number in [lo, hi]; no sign, no trailing junk.
-bool parse_u32(const char* text, uint32_t lo, uint32_t hi, uint32_t* out) {
+bool parse_u64(const char* text, uint64_t lo, uint64_t hi, uint64_t* out) {
     if (text == nullptr || *text < '0' || *text > '9') return false;
     errno = 0;
     char* end = nullptr;
     unsigned long long v = std::strtoull(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0') return false;
     if (v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+bool parse_u32(const char* text, uint32_t lo, uint32_t hi, uint32_t* out) {
+    uint64_t v = 0;
+    if (!parse_u64(text, lo, hi, &v)) return false;
     *out = static_cast<uint32_t>(v);
     return true;
 }
@@ -88,7 +103,20 @@ bool parse_host_port(const char* text, std::string* host, uint16_t* port) {
     return true;
 }
 
+constexpr uint64_t kMemoryFloor = 1u << 20;
+constexpr uint64_t kMemoryCeiling = uint64_t{1} << 40;
+constexpr uint64_t kDefaultMemoryCap = 1u << 30;
+
 }  // namespace
+
+uint64_t default_max_memory() {
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return kDefaultMemoryCap;
+    uint64_t quarter = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 4;
+    if (quarter > kDefaultMemoryCap) return kDefaultMemoryCap;
+    return quarter < kMemoryFloor ? kMemoryFloor : quarter;
+}
 
 ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
     enum {
@@ -100,6 +128,9 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         kMaxSubs,
         kLogLevel,
         kPort,
+        kMaxMemory,
+        kMaxDevices,
+        kFrameTimeout,
         kMetrics,
         kAuthFile,
         kAuthRequired,
@@ -113,6 +144,9 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         {"max-conns", required_argument, nullptr, kMaxConns},
         {"max-output", required_argument, nullptr, kMaxOutput},
         {"max-subs", required_argument, nullptr, kMaxSubs},
+        {"max-memory", required_argument, nullptr, kMaxMemory},
+        {"max-devices", required_argument, nullptr, kMaxDevices},
+        {"frame-timeout", required_argument, nullptr, kFrameTimeout},
         {"log-level", required_argument, nullptr, kLogLevel},
         {"port", required_argument, nullptr, kPort},
         {"metrics", required_argument, nullptr, kMetrics},
@@ -182,6 +216,26 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                     return ParseResult::usage_error;
                 }
                 out->max_subs = v;
+                break;
+            case kMaxMemory:
+                if (!parse_u64(optarg, kMemoryFloor, kMemoryCeiling, &out->max_memory)) {
+                    usage_error("invalid --max-memory '%s' (bytes, 1048576-1099511627776)", optarg);
+                    return ParseResult::usage_error;
+                }
+                break;
+            case kMaxDevices:
+                if (!parse_u32(optarg, 1, 100000000, &v)) {
+                    usage_error("invalid --max-devices '%s' (1-100000000)", optarg);
+                    return ParseResult::usage_error;
+                }
+                out->max_devices = v;
+                break;
+            case kFrameTimeout:
+                if (!parse_u32(optarg, 0, 7 * 24 * 3600, &v)) {
+                    usage_error("invalid --frame-timeout '%s' (seconds, 0-604800)", optarg);
+                    return ParseResult::usage_error;
+                }
+                out->frame_timeout_s = v;
                 break;
             case kLogLevel:
                 if (!log_parse_level(optarg, &out->log_level)) {
@@ -255,6 +309,7 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         return ParseResult::usage_error;
     }
     out->port = static_cast<uint16_t>(port);
+    if (out->max_memory == 0) out->max_memory = default_max_memory();
     // The output cap must hold the largest frame the server can produce.
     uint32_t largest = out->max_frame + P2P_SERVER_FRAME_SLACK + P2P_FRAME_HEADER_SIZE;
     if (out->max_output < largest && !max_output_given) out->max_output = largest;

@@ -25,6 +25,10 @@ struct ServerOptions {
     bool max_conns_given = false;         // --max-conns on the command line
     uint32_t max_output = 4u << 20;       // per-connection pending output cap
     uint32_t max_subs = 4096;             // subscriptions per connection
+    uint64_t max_memory = 0;              // all buffers and devices; 0 until parsed:
+                                          // a quarter of RAM, at most 1 GiB
+    uint32_t max_devices = 1000000;       // device ids held or subscribed to
+    uint32_t frame_timeout_s = 30;        // a begun frame must end within; 0: never
     LogLevel log_level = LogLevel::info;
     // --metrics ADDR:PORT: the HTTP endpoint for /metrics and /healthz.
     bool metrics = false;
@@ -37,6 +41,10 @@ struct ServerOptions {
 };
 
 enum class ParseResult { run, exit_ok, usage_error };
+
+// --max-memory's default: a quarter of physical memory, at most 1 GiB (at
+// least the option's minimum).
+uint64_t default_max_memory();
 
 // Parses argv. On usage_error a one-line reason has been printed to stderr
 // (plus a hint to --help); on exit_ok, --help or --version was printed to

@@ -17,6 +17,7 @@
 //    offline then online.
 #include "relay.h"
 
+#include <cstdio>
 #include <cstring>
 #include <string_view>
 
@@ -32,9 +33,20 @@ namespace {
 // QUIET (v2 only) leaves successful SEND and SEND_TO unacknowledged.
 bool acks_sends(const Session& s) { return !(s.quiet && is_v2(s)); }
 
+const Clock* system_clock() {
+    static const MonotonicClock clock;
+    return &clock;
+}
+
+uint8_t state_of(bool online) { return online ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE; }
+
 }  // namespace
 
-Relay::Relay(const RelayLimits& limits, const HashKey& key) : limits_(limits), devices_(key) {}
+Relay::Relay(const RelayLimits& limits, const HashKey& key, const Clock* clock,
+             MemoryBudget* budget)
+    : limits_(limits),
+      clock_(clock != nullptr ? clock : system_clock()),
+      devices_(key, limits.max_devices, budget) {}
 
 // ---- output helpers --------------------------------------------------------
 
@@ -52,13 +64,12 @@ void Relay::deliver(Session& to, const Session& from, const uint8_t* data, size_
     ++stats_.deliveries;
     uint8_t head[P2P_ID_HEAD_MAX];
     size_t n;
-    if (is_v2(to)) {
-        std::string_view id = from.device->key();
+    std::string_view id = from.device->key();
+    if (is_v2(to))
         n = p2p_encode_deliver_head(head, as_bytes(id), id.size());
-    } else {
+    else
         n = p2p_encode_send_head(head);
-    }
-    to.enqueue(head, n, data, len);
+    to.enqueue_delivery(id, head, n, data, len);
 }
 
 void Relay::send_state(Session& to, const Device& device, uint8_t state) {
@@ -68,11 +79,14 @@ void Relay::send_state(Session& to, const Device& device, uint8_t state) {
     to.enqueue(frame, n, nullptr, 0);
 }
 
+// What subscribers were last told, which SUBSCRIBE repeats: the id's state,
+// unless a change is being held back (then the state before it).
 void Relay::send_presence(Session& to, const Device& device) {
-    send_state(to, device, device.online() ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE);
+    send_state(to, device, state_of(device.presence.announced_online));
 }
 
 void Relay::announce_state(Device& device, const Session* except, uint8_t state) {
+    device.presence.announced_online = state == P2P_PRESENCE_ONLINE;
     for (Subscription* sub = device.subscribers.front(); sub != nullptr;
          sub = device.subscribers.next(*sub)) {
         if (sub->subscriber != except) send_state(*sub->subscriber, device, state);
@@ -80,14 +94,97 @@ void Relay::announce_state(Device& device, const Session* except, uint8_t state)
 }
 
 void Relay::announce_presence(Device& device, const Session* except) {
-    announce_state(device, except, device.online() ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE);
+    announce_state(device, except, state_of(device.online()));
+}
+
+void Relay::count_change(Device& device) {
+    PresenceState& p = device.presence;
+    uint64_t now = clock_->now_ms();
+    if (now - p.window_start_ms >= kPresenceWindowMs) {
+        p.window_start_ms = now;
+        p.changes = 0;
+    }
+    if (p.changes != UINT8_MAX) ++p.changes;
+}
+
+void Relay::presence_changed(Device& device, const Session* cause) {
+    PresenceState& p = device.presence;
+    if (IntrusiveList<Device, PresenceDampedTag>::linked(device)) return;  // held back already
+    if (device.subscriber_count == 0) {
+        p.announced_online = device.online();  // nobody to tell
+        return;
+    }
+    count_change(device);
+    if (p.changes <= kPresenceChanges) {
+        announce_presence(device, cause);
+        return;
+    }
+    ++stats_.presence_held;
+    damped_.push_back(device);  // on_tick() tells the outcome
+}
+
+void Relay::flush_presence(Device& device) {
+    IntrusiveList<Device, PresenceDampedTag>::unlink(device);
+    if (device.online() == device.presence.announced_online) return;
+    count_change(device);
+    announce_presence(device, device.holder);
+}
+
+void Relay::on_tick() {
+    uint64_t now = clock_->now_ms();
+    Device* d = damped_.front();
+    while (d != nullptr) {
+        Device* next = damped_.next(*d);
+        PresenceState& p = d->presence;
+        if (now - p.window_start_ms >= kPresenceWindowMs) {
+            // The outcome starts a new window and counts in it.
+            p.window_start_ms = now;
+            p.changes = 0;
+            flush_presence(*d);
+        }
+        d = next;
+    }
+}
+
+bool Relay::allow_takeover(Device& device, const Session& taker) {
+    PresenceState& p = device.presence;
+    uint64_t now = clock_->now_ms();
+    if (now - p.takeover_start_ms >= kTakeoverWindowMs) {
+        p.takeover_start_ms = now;
+        p.takeovers = 0;
+        p.fight_logged = false;
+    }
+    if (p.takeovers < kTakeovers) {
+        ++p.takeovers;
+        return true;
+    }
+    ++stats_.takeovers_refused;
+    if (!p.fight_logged) {
+        p.fight_logged = true;
+        LOG_WARN("takeover fight over \"%s\": %s refused after %u takeovers in %llu s; more are "
+                 "refused until the window ends",
+                 PrintableId(device.key()).text, taker.label(), static_cast<unsigned>(kTakeovers),
+                 static_cast<unsigned long long>(kTakeoverWindowMs / 1000));
+    }
+    return false;
 }
 
 void Relay::release_id(Session& s) {
     Device* d = devices_.release(s);
     if (d == nullptr) return;
-    announce_presence(*d, &s);
+    presence_changed(*d, &s);
     devices_.collect(d);
+}
+
+bool Relay::check_invariants(char* why, size_t cap) const {
+    if (!devices_.check_invariants(why, cap)) return false;
+    for (const Device* d = damped_.front(); d != nullptr; d = damped_.next(*d)) {
+        if (devices_.find(d->key()) != d) {
+            std::snprintf(why, cap, "damped device not in the table");
+            return false;
+        }
+    }
+    return true;
 }
 
 // ---- commands --------------------------------------------------------------
@@ -151,10 +248,11 @@ void Relay::on_register(Session& s, std::string_view id) {
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_NOT_AUTHORIZED);
         return;
     }
-    // Find or make the new id's entry first, so that a failure (no memory)
-    // leaves the connection with the id it had.
+    // Find or make the new id's entry first, so that a failure (no memory,
+    // the device limit, a takeover fight) leaves the connection with the id
+    // it had.
     Device* d = devices_.find_or_create(id);
-    if (d == nullptr) {
+    if (d == nullptr || (d->online() && !allow_takeover(*d, s))) {
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_LIMIT);
         return;
     }
@@ -182,9 +280,17 @@ bool Relay::claim_id(Session& s, Device& d) {
 void Relay::announce_claim(Session& s, Device& d, bool takeover) {
     // A takeover is not silent: the subscribers see the old holder go and
     // the new one come, so that nobody takes a hijacked id for the device
-    // they trusted without being told.
-    if (takeover) announce_state(d, &s, P2P_PRESENCE_OFFLINE);
-    announce_state(d, &s, P2P_PRESENCE_ONLINE);
+    // they trusted without being told. It is never held back by damping
+    // (takeovers have their own bound, allow_takeover), but counts in it.
+    if (takeover) {
+        IntrusiveList<Device, PresenceDampedTag>::unlink(d);
+        count_change(d);
+        count_change(d);
+        announce_state(d, &s, P2P_PRESENCE_OFFLINE);
+        announce_state(d, &s, P2P_PRESENCE_ONLINE);
+    } else {
+        presence_changed(d, &s);
+    }
     // The new id may reach fewer devices than the old one did.
     if (auth_) drop_unreachable_subscriptions(s);
 }
@@ -227,6 +333,7 @@ void Relay::on_send(Session& s, const uint8_t* data, size_t len) {
         return;
     }
     Device& d = *s.device;
+    flush_presence(d);  // PRESENCE online before the id's first delivery
     if (d.subscriber_count == 0) ++stats_.dropped_no_subscriber;
     for (Subscription* sub = d.subscribers.front(); sub != nullptr; sub = d.subscribers.next(*sub)) {
         if (sub->subscriber != &s) deliver(*sub->subscriber, s, data, len);
@@ -258,17 +365,19 @@ void Relay::on_check_alive(Session& s, std::string_view id) {
 
 void Relay::on_hello(Session& s, uint8_t version, uint8_t flags) {
     // A failure leaves the session as it was.
-    if (version == 0 || (flags & ~P2P_HELLO_FLAG_QUIET) != 0) {
+    if (version == 0 || (flags & ~P2P_HELLO_FLAGS_KNOWN) != 0) {
         reply(s, P2P_CMD_HELLO, P2P_STATUS_BAD_ARGUMENT);
         return;
     }
     uint8_t granted = version < P2P_VERSION_MAX ? version : static_cast<uint8_t>(P2P_VERSION_MAX);
     s.version = granted;
     s.quiet = (flags & P2P_HELLO_FLAG_QUIET) != 0;
+    s.drop_deliveries = (flags & P2P_HELLO_FLAG_DROP) != 0;
     uint8_t out[P2P_HELLO_REPLY_SIZE];
     s.enqueue(out, p2p_encode_hello_reply(out, granted, limits_.max_frame, limits_.idle_timeout_s),
               nullptr, 0);
-    LOG_DEBUG("%s negotiated protocol v%u%s", s.label(), granted, s.quiet ? " (quiet)" : "");
+    LOG_DEBUG("%s negotiated protocol v%u%s%s", s.label(), granted, s.quiet ? " (quiet)" : "",
+              s.drop_deliveries ? " (drop)" : "");
 }
 
 void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data, size_t len) {
@@ -300,6 +409,7 @@ void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data,
         fail(s, P2P_CMD_SEND_TO, P2P_STATUS_NOT_AUTHORIZED);
         return;
     }
+    flush_presence(*s.device);
     deliver(*d->holder, s, data, len);
     if (acks_sends(s)) reply(s, P2P_CMD_SEND_TO, P2P_STATUS_OK);
 }

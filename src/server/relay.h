@@ -13,6 +13,28 @@
 //    releases the session's id (subscribers see it go offline) and cancels
 //    its subscriptions. Afterwards the session is inert: the relay never
 //    sends to it again.
+//  - on_tick() is called periodically (the server: four times a second):
+//    presence held back by damping goes out there.
+//
+// Floods one client can cause, and their bounds (issue 10):
+//  - Presence flapping: an id that changes state (online/offline) more than
+//    kPresenceChanges times in a presence window is damped: further
+//    changes are not announced one by one; when the window ends, its
+//    subscribers get the id's state then, if it differs from what they were
+//    last told. No state is lost and the final state always arrives.
+//    SUBSCRIBE answers with the state subscribers were last told, so that
+//    every subscriber of an id holds the same view; a SEND or SEND_TO from
+//    an id whose coming online is held back announces it first, so that
+//    PRESENCE online still precedes the id's deliveries. A takeover is
+//    never held back (its PRESENCE offline then online keeps it visible);
+//    its two changes count in the window.
+//  - Takeover fights: two connections registering one id in turn. After
+//    kTakeovers takeovers of an id in a takeover window, further
+//    REGISTERs taking it over are refused (status 7, 0 in v1) until the
+//    window ends, logged once per window.
+//  - Every command costs O(1) amortised in the number of devices,
+//    subscriptions and sessions (devices.h), apart from the frames it
+//    produces.
 //
 // Authentication and authorization (relay_auth.cpp): with an auth table
 // installed, AUTH claims the ids it lists and REGISTER may not, and the
@@ -25,22 +47,33 @@
 #include <memory>
 
 #include "auth_table.h"
+#include "clock.h"
 #include "codec.h"
 #include "devices.h"
 #include "hash.h"
+#include "memory_budget.h"
 #include "session.h"
 
 struct RelayLimits {
-    uint32_t max_frame = 65536;      // announced in the HELLO reply
-    uint32_t idle_timeout_s = 300;   // announced in the HELLO reply
-    uint32_t max_subs = 4096;        // per session
+    uint32_t max_frame = 65536;        // announced in the HELLO reply
+    uint32_t idle_timeout_s = 300;     // announced in the HELLO reply
+    uint32_t max_subs = 4096;          // per session
+    uint32_t max_devices = 1000000;    // entries in the device table
 };
+
+// Damping (see above), documented in stupidp2p(7) and p2pServer(8).
+constexpr uint64_t kPresenceWindowMs = 1000;
+constexpr uint8_t kPresenceChanges = 4;
+constexpr uint64_t kTakeoverWindowMs = 10000;
+constexpr uint8_t kTakeovers = 10;
 
 struct RelayStats {
     uint64_t frames_in = 0;
     uint64_t deliveries = 0;         // frames queued to subscribers/targets
     uint64_t dropped_no_subscriber = 0;
     uint64_t takeovers = 0;
+    uint64_t takeovers_refused = 0;  // REGISTERs refused in a takeover fight
+    uint64_t presence_held = 0;      // presence changes held back (damping)
     uint64_t subscribe_limit = 0;    // SUBSCRIBEs refused for --max-subs
     uint64_t auth_successes = 0;
     uint64_t auth_failures = 0;      // failed AUTH step 2s, every connection
@@ -54,7 +87,11 @@ struct AuthChanges {
 
 class Relay {
    public:
-    Relay(const RelayLimits& limits, const HashKey& key);
+    // clock: the time for presence and takeover windows (nullptr: the
+    // system's monotonic clock); budget: charged for device entries and
+    // subscriptions (nullptr: unlimited). Both must outlive the relay.
+    Relay(const RelayLimits& limits, const HashKey& key, const Clock* clock = nullptr,
+          MemoryBudget* budget = nullptr);
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
 
@@ -64,9 +101,16 @@ class Relay {
     // See the contract above. Safe to call on a session that holds nothing.
     void end_session(Session& session, CloseReason reason);
 
+    // Ends the presence windows that are due (see above).
+    void on_tick();
+
     size_t device_count() const { return devices_.size(); }
     const Devices& devices() const { return devices_; }
     const RelayStats& stats() const { return stats_; }
+
+    // Devices::check_invariants, plus the relay's own: every damped device
+    // is in the table. For tests and fuzzers; false with the reason in why.
+    bool check_invariants(char* why, size_t cap) const;
 
     // --auth-required: with a table installed, REGISTER is refused for every
     // id, listed or not.
@@ -121,17 +165,34 @@ class Relay {
     // Reply with a failure: the v2 reason, or 0 in a v1 session.
     void fail(Session& s, uint8_t cmd, uint8_t reason);
     void deliver(Session& to, const Session& from, const uint8_t* data, size_t len);
-    // Tells every v2 subscriber of device its current state, except the
-    // session whose register/release caused the change (a connection is not
-    // told about its own id).
+    // The device went online or offline because of `cause`: announce it,
+    // or hold it back if the id is flapping (see above).
+    void presence_changed(Device& device, const Session* cause);
+    // Counts one announced change in the device's presence window.
+    void count_change(Device& device);
+    // If the device's state differs from what its subscribers were told
+    // (held back by damping), tells them now.
+    void flush_presence(Device& device);
+    // Tells every v2 subscriber of device its current state (or `state`),
+    // except `except` (a connection is not told about its own id), and
+    // remembers it as what subscribers were told.
     void announce_presence(Device& device, const Session* except);
     void announce_state(Device& device, const Session* except, uint8_t state);
+    // What subscribers were last told (SUBSCRIBE repeats it).
     void send_presence(Session& to, const Device& device);
     void send_state(Session& to, const Device& device, uint8_t state);
+    // Counts a takeover of the device; false when the takeover window's
+    // allowance is spent (a fight), logged once per window.
+    bool allow_takeover(Device& device, const Session& taker);
     // Lets go of the session's id and tells its v2 subscribers.
     void release_id(Session& s);
 
     RelayLimits limits_;
+    const Clock* clock_;
+    // Devices whose presence changes are being held back, in the order
+    // their damping began. Declared before devices_, which unlinks its
+    // entries from it as it frees them.
+    IntrusiveList<Device, PresenceDampedTag> damped_;
     Devices devices_;
     RelayStats stats_;
     std::unique_ptr<AuthTable> auth_;  // null: no auth file

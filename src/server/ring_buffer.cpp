@@ -14,11 +14,15 @@ uint32_t round_up_pow2(uint32_t n) {
 
 }  // namespace
 
-RingBuffer::RingBuffer(uint32_t max_bytes, uint32_t initial_capacity)
+RingBuffer::RingBuffer(uint32_t max_bytes, uint32_t initial_capacity, MemoryBudget* budget)
     : max_bytes_(max_bytes == 0 ? 1 : (max_bytes > kMaxCapacity ? kMaxCapacity : max_bytes)),
-      initial_capacity_(round_up_pow2(initial_capacity == 0 ? 1 : initial_capacity)) {}
+      initial_capacity_(round_up_pow2(initial_capacity == 0 ? 1 : initial_capacity)),
+      budget_(budget) {}
 
-RingBuffer::~RingBuffer() { std::free(data_); }
+RingBuffer::~RingBuffer() {
+    std::free(data_);
+    budget_release(budget_, capacity_);
+}
 
 bool RingBuffer::grow(uint32_t needed) {
     uint32_t cap = capacity_ ? capacity_ : initial_capacity_;
@@ -27,8 +31,18 @@ bool RingBuffer::grow(uint32_t needed) {
     uint32_t limit = round_up_pow2(max_bytes_);
     if (cap > limit) cap = limit;
     if (cap < needed) return false;
+    return move_to(cap);
+}
+
+// New storage of cap bytes (a power of two holding size()), the bytes moved
+// into it, the old storage freed.
+bool RingBuffer::move_to(uint32_t cap) {
+    if (!budget_charge(budget_, cap)) return false;
     auto* fresh = static_cast<uint8_t*>(std::malloc(cap));
-    if (fresh == nullptr) return false;
+    if (fresh == nullptr) {
+        budget_release(budget_, cap);
+        return false;
+    }
     // Lay the bytes out where the unchanged counters map under the new mask:
     // the oldest at tail_ & (cap - 1), wrapping to the start if needed.
     uint32_t n = size();
@@ -37,9 +51,25 @@ bool RingBuffer::grow(uint32_t needed) {
     peek(fresh + start, 0, first);
     peek(fresh, first, n - first);
     std::free(data_);
+    budget_release(budget_, capacity_);
     data_ = fresh;
     capacity_ = cap;
     return true;
+}
+
+void RingBuffer::truncate(size_t keep) {
+    if (keep < size()) head_ = tail_ + static_cast<uint32_t>(keep);
+}
+
+bool RingBuffer::shrink_to_fit(size_t spare) {
+    if (capacity_ == 0) return false;
+    if (empty() && spare == 0) return release();
+    uint64_t want = uint64_t{size()} + spare;
+    if (want > kMaxCapacity) return false;
+    uint32_t need = static_cast<uint32_t>(want);
+    uint32_t cap = round_up_pow2(need > initial_capacity_ ? need : initial_capacity_);
+    if (cap >= capacity_) return false;
+    return move_to(cap);
 }
 
 bool RingBuffer::reserve(size_t n) {
@@ -116,6 +146,7 @@ const uint8_t* RingBuffer::contiguous(size_t offset, size_t n) const {
 bool RingBuffer::release() {
     if (!empty()) return false;
     std::free(data_);
+    budget_release(budget_, capacity_);
     data_ = nullptr;
     capacity_ = 0;
     return true;

@@ -16,6 +16,11 @@
 // Spans: read_spans/write_spans describe the used/free bytes as at most two
 // iovecs, so that one readv/writev moves data across the wrap.
 //
+// Budget: a ring may be given the server's MemoryBudget; its storage is
+// charged there before it is allocated (a refused charge fails the growth
+// like running out of memory) and given back when freed. While growing,
+// old and new storage are both held, and both charged.
+//
 // Not thread-safe; no I/O here.
 #pragma once
 
@@ -24,13 +29,16 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "memory_budget.h"
+
 class RingBuffer {
    public:
     static constexpr uint32_t kMaxCapacity = 1u << 30;
 
     // max_bytes: the most the ring may ever hold (1 .. kMaxCapacity).
     // initial_capacity: the first allocation (rounded up to a power of two).
-    explicit RingBuffer(uint32_t max_bytes, uint32_t initial_capacity = 1024);
+    explicit RingBuffer(uint32_t max_bytes, uint32_t initial_capacity = 1024,
+                        MemoryBudget* budget = nullptr);
     ~RingBuffer();
     RingBuffer(const RingBuffer&) = delete;
     RingBuffer& operator=(const RingBuffer&) = delete;
@@ -73,12 +81,23 @@ class RingBuffer {
     // Frees the storage if the ring is empty. Returns whether it did.
     bool release();
 
+    // Drops all but the `keep` oldest bytes (keep <= size()).
+    void truncate(size_t keep);
+
+    // Moves the bytes into the smallest storage that holds them and
+    // `spare` bytes more (at least the initial capacity), freeing the larger
+    // one: after truncate(), to give memory back at once. An empty ring
+    // with no spare wanted is released. Keeps the storage it has when a
+    // smaller one cannot be had. Returns whether the capacity shrank.
+    bool shrink_to_fit(size_t spare = 0);
+
     // Test seam: starts both counters at `start`, so that tests can exercise
     // the 32-bit wrap-around. Only valid on an empty ring.
     void set_counters_for_test(uint32_t start);
 
    private:
     bool grow(uint32_t needed);
+    bool move_to(uint32_t cap);
     int spans_from(uint32_t from, uint32_t n, struct iovec spans[2]) const;
 
     uint8_t* data_ = nullptr;
@@ -87,4 +106,5 @@ class RingBuffer {
     uint32_t tail_ = 0;      // counter of the oldest byte
     uint32_t max_bytes_;
     uint32_t initial_capacity_;
+    MemoryBudget* budget_;
 };

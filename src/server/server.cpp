@@ -2,6 +2,7 @@
 #include "server.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -41,7 +42,10 @@ void Server::Listener::close_fd() {
 
 // ---- start and stop ------------------------------------------------------------
 
-Server::Server(const ServerOptions& options) : options_(options) {}
+Server::Server(const ServerOptions& options)
+    : options_(options),
+      budget_(options.max_memory != 0 ? options.max_memory : default_max_memory()),
+      device_budget_(budget_.limit() / 8 * 7, &budget_) {}
 
 Server::~Server() {
     // Only reached after run(): every connection is dead and reaped by then,
@@ -114,11 +118,12 @@ bool Server::start() {
     limits.max_frame = options_.max_frame;
     limits.idle_timeout_s = options_.idle_timeout_s;
     limits.max_subs = options_.max_subs;
-    relay_ = std::make_unique<Relay>(limits, hash_key_);
+    limits.max_devices = options_.max_devices;
+    relay_ = std::make_unique<Relay>(limits, hash_key_, &loop_, &device_budget_);
     relay_->set_auth_required(options_.auth_required);
     if (!options_.auth_file.empty() && !load_auth_file_now()) return false;
 
-    connections_ = std::make_unique<ConnectionContext>(loop_, *relay_);
+    connections_ = std::make_unique<ConnectionContext>(loop_, *relay_, &budget_);
     ConnectionLimits& cl = connections_->limits;
     cl.max_frame = options_.max_frame;
     cl.max_output = options_.max_output;
@@ -149,9 +154,12 @@ bool Server::start() {
         }
     }
     if (options_.metrics && !start_metrics()) return false;
-    LOG_INFO("listening on %s port %u (max %u connections, max frame %u, idle timeout %u s)",
+    LOG_INFO("listening on %s port %u (max %u connections, max frame %u, idle timeout %u s, "
+             "max memory %llu, max devices %u, frame timeout %u s)",
              options_.bind_address.empty() ? "all interfaces" : options_.bind_address.c_str(),
-             options_.port, max_conns_, options_.max_frame, options_.idle_timeout_s);
+             options_.port, max_conns_, options_.max_frame, options_.idle_timeout_s,
+             static_cast<unsigned long long>(budget_.limit()), options_.max_devices,
+             options_.frame_timeout_s);
     if (notifier_.open()) notifier_.ready();
     return true;
 }
@@ -202,27 +210,25 @@ void Server::begin_shutdown() {
 // ---- accepting -------------------------------------------------------------------
 
 void Server::accept_connections(Listener& listener) {
-    if (shutting_down_ || listener.fd() == -1) return;
+    if (shutting_down_ || listener.fd() == -1 || accept_paused_) return;
     for (int i = 0; i < kAcceptBurst; ++i) {
         AcceptResult r = io_accept(listener.fd());
-        if (r.status == IoStatus::would_block) {
-            accept_paused_ = false;
-            return;
-        }
+        if (r.status == IoStatus::would_block) return;  // EPOLLET: told of the next one
         if (r.status == IoStatus::error) {
             if (r.err == EMFILE || r.err == ENFILE) {
-                refuse_over_emfile(listener);
+                if (!refuse_over_emfile(listener)) return;
                 continue;
             }
             // ENOBUFS, ENOMEM, ...: try again at the next tick rather than
             // spin on a failing accept.
             LOG_ERROR("accept: %s; pausing accept until the next tick", strerrordesc_np(r.err));
-            accept_paused_ = true;
+            pause_accept(nullptr);
             return;
         }
         if (out_of_fds_) {
             LOG_INFO("file descriptors available again");
             out_of_fds_ = false;
+            pause_logged_ = false;
         }
         if (live_connections_ >= max_conns_) {
             ++refused_max_conns_;
@@ -257,45 +263,94 @@ void Server::accept_connections(Listener& listener) {
 
 // At the open-file limit the pending connection cannot even be accepted to
 // be refused, and under EPOLLET nothing would tell us again: give up the
-// spare descriptor, accept and close at once, take the spare back.
-void Server::refuse_over_emfile(Listener& listener) {
-    ++refused_no_fds_;
+// spare descriptor, accept and close at once, take the spare back. Returns
+// true when a connection was refused (more may be waiting), false when
+// there is nothing more to do now: the backlog is empty (accept(2) fails
+// with EMFILE before it looks at the backlog, so an empty one is found
+// only this way), or the spare is gone and accepting pauses until the
+// tick or a reaped connection gives a descriptor back. Never a reason to
+// run the next iteration without waiting: that was a busy loop (issue 10).
+bool Server::refuse_over_emfile(Listener& listener) {
     if (!out_of_fds_) {
         LOG_WARN("out of file descriptors: refusing connections");
         out_of_fds_ = true;  // one line per episode; reset by the next accept
     }
+    if (spare_fd_ == -1) spare_fd_ = open_spare_fd();
     if (spare_fd_ == -1) {
-        accept_paused_ = true;
-        return;
+        pause_accept("no spare descriptor");
+        return false;
     }
     io_close(spare_fd_);
     AcceptResult r = io_accept(listener.fd());
-    if (r.status == IoStatus::ok) io_close(r.fd);
+    if (r.status == IoStatus::ok) {
+        io_close(r.fd);
+        ++refused_no_fds_;
+    }
     spare_fd_ = open_spare_fd();
+    if (r.status == IoStatus::ok) return true;
+    if (r.status != IoStatus::would_block) pause_accept("accept failed with the spare given up");
+    return false;
+}
+
+// Stops accepting until resume_accept(): from the tick, or when a reaped
+// connection gives a descriptor back. why: logged once per pause, or null.
+void Server::pause_accept(const char* why) {
+    if (!pause_logged_ && why != nullptr) {
+        LOG_WARN("pausing accept: %s; retrying %u times a second", why, 1000u / kTickMs);
+        pause_logged_ = true;  // once per episode, like out_of_fds_
+    }
+    accept_paused_ = true;
+}
+
+void Server::resume_accept() {
+    if (!accept_paused_ || shutting_down_) return;
+    accept_paused_ = false;
+    for (size_t i = 0; i < listener_count_; ++i) accept_connections(*listeners_[i]);
 }
 
 // ---- reaping and timeouts ------------------------------------------------------------
 
 void Server::reap() {
+    bool freed = false;
     while (Connection* c = connections_->reap.pop_front()) {
-        if (c->pending_output() != 0)
-            LOG_DEBUG("%s: %u bytes of output dropped at close", c->label(), c->pending_output());
         if (int e = io_close(c->fd()); e != 0) LOG_WARN("%s: close: %s", c->label(), strerrordesc_np(e));
         --live_connections_;
         delete c;
+        freed = true;
     }
     if (at_conn_limit_ && live_connections_ < max_conns_) {
         LOG_INFO("below the connection limit again");
         at_conn_limit_ = false;
     }
+    if (freed) resume_accept();  // a descriptor is free for a waiting client
 }
 
 void Server::after_iteration(uint64_t) {
     reap();
     if (shutting_down_ && live_connections_ == 0) loop_.stop();
+    if (connections_->stats.evictions != evictions_trimmed_) {
+        evictions_trimmed_ = connections_->stats.evictions;
+        malloc_trim(0);
+    }
+    log_flush();
+}
+
+// --frame-timeout: the partial list is in the order frames began.
+void Server::close_stalled_frames(uint64_t now) {
+    if (options_.frame_timeout_s == 0) return;
+    uint64_t limit = uint64_t{options_.frame_timeout_s} * 1000u;
+    while (Connection* c = connections_->partial.front()) {
+        if (now - c->partial_since_ms() < limit) break;
+        LOG_INFO("%s: frame not complete after %u s (%u bytes buffered)", c->label(),
+                 options_.frame_timeout_s, c->buffered_input());
+        c->close(CloseReason::frame_timeout);
+    }
 }
 
 void Server::on_tick(uint64_t now) {
+    close_stalled_frames(now);
+    relay_->on_tick();
+    log_tick();
     if (options_.idle_timeout_s != 0) {
         uint64_t limit = uint64_t{options_.idle_timeout_s} * 1000u;
         while (Connection* c = connections_->idle.front()) {
@@ -307,10 +362,7 @@ void Server::on_tick(uint64_t now) {
         if (now < c->deadline_ms()) break;
         c->close(CloseReason::linger_expired);
     }
-    if (accept_paused_) {
-        accept_paused_ = false;
-        for (size_t i = 0; i < listener_count_; ++i) accept_connections(*listeners_[i]);
-    }
+    resume_accept();
     report_status(now);
     if (metrics_) metrics_->on_tick(now);
 }
@@ -393,6 +445,23 @@ void Server::render_metrics(std::string& out, MetricsText::Form form) const {
     m.sample("limit", "max_conns", refused_max_conns_);
     m.sample("limit", "open_files", refused_no_fds_);
     m.sample("limit", "max_subs", relay.subscribe_limit);
+    m.sample("limit", "takeover_fight", relay.takeovers_refused);
+    m.family("stupidp2p_memory_used_bytes", "gauge",
+             "Bytes of buffers and device entries counted against --max-memory.");
+    m.sample(budget_.used());
+    m.family("stupidp2p_memory_limit_bytes", "gauge", "--max-memory.");
+    m.sample(budget_.limit());
+    m.family("stupidp2p_evictions_total", "counter",
+             "Connections whose output was evicted at the memory limit.");
+    m.sample(conns.evictions);
+    m.family("stupidp2p_deliveries_dropped_total", "counter",
+             "Deliveries dropped for subscribers with the DROP flag that fell behind.");
+    m.sample(conns.dropped_deliveries);
+    m.family("stupidp2p_gap_events_total", "counter", "GAP events queued.");
+    m.sample(conns.gap_events);
+    m.family("stupidp2p_presence_held_total", "counter",
+             "Presence changes held back because the id was flapping.");
+    m.sample(relay.presence_held);
     m.family("stupidp2p_devices_online", "gauge", "Device ids registered by a connection now.");
     m.sample(devices.online());
     m.family("stupidp2p_device_entries", "gauge",

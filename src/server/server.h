@@ -16,6 +16,7 @@
 
 #include "connection.h"
 #include "event_loop.h"
+#include "memory_budget.h"
 #include "http_endpoint.h"
 #include "metrics.h"
 #include "notify.h"
@@ -65,7 +66,10 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
 
     bool apply_fd_limit();
     void accept_connections(Listener& listener);
-    void refuse_over_emfile(Listener& listener);
+    bool refuse_over_emfile(Listener& listener);
+    void pause_accept(const char* why);
+    void resume_accept();
+    void close_stalled_frames(uint64_t now);
     void begin_shutdown();
     void reap();
     void report_status(uint64_t now_ms);
@@ -77,6 +81,8 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
 
     ServerOptions options_;
     EventLoop loop_;
+    MemoryBudget budget_;          // --max-memory: before the relay and the connections
+    MemoryBudget device_budget_;   // the device table's share of it
     HashKey hash_key_;
     std::unique_ptr<Relay> relay_;
     std::unique_ptr<ConnectionContext> connections_;
@@ -90,14 +96,16 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
     uint64_t status_devices_ = UINT64_MAX;
 
     uint64_t next_session_id_ = 1;
+    uint64_t evictions_trimmed_ = 0;
     uint64_t accepted_ = 0;
     uint64_t refused_max_conns_ = 0;
     uint64_t refused_no_fds_ = 0;
     uint32_t live_connections_ = 0;
     uint32_t max_conns_ = 0;
-    bool accept_paused_ = false;
+    bool accept_paused_ = false;  // resumed by the tick or when a connection is reaped
     bool at_conn_limit_ = false;
     bool out_of_fds_ = false;
+    bool pause_logged_ = false;
     bool shutting_down_ = false;
     uint64_t shutdown_deadline_ms_ = 0;
     int exit_status_ = 0;

@@ -8,6 +8,12 @@
 //    the peer. It may drop the frame for a session that cannot take more
 //    (a slow consumer); that session is then closed after the current
 //    event is handled, never from inside the relay's delivery loop.
+//  - enqueue_delivery() is enqueue() for a delivery (DELIVER, or a v1
+//    session's 03 + data) of data_len bytes from the device `from`. A
+//    session that chose the drop policy (`drop_deliveries`, HELLO flag
+//    DROP, v2 only) may drop it whole instead of being closed, and counts
+//    it for a GAP event (stupidp2p(7)); any other session treats it as
+//    enqueue(). Replies and other events are never dropped that way.
 //  - close() ends the session for a reason. The implementation calls
 //    Relay::end_session() on it before returning (so the BYE is queued and
 //    the id released at once), then closes the connection once the pending
@@ -19,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "close_reason.h"
 #include "intrusive_list.h"
@@ -45,6 +52,8 @@ class Session {
 
     virtual void enqueue(const uint8_t* head, size_t head_len, const uint8_t* data,
                          size_t data_len) = 0;
+    virtual void enqueue_delivery(std::string_view from, const uint8_t* head, size_t head_len,
+                                  const uint8_t* data, size_t data_len) = 0;
     virtual void close(CloseReason reason) = 0;
     // "conn 7 [127.0.0.1:51234]", for log lines.
     virtual const char* label() const = 0;
@@ -55,6 +64,7 @@ class Session {
     uint32_t subscription_count = 0;
     uint8_t version = 1;        // 1 until HELLO negotiates 2
     bool quiet = false;         // v2 QUIET: successful sends not acknowledged
+    bool drop_deliveries = false;  // v2 DROP: deliveries dropped, not the session
     bool ended = false;         // the relay is done with it: no frames, no deliveries
     uint8_t auth_failures = 0;  // failed AUTH step 2s on this connection
     std::unique_ptr<AuthChallenge> auth_challenge;  // AUTH step 2 awaited

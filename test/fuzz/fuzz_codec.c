@@ -109,6 +109,12 @@ static void check_message(const uint8_t *payload, size_t len)
     case P2P_MSG_V1_DELIVERY:
         check(m.data == payload + 1 && m.data_len == len - 1);
         break;
+    case P2P_MSG_GAP: {
+        uint8_t gap[P2P_GAP_MAX];
+        size_t h = p2p_encode_gap(gap, m.id, m.id_len, m.gap_frames, m.gap_bytes);
+        check(h == P2P_GAP_FIXED + m.id_len && h <= len && memcmp(gap, payload, h) == 0);
+        break;
+    }
     case P2P_MSG_UNKNOWN:
         break;
     }

@@ -79,6 +79,10 @@ class FuzzSession final : public Session {
         }
         if (refusing) cut_off = true;
     }
+    void enqueue_delivery(std::string_view, const uint8_t* head, size_t head_len,
+                          const uint8_t* data, size_t data_len) override {
+        enqueue(head, head_len, data, data_len);
+    }
     void close(CloseReason reason) override {
         check(!ended);  // the relay never closes a session twice
         relay_.end_session(*this, reason);
@@ -97,13 +101,23 @@ class FuzzSession final : public Session {
     int byes_ = 0;
 };
 
+// Time for the relay's presence and takeover windows: it moves by
+// kRecordMs with every record, so that a replay is deterministic.
+constexpr uint64_t kRecordMs = 100;
+class FuzzClock final : public Clock {
+   public:
+    uint64_t now = 1000000;
+    uint64_t now_ms() const override { return now; }
+};
+
 struct World {
+    FuzzClock clock;
     Relay relay;
     std::vector<std::unique_ptr<FuzzSession>> all;  // ended ones stay allocated
     FuzzSession* slot[kSlots] = {};
     uint64_t next_id = 1;
 
-    explicit World(const RelayLimits& limits) : relay(limits, HashKey{1, 2}) {
+    explicit World(const RelayLimits& limits) : relay(limits, HashKey{1, 2}, &clock) {
         for (int i = 0; i < kSlots; ++i) slot[i] = open();
         static const std::string text = auth_file_text();
         char err[256];
@@ -228,6 +242,12 @@ struct World {
         }
         check(relay.devices().online() == online);
         check(relay.devices().subscriptions() == subs);
+        // The relay's own account of itself (issue 10), and every open
+        // session's from its side.
+        char why[256];
+        check(relay.check_invariants(why, sizeof why));
+        for (const auto& s : all)
+            if (!s->ended) check(relay.devices().check_session(*s, why, sizeof why));
     }
 };
 
@@ -259,6 +279,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (off >= size) break;
             w.command(i, data[off++]);
         }
+        w.clock.now += kRecordMs;
+        w.relay.on_tick();
         // The end of an "iteration": slow consumers are closed.
         for (int k = 0; k < kSlots; ++k)
             if (w.slot[k]->cut_off && !w.slot[k]->ended) w.slot[k]->close(CloseReason::slow_consumer);

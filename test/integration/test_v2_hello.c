@@ -119,7 +119,7 @@ static void test_hello_bad_requests_get_88_04(void **state)
     static const uint8_t bad[][4] = {
         {0x08, 0x00, 0x00}, /* version 0            */
         {0x08, 0x00, 0x01}, /* version 0 with QUIET */
-        {0x08, 0x02, 0x02}, /* reserved flag bit 1  */
+        {0x08, 0x02, 0x04}, /* reserved flag bit 2  */
         {0x08, 0x02, 0x80}, /* reserved flag bit 7  */
         {0x08, 0x02, 0xFF}, /* every flag bit       */
         {0x08, 0x02, 0x00, 0x00}, /* 4 bytes: too long */
@@ -146,7 +146,7 @@ static void test_hello_failure_keeps_flags(void **state)
 {
     int fd = tc_v2_connect_flags(tc_port(state), P2P_HELLO_FLAG_QUIET);
     tc_register(fd, "q", P2P_STATUS_OK);
-    static const uint8_t bad[] = {0x08, 0x02, 0x03};
+    static const uint8_t bad[] = {0x08, 0x02, 0x07};
     tc_send_frame(fd, bad, sizeof bad);
     tc_expect_reply(fd, P2P_CMD_HELLO, P2P_STATUS_BAD_ARGUMENT);
     tc_send_cmd(fd, P2P_CMD_SEND, "hi", 2); /* still QUIET: no reply */

@@ -423,10 +423,76 @@ static void test_parse_events(void **state)
     parse_message(v1, 1, P2P_PARSE_OK, &m);
     assert_int_equal(m.data_len, 0);
 
-    const uint8_t unknown[] = {0x0f, 0x01};
+    const uint8_t unknown[] = {0x10, 0x01};
     parse_message(unknown, sizeof unknown, P2P_PARSE_OK, &m);
     assert_int_equal(m.kind, P2P_MSG_UNKNOWN);
-    assert_int_equal(m.cmd, 0x0f);
+    assert_int_equal(m.cmd, 0x10);
+}
+
+/* GAP (stupidp2p(7), EVENTS): the publisher's id, then frames u32 and bytes
+ * u64; id_len 0 is the others' aggregate. The bytes of the page's example. */
+static void test_gap(void **state)
+{
+    (void)state;
+    uint8_t out[P2P_GAP_MAX];
+    const uint8_t alice[] = {0x0f, 0x05, 0x61, 0x6c, 0x69, 0x63, 0x65, 0x00, 0x00, 0x00, 0x03,
+                             0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x2c};
+    expect_bytes(out, p2p_encode_gap(out, ID("alice"), 3, 300), alice, sizeof alice);
+    const uint8_t others[] = {0x0f, 0x00, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00,
+                              0x00, 0x00, 0x00, 0x00, 0x00, 0x0a};
+    expect_bytes(out, p2p_encode_gap(out, NULL, 0, 2, 10), others, sizeof others);
+    const uint8_t big[] = {0x0f, 0x01, 0x7a, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02,
+                           0x03, 0x04, 0x05, 0x06, 0x07, 0x08};
+    expect_bytes(out, p2p_encode_gap(out, ID("z"), 0xffffffffu, 0x0102030405060708ull), big,
+                 sizeof big);
+
+    struct p2p_message m;
+    parse_message(alice, sizeof alice, P2P_PARSE_OK, &m);
+    assert_int_equal(m.kind, P2P_MSG_GAP);
+    assert_int_equal(m.cmd, P2P_EVT_GAP);
+    assert_int_equal(m.id_len, 5);
+    assert_memory_equal(m.id, "alice", 5);
+    assert_int_equal(m.gap_frames, 3);
+    assert_int_equal(m.gap_bytes, 300);
+    for (size_t n = 1; n < sizeof alice; n++)
+        parse_message(alice, n, P2P_PARSE_MALFORMED, &m);
+
+    parse_message(others, sizeof others, P2P_PARSE_OK, &m);
+    assert_int_equal(m.kind, P2P_MSG_GAP);
+    assert_int_equal(m.id_len, 0);
+    assert_null(m.id);
+    assert_int_equal(m.gap_frames, 2);
+    assert_int_equal(m.gap_bytes, 10);
+    for (size_t n = 1; n < sizeof others; n++)
+        parse_message(others, n, P2P_PARSE_MALFORMED, &m);
+
+    parse_message(big, sizeof big, P2P_PARSE_OK, &m);
+    assert_int_equal(m.gap_frames, 0xffffffffu);
+    assert_true(m.gap_bytes == 0x0102030405060708ull);
+
+    /* Later versions may append fields: what follows the counts is ignored. */
+    uint8_t longer[sizeof alice + 3];
+    memcpy(longer, alice, sizeof alice);
+    memset(longer + sizeof alice, 0xee, 3);
+    parse_message(longer, sizeof longer, P2P_PARSE_OK, &m);
+    assert_int_equal(m.gap_frames, 3);
+    assert_int_equal(m.gap_bytes, 300);
+}
+
+/* HELLO's flag bits: QUIET and DROP, and nothing else known. */
+static void test_hello_flags(void **state)
+{
+    (void)state;
+    assert_int_equal(P2P_HELLO_FLAG_QUIET, 0x01);
+    assert_int_equal(P2P_HELLO_FLAG_DROP, 0x02);
+    assert_int_equal(P2P_HELLO_FLAGS_KNOWN, 0x03);
+    uint8_t out[P2P_HELLO_SIZE];
+    const uint8_t both[] = {0x08, 0x02, 0x03}; /* HELLO v2, QUIET and DROP */
+    expect_bytes(out, p2p_encode_hello(out, 2, P2P_HELLO_FLAG_QUIET | P2P_HELLO_FLAG_DROP), both,
+                 sizeof both);
+    struct p2p_request r;
+    parse_request(both, sizeof both, P2P_PARSE_OK, &r);
+    assert_int_equal(r.flags, 0x03);
 }
 
 /* Whatever an encoder writes, the matching parser reads back. */
@@ -462,6 +528,15 @@ static void test_round_trips(void **state)
         parse_request(buf, h, P2P_PARSE_OK, &r);
         assert_int_equal(r.id_len, n);
 
+        uint8_t gap[P2P_GAP_MAX];
+        h = p2p_encode_gap(gap, id, n, (uint32_t)n * 1000u, (uint64_t)n << 40);
+        assert_int_equal(h, P2P_GAP_FIXED + n);
+        parse_message(gap, h, P2P_PARSE_OK, &m);
+        assert_int_equal(m.kind, P2P_MSG_GAP);
+        assert_int_equal(m.id_len, n);
+        assert_memory_equal(m.id, id, n);
+        assert_int_equal(m.gap_frames, n * 1000u);
+        assert_true(m.gap_bytes == (uint64_t)n << 40);
         uint8_t start[P2P_AUTH_START_MAX], nonce[P2P_AUTH_NONCE_SIZE];
         fill_run(nonce, sizeof nonce, (uint8_t)n);
         h = p2p_encode_auth_start(start, id, n, nonce);
@@ -488,6 +563,8 @@ int main(void)
         cmocka_unit_test(test_parse_auth_replies),
         cmocka_unit_test(test_parse_events),
         cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_gap),
+        cmocka_unit_test(test_hello_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

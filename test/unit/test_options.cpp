@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <unistd.h>
+
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -53,6 +55,38 @@ void test_defaults(void**) {
     assert_int_equal(o.max_output, 4u << 20);
     assert_int_equal(o.max_subs, 4096);
     assert_int_equal(static_cast<int>(o.log_level), static_cast<int>(LogLevel::info));
+    assert_int_equal(o.max_devices, 1000000);
+    assert_int_equal(o.frame_timeout_s, 30);
+    // A quarter of physical memory, at most 1 GiB.
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t quarter = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 4;
+    assert_true(o.max_memory == (quarter < (1u << 30) ? quarter : uint64_t{1} << 30));
+    assert_true(o.max_memory == default_max_memory());
+}
+
+// --max-memory (64-bit bytes), --max-devices, --frame-timeout.
+void test_memory_options(void**) {
+    ServerOptions o;
+    expect_ok({"--max-memory", "1048576", "--max-devices", "1", "--frame-timeout", "0", "4040"},
+              &o);
+    assert_true(o.max_memory == 1048576);
+    assert_int_equal(o.max_devices, 1);
+    assert_int_equal(o.frame_timeout_s, 0);
+    expect_ok({"--max-memory", "1099511627776", "--max-devices", "100000000", "--frame-timeout",
+               "604800", "4040"},
+              &o);
+    assert_true(o.max_memory == uint64_t{1} << 40);
+    assert_int_equal(o.max_devices, 100000000);
+    assert_int_equal(o.frame_timeout_s, 604800);
+    expect_ok({"--max-memory", "5000000000", "4040"}, &o);  // beyond 32 bits
+    assert_true(o.max_memory == 5000000000ull);
+    expect_usage({"--max-memory", "1048575", "4040"});
+    expect_usage({"--max-memory", "1099511627777", "4040"});
+    expect_usage({"--max-memory", "1G", "4040"});
+    expect_usage({"--max-devices", "0", "4040"});
+    expect_usage({"--max-devices", "100000001", "4040"});
+    expect_usage({"--frame-timeout", "604801", "4040"});
+    expect_usage({"--frame-timeout", "-1", "4040"});
 }
 
 void test_port(void**) {
@@ -173,6 +207,7 @@ int main(void) {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_port),
         cmocka_unit_test(test_ranges),
+        cmocka_unit_test(test_memory_options),
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_output_cap_holds_a_frame),
         cmocka_unit_test(test_auth_options),

@@ -719,6 +719,73 @@ void test_model_randomized(void**) {
         }
 }
 
+// The budget is charged the storage a ring holds, both storages while it
+// grows, and given everything back when the ring is released or destroyed;
+// a growth the budget refuses fails like running out of memory and leaves
+// the ring as it was.
+void test_budget(void**) {
+    MemoryBudget budget(10000);
+    {
+        RingBuffer r(1u << 20, 1024, &budget);
+        assert_int_equal(budget.used(), 0);
+        append_pattern(r, 0, 100);
+        assert_int_equal(budget.used(), 1024);
+        append_pattern(r, 100, 3000);  // 1024 -> 4096: both held while copying
+        assert_int_equal(r.capacity(), 4096);
+        assert_int_equal(budget.used(), 4096);
+        assert_int_equal(budget.peak(), 4096 + 1024);
+        // 8192 would need 4096 + 8192 at once: refused, nothing changes.
+        std::vector<uint8_t> more = pattern(3100, 2000);
+        assert_false(r.append(more.data(), more.size()));
+        assert_int_equal(r.capacity(), 4096);
+        assert_int_equal(r.size(), 3100);
+        assert_int_equal(budget.used(), 4096);
+        assert_int_equal(budget.refusals(), 1);
+        assert_true(peek_all(r) == pattern(0, 3100));
+        r.consume(3100);
+        assert_true(r.release());
+        assert_int_equal(budget.used(), 0);
+        append_pattern(r, 0, 10);
+        assert_int_equal(budget.used(), 1024);
+    }
+    assert_int_equal(budget.used(), 0);
+}
+
+// truncate keeps the oldest bytes; shrink_to_fit moves them into the
+// smallest storage that holds them (also when they wrap) and gives the
+// difference back to the budget.
+void test_truncate_and_shrink(void**) {
+    MemoryBudget budget;
+    RingBuffer r(1u << 20, 1024, &budget);
+    r.set_counters_for_test(0xFFFFFF00u);
+    append_pattern(r, 0, 60000);  // 65536 bytes of storage
+    assert_int_equal(r.capacity(), 65536);
+    r.consume(59000);  // the oldest byte near the end of the storage
+    append_pattern(r, 60000, 5000);
+    assert_int_equal(r.size(), 6000);
+    r.truncate(1500);
+    assert_int_equal(r.size(), 1500);
+    assert_true(peek_all(r) == pattern(59000, 1500));
+    assert_true(r.shrink_to_fit(3000));  // room for 3000 more: 8192
+    assert_int_equal(r.capacity(), 8192);
+    assert_true(span_bytes(r) == pattern(59000, 1500));
+    assert_false(r.shrink_to_fit(10000));  // would grow: no
+    assert_true(r.shrink_to_fit());
+    assert_int_equal(r.capacity(), 2048);
+    assert_int_equal(budget.used(), 2048);
+    assert_true(span_bytes(r) == pattern(59000, 1500));
+    assert_false(r.shrink_to_fit());  // already the smallest
+    r.truncate(5000);                 // more than it holds: nothing changes
+    assert_int_equal(r.size(), 1500);
+    r.truncate(0);
+    assert_true(r.shrink_to_fit(100));  // empty, spare wanted: the initial capacity
+    assert_int_equal(r.capacity(), 1024);
+    assert_false(r.shrink_to_fit(100));
+    assert_true(r.shrink_to_fit());  // empty: released
+    assert_int_equal(r.capacity(), 0);
+    assert_int_equal(budget.used(), 0);
+}
+
 }  // namespace
 
 int main(void) {
@@ -740,6 +807,8 @@ int main(void) {
         cmocka_unit_test(test_contiguous),
         cmocka_unit_test(test_grow_out_of_memory),
         cmocka_unit_test(test_model_randomized),
+        cmocka_unit_test(test_budget),
+        cmocka_unit_test(test_truncate_and_shrink),
         // Last: under UBSan a failure here aborts the binary.
         cmocka_unit_test(test_zero_length_append),
     };

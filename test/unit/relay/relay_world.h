@@ -181,6 +181,14 @@ class FakeSession final : public Session {
                  size_t data_len) override {
         host_.send_frame(*this, head, head_len, data, data_len);
     }
+    // Deliveries are frames like any other here; which publisher a delivery
+    // came from is recorded for the tests that ask.
+    void enqueue_delivery(std::string_view from, const uint8_t* head, size_t head_len,
+                          const uint8_t* data, size_t data_len) override {
+        last_from.assign(from.data(), from.size());
+        host_.send_frame(*this, head, head_len, data, data_len);
+    }
+    std::string last_from;
     void close(CloseReason reason) override { host_.close_session(*this, reason); }
     const char* label() const override { return label_; }
 
@@ -189,14 +197,40 @@ class FakeSession final : public Session {
     char label_[64] = {};
 };
 
+// Time as the relay sees it, moved by hand.
+class FakeClock final : public Clock {
+   public:
+    uint64_t now = 1000000;
+    uint64_t now_ms() const override { return now; }
+};
+
 struct World {
     FakeHost host;
+    FakeClock clock;
     Relay relay;
     std::vector<std::unique_ptr<FakeSession>> sessions;
     uint64_t next_id = 1;
 
-    explicit World(const RelayLimits& limits = RelayLimits{}) : relay(limits, kKey) {
+    explicit World(const RelayLimits& limits = RelayLimits{}, MemoryBudget* budget = nullptr)
+        : relay(limits, kKey, &clock, budget) {
         host.relay = &relay;
+    }
+
+    // Moves the clock on by ms and lets the relay's tick run, as the
+    // server's timer does.
+    void advance(uint64_t ms) {
+        clock.now += ms;
+        relay.on_tick();
+    }
+
+    // Relay::check_invariants, and Devices::check_session for every session.
+    void check(std::source_location at = std::source_location::current()) {
+        char why[256] = "";
+        bool ok = relay.check_invariants(why, sizeof why);
+        for (auto& s : sessions)
+            if (ok) ok = relay.devices().check_session(*s, why, sizeof why);
+        if (!ok)
+            _assert_string_equal(why, "", at.file_name(), static_cast<int>(at.line()));
     }
 
     Session& v1() {
@@ -274,6 +308,7 @@ struct World {
     // Every frame examined, then every session ended: nothing may be left
     // in the device table.
     void finish() {
+        check();
         for (const Sent& f : host.log)
             if (!f.taken) {
                 std::string what = "unexamined frame to conn " + std::to_string(f.to) + ": " +
@@ -283,6 +318,7 @@ struct World {
         no_violations();
         for (auto& s : sessions) relay.end_session(*s, CloseReason::peer_closed);
         no_violations();
+        check();
         assert_int_equal(relay.device_count(), 0);
     }
 };

@@ -26,9 +26,9 @@ void test_hello(void**) {
 
     // Failures: 88 04 in any session; version and flags unchanged.
     w.in(s, hello(0, 0));
-    w.in(s, hello(2, 2));
+    w.in(s, hello(2, 4));
     w.in(s, hello(2, 0x80));
-    w.in(s, hello(2, 0x03));
+    w.in(s, hello(2, 0x07));
     w.in(s, Bytes{P2P_CMD_HELLO, 2});
     w.in(s, Bytes{P2P_CMD_HELLO, 2, 0, 0});
     w.in(s, Bytes{P2P_CMD_HELLO});
@@ -69,12 +69,45 @@ void test_hello(void**) {
     w.finish();
 }
 
+// DROP (flag bit 1) is taken with or without QUIET, in either version (it
+// has an effect in v2 only, which the connection decides), and a later
+// HELLO can clear it.
+void test_hello_drop_flag(void**) {
+    World w;
+    Session& s = w.v1();
+    w.in(s, hello(2, P2P_HELLO_FLAG_DROP));
+    std::vector<Bytes> got = w.take(s);
+    assert_int_equal(got.size(), 1);
+    assert_int_equal(got[0][1], 1);
+    assert_true(s.drop_deliveries);
+    assert_false(s.quiet);
+    w.in(s, hello(2, P2P_HELLO_FLAG_DROP | P2P_HELLO_FLAG_QUIET));
+    got = w.take(s);
+    assert_int_equal(got[0][1], 1);
+    assert_true(s.drop_deliveries);
+    assert_true(s.quiet);
+    w.in(s, hello(2, 0x06));  // a reserved bit with it: refused, nothing changes
+    w.expect(s, {rep(P2P_CMD_HELLO, 4)});
+    assert_true(s.drop_deliveries);
+    w.in(s, hello(2, 0));
+    got = w.take(s);
+    assert_int_equal(got[0][1], 1);
+    assert_false(s.drop_deliveries);
+    w.in(s, hello(1, P2P_HELLO_FLAG_DROP));
+    got = w.take(s);
+    assert_int_equal(got[0][2], 1);
+    assert_int_equal(s.version, 1);
+    assert_true(s.drop_deliveries);
+    w.finish();
+}
+
 }  // namespace
 
 int main(void) {
     log_set_level(LogLevel::error);  // the relay's info lines are noise here
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_hello_drop_flag),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

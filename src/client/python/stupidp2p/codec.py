@@ -55,6 +55,7 @@ BYE_MAX = 2 + P.BYE_TEXT_MAX          # [0e][reason][text]
 AUTH_START_MAX = 3 + P.ID_MAX + P.AUTH_NONCE_SIZE  # [0c][01][id_len][id][nonce]
 AUTH_PROOF_REQ_SIZE = 2 + P.AUTH_PROOF_SIZE        # [0c][02][proof]
 AUTH_REPLY_SIZE = 3 + P.AUTH_NONCE_SIZE            # [8c][01][step][nonce or signature]
+GAP_MAX = 14 + P.ID_MAX               # [0f][id_len][id][frames u32][bytes u64]
 
 _HEADER = struct.Struct(">I")
 _HELLO_REPLY = struct.Struct(">BBBII")

@@ -27,6 +27,7 @@ CMD_SEND_TO = 0x0A  # id_len u8, target id, data
 EVT_PRESENCE = 0x0B  # server -> v2 client: state u8, id_len u8, id
 CMD_AUTH = 0x0C  # step u8, then per step (see AUTH_* below)
 EVT_BYE = 0x0E  # server -> v2 client: reason u8, text
+EVT_GAP = 0x0F  # server -> v2 client (DROP): id_len u8, id, frames u32, bytes u64
 
 REPLY_BIT = 0x80
 
@@ -63,6 +64,11 @@ PRESENCE_OFFLINE = 0
 PRESENCE_ONLINE = 1
 
 HELLO_FLAG_QUIET = 0x01
+HELLO_FLAG_DROP = 0x02  # drop deliveries (reported by GAP), not the session
+HELLO_FLAGS_KNOWN = HELLO_FLAG_QUIET | HELLO_FLAG_DROP
+# GAP events after one episode of drops: this many publishers named, then
+# one for all the others.
+GAP_NAMED_MAX = 16
 
 VERSION_1 = 1
 VERSION_2 = 2
