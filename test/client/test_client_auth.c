@@ -381,7 +381,8 @@ static void test_restart_without_auth_file_gives_the_id_up(void **state)
     p2p_server_kill(&a.srv);
     assert_int_equal(p2p_server_restart(&a.srv, NULL), 0);
     assert_true(CT_WAIT_FOR(&ra, CT_WAIT_MS, ra.n_connected >= 1));
-    assert_int_equal(CT_GET(&ra, reports(&ra, STUPID_P2P_STATE_CONNECTED, STUPID_P2P_CAUSE_NOT_AUTHORIZED)), 1);
+    assert_int_equal(CT_GET(&ra, reports(&ra, STUPID_P2P_STATE_CONNECTED, STUPID_P2P_CAUSE_NOT_AUTHORIZED)),
+                     1);
     assert_int_equal(stupid_p2p_check_alive(h, "alice", 5), 0);
     assert_int_equal(stupid_p2p_send(h, "x", 1), STUPID_P2P_NOT_REGISTERED);
     close_on_auth_server(h, &a, &ra);
@@ -413,8 +414,8 @@ static void test_v1_session_with_token(void **state)
 #define FAKE_SERIALS 8
 
 struct fake_auth {
-    int bad_sig_serial;       /* this connection gets a wrong signature (0: none) */
-    int original_from;        /* from this connection on, the original (0: never) */
+    int bad_sig_serial; /* this connection gets a wrong signature (0: none) */
+    int original_from;  /* from this connection on, the original (0: never) */
     /* The fake's thread: the open challenge of each slot. */
     uint8_t id[CT_FAKE_CONNS][P2P_ID_MAX];
     size_t id_len[CT_FAKE_CONNS];
@@ -470,7 +471,8 @@ static int fake_auth_hook(struct ct_fake *f, int conn, const struct p2p_request 
     struct p2p_auth_keys keys;
     p2p_auth_keys_from_token(TC_TOKEN_A, strlen(TC_TOKEN_A), &keys);
     uint8_t msg[P2P_AUTH_MESSAGE_MAX], sig[P2P_AUTH_PROOF_SIZE];
-    size_t len = p2p_auth_message(msg, fa->id[conn], fa->id_len[conn], fa->client_nonce[conn], fa->server_nonce[conn]);
+    size_t len =
+        p2p_auth_message(msg, fa->id[conn], fa->id_len[conn], fa->client_nonce[conn], fa->server_nonce[conn]);
     if (!p2p_auth_proof_valid(keys.stored_key, msg, len, req->data)) {
         ct_fake_frame(f, conn, out, p2p_encode_reply(out, P2P_CMD_AUTH, P2P_STATUS_NOT_AUTHORIZED));
         return 1;

@@ -430,7 +430,8 @@ static void sp_auth_give_up(struct sp_handle *h, const char *why)
 /* Queues AUTH step 1 for the node p (cmd AUTH, its id set; mu held), with
  * the client nonce and a copy of the handle's keys. Returns 0, or -1 (out
  * of memory: p is freed). */
-static int sp_queue_auth_start(struct sp_handle *h, struct sp_pending *p, const uint8_t nonce[P2P_AUTH_NONCE_SIZE])
+static int sp_queue_auth_start(struct sp_handle *h, struct sp_pending *p,
+                               const uint8_t nonce[P2P_AUTH_NONCE_SIZE])
 {
     p->auth = calloc(1, sizeof *p->auth);
     if (p->auth == NULL) {
@@ -909,9 +910,12 @@ static int sp_on_auth_reply(struct sp_handle *h, struct sp_pending *req, const s
         if (m->status == P2P_STATUS_NOT_AUTHORIZED)
             h->conn_auth_refusals++;
         if (restore) {
-            sp_auth_give_up(h, m->status == P2P_STATUS_UNSUPPORTED ? "the server cannot authenticate (it has no auth file)"
-                               : m->status == P2P_STATUS_NOT_AUTHORIZED ? "the server refused its AUTH"
-                                                                        : "its AUTH failed");
+            const char *why = "its AUTH failed";
+            if (m->status == P2P_STATUS_UNSUPPORTED)
+                why = "the server cannot authenticate (it has no auth file)";
+            else if (m->status == P2P_STATUS_NOT_AUTHORIZED)
+                why = "the server refused its AUTH";
+            sp_auth_give_up(h, why);
             unsigned n = 0;
             /* Step 1 failed: the subscriptions were not sent yet. */
             if (req->step == P2P_AUTH_STEP_START && sp_queue_sub_restores(h, &n) != 0)
@@ -954,17 +958,16 @@ static int sp_on_auth_reply(struct sp_handle *h, struct sp_pending *req, const s
         return SP_AUTH_STEP2_SENT;
     }
     size_t len = p2p_auth_message(msg, req->id, req->id_len, a->client_nonce, a->server_nonce);
-    if (!p2p_auth_server_signature_valid(a->keys.server_key, msg, len, m->data)) {
-        char id[4 * P2P_ID_MAX + 1];
-        sp_escape(id, sizeof id, req->id, req->id_len);
+    int valid = p2p_auth_server_signature_valid(a->keys.server_key, msg, len, m->data);
+    char id[4 * P2P_ID_MAX + 1];
+    sp_escape(id, sizeof id, req->id, req->id_len);
+    if (!valid) {
         sp_log(h, STUPID_P2P_LOG_ERROR,
                "AUTH as \"%s\": the server's signature is wrong: it does not know the id's verifier, so it "
                "is not the server it claims to be; closing the connection",
                id);
         return SP_STATUS_PROTOCOL;
     }
-    char id[4 * P2P_ID_MAX + 1];
-    sp_escape(id, sizeof id, req->id, req->id_len);
     sp_log(h, STUPID_P2P_LOG_INFO, "authenticated as \"%s\"; the server's signature is right", id);
     sp_hold_id(h, req);
     return m->status;

@@ -70,7 +70,8 @@ const char *stupid_p2p_strerror(int32_t code)
     case STUPID_P2P_LIMIT: return "a server limit was reached";
     case STUPID_P2P_CLOSED: return "handle closed (deinit) while waiting";
     case STUPID_P2P_WRONG_THREAD: return "blocking call from a library callback";
-    case STUPID_P2P_PROTOCOL_ERROR: return "the server broke the protocol (a wrong AUTH signature: not the server it claims)";
+    case STUPID_P2P_PROTOCOL_ERROR:
+        return "the server broke the protocol (a wrong AUTH signature: not the server it claims)";
     default: return "unknown error";
     }
 }
@@ -373,6 +374,7 @@ static int32_t sp_command(int32_t handle, struct sp_cmd *c, int *status)
     int rand_err = c->cmd == P2P_CMD_REGISTER ? sp_io_random(nonce, sizeof nonce) : 0;
     pthread_mutex_lock(&h->mu);
     c->auth = c->cmd == P2P_CMD_REGISTER && h->has_token;
+    uint8_t wire_cmd = c->auth ? P2P_CMD_AUTH : c->cmd;
     if (c->auth)
         head_len = 3u + c->id_len + P2P_AUTH_NONCE_SIZE; /* step 1 */
     struct sp_pending *p = NULL;
@@ -389,10 +391,10 @@ static int32_t sp_command(int32_t handle, struct sp_cmd *c, int *status)
     } else if (c->auth && rand_err != 0) {
         sp_log(h, STUPID_P2P_LOG_ERROR, "getrandom: %s", strerror(rand_err));
         rc = STUPID_P2P_ERROR_COMMAND;
-    } else if ((p = sp_pending_new(h, c->auth ? P2P_CMD_AUTH : c->cmd, SP_REQ_USER, c->id, c->id_len)) == NULL) {
+    } else if ((p = sp_pending_new(h, wire_cmd, SP_REQ_USER, c->id, c->id_len)) == NULL) {
         rc = STUPID_P2P_MEMORY_ERROR;
-    } else if ((c->auth ? sp_queue_auth_start(h, p, nonce) : sp_queue_request(h, p, head, head_len, c->data, c->len)) !=
-               0) {
+    } else if ((c->auth ? sp_queue_auth_start(h, p, nonce)
+                        : sp_queue_request(h, p, head, head_len, c->data, c->len)) != 0) {
         p = NULL;
         rc = STUPID_P2P_MEMORY_ERROR;
     } else {
