@@ -68,11 +68,13 @@ CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
 COMMON_OBJ  := $(call obj,$(COMMON_SRC))
-# libstupidp2p.a takes the codec only for now: the AUTH crypto (sha256,
-# hmac_sha256, auth_proof) joins it with the client's AUTH support, together
-# with its p2p_* names in test/client/lib_symbols.sh. Test programs that
-# link the library get the crypto objects directly (test/support/auth.c).
-LIB_COMMON_OBJ := $(call obj,src/common/codec.c)
+# libstupidp2p.a takes the shared codec and the AUTH crypto (sha256,
+# hmac_sha256, auth_proof: the client authenticates with them); their p2p_*
+# names are allowed in test/client/lib_symbols.sh. Test programs that link
+# the library also get whatever else src/common holds (CRYPTO_OBJ, for
+# test/support).
+LIB_COMMON_OBJ := $(call obj,src/common/codec.c src/common/sha256.c src/common/hmac_sha256.c \
+                             src/common/auth_proof.c)
 CRYPTO_OBJ  := $(filter-out $(LIB_COMMON_OBJ),$(COMMON_OBJ))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
 CLIENT_OBJ  := $(call obj,$(CLIENT_SRC))

@@ -19,8 +19,10 @@
  *  - ADDITIONS (stupid_p2p_init_ex ... stupid_p2p_strerror): an options
  *    struct, ids as (pointer, length) byte strings, the server's failure
  *    reason as its own error code, the sender id of every message (protocol
- *    v2), sending to one device, a blocking receive with a timeout, and
- *    callbacks for messages, presence, connection state and logging.
+ *    v2), sending to one device, a blocking receive with a timeout,
+ *    callbacks for messages, presence, connection state and logging, and
+ *    device tokens: ids claimed with AUTH, the token never on the wire
+ *    (stupid_p2p_register).
  *
  * Build and link:  cc app.c -Iinclude libstupidp2p.a -lpthread
  *
@@ -79,7 +81,10 @@ enum {
     STUPID_P2P_LIMIT = -0x7ffffff4,          /* v2 reason 7: a server limit  */
     STUPID_P2P_CLOSED = -0x7ffffff3,         /* the handle was deinitialised
                                                 while the call waited       */
-    STUPID_P2P_WRONG_THREAD = -0x7ffffff2    /* blocking call from a callback */
+    STUPID_P2P_WRONG_THREAD = -0x7ffffff2,   /* blocking call from a callback */
+    STUPID_P2P_PROTOCOL_ERROR = -0x7ffffff1  /* the server broke the protocol:
+                                                a wrong AUTH signature (it
+                                                is not who it claims)       */
 };
 
 /* Returns a static English description of an error code above (never NULL;
@@ -121,7 +126,10 @@ void stupid_p2p_deinit(int32_t fd);
 
 /* REGISTER: binds the NUL-terminated device_id (1..255 bytes) to this
  * connection. The library remembers it and registers it again after every
- * reconnect. A second id replaces the first. */
+ * reconnect. A second id replaces the first. With a token set (the token
+ * option, stupid_p2p_set_token), the id is claimed with AUTH instead, and
+ * this call may also return NOT_AUTHORIZED, UNSUPPORTED and PROTOCOL_ERROR
+ * (see stupid_p2p_register). */
 int32_t stupid_p2p_register_device(const int32_t fd, const uint8_t *device_id);
 
 /* SUBSCRIBE: messages sent by device_id will be received here. Remembered
@@ -192,7 +200,10 @@ typedef enum {
     STUPID_P2P_CAUSE_SLOW_CONSUMER = 3,
     STUPID_P2P_CAUSE_SERVER_SHUTDOWN = 4,
     STUPID_P2P_CAUSE_PROTOCOL_ERROR = 5, /* the server said we erred        */
-    STUPID_P2P_CAUSE_NOT_AUTHORIZED = 6,
+    STUPID_P2P_CAUSE_NOT_AUTHORIZED = 6, /* BYE 6 (DISCONNECTED); with
+                                            CONNECTED: the id could not be
+                                            authenticated again after a
+                                            reconnect and was given up     */
     STUPID_P2P_CAUSE_LIMIT = 7,
     STUPID_P2P_CAUSE_EOF = 16,           /* closed without a word           */
     STUPID_P2P_CAUSE_IO_ERROR = 17,      /* reset, or another socket error  */
@@ -232,7 +243,9 @@ typedef void (*stupid_p2p_presence_cb)(int32_t handle, const uint8_t *id,
 
 /* The connection state changed; cause says why it ended (DISCONNECTED), or
  * is STUPID_P2P_CAUSE_ID_LOST for a CONNECTED without the id the library
- * gave up (see takeover_retries), or STUPID_P2P_CAUSE_NONE. Called once per
+ * gave up (see takeover_retries), STUPID_P2P_CAUSE_NOT_AUTHORIZED for a
+ * CONNECTED without the id because its AUTH failed (see
+ * stupid_p2p_register), or STUPID_P2P_CAUSE_NONE. Called once per
  * failed reconnect attempt too (DISCONNECTED, CONNECT_FAILED). Not called
  * for the first connection made by init, nor for CLOSED, nor once deinit
  * has begun. */
@@ -280,22 +293,77 @@ typedef struct {
     int32_t takeover_retries;    /* times the id is taken back after other
                                     connections took it over, in a row,
                                     before it is given up            (1)   */
+    /* Added in 0.3 (older structs get the defaults). */
+    const char *token;           /* the device's token (NULL): token_len
+                                    bytes, 1..256, printable ASCII without
+                                    spaces (0x21..0x7e), no terminator
+                                    needed. With a token, registering
+                                    claims the id with AUTH. Read during
+                                    init only: the library keeps the keys
+                                    derived from it, never the token or
+                                    this pointer (stupid_p2p_set_token)   */
+    size_t token_len;            /* bytes at token                  (0)    */
 } stupid_p2p_options_t;
 
 /* Fills *options with the defaults above. */
 void stupid_p2p_options_init(stupid_p2p_options_t *options);
 
 /* stupid_p2p_init with options (NULL: defaults), host a NUL-terminated
- * name or address, port 1..65535. Returns a handle or a negative code. */
+ * name or address, port 1..65535. Returns a handle or a negative code
+ * (BAD_PARAM for an option out of range, a token included). */
 int32_t stupid_p2p_init_ex(const char *host, int32_t port,
                            const stupid_p2p_options_t *options);
+
+/* Sets the device's token for the registrations that follow (the ones the
+ * library makes after a reconnect included), replacing the token option
+ * or an earlier call: token[0..len), 1..256 printable ASCII bytes without
+ * spaces, exactly as written (no line end). NULL or len 0 removes the
+ * token: registering uses REGISTER again. The id held now is not touched.
+ * The library keeps the keys derived from the token (wiped when replaced
+ * and at deinit), never the token itself, and never logs either. Returns
+ * NO_ERROR, BAD_PARAM (a token not of that form) or ERROR_COMMAND (unknown
+ * handle). Any thread, callbacks included; it does not wait. */
+int32_t stupid_p2p_set_token(int32_t handle, const void *token, size_t len);
 
 /* ---- additions: commands with ids as byte strings --------------------------
  * Ids are id[0..id_len), 1..255 arbitrary bytes. These return NO_ERROR or
  * the server's reason as its own code (NOT_REGISTERED, OFFLINE,
  * BAD_ARGUMENT, NOT_AUTHORIZED, UNSUPPORTED, LIMIT; ERROR_COMMAND when the
  * server gave no reason, as a v1 server never does), or a local error as
- * above, with STUPID_P2P_TIMEOUT (not NET_ERROR) when no reply came. */
+ * above, with STUPID_P2P_TIMEOUT (not NET_ERROR) when no reply came.
+ * NOT_AUTHORIZED also comes from a server with an auth file: for a
+ * REGISTER of an id only AUTH may claim, and for a SUBSCRIBE, SEND_TO (or
+ * a SEND_TO to a v1 session that does not subscribe to this device) that
+ * the target does not allow; check_alive answers 0 (offline) then.
+ *
+ * Registering with a token (the token option, stupid_p2p_set_token) claims
+ * the id with AUTH (stupidp2p(7)): step 1 with a fresh random nonce, and,
+ * as soon as the background thread has the server's challenge, step 2
+ * with the proof; the token never crosses the wire. The server's
+ * signature is checked in constant time. Within one command_timeout_ms,
+ * returns:
+ *   NO_ERROR          the id is held (and re-authenticated after every
+ *                     reconnect, as REGISTER would be repeated);
+ *   NOT_AUTHORIZED    the server refused: a wrong token, or an id it does
+ *                     not protect (the server closes the connection after
+ *                     three refusals on it; the library reconnects and
+ *                     keeps the id it held before);
+ *   UNSUPPORTED       the server cannot authenticate: it speaks only v1
+ *                     (nothing is sent: never a REGISTER in its place), or
+ *                     it has no auth file (AUTH answered 8c 06);
+ *   PROTOCOL_ERROR    the server's signature is wrong: it does not know the
+ *                     id's verifier. The connection is closed (cause
+ *                     BAD_FRAME) and made again;
+ *   ERROR_COMMAND     the server could not draw a nonce, or this system
+ *                     could not (getrandom failed);
+ * or another code as above. A refused id is not remembered: the library
+ * never repeats a refused AUTH by itself. After a reconnect, the library
+ * authenticates the remembered id again; if that fails for any reason but
+ * a wrong signature (which ends that connection, to try again after a
+ * backoff), it gives the id up, keeps the subscriptions, and reports the
+ * next CONNECTED with STUPID_P2P_CAUSE_NOT_AUTHORIZED (also in last_cause):
+ * once, never retrying. A BYE 6 that withdraws the id (the server's auth
+ * file changed) is handled the same way. */
 int32_t stupid_p2p_register(int32_t handle, const void *id, size_t id_len);
 int32_t stupid_p2p_unregister(int32_t handle);
 int32_t stupid_p2p_subscribe(int32_t handle, const void *id, size_t id_len);

@@ -4,11 +4,13 @@
 # CMocka (Debian: libcmocka-dev) is required. mandoc, used to lint the man
 # pages, is optional (groff is used without it) but installed where we can.
 # nats-server (Debian: nats-server) runs the NATS link's tests against real
-# servers; it is optional too: without it those tests skip, saying why. As
-# root with apt-get, missing packages are installed (each optional one on
-# its own, so that one the archive lacks does not stop the others);
-# otherwise we stop with the exact command to run when CMocka is missing,
-# and print it for nats-server.
+# servers, and stunnel (Debian: stunnel4) with the openssl command (Debian:
+# openssl) the Python client's TLS tests (test/python/test_tls.py); they are
+# optional too: without them those tests skip, saying why. As root with
+# apt-get, missing packages are installed (each optional one on its own, so
+# that one the archive lacks does not stop the others); otherwise we stop
+# with the exact command to run when CMocka is missing, and print it for
+# the optional ones.
 set -u
 
 # Debian installs nats-server in /usr/sbin, which a user's PATH may lack;
@@ -24,6 +26,10 @@ command -v pkg-config >/dev/null 2>&1 || missing="pkg-config libcmocka-dev"
 optional=""
 command -v mandoc >/dev/null 2>&1 || optional="mandoc"
 have_nats_server || optional="$optional nats-server"
+# Debian's stunnel4 installs /usr/bin/stunnel4 and /usr/bin/stunnel.
+command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 ||
+    optional="$optional stunnel4"
+command -v openssl >/dev/null 2>&1 || optional="$optional openssl"
 
 [ -z "$missing$optional" ] && exit 0
 
@@ -42,6 +48,11 @@ fi
 if ! have_nats_server; then
     echo "make test: nats-server is not installed, so the NATS link's tests will be skipped." >&2
     echo "    To run them: sudo apt-get install nats-server" >&2
+fi
+if ! { command -v stunnel4 || command -v stunnel; } >/dev/null 2>&1 ||
+    ! command -v openssl >/dev/null 2>&1; then
+    echo "make test: stunnel or openssl is not installed, so the Python client's TLS tests will be skipped." >&2
+    echo "    To run them: sudo apt-get install stunnel4 openssl" >&2
 fi
 if ! pkg-config --exists cmocka 2>/dev/null; then
     echo "make test needs CMocka, which is not installed. Run:" >&2

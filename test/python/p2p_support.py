@@ -161,11 +161,14 @@ class ServerProcess:
         self.start(port)
 
     def output(self) -> str:
-        """Everything the server logged so far."""
+        """Everything the server logged so far (all its runs).  pread, not
+        seek and read: the server writes through the same file offset, and
+        moving it would make the server overwrite what it logged."""
         if self.log.closed:
             return ""
-        self.log.seek(0)
-        return self.log.read().decode("utf-8", "replace")
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8",
+                                                             "replace")
 
     def __enter__(self) -> "ServerProcess":
         return self.start()

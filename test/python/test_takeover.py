@@ -6,7 +6,8 @@ take the id back, with a backoff that restarted after every successful
 reconnect: 51 takeovers in 5 s, forever.  Now the backoff counts on across
 reconnects until a connection proves stable, and after max_quick_closes
 silent closes in a row the client gives up with ClosedByServer.  A v2
-server says BYE "taken over", which closes the client at once.
+server says BYE "taken over": the client takes the id back takeover_retries
+times in a row, then gives it up (IdTakenOver), as the C library does.
 """
 
 import collections
@@ -14,8 +15,9 @@ import threading
 import unittest
 from unittest import mock
 
-from p2p_support import ServerCase, wait_until
-from stupidp2p import ClosedByServer, ConnectionState, protocol
+from p2p_support import Collector, ServerCase, wait_until
+from stupidp2p import (ClosedByServer, ConnectionState, IdTakenOver,
+                       NotRegistered, protocol)
 
 CONNECTED = ConnectionState.CONNECTED
 
@@ -73,21 +75,70 @@ class V1TakeoverTest(ServerCase):
 
 
 class V2TakeoverTest(ServerCase):
-    def test_v2_takeover_closes_at_once_and_says_why(self):
-        first = self.client()
-        first.register(self.uid("dup"))
-        second = self.client()
-        second.register(self.uid("dup"))
-        self.assertTrue(first.wait_for_state(ConnectionState.CLOSED, 10))
-        reason = first.close_reason
-        self.assertIsInstance(reason, ClosedByServer)
+    """v2: BYE "taken over".  The client takes its id back
+    ``takeover_retries`` times in a row (1, as the C library), then gives it
+    up and stays connected without it, saying so once."""
+
+    def takeovers_in_log(self, dup):
+        return self.server.output().count('took over "%s"' % dup)
+
+    def test_v2_takes_the_id_back_once_then_gives_it_up(self):
+        lost = Collector()
+        first = self.client(on_id_lost=lost, backoff_max=0.5)
+        self.assertEqual(first.takeover_retries, 1)
+        dup = self.uid("dup")
+        first.register(dup)
+        second = self.client(backoff_max=0.5)
+        second.register(dup)  # 1: first takes it back, 2: second does
+        self.assertTrue(wait_until(lambda: lost.items, 10))
+        self.assertEqual(len(lost.items), 1)
+        device, reason = lost.items[0]
+        self.assertEqual(device, dup)
+        self.assertIsInstance(reason, IdTakenOver)
+        self.assertEqual(reason.takeovers, 2)
         self.assertEqual(reason.bye.reason, protocol.BYE_TAKEN_OVER)
-        self.assertEqual(first.connect_attempts, 1)
-        with self.assertRaises(ClosedByServer) as caught:
-            first.ping()
-        self.assertIn("taken over", str(caught.exception))
-        self.assertIsNone(second.close_reason)
-        self.assertTrue(second.is_alive(self.uid("dup")))
+        self.assertIs(first.id_lost, reason)
+        self.assertIsNone(first.device_id)
+        self.assertTrue(first.connected)
+        first.ping()
+        with self.assertRaises(NotRegistered):
+            first.send("x")
+        # The fight is over: second holds the id, after one retake.
+        self.assertTrue(second.wait_for_state(CONNECTED, 10))
+        second.ping()
+        self.assertEqual(second.device_id, dup)
+        self.assertIsNone(second.id_lost)
+        self.assertTrue(second.is_alive(dup))
+        self.assertEqual(self.takeovers_in_log(dup), 3)
+        self.assertEqual(first.reconnects, 2)
+        self.assertEqual(second.reconnects, 1)
+        self.assertFalse(first.closed or second.closed)
+
+    def test_no_retries_gives_the_id_up_at_once(self):
+        lost = Collector()
+        first = self.client(on_id_lost=lost, takeover_retries=0)
+        dup = self.uid("dup")
+        first.register(dup)
+        second = self.client()
+        second.register(dup)
+        self.assertTrue(wait_until(lambda: lost.items, 10))
+        self.assertEqual(lost.items[0][1].takeovers, 1)
+        first.ping()
+        self.assertEqual(self.takeovers_in_log(dup), 1)
+        self.assertEqual(second.reconnects, 0)
+
+    def test_register_starts_the_count_over(self):
+        lost = Collector()
+        first = self.client(on_id_lost=lost, takeover_retries=0)
+        dup = self.uid("dup")
+        first.register(dup)
+        self.client().register(dup)
+        self.assertTrue(wait_until(lambda: first.id_lost is not None, 10))
+        first.register(dup)  # the application's own choice
+        self.assertIsNone(first.id_lost)
+        self.assertEqual(first.device_id, dup)
+        first.ping()
+        self.assertTrue(first.is_alive(dup))
 
 
 if __name__ == "__main__":

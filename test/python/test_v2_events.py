@@ -3,7 +3,7 @@
 import unittest
 
 from p2p_support import Collector, ServerCase, wait_until
-from stupidp2p import (Client, ClientClosedError, ConnectionState, protocol)
+from stupidp2p import Client, ConnectionState, protocol
 
 
 class PresenceTest(ServerCase):
@@ -38,22 +38,25 @@ class PresenceTest(ServerCase):
 
 
 class ByeTest(ServerCase):
-    def test_taken_over_closes_without_reconnecting(self):
+    def test_taken_over_is_reported_and_the_client_stays(self):
         byes, states = Collector(), Collector()
-        first = self.client(on_bye=byes, on_state=states)
+        first = self.client(on_bye=byes, on_state=states, takeover_retries=0)
         first.register(self.uid("dup"))
         second = self.client()
         second.register(self.uid("dup"))
-        self.assertTrue(first.wait_for_state(ConnectionState.CLOSED, 5))
+        self.assertTrue(wait_until(lambda: first.id_lost is not None, 5))
         self.assertEqual(byes.items[0].reason, protocol.BYE_TAKEN_OVER)
         self.assertEqual(first.last_bye.name, "taken over")
         self.assertTrue(first.last_bye.text)
-        self.assertEqual(first.connect_attempts, 1)  # no reconnect: no ping-pong
+        # One reconnection, without the id: no ping-pong.
+        self.assertEqual(first.connect_attempts, 2)
         self.assertEqual(states.items, [ConnectionState.CONNECTED,
-                                        ConnectionState.CLOSED])
-        with self.assertRaises(ClientClosedError):
-            first.ping()
+                                        ConnectionState.DISCONNECTED,
+                                        ConnectionState.CONNECTED])
+        self.assertIsNone(first.device_id)
+        first.ping()
         self.assertTrue(second.is_alive(self.uid("dup")))
+        self.assertIsNone(second.id_lost)
 
 
 class IdleByeTest(ServerCase):

@@ -2,6 +2,7 @@
  * p2pClient - the stupidP2P terminal client (see p2pClient(1)).
  *
  *   p2pClient -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS]
+ *             [--token-file FILE]
  *
  * Registers MY_ID, waits until OTHER_ID is online, subscribes to it, then
  * sends every line of standard input and prints every message received as
@@ -19,20 +20,28 @@
  * backslash as \\), so that a peer can neither drive the terminal nor
  * forge a line. A lost connection is one line on standard error, with its
  * cause, however many attempts the reconnection takes.
+ *
+ * With --token-file, MY_ID is claimed with AUTH (stupidp2p(7)): the token
+ * is the file's first line; it is handed to the library, which keeps only
+ * keys derived from it, and wiped here at once. It is never printed.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "stupidp2p.h"
 
 #define EXIT_USAGE 2
 #define EXIT_CONNECT 3
 #define EXIT_WAIT 4
+#define TOKEN_MAX 256 /* stupidp2p(7), Tokens */
 
 static const char *progname = "p2pClient";
 
@@ -53,7 +62,7 @@ static struct {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS]\n"
+            "usage: %s -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS] [--token-file FILE]\n"
             "       %s --help\n"
             "\n"
             "Connects to a stupidP2P server, registers MY_ID, waits for OTHER_ID to be\n"
@@ -66,6 +75,8 @@ static void usage(FILE *f)
             "  -m, --my-id ID        this device's id (1-255 bytes)\n"
             "  -o, --other-id ID     the device to talk to (1-255 bytes, not MY_ID)\n"
             "  -w, --wait SECONDS    how long to wait for OTHER_ID (default 30)\n"
+            "      --token-file FILE claim MY_ID with AUTH, with the token on FILE's first\n"
+            "                        line (keep the file private: chmod 600)\n"
             "  -h, --help            print this help and exit\n"
             "\n"
             "Exit status: 0 done, 1 the server refused a command, 2 usage error,\n"
@@ -210,6 +221,9 @@ static void on_state(int32_t handle, stupid_p2p_state_t state, stupid_p2p_cause_
         if (cause == STUPID_P2P_CAUSE_ID_LOST)
             fprintf(stderr, "%s: another device keeps taking this id: it is no longer registered\n",
                     progname);
+        else if (cause == STUPID_P2P_CAUSE_NOT_AUTHORIZED)
+            fprintf(stderr, "%s: this id could not be authenticated again: it is no longer registered\n",
+                    progname);
     }
 }
 
@@ -230,6 +244,61 @@ static int parse_int(const char *s, long lo, long hi, long *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* Reads the token from path into buf (TOKEN_MAX + 2 bytes): the file's
+ * first line, without its LF or CR LF, which must be a token (1 to 256
+ * bytes of printable ASCII without spaces). A file that group or others
+ * may read is a warning. Returns the token's length, or 0 after saying on
+ * standard error what is wrong (the token itself is never printed). */
+static size_t read_token_file(const char *path, char *buf)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd == -1) {
+        fprintf(stderr, "%s: token file %s: %s\n", progname, path, strerror(errno));
+        return 0;
+    }
+    struct stat st;
+    if (fstat(fd, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)) != 0)
+        fprintf(stderr, "%s: warning: token file %s is readable by %s; chmod 600 it\n", progname, path,
+                (st.st_mode & S_IROTH) != 0 ? "others" : "its group");
+    /* Up to the first LF, reading at most TOKEN_MAX + 2 bytes (a token and
+     * CR LF): a longer first line is not a token. */
+    size_t n = 0, cap = TOKEN_MAX + 2;
+    char *nl = NULL;
+    while (n < cap && nl == NULL) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r == -1 && errno == EINTR)
+            continue;
+        if (r == -1) {
+            fprintf(stderr, "%s: token file %s: %s\n", progname, path, strerror(errno));
+            close(fd);
+            explicit_bzero(buf, cap);
+            return 0;
+        }
+        if (r == 0)
+            break;
+        nl = memchr(buf + n, '\n', (size_t)r);
+        n += (size_t)r;
+    }
+    close(fd);
+    size_t len = nl != NULL ? (size_t)(nl - buf) : n;
+    if (len > 0 && buf[len - 1] == '\r' && nl != NULL)
+        len--;
+    const char *problem = NULL;
+    if (len == 0)
+        problem = n == 0 ? "is empty" : "has an empty first line";
+    else if (len > TOKEN_MAX)
+        problem = "has a first line longer than a token (256 bytes)";
+    for (size_t i = 0; problem == NULL && i < len; i++)
+        if ((unsigned char)buf[i] < 0x21 || (unsigned char)buf[i] > 0x7e)
+            problem = "holds a space, a control or a non-ASCII byte in its first line: not a token";
+    if (problem != NULL) {
+        fprintf(stderr, "%s: token file %s %s\n", progname, path, problem);
+        explicit_bzero(buf, cap);
+        return 0;
+    }
+    return len;
 }
 
 /* Waits until other is online, up to wait_s seconds. v2: subscribed
@@ -274,8 +343,8 @@ int main(int argc, char **argv)
         {"server", required_argument, NULL, 's'}, {"port", required_argument, NULL, 'p'},
         {"my-id", required_argument, NULL, 'm'},  {"other-id", required_argument, NULL, 'o'},
         {"wait", required_argument, NULL, 'w'},   {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *host = NULL, *my_id = NULL, *other = NULL;
+        {"token-file", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+    const char *host = NULL, *my_id = NULL, *other = NULL, *token_file = NULL;
     long port = 0, wait_s = 30;
     int ch;
     while ((ch = getopt_long(argc, argv, "s:p:m:o:w:h", longopts, NULL)) != -1) {
@@ -295,6 +364,7 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case 'T': token_file = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -322,6 +392,13 @@ int main(int argc, char **argv)
 
     stupid_p2p_options_t opt;
     stupid_p2p_options_init(&opt);
+    char token[TOKEN_MAX + 2];
+    if (token_file != NULL) {
+        opt.token_len = read_token_file(token_file, token);
+        if (opt.token_len == 0)
+            return EXIT_USAGE;
+        opt.token = token;
+    }
     opt.on_message = on_message;
     opt.on_presence = on_presence;
     opt.on_state = on_state;
@@ -330,6 +407,7 @@ int main(int argc, char **argv)
      * warnings about them would repeat it. Errors still show. */
     opt.log_level = STUPID_P2P_LOG_ERROR;
     int32_t h = stupid_p2p_init_ex(host, (int32_t)port, &opt);
+    explicit_bzero(token, sizeof token); /* the library keeps derived keys only */
     if (h < 0) {
         const char *why = stupid_p2p_connect_error(0);
         if (why == NULL)
@@ -342,7 +420,12 @@ int main(int argc, char **argv)
     int subscribed = 0;
     int32_t r = stupid_p2p_register(h, my_id, ml);
     if (r != STUPID_P2P_NO_ERROR) {
-        fprintf(stderr, "%s: register %s: %s\n", progname, my_id, stupid_p2p_strerror(r));
+        const char *why = stupid_p2p_strerror(r);
+        if (token_file != NULL && r == STUPID_P2P_NOT_AUTHORIZED)
+            why = "not authorized: the server refused the token";
+        else if (token_file != NULL && r == STUPID_P2P_UNSUPPORTED)
+            why = "this server cannot authenticate (it speaks only protocol v1, or has no auth file)";
+        fprintf(stderr, "%s: register %s: %s\n", progname, my_id, why);
         status = 1;
         goto out;
     }

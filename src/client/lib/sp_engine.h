@@ -34,7 +34,12 @@
  * - RESTORE: the remembered id is registered again and every remembered
  *   subscription renewed, pipelined; only when the last reply is in does
  *   the state become CONNECTED, so an application never sees a connected
- *   handle that has not got its id back.
+ *   handle that has not got its id back. With a token the id is claimed
+ *   with AUTH: step 1, then, as soon as the challenge is in, step 2 with
+ *   the subscriptions pipelined behind it (a device's PEERS judge the id we
+ *   hold). An AUTH that fails (refused, status 6, a v1 session) gives the
+ *   id up for good, reported with the next CONNECTED; only a wrong server
+ *   signature ends the connection instead, to try again after a backoff.
  * - CONNECTED: a heartbeat every heartbeat_interval_ms (clamped to a third
  *   of the server's idle timeout). Liveness comes from replies only: each
  *   request remembers when it was queued, and last_alive is the queueing
@@ -317,11 +322,8 @@ static void sp_become_connected(struct sp_handle *h)
 {
     uint64_t now = sp_now_ms();
     uint64_t hb = (uint64_t)h->opt.heartbeat_interval_ms;
-    stupid_p2p_cause_t cause = STUPID_P2P_CAUSE_NONE;
-    if (h->id_lost) {
-        h->id_lost = 0;
-        cause = STUPID_P2P_CAUSE_ID_LOST;
-    }
+    stupid_p2p_cause_t cause = h->id_lost_cause;
+    h->id_lost_cause = STUPID_P2P_CAUSE_NONE;
     pthread_mutex_lock(&h->mu);
     if (h->idle_timeout_s > 0) {
         /* Stay well inside the server's idle timeout. */
@@ -376,6 +378,7 @@ static void sp_on_connected(struct sp_handle *h)
     h->deadline = now + (uint64_t)h->opt.command_timeout_ms;
     h->last_alive = now;
     h->max_in = sp_default_max_frame(h) + P2P_SERVER_FRAME_SLACK;
+    h->conn_auth_refusals = 0;
     sp_buf_clear(&h->in);
     int rc = 0;
     pthread_mutex_lock(&h->mu);
@@ -398,22 +401,79 @@ static void sp_on_connected(struct sp_handle *h)
         sp_connection_lost(h, STUPID_P2P_CAUSE_IO_ERROR);
 }
 
+/* Queues the renewal of every remembered subscription (mu held), counting
+ * each queued request in *n. Returns 0 or -1. */
+static int sp_queue_sub_restores(struct sp_handle *h, unsigned *n)
+{
+    int rc = 0;
+    for (struct sp_sub *s = h->subs; s && rc == 0; s = s->next) {
+        s->confirmed = 0;
+        rc = sp_internal_request(h, P2P_CMD_SUBSCRIBE, SP_REQ_RESTORE, s->id, s->len);
+        *n += rc == 0;
+    }
+    return rc;
+}
+
+/* Gives up the remembered id because it could not be authenticated again
+ * (mu held; the thread): the next CONNECTED reports
+ * STUPID_P2P_CAUSE_NOT_AUTHORIZED, once. why: static text for the log. */
+static void sp_auth_give_up(struct sp_handle *h, const char *why)
+{
+    char id[4 * P2P_ID_MAX + 1];
+    sp_escape(id, sizeof id, h->reg_id, h->reg_len);
+    sp_log(h, STUPID_P2P_LOG_WARNING, "the id \"%s\" is given up: %s", id, why);
+    h->has_id = 0;
+    h->takeovers = 0;
+    h->id_lost_cause = STUPID_P2P_CAUSE_NOT_AUTHORIZED;
+}
+
+/* Queues AUTH step 1 for the node p (cmd AUTH, its id set; mu held), with
+ * the client nonce and a copy of the handle's keys. Returns 0, or -1 (out
+ * of memory: p is freed). */
+static int sp_queue_auth_start(struct sp_handle *h, struct sp_pending *p,
+                               const uint8_t nonce[P2P_AUTH_NONCE_SIZE])
+{
+    p->auth = calloc(1, sizeof *p->auth);
+    if (p->auth == NULL) {
+        sp_pending_free(p);
+        return -1;
+    }
+    p->auth->keys = h->keys;
+    memcpy(p->auth->client_nonce, nonce, P2P_AUTH_NONCE_SIZE);
+    p->step = P2P_AUTH_STEP_START;
+    uint8_t head[P2P_AUTH_START_MAX];
+    size_t n = p2p_encode_auth_start(head, p->id, p->id_len, nonce);
+    return sp_queue_request(h, p, head, n, NULL, 0);
+}
+
 /* Sends the remembered id and subscriptions back to the server,
- * pipelined; CONNECTED once the last reply is in. */
+ * pipelined; CONNECTED once the last reply is in. With a token the id is
+ * claimed with AUTH, and the subscriptions follow step 2 (sp_on_auth_reply):
+ * whether a device lets us reach it depends on the id we hold. */
 static void sp_send_restore(struct sp_handle *h)
 {
     int rc = 0;
     unsigned n = 0;
+    uint8_t nonce[P2P_AUTH_NONCE_SIZE];
+    int rand_err = sp_io_random(nonce, sizeof nonce);
     pthread_mutex_lock(&h->mu);
-    int has_id = h->has_id;
-    if (has_id) {
-        rc = sp_internal_request(h, P2P_CMD_REGISTER, SP_REQ_RESTORE, h->reg_id, h->reg_len);
+    if (h->has_id && h->has_token && h->version < 2)
+        sp_auth_give_up(h, "the server speaks only protocol v1, which has no AUTH");
+    int has_id = h->has_id, auth = has_id && h->has_token;
+    if (auth && rand_err != 0) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "getrandom: %s", strerror(rand_err));
+        rc = -1;
+    } else if (auth) {
+        struct sp_pending *p = sp_pending_new(h, P2P_CMD_AUTH, SP_REQ_RESTORE, h->reg_id, h->reg_len);
+        rc = p == NULL ? -1 : sp_queue_auth_start(h, p, nonce);
         n += rc == 0;
-    }
-    for (struct sp_sub *s = h->subs; s && rc == 0; s = s->next) {
-        s->confirmed = 0;
-        rc = sp_internal_request(h, P2P_CMD_SUBSCRIBE, SP_REQ_RESTORE, s->id, s->len);
-        n += rc == 0;
+    } else {
+        if (has_id) {
+            rc = sp_internal_request(h, P2P_CMD_REGISTER, SP_REQ_RESTORE, h->reg_id, h->reg_len);
+            n += rc == 0;
+        }
+        if (rc == 0)
+            rc = sp_queue_sub_restores(h, &n);
     }
     if (rc == 0)
         rc = sp_flush_locked(h);
@@ -423,6 +483,8 @@ static void sp_send_restore(struct sp_handle *h)
         sp_connection_lost(h, STUPID_P2P_CAUSE_IO_ERROR);
     else if (n == 0)
         sp_become_connected(h);
+    else if (auth)
+        sp_log(h, STUPID_P2P_LOG_DEBUG, "authenticating the id again; the subscriptions follow");
     else
         sp_log(h, STUPID_P2P_LOG_DEBUG, "restoring %s%u subscription(s)", has_id ? "the id and " : "",
                n - (has_id ? 1u : 0u));
@@ -480,7 +542,7 @@ static void sp_takeover(struct sp_handle *h)
     h->has_id = 0;
     pthread_mutex_unlock(&h->mu);
     h->takeovers = 0;
-    h->id_lost = 1;
+    h->id_lost_cause = STUPID_P2P_CAUSE_ID_LOST;
 }
 
 /* Ends the current connection (HANDSHAKE, RESTORE or CONNECTED). */
@@ -726,9 +788,30 @@ static void sp_on_presence(struct sp_handle *h, const struct p2p_message *m)
     sp_callback_end(h, began);
 }
 
+/* The server now holds req's id for this connection (a REGISTER or an
+ * AUTH succeeded; mu held). */
+static void sp_hold_id(struct sp_handle *h, const struct sp_pending *req)
+{
+    h->has_id = 1;
+    memcpy(h->reg_id, req->id, req->id_len);
+    h->reg_len = req->id_len;
+    if (req->kind == SP_REQ_USER) {
+        /* The application's own choice: takeovers start over. */
+        h->takeovers = 0;
+        h->id_since = sp_now_ms();
+    }
+}
+
 /* Updates the remembered id and subscriptions from a reply (mu held). */
 static void sp_apply_reply(struct sp_handle *h, const struct sp_pending *req, uint8_t status)
 {
+    if (status == P2P_STATUS_NOT_AUTHORIZED && req->cmd == P2P_CMD_REGISTER && req->kind == SP_REQ_RESTORE &&
+        h->has_id) {
+        /* Only AUTH may claim the id now (the server's auth file protects
+         * it): asking again would be refused again. */
+        sp_auth_give_up(h, "the server now refuses to register it (only AUTH may claim it)");
+        return;
+    }
     if (status != P2P_STATUS_OK) {
         if (req->cmd == P2P_CMD_SUBSCRIBE && req->kind != SP_REQ_USER) {
             struct sp_sub *s = sp_sub_find(h, req->id, req->id_len);
@@ -747,14 +830,7 @@ static void sp_apply_reply(struct sp_handle *h, const struct sp_pending *req, ui
     }
     switch (req->cmd) {
     case P2P_CMD_REGISTER:
-        h->has_id = 1;
-        memcpy(h->reg_id, req->id, req->id_len);
-        h->reg_len = req->id_len;
-        if (req->kind == SP_REQ_USER) {
-            /* The application's own choice: takeovers start over. */
-            h->takeovers = 0;
-            h->id_since = sp_now_ms();
-        }
+        sp_hold_id(h, req);
         break;
     case P2P_CMD_UNREGISTER:
         /* The server also cancels this connection's subscriptions. */
@@ -811,6 +887,92 @@ static void sp_on_id_probe(struct sp_handle *h, uint8_t status)
     sp_send_restore(h);
 }
 
+/* sp_on_auth_reply's answer when req went back into the FIFO. */
+#define SP_AUTH_STEP2_SENT (-100)
+
+/* A reply to AUTH (mu held; req popped from the FIFO). Returns the status
+ * to complete req with, or SP_AUTH_STEP2_SENT when req went back into the
+ * FIFO, awaiting the reply to step 2 (*flush_failed says whether writing
+ * it failed).
+ *
+ * Step 1 answered with a challenge: the proof goes out at once, from this
+ * thread (the caller of stupid_p2p_register sleeps until step 2 is
+ * answered), followed, when restoring, by the subscriptions. Step 2
+ * answered: the server's signature is checked in constant time; if right,
+ * the connection holds the id. A wrong signature, or a success naming the
+ * other step, is SP_STATUS_PROTOCOL: the caller ends the connection.
+ * Refusals of a restore give the id up (sp_auth_give_up). */
+static int sp_on_auth_reply(struct sp_handle *h, struct sp_pending *req, const struct p2p_message *m,
+                            int *flush_failed)
+{
+    int restore = req->kind == SP_REQ_RESTORE;
+    if (m->status != P2P_STATUS_OK) {
+        if (m->status == P2P_STATUS_NOT_AUTHORIZED)
+            h->conn_auth_refusals++;
+        if (restore) {
+            const char *why = "its AUTH failed";
+            if (m->status == P2P_STATUS_UNSUPPORTED)
+                why = "the server cannot authenticate (it has no auth file)";
+            else if (m->status == P2P_STATUS_NOT_AUTHORIZED)
+                why = "the server refused its AUTH";
+            sp_auth_give_up(h, why);
+            unsigned n = 0;
+            /* Step 1 failed: the subscriptions were not sent yet. */
+            if (req->step == P2P_AUTH_STEP_START && sp_queue_sub_restores(h, &n) != 0)
+                return SP_STATUS_LOST;
+            h->restore_outstanding += n;
+            *flush_failed = sp_flush_locked(h) != 0;
+        }
+        return m->status;
+    }
+    if (m->step != req->step) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "the server answered AUTH step %u as if it were step %u", req->step,
+               m->step);
+        return SP_STATUS_PROTOCOL;
+    }
+    struct sp_auth *a = req->auth;
+    uint8_t msg[P2P_AUTH_MESSAGE_MAX];
+    if (req->step == P2P_AUTH_STEP_START) {
+        if (req->kind == SP_REQ_USER && req->abandoned)
+            return m->status; /* the caller gave up: no step 2 */
+        memcpy(a->server_nonce, m->data, P2P_AUTH_NONCE_SIZE);
+        size_t len = p2p_auth_message(msg, req->id, req->id_len, a->client_nonce, a->server_nonce);
+        uint8_t proof[P2P_AUTH_PROOF_SIZE], frame[P2P_AUTH_PROOF_REQ_SIZE];
+        p2p_auth_client_proof(a->keys.client_key, a->keys.stored_key, msg, len, proof);
+        size_t n = p2p_encode_auth_proof(frame, proof);
+        int rc = sp_out_frame(h, frame, n, NULL, 0);
+        explicit_bzero(proof, sizeof proof);
+        explicit_bzero(frame, sizeof frame);
+        if (rc != 0)
+            return SP_STATUS_LOST;
+        req->step = P2P_AUTH_STEP_PROOF;
+        sp_pending_push(h, req);
+        unsigned subs = 0;
+        if (restore && sp_queue_sub_restores(h, &subs) != 0)
+            *flush_failed = 1; /* the requests queued so far go out; the connection ends */
+        h->restore_outstanding += subs;
+        if (sp_flush_locked(h) != 0)
+            *flush_failed = 1;
+        sp_log(h, STUPID_P2P_LOG_DEBUG, "AUTH: challenge received, proof sent%s",
+               subs > 0 ? ", the subscriptions after it" : "");
+        return SP_AUTH_STEP2_SENT;
+    }
+    size_t len = p2p_auth_message(msg, req->id, req->id_len, a->client_nonce, a->server_nonce);
+    int valid = p2p_auth_server_signature_valid(a->keys.server_key, msg, len, m->data);
+    char id[4 * P2P_ID_MAX + 1];
+    sp_escape(id, sizeof id, req->id, req->id_len);
+    if (!valid) {
+        sp_log(h, STUPID_P2P_LOG_ERROR,
+               "AUTH as \"%s\": the server's signature is wrong: it does not know the id's verifier, so it "
+               "is not the server it claims to be; closing the connection",
+               id);
+        return SP_STATUS_PROTOCOL;
+    }
+    sp_log(h, STUPID_P2P_LOG_INFO, "authenticated as \"%s\"; the server's signature is right", id);
+    sp_hold_id(h, req);
+    return m->status;
+}
+
 /* A reply: matched to the request at the head of the FIFO. */
 static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
 {
@@ -840,24 +1002,36 @@ static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
     }
     uint8_t kind = req->kind;
     const char *bad_grant = NULL;
+    int status = m->status, flush_failed = 0;
     if (kind == SP_REQ_HELLO) {
         h->hello_answered = 1;
         if (m->status == P2P_STATUS_OK && (bad_grant = sp_grant_problem(m)) == NULL)
             sp_take_grant(h, m);
     } else if (kind == SP_REQ_HEARTBEAT) {
         h->hb_outstanding = 0;
+    } else if (req->cmd == P2P_CMD_AUTH) {
+        status = sp_on_auth_reply(h, req, m, &flush_failed);
     } else if (kind != SP_REQ_PROBE && kind != SP_REQ_ID_PROBE) {
         sp_apply_reply(h, req, m->status);
     }
-    if (kind == SP_REQ_USER)
-        sp_pending_complete(req, m->status);
-    else
+    int requeued = status == SP_AUTH_STEP2_SENT;
+    if (!requeued && kind == SP_REQ_USER)
+        sp_pending_complete(req, status);
+    else if (!requeued)
         sp_pending_free(req);
     pthread_mutex_unlock(&h->mu);
 
     if (bad_grant != NULL) {
         sp_log(h, STUPID_P2P_LOG_ERROR, "the server's HELLO reply is nonsense: %s", bad_grant);
         sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
+    } else if (status == SP_STATUS_PROTOCOL) {
+        sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
+    } else if (status == SP_STATUS_LOST || flush_failed) {
+        if (status == SP_STATUS_LOST)
+            sp_log(h, STUPID_P2P_LOG_ERROR, "out of memory during AUTH");
+        sp_connection_lost(h, STUPID_P2P_CAUSE_IO_ERROR);
+    } else if (requeued) {
+        /* nothing to count yet */
     } else if (kind == SP_REQ_PROBE && h->phase == SP_PH_HANDSHAKE) {
         sp_begin_restore(h);
     } else if (kind == SP_REQ_ID_PROBE) {
@@ -878,6 +1052,14 @@ static void sp_on_bye(struct sp_handle *h, const struct p2p_message *m)
     stupid_p2p_cause_t cause = sp_bye_cause(m->reason);
     if (cause == STUPID_P2P_CAUSE_TAKEN_OVER)
         sp_takeover(h);
+    if (cause == STUPID_P2P_CAUSE_NOT_AUTHORIZED && h->conn_auth_refusals < P2P_AUTH_MAX_FAILURES) {
+        /* Not the server's count of our failed AUTHs: its auth file no
+         * longer lets us hold our id. Claiming it again would be refused. */
+        pthread_mutex_lock(&h->mu);
+        if (h->has_id)
+            sp_auth_give_up(h, "the server withdrew it (BYE 6)");
+        pthread_mutex_unlock(&h->mu);
+    }
     sp_connection_lost(h, cause);
 }
 

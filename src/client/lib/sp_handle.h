@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth_proof.h"
 #include "codec.h"
 #include "protocol.h"
 #include "stupidp2p.h"
@@ -45,7 +46,9 @@
 #include "sp_resolve.h"
 
 /* A request's status once complete: a wire status byte (0..255), or: */
-#define SP_STATUS_LOST (-1)    /* the connection ended before the reply */
+#define SP_STATUS_LOST (-1)     /* the connection ended before the reply */
+#define SP_STATUS_PROTOCOL (-2) /* AUTH: the server's signature (or the step
+                                   its success reply named) was wrong      */
 
 enum sp_req_kind {
     SP_REQ_USER = 0,       /* a caller waits on cond                       */
@@ -57,12 +60,23 @@ enum sp_req_kind {
     SP_REQ_ID_PROBE = 6    /* v1 restore: is our id held by someone else?  */
 };
 
+/* What an AUTH exchange needs between its two steps. The keys are a copy
+ * taken at step 1, so that stupid_p2p_set_token meanwhile cannot make the
+ * proof and the signature check disagree; wiped when the node is freed. */
+struct sp_auth {
+    struct p2p_auth_keys keys;
+    uint8_t client_nonce[P2P_AUTH_NONCE_SIZE];
+    uint8_t server_nonce[P2P_AUTH_NONCE_SIZE];
+};
+
 struct sp_pending {
     struct sp_pending *next;
     uint8_t cmd;           /* request command byte; the reply is cmd|0x80 */
     uint8_t kind;          /* enum sp_req_kind                            */
-    uint8_t id_len;        /* REGISTER/SUBSCRIBE/UNSUBSCRIBE: the id, to  */
-    uint8_t id[P2P_ID_MAX];/*   update the remembered state on success    */
+    uint8_t id_len;        /* REGISTER/SUBSCRIBE/UNSUBSCRIBE/AUTH: the id, */
+    uint8_t id[P2P_ID_MAX];/*   to update the remembered state on success */
+    uint8_t step;          /* AUTH: the step whose reply is awaited       */
+    struct sp_auth *auth;  /* AUTH: allocated with step 1                 */
     uint64_t sent_ms;      /* when it was queued (liveness, see engine)   */
     int done;              /* status is set                               */
     int status;
@@ -123,6 +137,9 @@ struct sp_handle {
     int has_id;
     uint8_t reg_len;
     uint8_t reg_id[P2P_ID_MAX];
+    int has_token;             /* registering means AUTH, with keys       */
+    struct p2p_auth_keys keys; /* derived from the token (never the token
+                                  itself); wiped when replaced or freed  */
     struct sp_sub *subs;
     struct sp_msg *q_head, *q_tail;
     uint32_t q_len;
@@ -161,7 +178,14 @@ struct sp_handle {
     uint64_t id_since;         /* when the id was last (re)gained         */
     int probe_id;              /* v1: ask whether the id is held before
                                   restoring it                           */
-    int id_lost;               /* the id was given up: say so at CONNECTED */
+    /* The id was given up (after takeovers: ID_LOST; its AUTH failed after
+     * a reconnect, or a BYE 6 withdrew it: NOT_AUTHORIZED): the cause the
+     * next CONNECTED reports, else NONE. */
+    stupid_p2p_cause_t id_lost_cause;
+    unsigned conn_auth_refusals; /* AUTH step 2s refused (8c 05) on this
+                                  connection: at P2P_AUTH_MAX_FAILURES the
+                                  server's BYE 6 is its counter, not a
+                                  withdrawal of our id                   */
 };
 
 /* ---- the table of open handles ------------------------------------------ */
@@ -355,6 +379,10 @@ static void sp_pending_free(struct sp_pending *p)
 {
     if (p->has_cond)
         pthread_cond_destroy(&p->cond);
+    if (p->auth != NULL) {
+        explicit_bzero(p->auth, sizeof *p->auth);
+        free(p->auth);
+    }
     free(p);
 }
 

@@ -15,6 +15,7 @@
 #include <netinet/tcp.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/types.h>
@@ -154,6 +155,27 @@ static int sp_io_timer_arm(int tfd, uint64_t at_ms)
     }
     if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) == -1)
         return errno;
+    return 0;
+}
+
+/* Fills buf[0..len) from the kernel's cryptographic random source
+ * (getrandom(2) without flags: it blocks only until the pool is first
+ * initialised at boot; a read of up to 256 bytes is not cut short once it
+ * is, but EINTR and a short count are handled anyway). Returns 0 or an
+ * errno. */
+static int sp_io_random(void *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t r = getrandom((uint8_t *)buf + done, len - done, 0);
+        if (r > 0) {
+            done += (size_t)r;
+            continue;
+        }
+        int e = r == 0 ? EIO : errno;
+        if (e != EINTR)
+            return e;
+    }
     return 0;
 }
 

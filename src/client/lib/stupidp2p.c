@@ -70,6 +70,8 @@ const char *stupid_p2p_strerror(int32_t code)
     case STUPID_P2P_LIMIT: return "a server limit was reached";
     case STUPID_P2P_CLOSED: return "handle closed (deinit) while waiting";
     case STUPID_P2P_WRONG_THREAD: return "blocking call from a library callback";
+    case STUPID_P2P_PROTOCOL_ERROR:
+        return "the server broke the protocol (a wrong AUTH signature: not the server it claims)";
     default: return "unknown error";
     }
 }
@@ -96,8 +98,23 @@ void stupid_p2p_options_init(stupid_p2p_options_t *o)
     o->takeover_retries = SP_TAKEOVER_RETRIES_DEFAULT;
 }
 
+/* 1 if token[0..len) is a token as stupidp2p(7) defines it: 1 to 256
+ * bytes of printable ASCII without spaces. */
+static int sp_token_valid(const void *token, size_t len)
+{
+    if (token == NULL || len < 1 || len > P2P_TOKEN_MAX)
+        return 0;
+    const uint8_t *t = token;
+    for (size_t i = 0; i < len; i++)
+        if (t[i] < 0x21 || t[i] > 0x7e)
+            return 0;
+    return 1;
+}
+
 static int sp_options_valid(const stupid_p2p_options_t *o)
 {
+    if ((o->token != NULL || o->token_len != 0) && !sp_token_valid(o->token, o->token_len))
+        return 0;
     return o->connect_timeout_ms > 0 && o->command_timeout_ms > 0 && o->heartbeat_interval_ms > 0 &&
            o->heartbeat_max_missed > 0 && o->backoff_initial_ms > 0 &&
            o->backoff_max_ms >= o->backoff_initial_ms && o->recv_queue_max > 0 &&
@@ -124,6 +141,7 @@ static void sp_handle_free(struct sp_handle *h)
     sp_io_close(h->fd);
     sp_io_close(h->tfd);
     sp_io_close(h->efd);
+    explicit_bzero(&h->keys, sizeof h->keys);
     pthread_cond_destroy(&h->q_cond);
     pthread_cond_destroy(&h->init_cond);
     pthread_condattr_destroy(&h->cattr);
@@ -158,6 +176,14 @@ static struct sp_handle *sp_handle_new(const char *host, int32_t port, const stu
     }
     h->fd = h->tfd = h->efd = -1;
     h->opt = *o;
+    /* The token becomes keys at once; neither it nor the caller's pointer
+     * is kept. */
+    if (o->token != NULL) {
+        p2p_auth_keys_from_token(o->token, o->token_len, &h->keys);
+        h->has_token = 1;
+    }
+    h->opt.token = NULL;
+    h->opt.token_len = 0;
     h->host = strdup(host);
     snprintf(h->port, sizeof h->port, "%d", (int)port);
     int ok = h->host != NULL;
@@ -286,6 +312,29 @@ void stupid_p2p_deinit(int32_t fd)
     sp_handle_free(h);
 }
 
+int32_t stupid_p2p_set_token(int32_t handle, const void *token, size_t len)
+{
+    int clear = token == NULL || len == 0;
+    if (handle <= 0 || (!clear && !sp_token_valid(token, len)))
+        return STUPID_P2P_BAD_PARAM;
+    struct p2p_auth_keys keys;
+    memset(&keys, 0, sizeof keys);
+    if (!clear)
+        p2p_auth_keys_from_token(token, len, &keys);
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL) {
+        explicit_bzero(&keys, sizeof keys);
+        return STUPID_P2P_ERROR_COMMOND;
+    }
+    pthread_mutex_lock(&h->mu);
+    h->keys = keys; /* the old keys are overwritten */
+    h->has_token = !clear;
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    explicit_bzero(&keys, sizeof keys);
+    return STUPID_P2P_NO_ERROR;
+}
+
 /* ---- commands -------------------------------------------------------------------- */
 
 struct sp_cmd {
@@ -294,14 +343,21 @@ struct sp_cmd {
     size_t id_len;
     const uint8_t *data;
     size_t len;
+    int auth;              /* out: a REGISTER that went as AUTH (a token
+                              is set), whose status may be
+                              SP_STATUS_PROTOCOL                      */
 };
 
 /* Runs one command and waits for its reply. Returns NO_ERROR with the
- * reply's status byte in *status, or a local error: BAD_PARAM,
- * ERROR_COMMOND (unknown handle), WRONG_THREAD, CLOSED, RESTARTING,
- * UNSUPPORTED, MEMORY_ERROR, TIMEOUT, NET_ERROR (connection lost). */
-static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
+ * reply's status byte in *status (or SP_STATUS_PROTOCOL for an AUTH whose
+ * signature was wrong), or a local error: BAD_PARAM, ERROR_COMMOND
+ * (unknown handle, or no random nonce for AUTH), WRONG_THREAD, CLOSED,
+ * RESTARTING, UNSUPPORTED (SEND_TO, or AUTH, on a v1 session),
+ * MEMORY_ERROR, TIMEOUT, NET_ERROR (connection lost). A REGISTER goes as
+ * AUTH when the handle has a token: c->auth says so on return. */
+static int32_t sp_command(int32_t handle, struct sp_cmd *c, int *status)
 {
+    c->auth = 0;
     if (handle <= 0)
         return STUPID_P2P_BAD_PARAM;
     struct sp_handle *h = sp_acquire(handle);
@@ -314,7 +370,13 @@ static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
     }
     uint8_t head[P2P_ID_HEAD_MAX];
     size_t head_len = sp_encode_head(head, c->cmd, c->id, c->id_len);
+    uint8_t nonce[P2P_AUTH_NONCE_SIZE];
+    int rand_err = c->cmd == P2P_CMD_REGISTER ? sp_io_random(nonce, sizeof nonce) : 0;
     pthread_mutex_lock(&h->mu);
+    c->auth = c->cmd == P2P_CMD_REGISTER && h->has_token;
+    uint8_t wire_cmd = c->auth ? P2P_CMD_AUTH : c->cmd;
+    if (c->auth)
+        head_len = 3u + c->id_len + P2P_AUTH_NONCE_SIZE; /* step 1 */
     struct sp_pending *p = NULL;
     if (h->closing) {
         rc = STUPID_P2P_CLOSED;
@@ -324,9 +386,15 @@ static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
         rc = STUPID_P2P_BAD_PARAM;
     } else if (c->cmd == P2P_CMD_SEND_TO && !h->hello_answered) {
         rc = STUPID_P2P_UNSUPPORTED; /* the original would never answer */
-    } else if ((p = sp_pending_new(h, c->cmd, SP_REQ_USER, c->id, c->id_len)) == NULL) {
+    } else if (c->auth && h->version < 2) {
+        rc = STUPID_P2P_UNSUPPORTED; /* AUTH is v2; never REGISTER instead */
+    } else if (c->auth && rand_err != 0) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "getrandom: %s", strerror(rand_err));
+        rc = STUPID_P2P_ERROR_COMMAND;
+    } else if ((p = sp_pending_new(h, wire_cmd, SP_REQ_USER, c->id, c->id_len)) == NULL) {
         rc = STUPID_P2P_MEMORY_ERROR;
-    } else if (sp_queue_request(h, p, head, head_len, c->data, c->len) != 0) {
+    } else if ((c->auth ? sp_queue_auth_start(h, p, nonce)
+                        : sp_queue_request(h, p, head, head_len, c->data, c->len)) != 0) {
         p = NULL;
         rc = STUPID_P2P_MEMORY_ERROR;
     } else {
@@ -341,7 +409,7 @@ static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
                 break;
         }
         if (p->done) {
-            /* The thread has popped it: it is ours to free. */
+            /* The thread has completed it: it is ours to free. */
             *status = p->status;
             rc = p->status == SP_STATUS_LOST ? STUPID_P2P_NET_ERROR : STUPID_P2P_NO_ERROR;
             sp_pending_free(p);
@@ -356,11 +424,25 @@ static int32_t sp_command(int32_t handle, const struct sp_cmd *c, int *status)
     return rc;
 }
 
-/* The original calls: every failure the server reports is ERROR_COMMOND;
- * no reply in time is NET_ERROR, as it was. */
+/* The failure of a REGISTER sent as AUTH (a token is set), for either
+ * API: the distinct codes stupid_p2p_register documents. */
+static int32_t sp_auth_code(int status)
+{
+    switch (status) {
+    case P2P_STATUS_OK: return STUPID_P2P_NO_ERROR;
+    case P2P_STATUS_NOT_AUTHORIZED: return STUPID_P2P_NOT_AUTHORIZED;
+    case P2P_STATUS_UNSUPPORTED: return STUPID_P2P_UNSUPPORTED;
+    case SP_STATUS_PROTOCOL: return STUPID_P2P_PROTOCOL_ERROR;
+    default: return STUPID_P2P_ERROR_COMMAND;
+    }
+}
+
+/* The original calls: every failure the server reports is ERROR_COMMOND
+ * (except for a REGISTER sent as AUTH, which only a program that set a
+ * token makes: sp_auth_code); no reply in time is NET_ERROR, as it was. */
 static int32_t sp_compat(int32_t fd, uint8_t cmd, const uint8_t *id, const uint8_t *data, size_t len)
 {
-    struct sp_cmd c = {cmd, NULL, 0, data, len};
+    struct sp_cmd c = {cmd, NULL, 0, data, len, 0};
     if (id != NULL) {
         size_t n = strnlen((const char *)id, P2P_ID_MAX + 1);
         if (n > P2P_ID_MAX)
@@ -374,6 +456,8 @@ static int32_t sp_compat(int32_t fd, uint8_t cmd, const uint8_t *id, const uint8
         return STUPID_P2P_NET_ERROR;
     if (rc != STUPID_P2P_NO_ERROR)
         return rc;
+    if (c.auth)
+        return sp_auth_code(status);
     return status == P2P_STATUS_OK ? STUPID_P2P_NO_ERROR : STUPID_P2P_ERROR_COMMOND;
 }
 
@@ -435,6 +519,7 @@ static int32_t sp_status_code(int status)
     case P2P_STATUS_NOT_AUTHORIZED: return STUPID_P2P_NOT_AUTHORIZED;
     case P2P_STATUS_UNSUPPORTED: return STUPID_P2P_UNSUPPORTED;
     case P2P_STATUS_LIMIT: return STUPID_P2P_LIMIT;
+    case SP_STATUS_PROTOCOL: return STUPID_P2P_PROTOCOL_ERROR;
     default: return STUPID_P2P_ERROR_COMMAND;
     }
 }
@@ -446,7 +531,7 @@ static int sp_id_ok(const void *id, size_t len)
 
 static int32_t sp_new_call(int32_t handle, uint8_t cmd, const void *id, size_t id_len, int *status)
 {
-    struct sp_cmd c = {cmd, id, id_len, NULL, 0};
+    struct sp_cmd c = {cmd, id, id_len, NULL, 0, 0};
     return sp_command(handle, &c, status);
 }
 
@@ -502,7 +587,7 @@ int32_t stupid_p2p_send(int32_t handle, const void *data, size_t len)
 {
     if (data == NULL && len > 0)
         return STUPID_P2P_BAD_PARAM;
-    struct sp_cmd c = {P2P_CMD_SEND, NULL, 0, data, len};
+    struct sp_cmd c = {P2P_CMD_SEND, NULL, 0, data, len, 0};
     int status = 0;
     int32_t rc = sp_command(handle, &c, &status);
     return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
@@ -512,7 +597,7 @@ int32_t stupid_p2p_send_to(int32_t handle, const void *id, size_t id_len, const 
 {
     if (!sp_id_ok(id, id_len) || (data == NULL && len > 0))
         return STUPID_P2P_BAD_PARAM;
-    struct sp_cmd c = {P2P_CMD_SEND_TO, id, id_len, data, len};
+    struct sp_cmd c = {P2P_CMD_SEND_TO, id, id_len, data, len, 0};
     int status = 0;
     int32_t rc = sp_command(handle, &c, &status);
     return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);

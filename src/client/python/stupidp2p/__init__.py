@@ -10,27 +10,30 @@ Two faces:
   ``from stupidP2P import stupidP2PClient``).
 
 :mod:`stupidp2p.codec` encodes and parses every frame of the protocol
-(:mod:`stupidp2p.protocol` holds its constants).
+(:mod:`stupidp2p.protocol` holds its constants); :mod:`stupidp2p.auth`
+holds AUTH's arithmetic and reads token files.  ``Client(..., token=...)``
+claims the id with AUTH; ``tls=True`` or ``ssl_context=`` connect with TLS.
 ``python3 -m stupidp2p chat --server HOST:PORT --me ID --peer ID`` is a
 terminal chat.
 """
 
-from . import codec, protocol
+from . import auth, codec, protocol
 from .client import Bye, Client, ConnectionState, Message
 from .compat import stupidP2PClient
-from .errors import (BadArgument, ClientClosedError, ClosedByServer,
-                     ConnectError, ConnectionLostError, LimitReached,
-                     MessageTooLarge, NotAuthorized, NotConnectedError,
-                     NotRegistered, P2PError, ProtocolError, RequestFailed,
-                     RequestTimeout, TargetOffline, Unsupported)
+from .errors import (AuthError, BadArgument, ClientClosedError,
+                     ClosedByServer, ConnectError, ConnectionLostError,
+                     IdTakenOver, LimitReached, MessageTooLarge,
+                     NotAuthorized, NotConnectedError, NotRegistered,
+                     P2PError, ProtocolError, RequestFailed, RequestTimeout,
+                     TargetOffline, Unsupported)
 
 __version__ = "1.0.0"
 
 __all__ = [
     "Client", "Message", "Bye", "ConnectionState", "stupidP2PClient",
-    "codec", "protocol", "P2PError", "ConnectError", "NotConnectedError",
+    "auth", "codec", "protocol", "P2PError", "ConnectError", "NotConnectedError",
     "ConnectionLostError", "ClientClosedError", "ClosedByServer",
     "RequestTimeout", "ProtocolError", "MessageTooLarge", "RequestFailed",
     "NotRegistered", "TargetOffline", "BadArgument", "NotAuthorized", "Unsupported",
-    "LimitReached", "__version__",
+    "LimitReached", "AuthError", "IdTakenOver", "__version__",
 ]

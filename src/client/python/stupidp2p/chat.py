@@ -1,5 +1,6 @@
 """Terminal chat: ``python3 -m stupidp2p chat --server HOST:PORT --me ID
---peer ID [--wait SEC]``, the Python equivalent of ``p2pClient``.
+--peer ID [--wait SEC] [--token-file FILE]``, the Python equivalent of
+``p2pClient``.
 
 It registers ``--me``, waits up to ``--wait`` seconds (default 30) until
 ``--peer`` is online, subscribes to it, then sends every line read from
@@ -13,9 +14,14 @@ and a backslash as ``\\\\``), so a message cannot drive the terminal or
 forge a line.  Status messages go to standard error; standard output
 carries only the received data, one line per message.
 
+With ``--token-file FILE`` the id is claimed with AUTH, with the token on
+the file's first line (as ``p2pClient --token-file``): a file that group or
+others may read is a warning; a missing or empty file, or a first line that
+is not a token, is a usage error (status 2).  The token is never printed.
+
 Exit status, as ``p2pClient``'s where they meet: 0 normal exit, 1 the server
-could not be reached or refused a command, 2 bad arguments, 4 the peer did
-not come online within ``--wait``.
+could not be reached or refused a command (an AUTH refused among them), 2
+bad arguments, 4 the peer did not come online within ``--wait``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import threading
 import time
 from typing import Deque, List, Optional, Sequence, TextIO, Tuple
 
+from .auth import AuthKeys, TokenFileError, read_token_file
 from .client import Client, ConnectionState, Message
 from .errors import ClientClosedError, P2PError
 from .escape import escape
@@ -238,6 +245,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--protocol", type=int, choices=(1, 2), default=2,
                         help="highest protocol version to ask for "
                              "(default 2)")
+    parser.add_argument("--token-file", metavar="FILE",
+                        help="claim --me with AUTH, with the token on the "
+                             "file's first line (keep it private: chmod "
+                             "600)")
     args = parser.parse_args(argv)
     try:
         host, port = parse_server(args.server)
@@ -245,6 +256,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(str(exc))
     if args.me == args.peer:
         parser.error("--me and --peer must differ")
+    keys: Optional[AuthKeys] = None
+    if args.token_file is not None:
+        try:
+            token, warning = read_token_file(args.token_file)
+        except TokenFileError as exc:
+            parser.error(str(exc))
+        if warning is not None:
+            _say("p2pchat: warning: %s" % warning)
+        keys = AuthKeys.from_token(token)
+        del token
 
     # What the terminal's encoding cannot show is escaped, not an error.
     reconfigure = getattr(sys.stdout, "reconfigure", None)
@@ -268,10 +289,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif state is ConnectionState.CONNECTED:
             _say("reconnected")
 
+    def on_id_lost(device: str, reason: P2PError) -> None:
+        _say("p2pchat: %s is no longer registered: %s" % (device, reason))
+
     try:
         client = Client(host, port, timeout=args.timeout,
-                        version=args.protocol, on_presence=on_presence,
-                        on_state=on_state)
+                        version=args.protocol, token=keys,
+                        on_presence=on_presence, on_state=on_state,
+                        on_id_lost=on_id_lost)
     except P2PError as exc:
         _say("p2pchat: %s" % exc)
         return 1

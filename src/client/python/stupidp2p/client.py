@@ -37,8 +37,24 @@ Handshake: a new connection sends HELLO (version 2) and HEARTBEAT together,
 followed by REGISTER and SUBSCRIBE for the id and subscriptions the client
 held before, all in one write.  A v2 server answers HELLO first; an original
 (v1-only) server ignores HELLO, so the HEARTBEAT reply comes first and the
-session stays v1.  The connection is reported CONNECTED only after the id
-and subscriptions are restored.  The HELLO grant is checked (a version
+session stays v1.  With a token, the id is claimed with AUTH instead, which
+needs the v2 answer first: HELLO and HEARTBEAT, then AUTH step 1, then step
+2 with the SUBSCRIBEs pipelined after it (whether a device lets this one
+reach it depends on the id held).  The connection is reported CONNECTED only
+after the id and subscriptions are restored.
+
+AUTH (``token=``): :meth:`Client.register` proves the token over fresh
+nonces (:mod:`stupidp2p.auth`); the token never crosses the wire and the
+client keeps only keys derived from it.  The server's signature is compared
+with :func:`hmac.compare_digest`; a wrong one is a :class:`ProtocolError`
+that drops the connection.  A refusal is never repeated by the client.
+
+TLS (``tls=True`` / ``ssl_context=``): the socket stays a plain TCP socket,
+driven exactly as without TLS (bounded non-blocking writes, a blocking
+reader), and TLS runs in memory over it (:class:`ssl.SSLObject` on two
+:class:`ssl.MemoryBIO`), under a lock of its own held only while bytes are
+encrypted or decrypted: an SSL object must not be used by two threads at
+once, and the reader and the writers are different threads.  The HELLO grant is checked (a version
 not asked for, or a max_frame below 2, is a protocol error) and its
 max_frame clamped to the client's ``max_frame_limit``, which also bounds
 every frame the client accepts, so a server cannot make it buffer more than
@@ -49,8 +65,12 @@ a connection has stayed up for ``stable_time``.  A v1 server closes the
 previous holder of an id without a word when another connection registers
 it; two clients holding one id would take it from each other forever, so
 after ``max_quick_closes`` such silent closes in a row the client gives up
-(:class:`ClosedByServer`).  A v2 server says BYE "taken over", which closes
-the client at once.
+(:class:`ClosedByServer`).  A v2 server says BYE "taken over": the client
+takes the id back after a backoff, ``takeover_retries`` times in a row (1 by
+default, as the C library), then gives the id up and stays connected
+without it (:attr:`Client.id_lost`, ``on_id_lost``); so does it when the
+server withdraws an authenticated id (BYE "not authorized"), or when the id
+cannot be authenticated again after a reconnect.
 
 All wire layouts come from :mod:`stupidp2p.codec`.
 
@@ -66,26 +86,32 @@ import enum
 import errno
 import logging
 import math
+import os
 import random
 import select
 import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import (Callable, Deque, Dict, Iterator, List, Optional, Set,
-                    Union)
+from typing import (TYPE_CHECKING, Callable, Deque, Dict, Iterator, List,
+                    Optional, Set, Tuple, Union)
 
 from . import protocol as P
+from .auth import AuthKeys, auth_message, client_proof, signature_valid
 from .codec import (ByeEvent, Delivery, FrameDecoder, PresenceEvent, Reply,
-                    ServerMessage, encode_hello, encode_id_command,
-                    encode_send_head, encode_send_to_head, frame,
-                    parse_message)
-from .errors import (BadArgument, ClientClosedError, ClosedByServer,
-                     ConnectError, ConnectionLostError, MessageTooLarge,
+                    ServerMessage, encode_auth_proof, encode_auth_start,
+                    encode_hello, encode_id_command, encode_send_head,
+                    encode_send_to_head, frame, parse_message)
+from .errors import (AuthError, BadArgument, ClientClosedError,
+                     ClosedByServer, ConnectError, ConnectionLostError,
+                     IdTakenOver, MessageTooLarge, NotAuthorized,
                      NotConnectedError, P2PError, ProtocolError,
                      RequestFailed, RequestTimeout, Unsupported,
                      error_for_status)
 from .escape import escape
+
+if TYPE_CHECKING:  # ssl is imported when TLS is asked for
+    import ssl
 
 __all__ = ["Client", "Message", "ConnectionState", "Bye", "DeviceId", "Data",
            "DEFAULT_MAX_FRAME_LIMIT", "DEFAULT_QUEUE_BYTES"]
@@ -143,6 +169,21 @@ def _data_bytes(data: Data) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     raise TypeError("data must be bytes or str, not %s" % type(data).__name__)
+
+
+def _auth_failure(status: int, raw: bytes) -> RequestFailed:
+    """The exception for a failed AUTH step (status != 1)."""
+    who = escape(raw)
+    if status == P.STATUS_NOT_AUTHORIZED:
+        return AuthError(P.CMD_AUTH, status,
+                         "AUTH as %s refused: a wrong token, or an id the "
+                         "server does not protect" % who)
+    if status == P.STATUS_UNSUPPORTED:
+        return Unsupported(P.CMD_AUTH, status,
+                           "AUTH as %s: the server cannot authenticate (it "
+                           "has no auth file); no REGISTER was sent in its "
+                           "place" % who)
+    return error_for_status(P.CMD_AUTH, status)
 
 
 # ---- socket I/O with deadlines ---------------------------------------------
@@ -210,6 +251,128 @@ def _recv_before(sock: socket.socket, deadline: float) -> bytes:
             pass
 
 
+class _PlainIO:
+    """A connection's bytes as they are: frames go to the socket, and what
+    the socket gives is frames."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def send(self, data: bytes, deadline: float) -> None:
+        """Write all of ``data`` before ``deadline`` (see :func:`_send_all`;
+        the caller holds the client's send lock)."""
+        _send_all(self.sock, data, deadline)
+
+    def recv(self) -> bytes:
+        """Block until data arrives; ``b""`` at EOF (the I/O thread)."""
+        return self.sock.recv(_RECV_CHUNK)
+
+    def recv_before(self, deadline: float) -> bytes:
+        """Data that arrives before ``deadline`` (see :func:`_recv_before`);
+        ``b""`` at EOF."""
+        return _recv_before(self.sock, deadline)
+
+
+class _TLSIO(_PlainIO):
+    """TLS over the plain socket, in memory: writes encrypt and then go out
+    as :class:`_PlainIO`'s do, reads decrypt what the socket gave.
+
+    One lock guards the SSL object and its two buffers, held only while
+    bytes are moved in memory, never across a system call.  Writes are
+    encrypted and written under the client's send lock, so records reach
+    the wire in the order they were made; whatever TLS itself has to say
+    after a read (rare after the handshake) waits in the outgoing buffer
+    and leaves with the next write.
+    """
+
+    def __init__(self, sock: socket.socket, context: "ssl.SSLContext",
+                 server_hostname: str) -> None:
+        import ssl
+        super().__init__(sock)
+        self._ssl = ssl
+        self._incoming = ssl.MemoryBIO()
+        self._outgoing = ssl.MemoryBIO()
+        self._obj = context.wrap_bio(self._incoming, self._outgoing,
+                                     server_side=False,
+                                     server_hostname=server_hostname)
+        self._lock = threading.Lock()
+        self._eof = False
+
+    def handshake(self, deadline: float) -> None:
+        """The TLS handshake, certificate and host name checked as the
+        context says, before ``deadline``.
+
+        Raises:
+            ssl.SSLError: the handshake failed (an OSError).
+            _Stalled: the deadline passed.
+        """
+        while True:
+            with self._lock:
+                try:
+                    self._obj.do_handshake()
+                    done = True
+                except self._ssl.SSLWantReadError:
+                    done = False
+                out = self._outgoing.read()
+            if out:
+                _send_all(self.sock, out, deadline)
+            if done:
+                return
+            data = _recv_before(self.sock, deadline)
+            if not data:
+                raise ConnectionResetError(
+                    "the server closed the connection during the TLS "
+                    "handshake")
+            with self._lock:
+                self._incoming.write(data)
+
+    def send(self, data: bytes, deadline: float) -> None:
+        with self._lock:
+            self._obj.write(data)
+            out = self._outgoing.read()
+        _send_all(self.sock, out, deadline)
+
+    def _decrypt(self, data: bytes) -> bytes:
+        """Feed what the socket gave (``b""``: its EOF) and return the
+        plaintext it completes; sets ``_eof`` at the end of the stream."""
+        ssl = self._ssl
+        parts = []
+        with self._lock:
+            if data:
+                self._incoming.write(data)
+            else:
+                self._incoming.write_eof()
+            while True:
+                try:
+                    chunk = self._obj.read(_RECV_CHUNK)
+                except ssl.SSLWantReadError:
+                    break
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    self._eof = True  # close_notify, or a bare TCP close
+                    break
+                if not chunk:
+                    self._eof = True
+                    break
+                parts.append(chunk)
+            if not data:
+                self._eof = True  # whatever TLS made of it
+        return b"".join(parts)
+
+    def recv(self) -> bytes:
+        while not self._eof:
+            plain = self._decrypt(self.sock.recv(_RECV_CHUNK))
+            if plain:
+                return plain
+        return b""
+
+    def recv_before(self, deadline: float) -> bytes:
+        while not self._eof:
+            plain = self._decrypt(_recv_before(self.sock, deadline))
+            if plain:
+                return plain
+        return b""
+
+
 class ConnectionState(enum.Enum):
     """Where a :class:`Client` stands; passed to the ``on_state`` callback."""
 
@@ -256,21 +419,17 @@ class Bye:
         return P.BYE_NAMES.get(self.reason, "reason %d" % self.reason)
 
 
-# BYE reasons after which reconnecting would only repeat the problem (or,
-# for a takeover, take the id back from its new holder).
-_FINAL_BYES = (P.BYE_TAKEN_OVER, P.BYE_NOT_AUTHORIZED)
-
-
 class _Request:
     """A request waiting for its reply on one connection's FIFO."""
 
-    __slots__ = ("command", "event", "status", "lost", "sent_at")
+    __slots__ = ("command", "event", "status", "reply", "lost", "sent_at")
 
     def __init__(self, command: int, wait: bool) -> None:
         self.command = command
         self.event: Optional[threading.Event] = (
             threading.Event() if wait else None)
         self.status: Optional[int] = None
+        self.reply: Optional[Reply] = None
         self.lost = False
         self.sent_at = 0.0
 
@@ -286,8 +445,10 @@ class _Connection:
     and frames of up to ``frame_limit`` (+ the DELIVER slack) are accepted.
     """
 
-    def __init__(self, sock: socket.socket, frame_limit: int) -> None:
+    def __init__(self, sock: socket.socket, io: _PlainIO,
+                 frame_limit: int) -> None:
         self.sock = sock
+        self.io = io
         self.version = P.VERSION_1
         self.max_frame = min(P.DEFAULT_MAX_FRAME, frame_limit)
         self.idle_timeout = 0
@@ -297,6 +458,17 @@ class _Connection:
         self.bye: Optional[Bye] = None
         self.error: Optional[BaseException] = None
         self.decoder = FrameDecoder(frame_limit + P.SERVER_FRAME_SLACK)
+        # AUTH step 2s refused (8c 05) on this connection: at
+        # AUTH_MAX_FAILURES a BYE "not authorized" is the server's count,
+        # not a withdrawal of the id.
+        self.auth_refusals = 0
+
+    def count_reply(self, reply: Reply) -> None:
+        """Note what a reply says about this connection (the thread that
+        reads it)."""
+        if reply.command == P.CMD_AUTH \
+                and reply.status == P.STATUS_NOT_AUTHORIZED:
+            self.auth_refusals += 1
 
     def unanswered_for(self, now: float) -> float:
         """Seconds the oldest request without a reply has waited (0 if none
@@ -315,6 +487,7 @@ class _Connection:
 
 StateCallback = Callable[[ConnectionState], None]
 PresenceCallback = Callable[[str, bool], None]
+IdLostCallback = Callable[[str, P2PError], None]
 
 
 class Client:
@@ -350,6 +523,23 @@ class Client:
             :class:`ClosedByServer` in :attr:`close_reason`) when the server
             closed this many connections in a row without a word within
             ``stable_time`` (a v1 takeover); 0 never gives up.
+        takeover_retries: times the id is taken back after other
+            connections took it over (v2: BYE "taken over"), in a row,
+            before it is given up (:class:`IdTakenOver` in
+            :attr:`id_lost`); the count starts over when :meth:`register`
+            is called or the id was held for ``stable_time``.  As the C
+            library's option of the same name (default 1).
+        token: the device's token (str or bytes, 1 to 256 bytes of
+            printable ASCII without spaces), or the
+            :class:`~stupidp2p.auth.AuthKeys` derived from it:
+            :meth:`register` then claims the id with AUTH, also after every
+            reconnect.  Only the keys are kept.
+        tls: connect with TLS (standard library :mod:`ssl`, its default
+            context: the server's certificate and host name are verified
+            against the system's CAs).
+        ssl_context: an :class:`ssl.SSLContext` of your own (a private CA,
+            client certificates...); implies ``tls``.  The host name
+            checked is ``host``.
         queue_size, queue_bytes: bounds of the receive queue, in messages
             and in data bytes; a message that does not fit is dropped and
             counted in :attr:`dropped` and :attr:`dropped_bytes`.
@@ -361,11 +551,16 @@ class Client:
         on_state: ``f(state)`` on every :class:`ConnectionState` change.
         on_presence: ``f(device_id, online)`` for PRESENCE events (v2).
         on_bye: ``f(bye)`` when the server sends BYE (v2).
+        on_id_lost: ``f(device_id, reason)`` once, when the client gives
+            up its id and stays connected without it (``reason`` as
+            :attr:`id_lost`), right after the CONNECTED it comes with.
         connect: connect in the constructor (else call :meth:`connect`).
 
     Raises:
         ConnectError: when ``connect`` is true and the first connection
-            fails (reconnecting starts only after a first success).
+            fails (reconnecting starts only after a first success); with
+            TLS, a certificate that does not verify fails so.
+        ValueError: an option out of range, or a token not of its form.
     """
 
     def __init__(self, host: str, port: int, *, heartbeat: float = 3.0,
@@ -373,13 +568,18 @@ class Client:
                  reconnect: bool = True, backoff_base: float = 0.2,
                  backoff_max: float = 30.0, stable_time: float = 60.0,
                  max_quick_closes: int = 8, max_missed: int = 3,
+                 takeover_retries: int = 1,
                  queue_size: int = 4096,
                  queue_bytes: int = DEFAULT_QUEUE_BYTES,
                  max_frame_limit: int = DEFAULT_MAX_FRAME_LIMIT,
                  version: int = P.VERSION_MAX,
+                 token: Optional[Union[str, bytes, AuthKeys]] = None,
+                 tls: bool = False,
+                 ssl_context: Optional["ssl.SSLContext"] = None,
                  on_state: Optional[StateCallback] = None,
                  on_presence: Optional[PresenceCallback] = None,
                  on_bye: Optional[Callable[[Bye], None]] = None,
+                 on_id_lost: Optional[IdLostCallback] = None,
                  connect: bool = True) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -391,6 +591,8 @@ class Client:
                              % _FRAME_LIMIT_RANGE)
         if max_quick_closes < 0:
             raise ValueError("max_quick_closes must be 0 or more")
+        if takeover_retries < 0:
+            raise ValueError("takeover_retries must be 0 or more")
         if version not in (P.VERSION_1, P.VERSION_2):
             raise ValueError("version must be 1 or 2")
         self.host = host
@@ -404,6 +606,7 @@ class Client:
         self.backoff_max = backoff_max
         self.stable_time = stable_time
         self.max_quick_closes = max_quick_closes
+        self.takeover_retries = takeover_retries
         self.max_missed = max_missed
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
@@ -412,6 +615,14 @@ class Client:
         self.on_state = on_state
         self.on_presence = on_presence
         self.on_bye = on_bye
+        self.on_id_lost = on_id_lost
+        self._keys: Optional[AuthKeys] = (
+            token if isinstance(token, AuthKeys) or token is None
+            else AuthKeys.from_token(token))
+        if ssl_context is None and tls:
+            import ssl
+            ssl_context = ssl.create_default_context()
+        self._ssl_context = ssl_context
 
         self._state = ConnectionState.CONNECTING
         self._state_cond = threading.Condition()
@@ -435,6 +646,11 @@ class Client:
         # in a row; both restart after a stable connection.
         self._attempt = 0
         self._quick_closes = 0
+        # Takeovers of the id in a row (v2 BYE 1), and the id given up and
+        # not yet reported (on_id_lost, after the next CONNECTED).
+        self._takeovers = 0
+        self._id_loss: Optional[Tuple[str, P2PError]] = None
+        self._id_lost: Optional[P2PError] = None
         self._io_thread: Optional[threading.Thread] = None
         self._hb_thread: Optional[threading.Thread] = None
 
@@ -565,6 +781,22 @@ class Client:
 
 
     @property
+    def id_lost(self) -> Optional[P2PError]:
+        """Why the client last gave up the id it held while staying
+        connected, or None: :class:`IdTakenOver` (taken over more than
+        ``takeover_retries`` times in a row), :class:`AuthError` (the
+        server refused to authenticate it again, or withdrew it),
+        :class:`Unsupported` (after a reconnect the server could not
+        authenticate: v1, or no auth file), :class:`NotAuthorized` (the
+        server now refuses to REGISTER it).  Cleared by :meth:`register`."""
+        return self._id_lost
+
+    @property
+    def tls(self) -> bool:
+        """True when the client connects with TLS."""
+        return self._ssl_context is not None
+
+    @property
     def close_reason(self) -> Optional[ClosedByServer]:
         """Why the client closed itself (:class:`ClosedByServer`), or None
         while it is open or when :meth:`close` closed it."""
@@ -591,10 +823,37 @@ class Client:
         A client holds one id: registering another releases the first.
         The id is registered again by itself after a reconnect.  If another
         connection holds the id, the server hands it over to this one.
+
+        With a ``token`` the id is claimed with AUTH (two round trips; the
+        token never crosses the wire) and the server's signature checked.
+
+        Raises:
+            AuthError: the server refused the AUTH (a wrong token, or an id
+                it does not protect); the client does not try again.
+            Unsupported: with a token, the server cannot authenticate: it
+                speaks only v1 (nothing was sent), or has no auth file;
+                no REGISTER is sent in the AUTH's place.
+            ProtocolError: the server's AUTH signature is wrong: it is not
+                the server it claims to be.  The connection is dropped
+                (and made again).
+            NotAuthorized: (without a token) only AUTH may claim the id.
         """
         raw = self._checked_id(device_id)
-        previous, self._my_id = self._my_id, raw
         self._unrestored.discard(b"")
+        self._takeovers = 0
+        self._id_lost = None
+        if self._keys is not None:
+            # Remembered once the server has said yes (or the answer was
+            # lost with the connection): a reconnect racing with a refused
+            # AUTH must not claim the refused id.
+            try:
+                self._authenticate(raw, self._keys)
+            except ConnectionLostError:
+                self._my_id = raw  # the next connection authenticates it
+                raise
+            self._my_id = raw
+            return
+        previous, self._my_id = self._my_id, raw
         try:
             self._do(encode_id_command(P.CMD_REGISTER, raw))
         except ConnectionLostError:
@@ -603,6 +862,47 @@ class Client:
             if self._my_id is raw:
                 self._my_id = previous
             raise
+
+    def _authenticate(self, raw: bytes, keys: AuthKeys) -> None:
+        """AUTH as ``raw`` on the current connection: both steps go to that
+        one connection (a step 2 on another would answer no challenge)."""
+        conn = self._usable_conn()
+        if conn.version < P.VERSION_2:
+            raise Unsupported(P.CMD_AUTH, P.STATUS_UNSUPPORTED,
+                              "AUTH needs protocol v2 and the server speaks "
+                              "v1; nothing was sent (never a REGISTER in "
+                              "its place)")
+        nonce = os.urandom(P.AUTH_NONCE_SIZE)
+        answer = self._auth_step(conn, raw, encode_auth_start(raw, nonce),
+                                 P.AUTH_STEP_START)
+        message = auth_message(raw, nonce, answer)
+        signature = self._auth_step(
+            conn, raw, encode_auth_proof(client_proof(keys, message)),
+            P.AUTH_STEP_PROOF)
+        if not signature_valid(keys, message, signature):
+            error = ProtocolError(
+                "AUTH as %s: the server's signature is wrong: it does not "
+                "know the id's verifier, so it is not the server it claims "
+                "to be; connection dropped" % escape(raw))
+            self._kill(conn, error)
+            raise error
+        log.info("authenticated as %s", escape(raw))
+
+    def _auth_step(self, conn: _Connection, raw: bytes, payload: bytes,
+                   step: int) -> bytes:
+        """One AUTH step on ``conn``; returns the 32 bytes of its success
+        reply (the server nonce, or its signature)."""
+        reply = self._call_reply(payload, conn=conn)
+        assert reply is not None
+        if reply.status != P.STATUS_OK:
+            raise _auth_failure(reply.status, raw)
+        assert reply.auth is not None  # the codec checked the layout
+        if reply.auth.step != step:
+            error = ProtocolError("the server answered AUTH step %d as if it "
+                                  "were step %d" % (step, reply.auth.step))
+            self._kill(conn, error)
+            raise error
+        return reply.auth.value
 
     def unregister(self) -> None:
         """Release this client's id; the server also cancels its
@@ -783,17 +1083,33 @@ class Client:
         Raises NotConnectedError, ConnectionLostError, RequestTimeout,
         ClientClosedError.
         """
-        command = payload[0]
-        if wait and threading.current_thread() is self._io_thread:
-            raise RuntimeError("a stupidp2p callback cannot wait for a reply "
-                               "(it runs on the client's I/O thread); use "
-                               "wait=False or hand the work to another thread")
+        reply = self._call_reply(payload, data, wait=wait)
+        return None if reply is None else reply.status
+
+    def _usable_conn(self) -> _Connection:
+        """The current connection, if requests may go out on it."""
         if self._closed.is_set():
             raise self._closed_error()
         conn = self._conn
         if conn is None or self._state is not ConnectionState.CONNECTED:
             raise NotConnectedError("not connected (state: %s)"
                                     % self._state.value)
+        return conn
+
+    def _call_reply(self, payload: bytes, data: bytes = b"", *,
+                    wait: bool = True,
+                    conn: Optional[_Connection] = None) -> Optional[Reply]:
+        """:meth:`_call`, returning the whole reply, on ``conn`` if given
+        (else the current connection)."""
+        command = payload[0]
+        if wait and threading.current_thread() is self._io_thread:
+            raise RuntimeError("a stupidp2p callback cannot wait for a reply "
+                               "(it runs on the client's I/O thread); use "
+                               "wait=False or hand the work to another thread")
+        if conn is None:
+            conn = self._usable_conn()
+        elif self._closed.is_set():
+            raise self._closed_error()
         deadline = time.monotonic() + self.timeout
         req = self._submit(conn, command, frame(payload, data), wait,
                            deadline)
@@ -808,7 +1124,7 @@ class Client:
                 raise self._closed_error()
             raise ConnectionLostError("connection lost while waiting for "
                                       "the reply")
-        return req.status
+        return req.reply
 
     def _submit(self, conn: _Connection, command: int, data: bytes,
                 wait: bool, deadline: float) -> _Request:
@@ -829,7 +1145,7 @@ class Client:
             req.sent_at = deadline - self.timeout
             conn.pending.append(req)
             try:
-                _send_all(conn.sock, data, deadline)
+                conn.io.send(data, deadline)
             except _Stalled as exc:
                 # Part of the frame may be out: the stream is unusable.
                 self._kill(conn, ConnectionLostError(
@@ -849,7 +1165,8 @@ class Client:
     # ---- connection setup -----------------------------------------------
 
     def _open(self) -> _Connection:
-        """Connect, negotiate the version, restore id and subscriptions."""
+        """Connect (with TLS if asked), negotiate the version, restore id
+        and subscriptions."""
         self.connect_attempts += 1
         try:
             sock = socket.create_connection((self.host, self.port),
@@ -860,55 +1177,99 @@ class Client:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(None)  # blocking: see _send_all
-            return self._handshake(sock)
+            io = _PlainIO(sock)
+            if self._ssl_context is not None:
+                io = self._tls_handshake(sock)
+            return self._handshake(_Connection(sock, io,
+                                               self.max_frame_limit))
         except BaseException:
             sock.close()
             raise
 
-    def _handshake(self, sock: socket.socket) -> _Connection:
+    def _tls_handshake(self, sock: socket.socket) -> _TLSIO:
+        assert self._ssl_context is not None
+        try:
+            io = _TLSIO(sock, self._ssl_context, self.host)
+            io.handshake(time.monotonic() + self.timeout)
+            return io
+        except _Stalled:
+            raise ConnectError("TLS handshake with %s:%d timed out after "
+                               "%.3g s" % (self.host, self.port,
+                                           self.timeout)) from None
+        except OSError as exc:  # ssl.SSLError included
+            raise ConnectError("TLS handshake with %s:%d failed: %s"
+                               % (self.host, self.port, exc)) from exc
+
+    def _exchange(self, conn: _Connection, frames: List[bytes],
+                  expect: List[int], deadline: float,
+                  hello: bool = False) -> List[Reply]:
+        """Send ``frames`` in one write and return the replies to the
+        requests ``expect`` names, in order; events that come meanwhile are
+        dispatched.  With ``hello``, the first frame is HELLO, whose reply
+        (which an original server never sends) is taken apart."""
+        if not frames:
+            return []
+        conn.io.send(b"".join(frames), deadline)
+        replies: List[Reply] = []
+        while len(replies) < len(expect):
+            data = conn.io.recv_before(deadline)
+            if not data:
+                raise ConnectError("server closed the connection during "
+                                   "the handshake")
+            for payload in conn.decoder.feed(data):
+                msg = parse_message(payload)
+                if not isinstance(msg, Reply):
+                    self._dispatch_event(conn, msg)
+                    continue
+                if hello and msg.command == P.CMD_HELLO:
+                    hello = False
+                    self._apply_hello(conn, msg)
+                    continue
+                if len(replies) == len(expect):
+                    raise ProtocolError("handshake: unsolicited reply 0x%02x"
+                                        % (msg.command | P.REPLY_BIT))
+                want = expect[len(replies)]
+                if msg.command != want:
+                    raise ProtocolError(
+                        "handshake: reply 0x%02x where 0x%02x was "
+                        "expected" % (msg.command | P.REPLY_BIT,
+                                      want | P.REPLY_BIT))
+                # An original server ignores HELLO: its first reply is
+                # the heartbeat's.
+                hello = False
+                conn.count_reply(msg)
+                replies.append(msg)
+        return replies
+
+    def _handshake(self, conn: _Connection) -> _Connection:
         my_id = self._my_id
+        keys = self._keys
         subs = list(self._subs)
+        sub_frames = [frame(encode_id_command(P.CMD_SUBSCRIBE, s))
+                      for s in subs]
+        auth = my_id is not None and keys is not None
         out = []
         if self.version >= 2:
             out.append(frame(encode_hello(self.version, 0)))
         out.append(_HEARTBEAT_FRAME)
         expect = [P.CMD_HEARTBEAT]
-        if my_id is not None:
+        if my_id is not None and not auth:
             out.append(frame(encode_id_command(P.CMD_REGISTER, my_id)))
             expect.append(P.CMD_REGISTER)
-        for s in subs:
-            out.append(frame(encode_id_command(P.CMD_SUBSCRIBE, s)))
-            expect.append(P.CMD_SUBSCRIBE)
+        if not auth:
+            out += sub_frames
+            expect += [P.CMD_SUBSCRIBE] * len(subs)
         deadline = time.monotonic() + self.timeout
-        conn = _Connection(sock, self.max_frame_limit)
         try:
-            _send_all(sock, b"".join(out), deadline)
-            hello_pending = self.version >= 2
-            statuses: List[int] = []
-            while len(statuses) < len(expect):
-                data = _recv_before(sock, deadline)
-                if not data:
-                    raise ConnectError("server closed the connection during "
-                                       "the handshake")
-                for payload in conn.decoder.feed(data):
-                    msg = parse_message(payload)
-                    if not isinstance(msg, Reply):
-                        self._dispatch_event(conn, msg)
-                        continue
-                    if hello_pending and msg.command == P.CMD_HELLO:
-                        hello_pending = False
-                        self._apply_hello(conn, msg)
-                        continue
-                    want = expect[len(statuses)]
-                    if msg.command != want:
-                        raise ProtocolError(
-                            "handshake: reply 0x%02x where 0x%02x was "
-                            "expected" % (msg.command | P.REPLY_BIT,
-                                          want | P.REPLY_BIT))
-                    # An original server ignores HELLO: its first reply is
-                    # the heartbeat's.
-                    hello_pending = False
-                    statuses.append(msg.status)
+            replies = self._exchange(conn, out, expect, deadline,
+                                     hello=self.version >= 2)[1:]
+            id_status: Optional[int] = None
+            if my_id is not None and not auth:
+                id_status = replies.pop(0).status
+            if auth:
+                assert my_id is not None and keys is not None
+                replies = self._restore_auth(conn, my_id, keys, sub_frames,
+                                             deadline)
         except _Stalled:
             raise ConnectError("handshake with %s:%d timed out after %.3g s"
                                % (self.host, self.port,
@@ -918,24 +1279,97 @@ class Client:
                 raise
             raise ConnectError("handshake with %s:%d failed: %s"
                                % (self.host, self.port, exc)) from exc
-        # Restores that failed are retried by the heartbeat thread (a v1
-        # server refuses to subscribe to an offline device).
-        unrestored: Set[bytes] = set()
-        i = 1
-        if my_id is not None:
-            if statuses[i] != P.STATUS_OK:
-                log.warning("re-registering %r failed (status %d)", my_id,
-                            statuses[i])
-                unrestored.add(b"")
-            i += 1
-        for s in subs:
-            if statuses[i] != P.STATUS_OK:
-                unrestored.add(s)
-            i += 1
-        self._unrestored = unrestored
+        self._unrestored = self._restored(conn, my_id, id_status, subs,
+                                          replies)
         self._restoring = {}
         conn.established = time.monotonic()
         return conn
+
+    def _restore_auth(self, conn: _Connection, my_id: bytes, keys: AuthKeys,
+                      sub_frames: List[bytes], deadline: float) \
+            -> List[Reply]:
+        """Claim ``my_id`` again with AUTH, then renew the subscriptions
+        (pipelined after step 2).  Returns the subscriptions' replies; a
+        refusal gives the id up.
+
+        Raises:
+            ProtocolError: the server's signature is wrong (the id is kept:
+                the next attempt tries again).
+        """
+        expect_subs = [P.CMD_SUBSCRIBE] * len(sub_frames)
+        if conn.version < P.VERSION_2:
+            self._give_up_id(my_id, Unsupported(
+                P.CMD_AUTH, P.STATUS_UNSUPPORTED,
+                "%s cannot be authenticated again: the server speaks only "
+                "protocol v1 (it was not REGISTERed instead)"
+                % escape(my_id)))
+            return self._exchange(conn, sub_frames, expect_subs, deadline)
+        nonce = os.urandom(P.AUTH_NONCE_SIZE)
+        (challenge,) = self._exchange(
+            conn, [frame(encode_auth_start(my_id, nonce))], [P.CMD_AUTH],
+            deadline)
+        if challenge.status != P.STATUS_OK:
+            self._give_up_id(my_id, _auth_failure(challenge.status, my_id))
+            return self._exchange(conn, sub_frames, expect_subs, deadline)
+        if challenge.auth is None or challenge.auth.step != P.AUTH_STEP_START:
+            raise ProtocolError("AUTH step 1 answered as another step")
+        message = auth_message(my_id, nonce, challenge.auth.value)
+        replies = self._exchange(
+            conn, [frame(encode_auth_proof(client_proof(keys, message)))]
+            + sub_frames, [P.CMD_AUTH] + expect_subs, deadline)
+        result = replies[0]
+        if result.status != P.STATUS_OK:
+            self._give_up_id(my_id, _auth_failure(result.status, my_id))
+            return replies[1:]
+        if result.auth is None or result.auth.step != P.AUTH_STEP_PROOF \
+                or not signature_valid(keys, message, result.auth.value):
+            raise ProtocolError("AUTH as %s: the server's signature is "
+                                "wrong: it is not the server it claims to "
+                                "be" % escape(my_id))
+        log.info("authenticated as %s again", escape(my_id))
+        return replies[1:]
+
+    def _restored(self, conn: _Connection, my_id: Optional[bytes],
+                  id_status: Optional[int], subs: List[bytes],
+                  replies: List[Reply]) -> Set[bytes]:
+        """Judge the replies to a restore (``id_status``: the REGISTER's,
+        None when there was none): returns what a v1 server refused (an
+        offline device), for the heartbeat thread to retry.  A v2 refusal
+        is final, as in the C library: a subscription is dropped, and an
+        id only AUTH may claim now is given up."""
+        unrestored: Set[bytes] = set()
+        if my_id is not None and id_status is not None:
+            status = id_status
+            if status == P.STATUS_NOT_AUTHORIZED and conn.version >= 2:
+                self._give_up_id(my_id, NotAuthorized(
+                    P.CMD_REGISTER, status, "the server now refuses to "
+                    "REGISTER %s (only AUTH may claim it)" % escape(my_id)))
+            elif status != P.STATUS_OK:
+                log.warning("re-registering %s failed (status %d)",
+                            escape(my_id), status)
+                unrestored.add(b"")
+        for sub, reply in zip(subs, replies):
+            if reply.status == P.STATUS_OK:
+                continue
+            if conn.version >= 2:
+                log.error("the server refused to renew the subscription to "
+                          "%s (status %d): dropped", escape(sub),
+                          reply.status)
+                self._subs.pop(sub, None)
+            else:
+                unrestored.add(sub)
+        return unrestored
+
+    def _give_up_id(self, my_id: bytes, reason: P2PError) -> None:
+        """Stop holding ``my_id``: it is not claimed again, and the loss is
+        reported once, after the next CONNECTED (:attr:`id_lost`,
+        ``on_id_lost``)."""
+        if self._my_id is my_id:
+            self._my_id = None
+        self._takeovers = 0
+        self._id_loss = (_id_str(my_id), reason)
+        log.warning("%s:%d: the id %s is given up: %s", self.host, self.port,
+                    escape(my_id), reason)
 
     def _apply_hello(self, conn: _Connection, reply: Reply) -> None:
         """Take what a HELLO reply grants; 88 04 leaves the session v1.
@@ -972,11 +1406,10 @@ class Client:
             conn = self._reconnect(conn)
 
     def _read_loop(self, conn: _Connection) -> None:
-        sock = conn.sock
         error: Optional[BaseException] = None
         while True:
             try:
-                data = sock.recv(_RECV_CHUNK)
+                data = conn.io.recv()
             except OSError as exc:
                 error = exc
                 break
@@ -1006,6 +1439,8 @@ class Client:
         if msg.command != req.command:
             raise ProtocolError("reply 0x%02x to request 0x%02x"
                                 % (msg.command | P.REPLY_BIT, req.command))
+        conn.count_reply(msg)
+        req.reply = msg
         req.status = msg.status
         if req.event is not None:
             req.event.set()
@@ -1107,18 +1542,45 @@ class Client:
             if req.event is not None:
                 req.event.set()
 
+    def _after_bye(self, old: _Connection) -> None:
+        """What a BYE means for the id (v2): taken over, it is taken back
+        up to ``takeover_retries`` times in a row, then given up; withdrawn
+        by the server (not authorized, unless it was the server's count of
+        this connection's failed AUTHs), it is given up at once."""
+        bye, my_id = old.bye, self._my_id
+        if bye is None or my_id is None:
+            return
+        if bye.reason == P.BYE_TAKEN_OVER:
+            self._takeovers += 1
+            # Takeovers in a row are a floor for the backoff.
+            self._attempt = max(self._attempt, self._takeovers)
+            if self._takeovers <= self.takeover_retries:
+                log.warning("%s:%d: another connection took %s (%d time(s) "
+                            "in a row): taking it back after a backoff",
+                            self.host, self.port, escape(my_id),
+                            self._takeovers)
+                return
+            self._give_up_id(my_id, IdTakenOver(
+                "other connections took %s %d times in a row "
+                "(takeover_retries %d)" % (escape(my_id), self._takeovers,
+                                           self.takeover_retries),
+                bye=bye, takeovers=self._takeovers))
+        elif bye.reason == P.BYE_NOT_AUTHORIZED \
+                and old.auth_refusals < P.AUTH_MAX_FAILURES:
+            self._give_up_id(my_id, AuthError(
+                P.CMD_AUTH, P.STATUS_NOT_AUTHORIZED,
+                "the server withdrew %s (BYE \"not authorized\": its auth "
+                "file no longer lets this device hold it)" % escape(my_id)))
+
     def _give_up_reason(self, old: _Connection) -> Optional[ClosedByServer]:
         """Count how ``old`` ended; return why not to reconnect, if so."""
         if time.monotonic() - old.established >= self.stable_time:
             self._attempt = 0
             self._quick_closes = 0
+            self._takeovers = 0  # the id was held long: the fight is over
         elif old.closed_silently():
             self._quick_closes += 1
-        if old.bye is not None and old.bye.reason in _FINAL_BYES:
-            return ClosedByServer("the server said bye: %s (%s)"
-                                  % (old.bye.name, escape(
-                                      old.bye.text.encode("utf-8"))),
-                                  bye=old.bye)
+        self._after_bye(old)
         if self.max_quick_closes and \
                 self._quick_closes >= self.max_quick_closes:
             return ClosedByServer(
@@ -1165,7 +1627,16 @@ class Client:
             log.info("reconnected to %s:%d (protocol v%d)", self.host,
                      self.port, conn.version)
             self._set_state(ConnectionState.CONNECTED)
+            self._report_id_loss()
             return conn
+
+    def _report_id_loss(self) -> None:
+        """Tell the application, once, that the id was given up."""
+        loss, self._id_loss = self._id_loss, None
+        if loss is None:
+            return
+        self._id_lost = loss[1]
+        self._callback(self.on_id_lost, *loss)
 
     def _set_state(self, state: ConnectionState) -> None:
         with self._state_cond:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Union
 
+from .auth import AuthKeys
 from .client import Client
 from .errors import P2PError, RequestTimeout
 
@@ -42,16 +43,29 @@ class stupidP2PClient:  # noqa: N801 - the original's name
         serverIp, serverPort: the server.
         deviceId: optional; an early version of the original took the id
             here and ``registerDevice()`` without an argument.
+        token: the device's token (str or bytes): ``registerDevice`` then
+            claims the id with AUTH, and returns 0 when the server refuses
+            it (or cannot authenticate).  Keyword only.
         **options: passed to :class:`stupidp2p.Client` (``heartbeat``,
-            ``timeout``, ``queue_size``, ``version``, ...).  The default
-            queue holds 4096 messages, like the original's.
+            ``timeout``, ``queue_size``, ``version``, ``tls``,
+            ``ssl_context``, ...).  The default queue holds 4096 messages,
+            like the original's.
+
+    Raises:
+        ValueError: a token not of its form (before any connection).
     """
 
     def __init__(self, serverIp: str, serverPort: int,
-                 deviceId: Optional[str] = None, **options: Any) -> None:
+                 deviceId: Optional[str] = None, *,
+                 token: Optional[Union[str, bytes]] = None,
+                 **options: Any) -> None:
         self.serverIp = serverIp
         self.serverPort = serverPort
         self.deviceId = deviceId
+        if token is not None:
+            # Checked now, and kept as the keys derived from it (every
+            # initClient makes a Client with them), not as the token.
+            options["token"] = AuthKeys.from_token(token)
         self._options = options
         self._client: Optional[Client] = None
 

@@ -35,18 +35,16 @@ class ClientClosedError(P2PError):
 
 class ClosedByServer(ClientClosedError):
     """The client closed itself because reconnecting would only fight the
-    server or another client:
-
-    * the server said BYE "taken over" (1) or "not authorized" (6) (v2);
-    * the server closed the connection without a word (EOF or reset), each
-      time within ``stable_time`` of its making, ``max_quick_closes`` times
-      in a row.  A v1 server does this to the previous holder of an id that
-      another connection registers, so two clients holding one id would
-      otherwise take it from each other forever.
+    server or another client: the server closed the connection without a
+    word (EOF or reset), each time within ``stable_time`` of its making,
+    ``max_quick_closes`` times in a row.  A v1 server does this to the
+    previous holder of an id that another connection registers, so two
+    clients holding one id would otherwise take it from each other forever.
+    (A v2 server says BYE "taken over" instead: see :class:`IdTakenOver`.)
 
     Attributes:
         bye: the :class:`~stupidp2p.Bye` that ended it, or None.
-        closes: the quick closes counted (0 for a BYE).
+        closes: the quick closes counted.
     """
 
     def __init__(self, message: str, bye: Optional[object] = None,
@@ -54,6 +52,23 @@ class ClosedByServer(ClientClosedError):
         super().__init__(message)
         self.bye = bye
         self.closes = closes
+
+
+class IdTakenOver(P2PError):
+    """Why the client gave up its id: other connections took it over (v2:
+    BYE "taken over") more than ``takeover_retries`` times in a row.  The
+    client stays connected, without an id (:attr:`Client.id_lost`).
+
+    Attributes:
+        bye: the last :class:`~stupidp2p.Bye`.
+        takeovers: the takeovers counted.
+    """
+
+    def __init__(self, message: str, bye: Optional[object] = None,
+                 takeovers: int = 0) -> None:
+        super().__init__(message)
+        self.bye = bye
+        self.takeovers = takeovers
 
 
 class RequestTimeout(P2PError, TimeoutError):
@@ -103,7 +118,16 @@ class BadArgument(RequestFailed):
 
 
 class NotAuthorized(RequestFailed):
-    """Status 5: not authorized."""
+    """Status 5: not authorized (a REGISTER of an id only AUTH may claim, a
+    device that does not let this one reach it, a SEND_TO to a v1 session
+    that does not subscribe to this device)."""
+
+
+class AuthError(NotAuthorized):
+    """The server refused this client's AUTH (a wrong token, or an id the
+    server does not protect), or withdrew the id it had authenticated (BYE
+    "not authorized" after its auth file changed).  ``command`` is
+    ``protocol.CMD_AUTH``."""
 
 
 class Unsupported(RequestFailed):

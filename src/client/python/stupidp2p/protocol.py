@@ -25,7 +25,7 @@ CMD_HELLO = 0x08  # version u8, flags u8
 EVT_DELIVER = 0x09  # server -> v2 client: id_len u8, sender id, data
 CMD_SEND_TO = 0x0A  # id_len u8, target id, data
 EVT_PRESENCE = 0x0B  # server -> v2 client: state u8, id_len u8, id
-CMD_AUTH = 0x0C  # reserved
+CMD_AUTH = 0x0C  # step u8, then per step (see AUTH_* below)
 EVT_BYE = 0x0E  # server -> v2 client: reason u8, text
 EVT_GAP = 0x0F  # server -> v2 client (DROP): id_len u8, id, frames u32, bytes u64
 
