@@ -23,9 +23,15 @@ def _pip_available() -> bool:
 
 class PackagingTest(unittest.TestCase):
     def test_versions_agree(self):
+        # One version for the whole project: the file VERSION, which the
+        # server and the C library are built with too.
+        with open(os.path.join(PYTHON_SRC, "..", "..", "..", "VERSION")) as f:
+            version = f.read().strip()
         project, scripts = stupidp2p_build._pyproject()
         self.assertEqual(project["name"], "stupidp2p")
-        self.assertEqual(project["version"], stupidp2p.__version__)
+        self.assertNotIn("version", project)  # not a second copy
+        self.assertEqual(stupidp2p.__version__, version)
+        self.assertEqual(stupidp2p_build._version(), version)
         self.assertEqual(scripts, {"stupidp2p": "stupidp2p.__main__:main"})
 
     def test_wheel_contents(self):
@@ -60,12 +66,14 @@ class PackagingTest(unittest.TestCase):
                 [sys.executable, "-c",
                  "import stupidp2p, stupidP2P; "
                  "print(stupidp2p.__file__); "
-                 "print(stupidP2P.stupidP2PClient.__module__)"],
+                 "print(stupidP2P.stupidP2PClient.__module__); "
+                 "print(stupidp2p.__version__)"],
                 capture_output=True, text=True, env=env, timeout=30, cwd=d)
             self.assertEqual(check.returncode, 0, check.stderr)
             lines = check.stdout.split()
             self.assertTrue(lines[0].startswith(target), lines)
             self.assertEqual(lines[1], "stupidp2p.compat")
+            self.assertEqual(lines[2], stupidp2p.__version__)
 
 
 if __name__ == "__main__":

@@ -56,9 +56,21 @@ def _pyproject() -> Tuple[Dict[str, str], Dict[str, str]]:
     return tables.get("project", {}), tables.get("project.scripts", {})
 
 
+def _version() -> str:
+    """The project's one version: VERSION at the top of the source tree
+    (three levels above this package), or beside pyproject.toml in a source
+    archive."""
+    for path in (os.path.join(ROOT, "..", "..", "..", "VERSION"),
+                 os.path.join(ROOT, "VERSION")):
+        if os.path.exists(path):
+            with open(path, encoding="ascii") as f:
+                return f.read().strip()
+    raise RuntimeError("no VERSION file above %s" % ROOT)
+
+
 def _names() -> Tuple[str, str, str]:
     project, _ = _pyproject()
-    name, version = project["name"], project["version"]
+    name, version = project["name"], _version()
     dist = re.sub(r"[-_.]+", "_", name).lower()
     return name, version, dist
 
@@ -66,7 +78,7 @@ def _names() -> Tuple[str, str, str]:
 def _metadata() -> str:
     project, _ = _pyproject()
     lines = ["Metadata-Version: 2.1", "Name: " + project["name"],
-             "Version: " + project["version"]]
+             "Version: " + _version()]
     if "description" in project:
         lines.append("Summary: " + project["description"])
     if "requires-python" in project:
@@ -165,6 +177,10 @@ def build_wheel(wheel_directory: str, config_settings=None,
     for rel in _sources():
         with open(os.path.join(ROOT, rel), "rb") as f:
             entries[rel] = f.read()
+    # The installed package carries its version (stupidp2p/__init__.py
+    # reads it from here, or from VERSION when run from the source tree).
+    entries[PACKAGE + "/_version.py"] = (
+        '"""Written by the build backend."""\n__version__ = %r\n' % _version()).encode()
     return _write_wheel(wheel_directory, entries)
 
 
@@ -189,6 +205,11 @@ def build_sdist(sdist_directory: str, config_settings=None) -> str:
             path = os.path.join(ROOT, rel)
             if os.path.exists(path):
                 tf.add(path, arcname=base + "/" + rel, recursive=False)
+        version_file = ("%s\n" % version).encode("ascii")
+        ti = tarfile.TarInfo(base + "/VERSION")
+        ti.size = len(version_file)
+        ti.mtime = int(time.time())
+        tf.addfile(ti, io.BytesIO(version_file))
         pkg_info = _metadata().encode("utf-8")
         ti = tarfile.TarInfo(base + "/PKG-INFO")
         ti.size = len(pkg_info)

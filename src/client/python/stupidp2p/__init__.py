@@ -27,7 +27,15 @@ from .errors import (AuthError, BadArgument, ClientClosedError,
                      P2PError, ProtocolError, RequestFailed, RequestTimeout,
                      TargetOffline, Unsupported)
 
-__version__ = "1.0.0"
+try:  # an installed copy: written by the build backend
+    from ._version import __version__
+except ImportError:  # the source tree: the project's one version file
+    import os as _os
+
+    with open(_os.path.join(_os.path.dirname(__file__), "..", "..", "..", "..", "VERSION"),
+              encoding="ascii") as _f:
+        __version__ = _f.read().strip()
+    del _os, _f
 
 __all__ = [
     "Client", "Message", "Bye", "ConnectionState", "stupidP2PClient",
