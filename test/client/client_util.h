@@ -32,7 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "frame.h"
+#include "codec.h"
 #include "harness.h"
 #include "protocol.h"
 #include "stupidp2p.h"
