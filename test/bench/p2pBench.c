@@ -582,55 +582,66 @@ static void flush_dirty(struct bench *b)
     b->ndirty = 0;
 }
 
-/* Queues the client's next message (sequence c->sent). */
-static int publish(struct bench *b, struct client *c)
+/* Queues the client's next n messages (sequences c->sent on) in one
+ * reservation of its output queue. 0, or -1 when the queue cannot take
+ * them (the client is closed). */
+static int publish(struct bench *b, struct client *c, uint64_t n)
 {
-    uint8_t head[P2P_ID_HEAD_MAX];
-    size_t head_len;
-    if (c->target >= 0) {
-        const struct client *t = &b->clients[c->target];
-        head_len = p2p_encode_send_to_head(head, (const uint8_t *)t->id, t->id_len);
-    } else {
-        head_len = p2p_encode_send_head(head);
-    }
+    const struct client *t = c->target >= 0 ? &b->clients[c->target] : NULL;
+    size_t head_len = t != NULL ? 2u + t->id_len : 1u;
     size_t size = b->o->size;
-    size_t total = P2P_FRAME_HEADER_SIZE + head_len + size;
-    uint8_t *w = bench_buf_reserve(&c->conn.out, total, out_max(b));
+    size_t frame = P2P_FRAME_HEADER_SIZE + head_len + size;
+    uint8_t *w = bench_buf_reserve(&c->conn.out, (size_t)n * frame, out_max(b));
     if (w == NULL) {
         kill_client(b, c, 0, "cannot queue a message (output full or out of memory)");
         return -1;
     }
-    p2p_frame_header_encode(w, (uint32_t)(head_len + size));
-    memcpy(w + P2P_FRAME_HEADER_SIZE, head, head_len);
-    uint8_t *payload = w + P2P_FRAME_HEADER_SIZE + head_len;
-    memcpy(payload, b->filler, size);
-    bench_payload_stamp(payload, c->idx, c->sent);
-    bench_buf_commit(&c->conn.out, total);
-    ++c->sent;
+    for (uint64_t i = 0; i < n; ++i, w += frame) {
+        p2p_frame_header_encode(w, (uint32_t)(head_len + size));
+        uint8_t *head = w + P2P_FRAME_HEADER_SIZE;
+        if (t != NULL)
+            p2p_encode_send_to_head(head, (const uint8_t *)t->id, t->id_len);
+        else
+            p2p_encode_send_head(head);
+        uint8_t *payload = head + head_len;
+        memcpy(payload, b->filler, size);
+        bench_payload_stamp(payload, c->idx, c->sent++);
+    }
+    bench_buf_commit(&c->conn.out, (size_t)n * frame);
     mark_dirty(b, c);
     return 0;
 }
 
-/* Queues as many messages as the windows allow, at most PUMP_BUDGET. */
+static uint64_t min_u64(uint64_t a, uint64_t x) { return a < x ? a : x; }
+
+/* Queues as many messages as the windows allow, at most PUMP_BUDGET: while
+ * fewer than --window are unacknowledged, the publisher is fewer than
+ * --inflight messages ahead of its receivers on average, and fewer than
+ * OUT_CAP bytes wait in its queue (each checked before every message). */
 static void pump(struct bench *b, struct client *c)
 {
     const struct options *o = b->o;
-    if (c->st != C_READY)
+    if (c->st != C_READY || c->sent >= c->to_send)
         return; /* a message counted as sent must be able to leave */
-    for (uint32_t budget = PUMP_BUDGET; c->sent < c->to_send; --budget) {
-        if (b->acks && c->sent - c->acked >= o->window)
-            return;
-        if (o->inflight != 0 && c->sent * c->nsubs - c->delivered >= o->inflight * c->nsubs)
-            return;
-        if (bench_buf_len(&c->conn.out) >= OUT_CAP)
-            return; /* the socket is behind; EPOLLOUT brings us back */
-        if (budget == 0) {
-            b->busy = 1;
-            return;
-        }
-        if (publish(b, c) != 0)
-            return;
+    uint64_t n = c->to_send - c->sent;
+    if (b->acks) {
+        uint64_t unacked = c->sent - c->acked;
+        n = unacked >= o->window ? 0 : min_u64(n, o->window - unacked);
     }
+    if (o->inflight != 0 && c->nsubs != 0) {
+        uint64_t ahead = c->sent * c->nsubs - c->delivered, limit = o->inflight * c->nsubs;
+        n = ahead >= limit ? 0 : min_u64(n, (limit - ahead + c->nsubs - 1) / c->nsubs);
+    }
+    size_t queued = bench_buf_len(&c->conn.out);
+    size_t frame = P2P_FRAME_HEADER_SIZE + (c->target >= 0 ? 2u + b->clients[c->target].id_len : 1u) +
+                   o->size;
+    n = queued >= OUT_CAP ? 0 : min_u64(n, (OUT_CAP - queued + frame - 1) / frame);
+    if (n > PUMP_BUDGET) {
+        n = PUMP_BUDGET;
+        b->busy = 1; /* more is allowed: come back without sleeping */
+    }
+    if (n != 0)
+        publish(b, c, n);
 }
 
 /* ---- input -------------------------------------------------------------------- */
@@ -658,7 +669,7 @@ static void record_rtt(struct bench *b, uint64_t rtt)
 static void pingpong_step(struct bench *b, struct client *c)
 {
     if (c->idx == 1) {
-        if (c->sent < c->to_send && publish(b, c) == 0)
+        if (c->sent < c->to_send && publish(b, c, 1) == 0)
             flush_client(b, c);
         return;
     }
@@ -671,7 +682,7 @@ static void pingpong_step(struct bench *b, struct client *c)
         record_rtt(b, t - b->ping_sent_at);
     if (c->sent < c->to_send) {
         b->ping_sent_at = now_ns();
-        if (publish(b, c) == 0)
+        if (publish(b, c, 1) == 0)
             flush_client(b, c);
     }
 }
@@ -1430,7 +1441,7 @@ static int run_traffic(struct bench *b)
         if (o->workload == W_PINGPONG) {
             struct client *a = &b->clients[0];
             b->ping_sent_at = now_ns();
-            if (publish(b, a) == 0)
+            if (publish(b, a, 1) == 0)
                 flush_client(b, a);
         }
         r = run_until(b, UNTIL_TRAFFIC_DONE, deadline);
