@@ -42,6 +42,24 @@
  * last delivery); RSS per connection = (VmRSS after setup - before) /
  * connections; connections/s = connections / (first connect -> last
  * REGISTER reply); CPU in % of one core.
+ *
+ * The result line: the run's parameters, then status (ok, failed,
+ * timeout, stalled, setup_failed, refused, interrupted), and
+ *   fanout, pairs   deliveries, expected, deliveries_per_s, pub_msgs_per_s,
+ *                   MBps, acks, ack_fail (when sends are acknowledged)
+ *   pingpong        samples, p50_us, p90_us, p99_us, p999_us, max_us,
+ *                   mean_us, rounds_per_s
+ *   checks          lost, unsent, reordered, bad_payload, unexpected,
+ *                   disconnects, errors, first_error
+ *   idle, connrate  conns_ok, conns_per_s, connect_s; idle adds subs_ok,
+ *                   alive, rss_before_kb, rss_after_kb, rss_per_conn_bytes,
+ *                   tcp_sockets_added, kernel_slab_per_socket_bytes,
+ *                   tcp_buffer_per_socket_bytes
+ *   resources       gen_cpu_pct, and with --server-pid srv_cpu_pct,
+ *                   srv_rss_kb, srv_hwm_kb, srv_sleeps (times the server
+ *                   blocked: voluntary context switches), srv_preempted,
+ *                   srv_read_calls, deliveries_per_srv_sleep; then
+ *                   machine_cpu_pct, other_cpu_pct (noise) and load1
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -144,7 +162,9 @@ static const char usage_text[] =
     "                    to subscribers\n"
     "  --window W        most unacknowledged sends per publisher (default 1024)\n"
     "  --inflight F      most messages a publisher runs ahead of its receivers,\n"
-    "                    on average per receiver (default 1024; 0 = no bound)\n"
+    "                    on average per receiver (default 1024; 0 = no bound:\n"
+    "                    with v2 QUIET the server then buffers until its\n"
+    "                    output cap and drops a slow subscriber)\n"
     "  --duration SEC    stop sending after SEC s; --msgs/--rounds become caps\n"
     "  --timeout SEC     bound on the whole run (default 30)\n"
     "  --idle SEC        give up after SEC s without progress (default 5)\n"
