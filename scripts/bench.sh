@@ -97,7 +97,7 @@ if [ $((DO_STANDARD + DO_COMPARE + DO_CALLGRIND + DO_SYSCALLS)) = 0 ]; then DO_S
 # the markdown tables. Medians are over the verified runs (rc=0) that were
 # not repeated for noise; a cell marked !N had N failed runs.
 print_tables() {
-    awk -v reps="$REPS" -v duration="$DURATION" '
+    awk '
     function med(k,   n, i, j, t, a) {
         n = cnt[k]; if (n == 0) return "";
         for (i = 1; i <= n; i++) a[i] = vals[k, i] + 0;
@@ -136,6 +136,8 @@ print_tables() {
         s = f["sys"]; k = f["key"];
         if (s == "" || k == "") next;
         if (!(s in seen)) { seen[s] = 1; order[++nsys] = s; }
+        if (f["rep"] + 0 > reps) reps = f["rep"] + 0;
+        if (duration == "" && ("duration" in f)) duration = f["duration"] + 0;
         if (k == "idle" && ("conns" in f)) idle_n = f["conns"];
         if (k == "idle_max" && ("conns" in f)) max_n = f["conns"];
         if (f["noisy"] == "1") { noisy[s]++; next; }
