@@ -191,7 +191,17 @@ static void test_refuses_too_many_sockets(void **state)
 
 /* ---- a lying relay: the verification must fail the run ---------------------- */
 
-enum fault { F_NONE, F_DROP, F_DUPLICATE, F_SWAP, F_CORRUPT, F_STALL };
+enum fault {
+    F_NONE,      /* an honest relay                                       */
+    F_DROP,      /* one delivery never sent                               */
+    F_DUPLICATE, /* one delivery sent twice                               */
+    F_SWAP,      /* two deliveries in the wrong order                     */
+    F_CORRUPT,   /* one delivery's sequence changed                       */
+    F_STALL,     /* deliveries stop, acks go on                           */
+    F_SILENT,    /* everything stops: no acks, no deliveries              */
+    F_CLOSE,     /* the subscriber's connection closed mid-run            */
+    F_TRICKLE    /* every frame written one byte at a time (honest)       */
+};
 
 #define FAULT_AT 5u /* the SEND the fault hits (0-based) */
 
@@ -208,14 +218,23 @@ struct peer {
     size_t len;
 };
 
-static void send_frame(int fd, const uint8_t *payload, size_t len)
+/* Writes one frame; trickle: one byte per send (the peers use
+ * TCP_NODELAY, so most bytes travel alone). */
+static void send_frame(int fd, const uint8_t *payload, size_t len, int trickle)
 {
     uint8_t frame[P2P_FRAME_HEADER_SIZE + 256];
-    if (len > sizeof frame - P2P_FRAME_HEADER_SIZE)
+    if (fd == -1 || len > sizeof frame - P2P_FRAME_HEADER_SIZE)
         return;
     p2p_frame_header_encode(frame, (uint32_t)len);
     memcpy(frame + P2P_FRAME_HEADER_SIZE, payload, len);
-    (void)tc_try_send_raw(fd, frame, P2P_FRAME_HEADER_SIZE + len);
+    size_t total = P2P_FRAME_HEADER_SIZE + len;
+    if (!trickle) {
+        (void)tc_try_send_raw(fd, frame, total);
+        return;
+    }
+    for (size_t i = 0; i < total; ++i)
+        if (tc_try_send_raw(fd, frame + i, 1) != 0)
+            return;
 }
 
 /* A stupidP2P relay for one v1 publisher and one subscriber (fanout 1 -> 1)
@@ -237,6 +256,8 @@ static void *fake_relay_main(void *arg)
     }
     time_t end = time(NULL) + 15;
     int open = 2;
+    int trickle = r->fault == F_TRICKLE;
+    int silent = 0;
     while (open > 0 && time(NULL) < end) {
         struct pollfd p[2] = {{.fd = peers[0].fd, .events = POLLIN},
                               {.fd = peers[1].fd, .events = POLLIN}};
@@ -254,15 +275,24 @@ static void *fake_relay_main(void *arg)
                 continue;
             }
             pe->len += (size_t)n;
+            if (silent) {
+                pe->len = 0; /* read (to see the close) but never answered */
+                continue;
+            }
             size_t at = 0;
             struct p2p_frame f;
-            while (p2p_frame_parse(pe->in + at, pe->len - at, 1024, &f) == P2P_FRAME_COMPLETE) {
+            while (!silent &&
+                   p2p_frame_parse(pe->in + at, pe->len - at, 1024, &f) == P2P_FRAME_COMPLETE) {
                 at += f.consumed;
                 struct p2p_request q;
                 if (f.length == 0 || p2p_request_parse(f.payload, f.length, &q) != P2P_PARSE_OK)
                     continue;
+                if (r->fault == F_SILENT && q.cmd == P2P_CMD_SEND && sends == FAULT_AT) {
+                    silent = 1; /* from here on nothing is answered or forwarded */
+                    break;
+                }
                 uint8_t reply[P2P_REPLY_SIZE];
-                send_frame(pe->fd, reply, p2p_encode_reply(reply, q.cmd, P2P_STATUS_OK));
+                send_frame(pe->fd, reply, p2p_encode_reply(reply, q.cmd, P2P_STATUS_OK), trickle);
                 if (q.cmd == P2P_CMD_SUBSCRIBE)
                     subscriber = i;
                 if (q.cmd != P2P_CMD_SEND || subscriber < 0 || q.data_len + 1 > sizeof held)
@@ -276,6 +306,12 @@ static void *fake_relay_main(void *arg)
                     continue;
                 if (r->fault == F_STALL && k >= FAULT_AT)
                     continue;
+                if (r->fault == F_CLOSE && k == FAULT_AT && to != -1) {
+                    close(to);
+                    peers[subscriber].fd = -1;
+                    --open;
+                    continue;
+                }
                 if (r->fault == F_CORRUPT && k == FAULT_AT)
                     d[1 + 4] ^= 0x01; /* the sequence's low byte */
                 if (r->fault == F_SWAP && k == FAULT_AT) {
@@ -283,11 +319,11 @@ static void *fake_relay_main(void *arg)
                     held_len = f.length;
                     continue;
                 }
-                send_frame(to, d, f.length);
+                send_frame(to, d, f.length, trickle);
                 if (r->fault == F_DUPLICATE && k == FAULT_AT)
-                    send_frame(to, d, f.length);
+                    send_frame(to, d, f.length, trickle);
                 if (held_len != 0) {
-                    send_frame(to, held, held_len);
+                    send_frame(to, held, held_len, trickle);
                     held_len = 0;
                 }
             }
@@ -392,6 +428,35 @@ static void test_corrupt_sequence_fails(void **state)
     expect_caught(F_CORRUPT, "errors");
 }
 
+/* Frames split into single bytes are reassembled: the run passes. */
+static void test_trickling_relay_passes(void **state)
+{
+    (void)state;
+    static char out[16384];
+    int rc = run_against(F_TRICKLE, out, sizeof out);
+    if (rc != 0)
+        tc_fail("exit %d: %s", rc, out);
+    assert_int_equal(field_u64(out, "deliveries"), 40);
+}
+
+/* The subscriber's connection closed mid-run: a disconnect and a failure. */
+static void test_closed_subscriber_fails(void **state)
+{
+    (void)state;
+    const char *out = expect_caught(F_CLOSE, "disconnects");
+    assert_true(field_u64(out, "lost") > 0);
+}
+
+/* The relay falls silent (no acks, no deliveries): the run ends on --idle. */
+static void test_silent_relay_ends_on_idle(void **state)
+{
+    (void)state;
+    const char *out = expect_caught(F_SILENT, "lost");
+    char v[64];
+    assert_true(field(out, "status", v, sizeof v));
+    assert_string_equal(v, "stalled");
+}
+
 /* Deliveries stop while acks go on: the run ends on --idle, not hangs. */
 static void test_stall_ends_on_idle(void **state)
 {
@@ -420,6 +485,9 @@ int main(void)
         cmocka_unit_test(test_reorder_fails),
         cmocka_unit_test(test_corrupt_sequence_fails),
         cmocka_unit_test(test_stall_ends_on_idle),
+        cmocka_unit_test(test_trickling_relay_passes),
+        cmocka_unit_test(test_closed_subscriber_fails),
+        cmocka_unit_test(test_silent_relay_ends_on_idle),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
