@@ -1,10 +1,12 @@
 /*
  * test_bench.c - p2pBench, the load generator (test/bench/), kept from
  * rotting: each workload runs once, tiny (a few hundred messages), against
- * the real server, and must exit 0 and print its one result line; and the
+ * the real server, and must exit 0 and print its one result line; the
  * verification must fail a run against a relay that loses, duplicates,
- * reorders, corrupts or stalls (a fake relay in this process, one fault
- * each). No speed is asserted: speed is for scripts/bench.sh.
+ * reorders or corrupts a message, closes a subscriber, stalls or falls
+ * silent (a fake relay in this process, one fault each), and pass one that
+ * writes every frame a byte at a time. No speed is asserted: speed is for
+ * scripts/bench.sh.
  *
  * The generator is $P2P_BENCH (make test sets it), or ./p2pBench.
  */
