@@ -385,7 +385,7 @@ struct bench {
     uint64_t step_ok, step_fail;
     /* results */
     uint64_t expected, delivered, expected_acks, acks_got, ack_fail;
-    uint64_t bad_payload, unexpected, presence, disconnects, errors;
+    uint64_t bad_payload, unexpected, disconnects, errors;
     uint64_t server_refused, local_refused;
     uint64_t t_run0, last_delivery;
     int send_stopped;
@@ -810,8 +810,7 @@ static int on_frame(void *ctx, const uint8_t *payload, uint32_t len)
         on_delivery(b, c, &m);
         break;
     case P2P_MSG_PRESENCE:
-        ++b->presence; /* v2: after each SUBSCRIBE, and as peers come and go */
-        break;
+        break; /* v2: after each SUBSCRIBE, and as peers come and go */
     case P2P_MSG_BYE:
         kill_client(b, c, 1, "BYE reason %u: %.*s", m.reason, (int)m.data_len,
                     (const char *)m.data);
