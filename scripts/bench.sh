@@ -31,6 +31,9 @@
 #                       of a core is kept in results.txt marked noisy=1, left out
 #                       of the table and repeated after a pause (default 30)
 #   --noise-retries N   repeats of a noisy run; the last one counts (default 2)
+#   --server PATH       the p2pServer to measure (default ./p2pServer, built
+#                       here): compare two builds by running the script once
+#                       for each
 #   --out DIR           where results go (default: a new directory in /tmp)
 #   --no-build          do not run make first
 #   --table FILE        only print the tables of an earlier DIR/results.txt
@@ -43,6 +46,7 @@
 # stopped by the pid this script started; nothing else is touched.
 set -u -o pipefail
 
+CALLER_DIR=$PWD
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 2
 
@@ -55,6 +59,7 @@ PROTOS="v1,v2"
 MAX_NOISE=30
 NOISE_RETRIES=2
 OUT=""
+SERVER_BIN=./p2pServer
 BUILD=1
 TABLE_ONLY=""
 DO_STANDARD=0 DO_COMPARE=0 DO_CALLGRIND=0 DO_SYSCALLS=0
@@ -77,6 +82,8 @@ while [ $# -gt 0 ]; do
         --max-noise) MAX_NOISE=${2:-}; shift 2 ;;
         --noise-retries) NOISE_RETRIES=${2:-}; shift 2 ;;
         --out) OUT=${2:-}; shift 2 ;;
+        --server) SERVER_BIN=${2:-}; shift 2
+                  case "$SERVER_BIN" in /*) ;; *) SERVER_BIN=$CALLER_DIR/$SERVER_BIN ;; esac ;;
         --no-build) BUILD=0; shift ;;
         --table) TABLE_ONLY=${2:-}; shift 2 ;;
         -h|--help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -291,12 +298,12 @@ start_server() {
         port_free "$port" || continue
         case "$kind" in
             p2p)
-                ./p2pServer --bind 127.0.0.1 --log-level warn "$port" </dev/null >>"$log" 2>&1 &
+                "$SERVER_BIN" --bind 127.0.0.1 --log-level warn "$port" </dev/null >>"$log" 2>&1 &
                 ;;
             callgrind)
                 tenths=600
                 valgrind --tool=callgrind --callgrind-out-file="$CG_FILE" \
-                    ./p2pServer --bind 127.0.0.1 --log-level warn "$port" </dev/null >>"$log" 2>&1 &
+                    "$SERVER_BIN" --bind 127.0.0.1 --log-level warn "$port" </dev/null >>"$log" 2>&1 &
                 ;;
             mosquitto)
                 # max_queued_messages: by default mosquitto silently drops QoS 0
@@ -552,8 +559,8 @@ run_syscalls() {
 if [ "$BUILD" = 1 ]; then
     make -s -j2 all bench >&2 || die "make failed"
 fi
-if [ ! -x ./p2pServer ] || [ ! -x ./p2pBench ]; then
-    die "./p2pServer and ./p2pBench are needed (make bench)"
+if [ ! -x "$SERVER_BIN" ] || [ ! -x ./p2pBench ]; then
+    die "$SERVER_BIN and ./p2pBench are needed (make bench)"
 fi
 TIMEOUT=$(awk -v d="$DURATION" 'BEGIN { printf "%d", d + 60 }')
 note "results in $OUT (reps $REPS, ${DURATION} s per run)"
@@ -600,6 +607,6 @@ fi
     [ -s "$RESULTS" ] && print_tables
     [ "$DO_CALLGRIND" = 1 ] && { run_callgrind; cat "$OUT/callgrind.md"; echo; }
     [ "$DO_SYSCALLS" = 1 ] && { run_syscalls; cat "$OUT/syscalls.md"; echo; }
-    echo "Machine: $(nproc) cores, $(uname -r); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (modified)'); $(date -u +%Y-%m-%dT%H:%MZ)"
+    echo "Server: $SERVER_BIN. Machine: $(nproc) cores, $(uname -r); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (modified)'); $(date -u +%Y-%m-%dT%H:%MZ)"
 } | tee "$OUT/tables.md"
 note "results: $RESULTS; tables: $OUT/tables.md; logs: $OUT/logs"
