@@ -816,8 +816,9 @@ static int on_frame(void *ctx, const uint8_t *payload, uint32_t len)
                     (const char *)m.data);
         return -1;
     case P2P_MSG_UNKNOWN:
+    default: /* and any event this tool never asks for */
         ++b->unexpected;
-        note_error(b, "%s: unknown frame 0x%02x", c->id, m.cmd);
+        note_error(b, "%s: unexpected frame 0x%02x", c->id, m.cmd);
         break;
     }
     return c->st == C_DEAD ? -1 : 0;
