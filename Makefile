@@ -2,6 +2,7 @@
 #
 #   make                 p2pServer, libstupidp2p.a and p2pClient at the top
 #   make test            builds and runs every test (installs CMocka if it can)
+#   make bench           p2pBench, the load generator (scripts/bench.sh runs it)
 #   make SANITIZE=address,undefined test   the same under sanitizers, built in
 #                        build/san-*/ so the normal build is left alone
 #   make install         p2pServer, p2pClient, libstupidp2p.a, the headers,
@@ -193,6 +194,27 @@ $(BUILD)/test/integration/%: $(BUILD)/test/integration/%.c.o $(SUPPORT_OBJ) $(CO
 $(BUILD)/test/client/%: $(BUILD)/test/client/%.c.o $(SUPPORT_OBJ) $(CRYPTO_OBJ) $(LIBP2P)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
+# ---- bench: p2pBench, the load generator (test/bench/) ------------------------
+# Built with the product's flags (-Wconversion), not the tests' ones. The
+# unit test of its sequence check links that one object.
+BENCH_SRC := $(wildcard test/bench/*.c)
+BENCH_OBJ := $(call obj,$(BENCH_SRC))
+BENCH     := $(OUT)/p2pBench
+
+.PHONY: bench
+bench: $(BENCH) $(SERVER)
+
+$(BUILD)/test/bench/%.c.o: test/bench/%.c $(FLAGS_FILE)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BENCH): $(BENCH_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+
+UNIT_LINK_test_bench_seq := $(BUILD)/test/bench/bench_seq.c.o
+UNIT_LINK_test_bench_buf := $(BUILD)/test/bench/bench_buf.c.o
+
 # Each fuzzing harness (test/fuzz/) linked with replay.c instead of
 # libFuzzer: `make test` feeds it every input of its checked-in corpus
 # (test/fuzz/corpus/NAME/, found from the program's name).
@@ -218,7 +240,7 @@ $(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
 test-deps:
 	@sh scripts/ensure-test-deps.sh
 
-tests: $(ALL) $(TEST_BIN)
+tests: $(ALL) $(TEST_BIN) $(BENCH)
 
 # The build under `make test` runs in parallel (JOBS, default: every core).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -226,11 +248,12 @@ test: test-deps
 	@$(MAKE) --no-print-directory -j$(JOBS) tests
 	@P2P_SERVER=$(abspath $(SERVER)) P2P_CLIENT=$(abspath $(CLIENT)) \
 	  P2P_LIB=$(abspath $(LIBP2P)) P2P_BUILD=$(abspath $(BUILD)) \
+	  P2P_BENCH=$(abspath $(BENCH)) \
 	  CC="$(CC)" PYTHON="$(PYTHON)" SANITIZE="$(SANITIZE)" \
 	  sh scripts/run-tests.sh $(TEST_BIN)
 
 clean:
-	rm -rf build p2pServer p2pClient libstupidp2p.a
+	rm -rf build p2pServer p2pClient libstupidp2p.a p2pBench
 
 # ---- fuzzing ---------------------------------------------------------------
 # `make fuzz [FUZZ_SECONDS=N]` builds each harness of test/fuzz/ with
