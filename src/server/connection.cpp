@@ -327,7 +327,7 @@ void Connection::queue_frame(const uint8_t* head, size_t head_len, const uint8_t
             return;
         }
     }
-    if (!reserve_output(total)) {
+    if (total > out_.free_space() && !reserve_output(total)) {
         if (may_drop) {
             count_drop(from, data_len);
             return;
@@ -358,13 +358,26 @@ bool Connection::reserve_output(size_t n) {
 // Appends [length][head][data]; reserve_output() made the room.
 void Connection::append_frame(const uint8_t* head, size_t head_len, const uint8_t* data,
                               size_t data_len) {
-    uint8_t header[P2P_FRAME_HEADER_SIZE];
-    p2p_frame_header_encode(header, static_cast<uint32_t>(head_len + data_len));
-    out_.append(header, sizeof header);
-    out_.append(head, head_len);
-    if (data_len != 0) out_.append(data, data_len);
+    size_t total = P2P_FRAME_HEADER_SIZE + head_len + data_len;
+    if (uint8_t* p = out_.contiguous_room(total)) {
+        // The usual case, the frame fits before the ring's wrap: build it in
+        // place, header included (three library calls per delivery were a
+        // third of the relay's instructions in fan-out).
+        p2p_frame_header_encode(p, static_cast<uint32_t>(head_len + data_len));
+        p += P2P_FRAME_HEADER_SIZE;
+        for (size_t i = 0; i < head_len; ++i) p[i] = head[i];  // 1 byte in v1, 2 + id in v2
+        if (data_len != 0) std::memcpy(p + head_len, data, data_len);
+        out_.commit(total);
+    } else {
+        uint8_t header[P2P_FRAME_HEADER_SIZE];
+        p2p_frame_header_encode(header, static_cast<uint32_t>(head_len + data_len));
+        const struct iovec parts[3] = {{header, sizeof header},
+                                       {const_cast<uint8_t*>(head), head_len},
+                                       {const_cast<uint8_t*>(data), data_len}};
+        out_.append_parts(parts, data_len != 0 ? 3 : 2);
+    }
     ++ctx_.stats.frames_out;
-    ctx_.stats.output_pending += sizeof header + head_len + data_len;
+    ctx_.stats.output_pending += total;
 }
 
 // A write inside the iteration, from enqueue: never closes (the relay may

@@ -6,8 +6,13 @@
 
 FrameStatus next_frame(const RingBuffer& in, uint32_t max_payload, uint8_t* scratch,
                        FrameView* out) {
-    uint8_t header[P2P_FRAME_HEADER_SIZE];
-    if (!in.peek(header, 0, sizeof header)) return FrameStatus::incomplete;
+    // The header is almost always contiguous: read it in place.
+    uint8_t copy[P2P_FRAME_HEADER_SIZE];
+    const uint8_t* header = in.contiguous(0, P2P_FRAME_HEADER_SIZE);
+    if (header == nullptr) {
+        if (!in.peek(copy, 0, sizeof copy)) return FrameStatus::incomplete;
+        header = copy;
+    }
     uint32_t length = p2p_frame_header_decode(header);
     out->length = length;
     out->payload = nullptr;

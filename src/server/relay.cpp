@@ -44,7 +44,8 @@ uint8_t state_of(bool online) { return online ? P2P_PRESENCE_ONLINE : P2P_PRESEN
 
 Relay::Relay(const RelayLimits& limits, const HashKey& key, const Clock* clock,
              MemoryBudget* budget)
-    : limits_(limits),
+    : v1_head_len_(p2p_encode_send_head(v1_head_)),
+      limits_(limits),
       clock_(clock != nullptr ? clock : system_clock()),
       devices_(key, limits.max_devices, budget) {}
 
@@ -59,17 +60,16 @@ void Relay::fail(Session& s, uint8_t cmd, uint8_t reason) {
     reply(s, cmd, is_v2(s) ? reason : uint8_t{P2P_STATUS_FAILURE});
 }
 
-void Relay::deliver(Session& to, const Session& from, const uint8_t* data, size_t len) {
+void Relay::deliver(Session& to, DeliveryHeads& heads, const uint8_t* data, size_t len) {
     if (to.ended) return;
     ++stats_.deliveries;
-    uint8_t head[P2P_ID_HEAD_MAX];
-    size_t n;
-    std::string_view id = from.device->key();
-    if (is_v2(to))
-        n = p2p_encode_deliver_head(head, as_bytes(id), id.size());
-    else
-        n = p2p_encode_send_head(head);
-    to.enqueue_delivery(id, head, n, data, len);
+    if (is_v2(to)) {
+        if (heads.v2_len == 0)
+            heads.v2_len = p2p_encode_deliver_head(heads.v2, as_bytes(heads.from), heads.from.size());
+        to.enqueue_delivery(heads.from, heads.v2, heads.v2_len, data, len);
+    } else {
+        to.enqueue_delivery(heads.from, v1_head_, v1_head_len_, data, len);
+    }
 }
 
 void Relay::send_state(Session& to, const Device& device, uint8_t state) {
@@ -338,8 +338,9 @@ void Relay::on_send(Session& s, const uint8_t* data, size_t len) {
     Device& d = *s.device;
     flush_presence(d);  // PRESENCE online before the id's first delivery
     if (d.subscriber_count == 0) ++stats_.dropped_no_subscriber;
+    DeliveryHeads heads(d.key());
     for (Subscription* sub = d.subscribers.front(); sub != nullptr; sub = d.subscribers.next(*sub)) {
-        if (sub->subscriber != &s) deliver(*sub->subscriber, s, data, len);
+        if (sub->subscriber != &s) deliver(*sub->subscriber, heads, data, len);
     }
     if (acks_sends(s)) reply(s, P2P_CMD_SEND, P2P_STATUS_OK);
 }
@@ -414,7 +415,8 @@ void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data,
         return;
     }
     flush_presence(*s.device);
-    deliver(*d->holder, s, data, len);
+    DeliveryHeads heads(s.device->key());
+    deliver(*d->holder, heads, data, len);
     if (acks_sends(s)) reply(s, P2P_CMD_SEND_TO, P2P_STATUS_OK);
 }
 

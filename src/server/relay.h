@@ -49,6 +49,7 @@
 #include "auth_table.h"
 #include "clock.h"
 #include "codec.h"
+#include "codec.h"
 #include "devices.h"
 #include "hash.h"
 #include "memory_budget.h"
@@ -170,7 +171,17 @@ class Relay {
     void reply(Session& s, uint8_t cmd, uint8_t status);
     // Reply with a failure: the v2 reason, or 0 in a v1 session.
     void fail(Session& s, uint8_t cmd, uint8_t reason);
-    void deliver(Session& to, const Session& from, const uint8_t* data, size_t len);
+    // The heads of one message's deliveries, encoded once for all of its
+    // recipients (a fan-out to 100 subscribers encodes them once, not 100
+    // times): [03] for v1 sessions, DELIVER's [09][id_len][id] for v2, the
+    // latter only when a v2 recipient first needs it.
+    struct DeliveryHeads {
+        explicit DeliveryHeads(std::string_view sender) : from(sender) {}
+        std::string_view from;
+        size_t v2_len = 0;  // 0: not encoded yet
+        uint8_t v2[P2P_ID_HEAD_MAX];
+    };
+    void deliver(Session& to, DeliveryHeads& heads, const uint8_t* data, size_t len);
     // The device went online or offline because of `cause`: announce it,
     // or hold it back if the id is flapping (see above).
     void presence_changed(Device& device, const Session* cause);
@@ -193,6 +204,9 @@ class Relay {
     // Lets go of the session's id and tells its v2 subscribers.
     void release_id(Session& s);
 
+    // A v1 delivery's head ([03]), the same for every message.
+    uint8_t v1_head_[1];
+    size_t v1_head_len_;
     RelayLimits limits_;
     const Clock* clock_;
     // Devices whose presence changes are being held back, in the order

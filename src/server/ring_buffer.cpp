@@ -25,7 +25,9 @@ RingBuffer::~RingBuffer() {
 }
 
 bool RingBuffer::grow(uint32_t needed) {
-    uint32_t cap = capacity_ ? capacity_ : initial_capacity_;
+    uint32_t cap = capacity_ ? capacity_
+                             : (regrow_capacity_ > initial_capacity_ ? regrow_capacity_
+                                                                    : initial_capacity_);
     while (cap < needed && cap < kMaxCapacity) cap <<= 1;
     // Never allocate beyond what max_bytes can use.
     uint32_t limit = round_up_pow2(max_bytes_);
@@ -79,17 +81,53 @@ bool RingBuffer::reserve(size_t n) {
     return grow(needed);
 }
 
+namespace {
+
+// memcpy for the few bytes of a frame header or a v1 head, where a call to
+// the library's memcpy costs more than the copy.
+inline void copy_bytes(uint8_t* dst, const uint8_t* src, size_t n) {
+    if (n > 16) {
+        std::memcpy(dst, src, n);
+        return;
+    }
+    for (size_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
+}  // namespace
+
 bool RingBuffer::append(const void* data, size_t n) {
     if (n == 0) return true;  // no storage may exist yet: touch nothing
-    if (!reserve(n)) return false;
+    struct iovec part = {const_cast<void*>(data), n};
+    return append_parts(&part, 1);
+}
+
+bool RingBuffer::append_parts(const struct iovec* parts, int count) {
+    size_t total = 0;
+    for (int i = 0; i < count; ++i) total += parts[i].iov_len;
+    if (total == 0) return true;  // no storage may exist yet: touch nothing
+    if (!reserve(total)) return false;
     uint32_t mask = capacity_ - 1;
     uint32_t start = head_ & mask;
-    uint32_t len = static_cast<uint32_t>(n);
-    uint32_t first = capacity_ - start < len ? capacity_ - start : len;
-    const auto* src = static_cast<const uint8_t*>(data);
-    std::memcpy(data_ + start, src, first);
-    std::memcpy(data_, src + first, len - first);
-    head_ += len;
+    if (capacity_ - start >= total) {
+        // The usual case: everything fits before the wrap.
+        uint8_t* dst = data_ + start;
+        for (int i = 0; i < count; ++i) {
+            copy_bytes(dst, static_cast<const uint8_t*>(parts[i].iov_base), parts[i].iov_len);
+            dst += parts[i].iov_len;
+        }
+    } else {
+        uint32_t at = head_;
+        for (int i = 0; i < count; ++i) {
+            const auto* src = static_cast<const uint8_t*>(parts[i].iov_base);
+            uint32_t len = static_cast<uint32_t>(parts[i].iov_len);
+            uint32_t pos = at & mask;
+            uint32_t first = capacity_ - pos < len ? capacity_ - pos : len;
+            copy_bytes(data_ + pos, src, first);
+            if (first < len) copy_bytes(data_, src + first, len - first);
+            at += len;
+        }
+    }
+    head_ += static_cast<uint32_t>(total);
     return true;
 }
 
@@ -145,6 +183,7 @@ const uint8_t* RingBuffer::contiguous(size_t offset, size_t n) const {
 
 bool RingBuffer::release() {
     if (!empty()) return false;
+    if (capacity_ != 0) regrow_capacity_ = capacity_ < kRegrowMax ? capacity_ : kRegrowMax;
     std::free(data_);
     budget_release(budget_, capacity_);
     data_ = nullptr;

@@ -34,6 +34,7 @@
 class RingBuffer {
    public:
     static constexpr uint32_t kMaxCapacity = 1u << 30;
+    static constexpr uint32_t kRegrowMax = 128u << 10;
 
     // max_bytes: the most the ring may ever hold (1 .. kMaxCapacity).
     // initial_capacity: the first allocation (rounded up to a power of two).
@@ -54,6 +55,11 @@ class RingBuffer {
     // would exceed max_bytes or memory is exhausted; the ring is unchanged.
     bool reserve(size_t n);
 
+    // Appends parts[0..count) in order, as append() would one by one, but
+    // in one step (the producer's hot path: a frame's header, head and
+    // data). False, with nothing appended, when they do not fit.
+    bool append_parts(const struct iovec* parts, int count);
+
     // Appends n bytes (reserve()s first). False, with nothing appended, when
     // they do not fit under max_bytes.
     bool append(const void* data, size_t n);
@@ -64,6 +70,15 @@ class RingBuffer {
     // Up to two iovecs covering the free bytes of the current allocation,
     // limited to what max_bytes still allows.
     int write_spans(struct iovec spans[2]);
+
+    // n free bytes in one piece at the head, for a producer to write into
+    // and then commit(n); nullptr when the storage lacks them before the
+    // wrap (then use append_parts or write_spans).
+    uint8_t* contiguous_room(size_t n) {
+        uint32_t start = head_ & (capacity_ - 1);
+        if (capacity_ == 0 || n > free_space() || n > capacity_ - start) return nullptr;
+        return data_ + start;
+    }
 
     // After writing n bytes into write_spans(): makes them part of the ring.
     void commit(size_t n);
@@ -106,5 +121,12 @@ class RingBuffer {
     uint32_t tail_ = 0;      // counter of the oldest byte
     uint32_t max_bytes_;
     uint32_t initial_capacity_;
+    // The capacity of the last storage released, so that the next burst
+    // starts there instead of doubling up from initial_capacity_ again,
+    // copying at every step (a subscriber's output ring is released each
+    // time it drains: the regrowth copies were a quarter of the
+    // instructions of a fan-out). At most kRegrowMax, so that one huge
+    // burst does not make every later one allocate that much.
+    uint32_t regrow_capacity_ = 0;
     MemoryBudget* budget_;
 };

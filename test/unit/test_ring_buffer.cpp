@@ -3,7 +3,8 @@
 // Links the real RingBuffer and nothing of the relay. Covers lazy
 // allocation, append/peek/consume, the wrap with read/write spans, growth
 // (also while the bytes wrap), the max_bytes cap, release, contiguous(), and
-// a randomized comparison against a std::deque model with the free-running
+// a randomized comparison (append and append_parts alike) against a
+// std::deque model with the free-running
 // counters started just below the 32-bit wrap point (STYLE.md practice 10).
 // Every loop is bounded and every seed fixed.
 #include <setjmp.h>
@@ -470,14 +471,15 @@ void test_release_only_when_empty(void**) {
     assert_int_equal(r.read_spans(sp), 0);
     assert_int_equal(r.write_spans(sp), 0);
 
-    // Counters are at 40 now: the next bytes land at index 40 & 15 = 8 and
-    // wrap at 16.
-    append_pattern(r, 100, 12);
-    assert_int_equal(r.capacity(), 16);
+    // Counters are at 40 now; the next storage is the size released (64,
+    // not the initial 16: see test_regrow_after_release), so the bytes land
+    // at index 40 & 63 = 40 and run on to 63 without wrapping.
+    append_pattern(r, 100, 30);
+    assert_int_equal(r.capacity(), 64);
     assert_int_equal(r.read_spans(sp), 2);
-    assert_int_equal(sp[0].iov_len, 8);
-    assert_int_equal(sp[1].iov_len, 4);
-    assert_true(span_bytes(r) == pattern(100, 12));
+    assert_int_equal(sp[0].iov_len, 24);
+    assert_int_equal(sp[1].iov_len, 6);
+    assert_true(span_bytes(r) == pattern(100, 30));
     assert_false(r.release());
 }
 
@@ -630,7 +632,17 @@ void run_model(uint64_t seed, uint32_t start, uint32_t max_bytes, uint32_t initi
             buf = pattern(next_byte, n);
             bool fits = size + n <= max_bytes;
             uint32_t cap_before = r.capacity();
-            assert_int_equal(r.append(buf.data(), n), fits);
+            if (op % 2 == 0) {
+                assert_int_equal(r.append(buf.data(), n), fits);
+            } else {
+                // The same bytes as up to three parts (a frame's header,
+                // head and data), some empty, small and large alike.
+                uint32_t a = rng.upto(n), b = rng.upto(n - a);
+                const struct iovec parts[3] = {{buf.data(), a},
+                                               {buf.data() + a, b},
+                                               {buf.data() + a + b, n - a - b}};
+                assert_int_equal(r.append_parts(parts, 3), fits);
+            }
             if (fits) {
                 model.insert(model.end(), buf.begin(), buf.end());
                 next_byte += n;
@@ -745,10 +757,34 @@ void test_budget(void**) {
         r.consume(3100);
         assert_true(r.release());
         assert_int_equal(budget.used(), 0);
-        append_pattern(r, 0, 10);
-        assert_int_equal(budget.used(), 1024);
+        append_pattern(r, 0, 10);  // at once the size it had: 4096
+        assert_int_equal(budget.used(), 4096);
     }
     assert_int_equal(budget.used(), 0);
+}
+
+// A released ring comes back at the capacity it had (at most kRegrowMax),
+// in one allocation: no doubling from the initial capacity, no copies.
+void test_regrow_after_release(void**) {
+    MemoryBudget budget;
+    RingBuffer r(1u << 22, 1024, &budget);
+    append_pattern(r, 0, 70000);  // 1024 -> ... -> 131072
+    assert_int_equal(r.capacity(), 131072);
+    r.consume(70000);
+    assert_true(r.release());
+    uint64_t peak_before = budget.peak();
+    append_pattern(r, 1, 10);
+    assert_int_equal(r.capacity(), 131072);
+    append_pattern(r, 2, 70000);  // fits: no growth
+    assert_int_equal(r.capacity(), 131072);
+    assert_int_equal(budget.peak(), peak_before);  // one storage at a time
+    // A burst beyond kRegrowMax is not remembered whole.
+    append_pattern(r, 3, 900000);
+    assert_int_equal(r.capacity(), 1u << 20);
+    r.consume(r.size());
+    assert_true(r.release());
+    append_pattern(r, 4, 10);
+    assert_int_equal(r.capacity(), RingBuffer::kRegrowMax);
 }
 
 // truncate keeps the oldest bytes; shrink_to_fit moves them into the
@@ -809,6 +845,7 @@ int main(void) {
         cmocka_unit_test(test_model_randomized),
         cmocka_unit_test(test_budget),
         cmocka_unit_test(test_truncate_and_shrink),
+        cmocka_unit_test(test_regrow_after_release),
         // Last: under UBSan a failure here aborts the binary.
         cmocka_unit_test(test_zero_length_append),
     };
