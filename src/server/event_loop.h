@@ -85,14 +85,19 @@ class EventLoop final : public Clock {
         IntrusiveList<EventHandler, IterationEndTag>::unlink(handler);
     }
 
+    // Before sleeping in epoll_wait, poll for up to usec microseconds
+    // (--busy-poll; 0, the default, never spins: an idle loop uses no CPU).
+    void set_busy_poll(uint32_t usec) { busy_poll_us_ = usec; }
+
     // Runs until stop(). Returns false if epoll_wait failed (errno set).
     bool run();
     void stop() { running_ = false; }
 
     // The time read when this iteration's wait returned.
     uint64_t now_ms() const override { return now_ms_; }
-    // Reads CLOCK_MONOTONIC in milliseconds.
+    // Reads CLOCK_MONOTONIC in milliseconds, or microseconds.
     static uint64_t monotonic_ms();
+    static uint64_t monotonic_us();
 
    private:
     // The tick timerfd and the signalfd: loop-owned descriptors whose events
@@ -116,6 +121,8 @@ class EventLoop final : public Clock {
 
     static constexpr int kMaxEvents = 256;
 
+    int busy_wait(struct epoll_event* events, int max_events);
+
     Poller poller_;
     Hooks* hooks_ = nullptr;
     int tick_fd_ = -1;
@@ -125,5 +132,6 @@ class EventLoop final : public Clock {
     IntrusiveList<EventHandler, DeferTag> deferred_;
     IntrusiveList<EventHandler, IterationEndTag> iteration_end_;
     uint64_t now_ms_ = 0;
+    uint32_t busy_poll_us_ = 0;
     bool running_ = false;
 };

@@ -59,6 +59,8 @@ const char kUsage[] =
     "                        complete within SEC seconds (default 30, 0 = never)\n"
     "  --log-level LEVEL     error, warn, info or debug (default info)\n"
     "  --log-format FORMAT   text (default) or json: one JSON object a line\n"
+    "  --busy-poll USEC      poll for up to USEC microseconds before sleeping:\n"
+    "                        lower latency for more CPU (default 0: never)\n"
     "  --metrics ADDR:PORT   serve Prometheus metrics (GET /metrics) and\n"
     "                        GET /healthz over HTTP on ADDR:PORT ([v6]:PORT)\n"
     "  --auth-file FILE      device tokens and who may reach whom (re-read on\n"
@@ -199,6 +201,7 @@ const Spec kSpecs[] = {
      [](const char* v, ServerOptions* o, ParseState*) -> const char* {
          return log_parse_format(v, &o->log_format) ? nullptr : "(text, json)";
      }},
+    {"busy-poll", true, kAnywhere, false, U32_OPTION(busy_poll_us, 0, 1000000, "(microseconds, 0-1000000)")},
     {"metrics", true, kAnywhere, false,
      [](const char* v, ServerOptions* o, ParseState*) -> const char* {
          if (!parse_host_port(v, &o->metrics_address, &o->metrics_port))
@@ -505,6 +508,7 @@ std::vector<std::string> options_needing_restart(const ServerOptions& a, const S
     differ("max-output", a.max_output != b.max_output);
     differ("max-memory", a.max_memory != b.max_memory);
     differ("max-devices", a.max_devices != b.max_devices);
+    differ("busy-poll", a.busy_poll_us != b.busy_poll_us);
     differ("metrics", a.metrics != b.metrics || a.metrics_address != b.metrics_address ||
                           a.metrics_port != b.metrics_port);
     return changed;

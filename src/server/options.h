@@ -48,6 +48,7 @@ struct ServerOptions {
     ServerTool tool = ServerTool::none;   // --gen-token, --hash-token ID
     std::string hash_token_id;            // --hash-token's ID, as written
     LogFormat log_format = LogFormat::text;
+    uint32_t busy_poll_us = 0;            // --busy-poll: spin before sleeping; 0: never
     std::string config_file;              // --config; empty: none
     bool check_config = false;            // --check-config: validate and exit
     std::vector<std::string> argv;        // the command line, for reloads

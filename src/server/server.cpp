@@ -101,6 +101,7 @@ bool Server::start() {
         LOG_ERROR("cannot set up epoll/timerfd: %s", strerrordesc_np(errno));
         return false;
     }
+    loop_.set_busy_poll(options_.busy_poll_us);
     static const int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
     if (!loop_.watch_signals(kSignals, sizeof kSignals / sizeof kSignals[0])) {
         LOG_ERROR("cannot watch signals: %s", strerrordesc_np(errno));
