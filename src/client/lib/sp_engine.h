@@ -1065,13 +1065,16 @@ static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
     }
     uint8_t kind = req->kind;
     const char *bad_grant = NULL;
+    /* drop_refused: the version of a connection without the DROP policy
+     * asked for, else 0. */
     int status = m->status, flush_failed = 0, drop_refused = 0;
     if (kind == SP_REQ_HELLO) {
         h->hello_answered = 1;
         if (m->status == P2P_STATUS_OK && (bad_grant = sp_grant_problem(m)) == NULL)
             sp_take_grant(h, m, req->hello_flags);
     } else if (kind == SP_REQ_PROBE) {
-        drop_refused = h->opt.slow_consumer == STUPID_P2P_SLOW_DROP && !h->drop_in_force;
+        if (h->opt.slow_consumer == STUPID_P2P_SLOW_DROP && !h->drop_in_force)
+            drop_refused = h->version;
     } else if (kind == SP_REQ_HEARTBEAT) {
         h->hb_outstanding = 0;
     } else if (req->cmd == P2P_CMD_AUTH) {
@@ -1102,7 +1105,7 @@ static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
             sp_log(h, STUPID_P2P_LOG_WARNING,
                    "the server does not know the DROP policy (protocol v%d): if this client falls behind, "
                    "it is disconnected",
-                   h->version);
+                   drop_refused);
         sp_begin_restore(h);
     } else if (kind == SP_REQ_ID_PROBE) {
         sp_on_id_probe(h, m->status);
