@@ -20,9 +20,11 @@
  *    struct, ids as (pointer, length) byte strings, the server's failure
  *    reason as its own error code, the sender id of every message (protocol
  *    v2), sending to one device, a blocking receive with a timeout,
- *    callbacks for messages, presence, connection state and logging, and
+ *    callbacks for messages, presence, connection state and logging,
  *    device tokens: ids claimed with AUTH, the token never on the wire
- *    (stupid_p2p_register).
+ *    (stupid_p2p_register), and the slow-consumer policy: when the client
+ *    falls behind, the server may drop messages and say how many
+ *    (slow_consumer, on_gap) instead of disconnecting it.
  *
  * Build and link:  cc app.c -Iinclude libstupidp2p.a -lpthread
  *
@@ -241,6 +243,29 @@ typedef void (*stupid_p2p_presence_cb)(int32_t handle, const uint8_t *id,
                                        size_t id_len, int online,
                                        void *user_data);
 
+/* The server dropped messages for this connection and says so (protocol
+ * v2, slow_consumer STUPID_P2P_SLOW_DROP in force; stupidp2p(7), GAP):
+ * frames messages with bytes data bytes from the device publisher
+ * (publisher_len bytes, 1..255, followed by a NUL), or, with publisher
+ * NULL and publisher_len 0, from all the devices not named in the other
+ * GAPs of the same episode. Both counts stop at their largest value
+ * rather than wrap. Called in stream order with on_message: every message
+ * received before the call came before the missing ones, every one after
+ * it after them. The pointer is valid only during the call. */
+typedef void (*stupid_p2p_gap_cb)(int32_t handle, const uint8_t *publisher,
+                                  size_t publisher_len, uint32_t frames,
+                                  uint64_t bytes, void *user_data);
+
+/* What the server does when this client reads slower than messages arrive
+ * for it (the slow_consumer option; stupidp2p(7), SLOW CONSUMERS). */
+typedef enum {
+    STUPID_P2P_SLOW_DISCONNECT = 0, /* it closes the connection (BYE 3); the
+                                       library reconnects                  */
+    STUPID_P2P_SLOW_DROP = 1        /* it drops whole messages for it and,
+                                       once it has caught up, says how many
+                                       (on_gap); the connection stays      */
+} stupid_p2p_slow_consumer_t;
+
 /* The connection state changed; cause says why it ended (DISCONNECTED), or
  * is STUPID_P2P_CAUSE_ID_LOST for a CONNECTED without the id the library
  * gave up (see takeover_retries), STUPID_P2P_CAUSE_NOT_AUTHORIZED for a
@@ -303,6 +328,15 @@ typedef struct {
                                     derived from it, never the token or
                                     this pointer (stupid_p2p_set_token)   */
     size_t token_len;            /* bytes at token                  (0)    */
+    /* Added in 0.4 (older structs get the defaults). */
+    int32_t slow_consumer;       /* the policy asked of the server when this
+                                    client falls behind: a
+                                    stupid_p2p_slow_consumer_t (DISCONNECT).
+                                    DROP needs a server that knows it (v2,
+                                    0.4 or later); whether it is in force
+                                    on the current connection is the stats'
+                                    drop_in_force                          */
+    stupid_p2p_gap_cb on_gap;    /* NULL: GAPs are only counted (stats)    */
 } stupid_p2p_options_t;
 
 /* Fills *options with the defaults above. */
@@ -412,10 +446,32 @@ typedef struct {
     uint32_t max_frame;         /* largest frame payload we may send      */
     uint32_t server_idle_timeout_s; /* from HELLO; 0 when unknown (v1)    */
     stupid_p2p_cause_t last_cause;  /* why the last connection ended      */
+    /* Added in 0.4 (see stupid_p2p_get_stats_ex). */
+    int32_t drop_in_force;      /* 1: the current connection has the DROP
+                                   policy (slow_consumer asked for it and
+                                   the server granted it); 0: a slow
+                                   consumer is disconnected (not asked,
+                                   not connected, or a server that does not
+                                   know DROP: an original, v1 or older v2
+                                   server, which refuses or ignores it)   */
+    uint64_t gap_events;        /* GAP events received                    */
+    uint64_t missed_messages;   /* messages they reported dropped         */
+    uint64_t missed_bytes;      /* the data bytes of those (both counts
+                                   stop at UINT64_MAX)                    */
 } stupid_p2p_stats_t;
 
-/* Fills *stats. Returns NO_ERROR or a negative code. */
+/* Fills the first stats_size bytes of *stats, a stupid_p2p_stats_t or the
+ * smaller one of an older header (at least the 0.3 fields, up to
+ * last_cause): fields are only ever added at the end. Returns NO_ERROR or
+ * a negative code (BAD_PARAM for a stats_size below the 0.3 fields). */
+int32_t stupid_p2p_get_stats_ex(int32_t handle, stupid_p2p_stats_t *stats, size_t stats_size);
+
+/* Fills *stats. Returns NO_ERROR or a negative code. A macro, so that a
+ * program passes the size of the struct it was compiled with; the
+ * function of that name (as called by programs built against 0.3 headers,
+ * or through a pointer to it) fills the 0.3 fields only. */
 int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats);
+#define stupid_p2p_get_stats(handle, stats) stupid_p2p_get_stats_ex((handle), (stats), sizeof *(stats))
 
 /* Why the handle's last connection attempt failed, in a few lowercase
  * words ("connection refused", "connect timed out", "host name not

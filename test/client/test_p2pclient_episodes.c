@@ -18,12 +18,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-
 #include "client_util.h"
+#include "p2pclient_child.h"
 
 #define T(f) cmocka_unit_test_setup_teardown(f, tc_setup_server, tc_teardown_server)
 #define DROPPED_ATTEMPTS 1
@@ -32,87 +28,12 @@
  * seconds away. */
 #define RECONNECT_WAIT_MS 60000
 
-struct child {
-    pid_t pid;
-    int in;               /* its standard input                         */
-    char err_path[64];    /* its standard error                         */
-};
-
-/* Starts $P2P_CLIENT with argv (argv[0] is replaced), stdin from a pipe, stdout to /dev/null,
- * stderr to a temporary file. */
-static void spawn_client(struct child *c, const char **argv)
-{
-    const char *path = getenv("P2P_CLIENT");
-    if (path == NULL || path[0] == '\0')
-        path = "./p2pClient";
-    snprintf(c->err_path, sizeof c->err_path, "/tmp/p2pclient-episode-XXXXXX");
-    int err = mkostemp(c->err_path, O_CLOEXEC);
-    assert_true(err >= 0);
-    int p[2];
-    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    c->pid = fork();
-    assert_true(c->pid >= 0);
-    if (c->pid == 0) {
-        int nul = open("/dev/null", O_WRONLY);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent || nul == -1 ||
-            dup2(p[0], STDIN_FILENO) == -1 || dup2(nul, STDOUT_FILENO) == -1 || dup2(err, STDERR_FILENO) == -1)
-            _exit(126);
-        argv[0] = path;
-        execv(path, (char *const *)argv);
-        _exit(127);
-    }
-    close(p[0]);
-    close(err);
-    c->in = p[1];
-}
-
-/* Reads the child's standard error so far into buf (NUL-terminated). */
-static void read_err(const struct child *c, char *buf, size_t cap)
-{
-    FILE *f = fopen(c->err_path, "r");
-    assert_non_null(f);
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-}
-
 static int count_lines_with(const char *text, const char *needle)
 {
     int n = 0;
     for (const char *p = text; (p = strstr(p, needle)) != NULL; p += strlen(needle))
         n++;
     return n;
-}
-
-/* Waits (bounded, polling the file) until the child's stderr holds needle. */
-static void wait_err(const struct child *c, const char *needle, int ms)
-{
-    static char buf[65536];
-    for (int64_t until = ct_now_ms() + ms; ct_now_ms() < until;) {
-        read_err(c, buf, sizeof buf);
-        if (strstr(buf, needle) != NULL)
-            return;
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    fail_msg("p2pClient never said \"%s\"; its stderr:\n%s", needle, buf);
-}
-
-/* Waits for the child to exit; returns its status (-1: killed). */
-static int reap(struct child *c)
-{
-    for (int64_t until = ct_now_ms() + CT_WAIT_MS; ct_now_ms() < until;) {
-        int st = 0;
-        pid_t r = waitpid(c->pid, &st, WNOHANG);
-        if (r == c->pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        struct timespec ts = {0, 20 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-    return -1;
 }
 
 /* A listener on 127.0.0.1:port that accepts n connections and closes each
@@ -149,7 +70,7 @@ static void test_one_line_per_episode(void **state)
     snprintf(port, sizeof port, "%u", (unsigned)srv->port);
     const char *argv[] = {"p2pClient", "-s", "127.0.0.1", "-p", port, "-m", "alice", "-o", "bob", "-w", "10", NULL};
     static struct child c;
-    spawn_client(&c, argv);
+    spawn_client(&c, argv, 0);
     wait_err(&c, "input and receive", CT_WAIT_MS);
 
     assert_int_equal(p2p_server_stop(srv), 0); /* BYE 4 */
@@ -160,13 +81,8 @@ static void test_one_line_per_episode(void **state)
     assert_int_equal(p2p_server_restart(srv, NULL), 0);
     wait_err(&c, "connection lost", CT_WAIT_MS);
     wait_err(&c, "reconnected", RECONNECT_WAIT_MS);
-    assert_int_equal(write(c.in, "quit\n", 5), 5);
-    close(c.in);
-    assert_int_equal(reap(&c), 0);
-
     static char err[65536];
-    read_err(&c, err, sizeof err);
-    unlink(c.err_path);
+    quit_and_read_err(&c, err, sizeof err);
     fprintf(stderr, "---- p2pClient's stderr ----\n%s----\n", err);
     assert_int_equal(count_lines_with(err, "connection lost"), 1);
     assert_non_null(strstr(err, "p2pClient: connection lost (server shutting down), reconnecting\n"));

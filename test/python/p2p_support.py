@@ -8,7 +8,8 @@
   go mute (accept, read, never answer).
 * :class:`ScriptedServer` runs a test's own function on every connection it
   accepts: the server that lies, stalls or trickles; :func:`answer_requests`
-  plays a v2 server's part of a handshake for it.
+  plays a v2 server's part of a handshake for it, :func:`answer_then_send`
+  a whole v2 server that sends frames of the test's at a given point.
 * :func:`wait_until` waits for a condition with a deadline.
 * :func:`run_python` runs a Python program in a subprocess with the client
   package on its path.
@@ -403,6 +404,42 @@ def answer_requests(sock: socket.socket, count: int,
     return requests
 
 
+def answer_then_send(payloads: List[bytes], after: int = 4,
+                     refuse_drop: bool = False,
+                     log: Optional[List[codec.Request]] = None) \
+        -> Callable[[socket.socket, int], None]:
+    """A :class:`ScriptedServer` script: a v2 server that answers every
+    request until the client leaves (HELLO with :data:`GRANT`, or with 88
+    04 when it asks for the DROP flag and ``refuse_drop``: an older v2
+    server), and on the first connection sends ``payloads``, a frame each,
+    right after answering request number ``after`` (4: a handshake asking
+    for DROP, HELLO, HELLO, HEARTBEAT, then one request of the test's).
+    ``log`` collects the requests."""
+    def script(sock: socket.socket, n: int) -> None:
+        decoder = codec.FrameDecoder(1 << 24)
+        answered = 0
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            for payload in decoder.feed(data):
+                req = codec.parse_request(payload)
+                if log is not None:
+                    log.append(req)
+                if req.command != protocol.CMD_HELLO:
+                    reply = codec.encode_reply(req.command, protocol.STATUS_OK)
+                elif refuse_drop and req.flags & protocol.HELLO_FLAG_DROP:
+                    reply = codec.encode_reply(req.command,
+                                               protocol.STATUS_BAD_ARGUMENT)
+                else:
+                    reply = codec.encode_hello_reply(*GRANT)
+                sock.sendall(codec.frame(reply))
+                answered += 1
+                if n == 0 and answered == after:
+                    sock.sendall(b"".join(codec.frame(p) for p in payloads))
+    return script
+
+
 def python_env() -> Dict[str, str]:
     """Environment for a child Python with the client package on its path."""
     env = dict(os.environ)
@@ -444,6 +481,19 @@ class Collector:
         """Wait until ``item`` has been recorded."""
         with self._cond:
             return self._cond.wait_for(lambda: item in self.items, timeout)
+
+
+class ClientCase(unittest.TestCase):
+    """A test class whose clients connect to servers of its own making."""
+
+    def client(self, port: int, **options: object):
+        """A :class:`stupidp2p.Client` connected to 127.0.0.1:``port``,
+        closed after the test."""
+        from stupidp2p import Client
+        options.setdefault("timeout", 5.0)
+        c = Client("127.0.0.1", port, **options)
+        self.addCleanup(c.close)
+        return c
 
 
 class ServerCase(unittest.TestCase):

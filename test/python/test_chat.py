@@ -7,8 +7,9 @@ import sys
 import threading
 import unittest
 
-from p2p_support import FakeV1Server, ServerCase, free_port, python_env
-from stupidp2p import Client, Message
+from p2p_support import (FakeV1Server, ScriptedServer, ServerCase,
+                         answer_then_send, free_port, python_env)
+from stupidp2p import Client, Message, codec
 
 
 class Chat:
@@ -178,6 +179,34 @@ class ChatTest(ServerCase):
                              "\u00e9\\xff\\\\x41\\xe2\\x80\\xae")
             self.assertEqual(chat.line(chat.out), "recv data: next")
             chat.send_line("quit")
+
+    def test_drop_prints_each_gap_in_place(self):
+        # A v2 server that grants DROP, then, once the chat has checked
+        # that the peer is online (HELLO, HELLO, HEARTBEAT, REGISTER,
+        # SUBSCRIBE, CHECK_ALIVE), sends a message, two GAPs and another.
+        peer = "bo\x1bb"  # ESC: printed escaped
+        raw = peer.encode()
+        events = [codec.encode_deliver_head(raw) + b"one",
+                  codec.encode_gap(raw, 2, 10),
+                  codec.encode_gap(None, 1, 3),
+                  codec.encode_deliver_head(raw) + b"four"]
+        with ScriptedServer(answer_then_send(events, after=6)) as srv, \
+                self.chat("alice", peer, "--drop", port=srv.port) as chat:
+            self.assertEqual([chat.line(chat.out) for _ in events],
+                             ["recv data: one",
+                              "missed 2 messages (10 bytes) from bo\\x1bb",
+                              "missed 1 message (3 bytes) from other devices",
+                              "recv data: four"])
+            chat.send_line("quit")
+            self.assertNotIn("does not support --drop",
+                             "\n".join(chat.wait_err("chatting as")))
+
+    def test_drop_not_in_force_is_said(self):
+        with FakeV1Server() as srv, \
+                self.chat("alice", "bob", "--drop", port=srv.port) as chat:
+            chat.wait_err("p2pchat: this server does not support --drop: "
+                          "if this client falls behind, it is disconnected")
+            chat.proc.stdin.close()
 
     @staticmethod
     def run_module(*args):

@@ -10,6 +10,8 @@
   page says it is and encodes back to the same bytes; each direction's
   stream is decoded whole, cut at every offset and byte by byte; every
   prefix of each payload is classified as the specification says.
+* ManPageGapExampleTest: the same for the example of the GAP section (a
+  subscriber with the DROP flag told what it missed from alice).
 """
 
 import os
@@ -21,8 +23,8 @@ from p2p_support import REPO
 from stupidp2p import codec
 from stupidp2p import protocol as P
 from stupidp2p.codec import (AuthAnswer, BadRequest, ByeEvent, Delivery, FrameDecoder,
-                             HelloGrant, PresenceEvent, Reply, Request,
-                             UnknownFrame, frame, parse_message,
+                             GapEvent, HelloGrant, PresenceEvent, Reply,
+                             Request, UnknownFrame, frame, parse_message,
                              parse_request)
 from stupidp2p.errors import ProtocolError
 
@@ -182,13 +184,41 @@ class LayoutTest(unittest.TestCase):
     def test_parse_events(self):
         self.assertEqual(parse_message(b"\x03hi"), Delivery(None, b"hi"))
         self.assertEqual(parse_message(b"\x03"), Delivery(None, b""))
-        self.assertEqual(parse_message(b"\x0f\x01"), UnknownFrame(0x0f))
+        self.assertEqual(parse_message(b"\x10\x01"), UnknownFrame(0x10))
         for malformed in (b"", b"\x09", b"\x09\x00", b"\x09\x03ab",
                           b"\x0b\x01", b"\x0b\x01\x00",
-                          b"\x0b\x01\x02a", b"\x0e"):
+                          b"\x0b\x01\x02a", b"\x0e", b"\x0f",
+                          b"\x0f\x01", b"\x0f\x00" + bytes(11),
+                          b"\x0f\x03pub" + bytes(11), b"\x0f\x05pub"):
             with self.assertRaises(ProtocolError, msg=repr(malformed)):
                 parse_message(malformed)
         self.assertEqual(parse_message(b"\x0e\x04"), ByeEvent(4, b""))
+
+    def test_gap_layout(self):
+        # stupidp2p(7), GAP: [0f][id_len][id][frames u32][bytes u64].
+        self.assertEqual(codec.encode_gap(b"alice", 3, 300), bytes.fromhex(
+            "0f 05 61 6c 69 63 65 00 00 00 03 00 00 00 00 00 00 01 2c"))
+        others = codec.encode_gap(None, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF)
+        self.assertEqual(others, b"\x0f\x00" + b"\xff" * 12)
+        self.assertEqual(len(others), codec.GAP_FIXED)
+        self.assertEqual(codec.encode_gap(b"", 1, 2), codec.encode_gap(None, 1, 2))
+        self.assertEqual(parse_message(others),
+                         GapEvent(None, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF))
+        longest = codec.encode_gap(b"\xee" * P.ID_MAX, 1, 1)
+        self.assertEqual(len(longest), codec.GAP_MAX)
+        self.assertEqual(parse_message(longest).publisher, b"\xee" * P.ID_MAX)
+        # Bytes after the counts are what a later version may add: ignored.
+        self.assertEqual(parse_message(codec.encode_gap(b"a", 1, 2) + b"\x01\x02"),
+                         GapEvent(b"a", 1, 2))
+        # Every prefix is too short for its id and counts.
+        whole = codec.encode_gap(b"alice", 3, 300)
+        for n in range(1, len(whole)):
+            with self.assertRaises(ProtocolError, msg=n):
+                parse_message(whole[:n])
+        for bad in ((b"x" * (P.ID_MAX + 1), 1, 1), (b"a", -1, 0),
+                    (b"a", 1 << 32, 0), (b"a", 0, 1 << 64)):
+            with self.assertRaises(ValueError, msg=repr(bad[1:])):
+                codec.encode_gap(*bad)
 
     def test_round_trips(self):
         device = bytes((i * 7 + 1) & 0xff for i in range(P.ID_MAX))
@@ -205,6 +235,8 @@ class LayoutTest(unittest.TestCase):
             self.assertEqual(
                 parse_request(codec.encode_id_command(P.CMD_REGISTER, d)),
                 Request(P.CMD_REGISTER, id=d))
+            self.assertEqual(parse_message(codec.encode_gap(d, n, n * 7)),
+                             GapEvent(d, n, n * 7))
 
 
 # ---- the EXAMPLES section of stupidp2p(7) ---------------------------------
@@ -216,7 +248,9 @@ class Example(NamedTuple):
     raw: bytes          # the whole frame, header included
 
 
-_FRAME_LINE = re.compile(r"^(\w+)\s+([CS])\s+(.*)$")
+# A frame's first line: who (in EXAMPLES; absent in a section's own
+# example, which shows one connection), C or S, then hex bytes.
+_FRAME_LINE = re.compile(r"^(?:(\w+)\s+)?([CS])\s+(.*)$")
 _HEX_BYTE = re.compile(r"^[0-9a-f]{2}$")
 
 
@@ -224,17 +258,28 @@ def _complete(raw: bytearray) -> bool:
     return len(raw) >= 4 and len(raw) == 4 + int.from_bytes(raw[:4], "big")
 
 
-def example_frames(path: str) -> List[Example]:
-    """The frames of the EXAMPLES section, in the page's order.
+def man_section(path: str, heading: str) -> str:
+    """The text of the section (``.Sh``) or subsection (``.Ss``) whose
+    heading line is ``heading``, up to the next one of the same level or
+    above."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    body = text.split("\n%s\n" % heading, 1)[1]
+    ends = ("\n.Sh ",) if heading.startswith(".Sh") else ("\n.Sh ", "\n.Ss ")
+    for end in ends:
+        body = body.split(end, 1)[0]
+    return body
 
-    A frame is a line ``WHO C|S`` followed by hex bytes, continued on the
+
+def example_frames(section: str) -> List[Example]:
+    """The frames of the literal displays of a man page section, in the
+    page's order.
+
+    A frame is a line ``[WHO] C|S`` followed by hex bytes, continued on the
     next lines until it holds as many bytes as its header says; on each
     line, the hex bytes end at the first word that is not one, and the
     rest of the line is commentary (so is what follows a complete frame).
     """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    section = text.split("\n.Sh EXAMPLES\n", 1)[1].split("\n.Sh ", 1)[0]
     frames: List[Example] = []
     who = direction = ""
     raw = bytearray()
@@ -255,6 +300,7 @@ def example_frames(path: str) -> List[Example]:
             if raw:
                 raise ValueError("frame %s left incomplete" % raw.hex(" "))
             who, direction, rest = m.groups()
+            who = who or ""
         elif raw:
             rest = line  # the frame goes on
         else:
@@ -345,22 +391,27 @@ def encode_message(m) -> bytes:
         return codec.encode_presence(m.state, m.device)
     if isinstance(m, ByeEvent):
         return codec.encode_bye(m.reason, m.text)
+    if isinstance(m, GapEvent):
+        return codec.encode_gap(m.publisher, m.frames, m.bytes)
     raise AssertionError("no encoder for %r" % (m,))
 
 
 class ManPageExamplesTest(unittest.TestCase):
+    heading = ".Sh EXAMPLES"   # where the frames are
+    meanings = MEANINGS        # what the page says they are
+
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(MAN_PAGE):
             raise unittest.SkipTest("no %s (not a source tree)" % MAN_PAGE)
-        cls.frames = example_frames(MAN_PAGE)
+        cls.frames = example_frames(man_section(MAN_PAGE, cls.heading))
 
     def test_the_page_has_the_frames_we_know(self):
         self.assertEqual([(f.who, f.direction) for f in self.frames],
-                         [(who, d) for who, d, _ in MEANINGS])
+                         [(who, d) for who, d, _ in self.meanings])
 
     def test_each_frame_parses_and_encodes_back(self):
-        for f, (_, direction, meaning) in zip(self.frames, MEANINGS):
+        for f, (_, direction, meaning) in zip(self.frames, self.meanings):
             payload = f.raw[4:]
             with self.subTest(frame=f.raw.hex(" ")):
                 if direction == "C":
@@ -405,7 +456,7 @@ class ManPageExamplesTest(unittest.TestCase):
                 self.assertEqual(d.buffered, 0)
 
     def test_every_payload_prefix(self):
-        for f, (_, direction, meaning) in zip(self.frames, MEANINGS):
+        for f, (_, direction, meaning) in zip(self.frames, self.meanings):
             payload = f.raw[4:]
             for n in range(1, len(payload)):
                 with self.subTest(frame=f.raw.hex(" "), prefix=n):
@@ -440,8 +491,8 @@ class ManPageExamplesTest(unittest.TestCase):
             complete = False
         elif isinstance(whole, Delivery):
             complete = n >= 2 + len(whole.sender)
-        elif isinstance(whole, PresenceEvent):
-            complete = False  # the id ends the payload
+        elif isinstance(whole, (PresenceEvent, GapEvent)):
+            complete = False  # the id ends PRESENCE, the counts GAP
         else:
             complete = n >= 2  # BYE: reason, then any text
         if not complete:
@@ -451,6 +502,21 @@ class ManPageExamplesTest(unittest.TestCase):
         got = parse_message(part)
         self.assertIs(type(got), type(whole))
         self.assertEqual(encode_message(got), part)
+
+
+# The example of the GAP section: one subscriber's connection.
+GAP_MEANINGS = [
+    ("", "C", Request(P.CMD_HELLO, version=2, flags=P.HELLO_FLAG_DROP)),
+    ("", "S", GapEvent(b"alice", 3, 300)),
+    ("", "S", Delivery(b"alice", b"hi")),
+]
+
+
+class ManPageGapExampleTest(ManPageExamplesTest):
+    """Every check of ManPageExamplesTest, on the GAP section's example."""
+
+    heading = ".Ss GAP (0x0F)"
+    meanings = GAP_MEANINGS
 
 
 if __name__ == "__main__":

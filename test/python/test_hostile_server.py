@@ -19,7 +19,8 @@ import logging
 import threading
 import unittest
 
-from p2p_support import GRANT, ScriptedServer, answer_requests, wait_until
+from p2p_support import (GRANT, ClientCase, ScriptedServer, answer_requests,
+                         wait_until)
 from stupidp2p import (Client, ClosedByServer, ConnectError,
                        ConnectionLostError, ConnectionState, MessageTooLarge,
                        ProtocolError, RequestTimeout, codec, protocol)
@@ -60,13 +61,7 @@ def answer_until_eof(sock, grant=GRANT):
         answer_requests(sock, 1, grant)
 
 
-class MaxFrameTest(unittest.TestCase):
-    def client(self, port, **options):
-        options.setdefault("timeout", 5.0)
-        c = Client("127.0.0.1", port, **options)
-        self.addCleanup(c.close)
-        return c
-
+class MaxFrameTest(ClientCase):
     def test_a_nonsense_grant_is_a_protocol_error(self):
         # As the C client judges it: a max_frame leaving no room for any
         # request with data, a version that was not asked for, a success

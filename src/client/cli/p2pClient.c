@@ -2,7 +2,7 @@
  * p2pClient - the stupidP2P terminal client (see p2pClient(1)).
  *
  *   p2pClient -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS]
- *             [--token-file FILE]
+ *             [--token-file FILE] [--drop]
  *
  * Registers MY_ID, waits until OTHER_ID is online, subscribes to it, then
  * sends every line of standard input and prints every message received as
@@ -24,6 +24,13 @@
  * With --token-file, MY_ID is claimed with AUTH (stupidp2p(7)): the token
  * is the file's first line; it is handed to the library, which keeps only
  * keys derived from it, and wiped here at once. It is never printed.
+ *
+ * With --drop, the server is asked to drop messages rather than disconnect
+ * this client when it falls behind (stupidp2p(7), SLOW CONSUMERS): each GAP
+ * event it sends once the client has caught up is one line on standard
+ * output, "missed N messages (B bytes) from ID", among the received data,
+ * where the missing messages would have been. A server that does not know
+ * the policy is said so on standard error, at every connection.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,12 +64,14 @@ static struct {
 static struct {
     int lost;              /* a loss was reported; waiting for CONNECTED */
     unsigned attempts;     /* failed reconnect attempts in this episode  */
+    int drop;              /* --drop: check the policy at every connection */
 } episode;
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS] [--token-file FILE]\n"
+            "                 [--drop]\n"
             "       %s --help\n"
             "\n"
             "Connects to a stupidP2P server, registers MY_ID, waits for OTHER_ID to be\n"
@@ -77,6 +86,9 @@ static void usage(FILE *f)
             "  -w, --wait SECONDS    how long to wait for OTHER_ID (default 30)\n"
             "      --token-file FILE claim MY_ID with AUTH, with the token on FILE's first\n"
             "                        line (keep the file private: chmod 600)\n"
+            "      --drop            when this client falls behind, let the server drop\n"
+            "                        messages rather than disconnect it; each gap is a line\n"
+            "                        \"missed N messages (B bytes) from ID\" on standard output\n"
             "  -h, --help            print this help and exit\n"
             "\n"
             "Exit status: 0 done, 1 the server refused a command, 2 usage error,\n"
@@ -159,6 +171,37 @@ static void on_message(int32_t handle, const uint8_t *sender, size_t sender_len,
     funlockfile(stdout);
 }
 
+/* One line per GAP event, on standard output where the missing messages
+ * would have been (the library calls on_gap in stream order with
+ * on_message). */
+static void on_gap(int32_t handle, const uint8_t *publisher, size_t publisher_len, uint32_t frames, uint64_t bytes,
+                   void *user)
+{
+    (void)handle;
+    (void)user;
+    flockfile(stdout);
+    fprintf(stdout, "missed %lu message%s (%llu bytes) from ", (unsigned long)frames, frames == 1 ? "" : "s",
+            (unsigned long long)bytes);
+    if (publisher != NULL)
+        put_escaped(stdout, publisher, publisher_len);
+    else
+        fputs("other devices", stdout);
+    putc('\n', stdout);
+    fflush(stdout);
+    funlockfile(stdout);
+}
+
+/* With --drop: says on standard error when the connection does not have
+ * the DROP policy (the server does not know it). Any thread, callbacks
+ * included. */
+static void check_drop(int32_t handle)
+{
+    stupid_p2p_stats_t st;
+    if (stupid_p2p_get_stats(handle, &st) == STUPID_P2P_NO_ERROR && !st.drop_in_force)
+        fprintf(stderr, "%s: this server does not support --drop: if this client falls behind, it is disconnected\n",
+                progname);
+}
+
 static void on_presence(int32_t handle, const uint8_t *id, size_t id_len, int online, void *user)
 {
     (void)handle;
@@ -200,7 +243,6 @@ static const char *cause_text(stupid_p2p_cause_t c)
  * back: the failed attempts in between are counted, not printed. */
 static void on_state(int32_t handle, stupid_p2p_state_t state, stupid_p2p_cause_t cause, void *user)
 {
-    (void)handle;
     (void)user;
     if (state == STUPID_P2P_STATE_DISCONNECTED) {
         if (episode.lost) {
@@ -224,6 +266,8 @@ static void on_state(int32_t handle, stupid_p2p_state_t state, stupid_p2p_cause_
         else if (cause == STUPID_P2P_CAUSE_NOT_AUTHORIZED)
             fprintf(stderr, "%s: this id could not be authenticated again: it is no longer registered\n",
                     progname);
+        if (episode.drop)
+            check_drop(handle);
     }
 }
 
@@ -343,7 +387,8 @@ int main(int argc, char **argv)
         {"server", required_argument, NULL, 's'}, {"port", required_argument, NULL, 'p'},
         {"my-id", required_argument, NULL, 'm'},  {"other-id", required_argument, NULL, 'o'},
         {"wait", required_argument, NULL, 'w'},   {"help", no_argument, NULL, 'h'},
-        {"token-file", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
+        {"token-file", required_argument, NULL, 'T'}, {"drop", no_argument, NULL, 'D'},
+        {NULL, 0, NULL, 0}};
     const char *host = NULL, *my_id = NULL, *other = NULL, *token_file = NULL;
     long port = 0, wait_s = 30;
     int ch;
@@ -365,6 +410,7 @@ int main(int argc, char **argv)
             }
             break;
         case 'T': token_file = optarg; break;
+        case 'D': episode.drop = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -400,6 +446,10 @@ int main(int argc, char **argv)
         opt.token = token;
     }
     opt.on_message = on_message;
+    if (episode.drop) {
+        opt.slow_consumer = STUPID_P2P_SLOW_DROP;
+        opt.on_gap = on_gap;
+    }
     opt.on_presence = on_presence;
     opt.on_state = on_state;
     opt.on_log = on_log;
@@ -415,6 +465,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s: cannot connect to %s port %ld: %s\n", progname, host, port, why);
         return EXIT_CONNECT;
     }
+    if (episode.drop)
+        check_drop(h);
 
     int status = 0;
     int subscribed = 0;

@@ -31,6 +31,11 @@
  *   a max_frame above opt.max_frame_limit is clamped to it, and frames
  *   from the server are refused above the clamped size plus the DELIVER
  *   slack, so a server cannot make the client buffer more than that.
+ *   With slow_consumer DROP, a second HELLO asking for the DROP flag
+ *   follows the first, in the same write: a server that does not know the
+ *   flag refuses it (88 04) and the v2 session the first one made stays;
+ *   an original server ignores both. drop_in_force says which it was, and
+ *   a GAP on a connection without it is a protocol error.
  * - RESTORE: the remembered id is registered again and every remembered
  *   subscription renewed, pipelined; only when the last reply is in does
  *   the state become CONNECTED, so an application never sees a connected
@@ -366,6 +371,19 @@ static uint32_t sp_default_max_frame(const struct sp_handle *h)
     return h->opt.max_frame_limit < P2P_DEFAULT_MAX_FRAME ? h->opt.max_frame_limit : P2P_DEFAULT_MAX_FRAME;
 }
 
+/* Queues a HELLO asking for version 2 with flags (mu held). Returns 0 or
+ * -1. */
+static int sp_queue_hello(struct sp_handle *h, uint8_t flags)
+{
+    struct sp_pending *p = sp_pending_new(h, P2P_CMD_HELLO, SP_REQ_HELLO, NULL, 0);
+    if (p == NULL)
+        return -1;
+    p->hello_flags = flags;
+    uint8_t hello[P2P_HELLO_SIZE];
+    size_t n = p2p_encode_hello(hello, P2P_VERSION_2, flags);
+    return sp_queue_request(h, p, hello, n, NULL, 0);
+}
+
 /* The TCP connection is up: negotiate. */
 static void sp_on_connected(struct sp_handle *h)
 {
@@ -386,11 +404,11 @@ static void sp_on_connected(struct sp_handle *h)
     h->version = 1;
     h->max_frame = sp_default_max_frame(h);
     h->idle_timeout_s = 0;
+    h->drop_in_force = 0;
     if (h->opt.protocol_version >= 2) {
-        struct sp_pending *p = sp_pending_new(h, P2P_CMD_HELLO, SP_REQ_HELLO, NULL, 0);
-        uint8_t hello[P2P_HELLO_SIZE];
-        size_t n = p2p_encode_hello(hello, P2P_VERSION_2, 0);
-        rc = p == NULL ? -1 : sp_queue_request(h, p, hello, n, NULL, 0);
+        rc = sp_queue_hello(h, 0);
+        if (rc == 0 && h->opt.slow_consumer == STUPID_P2P_SLOW_DROP)
+            rc = sp_queue_hello(h, P2P_HELLO_FLAG_DROP);
     }
     if (rc == 0)
         rc = sp_internal_request(h, P2P_CMD_HEARTBEAT, SP_REQ_PROBE, NULL, 0);
@@ -560,6 +578,7 @@ static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause)
     sp_buf_clear(&h->out);
     sp_pending_fail_all(h);
     h->state = STUPID_P2P_STATE_DISCONNECTED;
+    h->drop_in_force = 0;
     h->last_cause = cause;
     if (attempt_failed)
         h->connect_error = sp_cause_name(cause);
@@ -788,6 +807,48 @@ static void sp_on_presence(struct sp_handle *h, const struct p2p_message *m)
     sp_callback_end(h, began);
 }
 
+static uint64_t sp_add_saturating(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* A GAP event: counted, logged and handed to on_gap, in stream order.
+ * Only a connection with DROP in force is ever sent one (stupidp2p(7),
+ * GAP): on any other it is a protocol error, and the connection ends. */
+static void sp_on_gap(struct sp_handle *h, const struct p2p_message *m)
+{
+    pthread_mutex_lock(&h->mu);
+    int in_force = h->drop_in_force;
+    if (in_force) {
+        h->n_gap_events = sp_add_saturating(h->n_gap_events, 1);
+        h->n_missed_messages = sp_add_saturating(h->n_missed_messages, m->gap_frames);
+        h->n_missed_bytes = sp_add_saturating(h->n_missed_bytes, m->gap_bytes);
+    }
+    pthread_mutex_unlock(&h->mu);
+    char id[4 * P2P_ID_MAX + 3] = "other devices";
+    if (m->id_len > 0) {
+        id[0] = '"';
+        sp_escape(id + 1, sizeof id - 2, m->id, m->id_len);
+        strcat(id, "\"");
+    }
+    if (!in_force) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "a GAP event (from %s) on a connection without the DROP policy", id);
+        sp_connection_lost(h, STUPID_P2P_CAUSE_BAD_FRAME);
+        return;
+    }
+    sp_log(h, STUPID_P2P_LOG_INFO, "the server dropped %lu message(s) (%llu bytes) from %s", (unsigned long)m->gap_frames,
+           (unsigned long long)m->gap_bytes, id);
+    if (h->opt.on_gap == NULL || sp_muted(h))
+        return;
+    uint8_t pub[P2P_ID_MAX + 1];
+    if (m->id_len > 0)
+        memcpy(pub, m->id, m->id_len);
+    pub[m->id_len] = 0;
+    uint64_t began = sp_callback_begin();
+    h->opt.on_gap(h->id, m->id_len > 0 ? pub : NULL, m->id_len, m->gap_frames, m->gap_bytes, h->opt.user_data);
+    sp_callback_end(h, began);
+}
+
 /* The server now holds req's id for this connection (a REGISTER or an
  * AUTH succeeded; mu held). */
 static void sp_hold_id(struct sp_handle *h, const struct sp_pending *req)
@@ -860,12 +921,14 @@ static const char *sp_grant_problem(const struct p2p_message *m)
     return NULL;
 }
 
-/* Takes the server's HELLO grant (mu held): the version, and a max_frame
- * clamped to what this client accepts. */
-static void sp_take_grant(struct sp_handle *h, const struct p2p_message *m)
+/* Takes the server's HELLO grant (mu held): the version, a max_frame
+ * clamped to what this client accepts, and the flags the HELLO asked for,
+ * of which DROP has an effect in version 2 only. */
+static void sp_take_grant(struct sp_handle *h, const struct p2p_message *m, uint8_t flags)
 {
     uint32_t limit = h->opt.max_frame_limit;
     h->version = m->version >= P2P_VERSION_2 ? 2 : 1;
+    h->drop_in_force = (flags & P2P_HELLO_FLAG_DROP) != 0 && h->version >= 2;
     h->max_frame = m->max_frame < limit ? m->max_frame : limit;
     uint32_t in = m->max_frame > P2P_DEFAULT_MAX_FRAME ? m->max_frame : P2P_DEFAULT_MAX_FRAME;
     h->max_in = (in < limit ? in : limit) + P2P_SERVER_FRAME_SLACK;
@@ -1002,11 +1065,16 @@ static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
     }
     uint8_t kind = req->kind;
     const char *bad_grant = NULL;
-    int status = m->status, flush_failed = 0;
+    /* drop_refused: the version of a connection without the DROP policy
+     * asked for, else 0. */
+    int status = m->status, flush_failed = 0, drop_refused = 0;
     if (kind == SP_REQ_HELLO) {
         h->hello_answered = 1;
         if (m->status == P2P_STATUS_OK && (bad_grant = sp_grant_problem(m)) == NULL)
-            sp_take_grant(h, m);
+            sp_take_grant(h, m, req->hello_flags);
+    } else if (kind == SP_REQ_PROBE) {
+        if (h->opt.slow_consumer == STUPID_P2P_SLOW_DROP && !h->drop_in_force)
+            drop_refused = h->version;
     } else if (kind == SP_REQ_HEARTBEAT) {
         h->hb_outstanding = 0;
     } else if (req->cmd == P2P_CMD_AUTH) {
@@ -1033,6 +1101,11 @@ static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
     } else if (requeued) {
         /* nothing to count yet */
     } else if (kind == SP_REQ_PROBE && h->phase == SP_PH_HANDSHAKE) {
+        if (drop_refused)
+            sp_log(h, STUPID_P2P_LOG_WARNING,
+                   "the server does not know the DROP policy (protocol v%d): if this client falls behind, "
+                   "it is disconnected",
+                   drop_refused);
         sp_begin_restore(h);
     } else if (kind == SP_REQ_ID_PROBE) {
         sp_on_id_probe(h, m->status);
@@ -1097,6 +1170,9 @@ static void sp_dispatch(struct sp_handle *h, uint8_t *payload, uint32_t n)
         break;
     case P2P_MSG_BYE:
         sp_on_bye(h, &m);
+        break;
+    case P2P_MSG_GAP:
+        sp_on_gap(h, &m);
         break;
     default:
         sp_log(h, STUPID_P2P_LOG_DEBUG, "unknown frame %02x ignored", payload[0]);

@@ -76,6 +76,7 @@ struct sp_pending {
     uint8_t id_len;        /* REGISTER/SUBSCRIBE/UNSUBSCRIBE/AUTH: the id, */
     uint8_t id[P2P_ID_MAX];/*   to update the remembered state on success */
     uint8_t step;          /* AUTH: the step whose reply is awaited       */
+    uint8_t hello_flags;   /* HELLO: the flags asked for                  */
     struct sp_auth *auth;  /* AUTH: allocated with step 1                 */
     uint64_t sent_ms;      /* when it was queued (liveness, see engine)   */
     int done;              /* status is set                               */
@@ -132,6 +133,8 @@ struct sp_handle {
     uint32_t max_frame;        /* largest payload we send: the server's
                                   grant, clamped to opt.max_frame_limit   */
     uint32_t idle_timeout_s;
+    int drop_in_force;         /* the server granted DROP on this
+                                  connection (see sp_on_reply)           */
     const char *connect_error; /* static text: why the last attempt failed,
                                   NULL when it succeeded                 */
     int has_id;
@@ -148,6 +151,7 @@ struct sp_handle {
     uint64_t q_dropped_episode;
     pthread_cond_t q_cond;
     uint64_t n_received, n_dropped, n_reconnects;
+    uint64_t n_gap_events, n_missed_messages, n_missed_bytes; /* saturating */
 
     /* ---- atomic (__atomic builtins): read by any thread ---- */
     int muted;                 /* deinit has begun: no callback runs any

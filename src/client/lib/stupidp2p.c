@@ -120,7 +120,8 @@ static int sp_options_valid(const stupid_p2p_options_t *o)
            o->backoff_max_ms >= o->backoff_initial_ms && o->recv_queue_max > 0 &&
            o->recv_queue_max_bytes > 0 && (o->protocol_version == 1 || o->protocol_version == 2) &&
            o->max_frame_limit >= SP_MAX_FRAME_LIMIT_MIN && o->max_frame_limit <= SP_MAX_FRAME_LIMIT_MAX &&
-           o->takeover_retries >= 0;
+           o->takeover_retries >= 0 &&
+           (o->slow_consumer == STUPID_P2P_SLOW_DISCONNECT || o->slow_consumer == STUPID_P2P_SLOW_DROP);
 }
 
 /* ---- handle creation and destruction --------------------------------------------- */
@@ -718,26 +719,44 @@ int32_t stupid_p2p_get_state(int32_t handle)
     return st;
 }
 
-int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats)
+/* The size of the 0.3 struct's fields, all that a program built against
+ * the 0.3 header has room for (its struct may be padded beyond them). */
+#define SP_STATS_0_3_SIZE (offsetof(stupid_p2p_stats_t, last_cause) + sizeof(stupid_p2p_cause_t))
+
+int32_t stupid_p2p_get_stats_ex(int32_t handle, stupid_p2p_stats_t *stats, size_t stats_size)
 {
-    if (handle <= 0 || stats == NULL)
+    if (handle <= 0 || stats == NULL || stats_size < SP_STATS_0_3_SIZE)
         return STUPID_P2P_BAD_PARAM;
     struct sp_handle *h = sp_acquire(handle);
     if (h == NULL)
         return STUPID_P2P_ERROR_COMMOND;
-    memset(stats, 0, sizeof *stats);
+    stupid_p2p_stats_t st;
+    memset(&st, 0, sizeof st);
     pthread_mutex_lock(&h->mu);
-    stats->messages_received = h->n_received;
-    stats->messages_dropped = h->n_dropped;
-    stats->reconnects = h->n_reconnects;
-    stats->queue_length = h->q_len;
-    stats->protocol_version = h->version;
-    stats->max_frame = h->max_frame;
-    stats->server_idle_timeout_s = h->idle_timeout_s;
-    stats->last_cause = h->last_cause;
+    st.messages_received = h->n_received;
+    st.messages_dropped = h->n_dropped;
+    st.reconnects = h->n_reconnects;
+    st.queue_length = h->q_len;
+    st.protocol_version = h->version;
+    st.max_frame = h->max_frame;
+    st.server_idle_timeout_s = h->idle_timeout_s;
+    st.last_cause = h->last_cause;
+    st.drop_in_force = h->drop_in_force;
+    st.gap_events = h->n_gap_events;
+    st.missed_messages = h->n_missed_messages;
+    st.missed_bytes = h->n_missed_bytes;
     pthread_mutex_unlock(&h->mu);
     sp_release(h);
+    memcpy(stats, &st, stats_size < sizeof st ? stats_size : sizeof st);
     return STUPID_P2P_NO_ERROR;
+}
+
+/* The function behind the name, for programs built against the 0.3 header
+ * (the header's macro of the same name calls stupid_p2p_get_stats_ex). */
+#undef stupid_p2p_get_stats
+int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats)
+{
+    return stupid_p2p_get_stats_ex(handle, stats, SP_STATS_0_3_SIZE);
 }
 
 const char *stupid_p2p_connect_error(int32_t handle)

@@ -12,13 +12,16 @@ Two faces:
 :mod:`stupidp2p.codec` encodes and parses every frame of the protocol
 (:mod:`stupidp2p.protocol` holds its constants); :mod:`stupidp2p.auth`
 holds AUTH's arithmetic and reads token files.  ``Client(..., token=...)``
-claims the id with AUTH; ``tls=True`` or ``ssl_context=`` connect with TLS.
+claims the id with AUTH; ``tls=True`` or ``ssl_context=`` connect with TLS;
+``slow_consumer="drop"`` asks the server to drop messages rather than
+disconnect a client that falls behind, and to say how many (:class:`Gap`).
 ``python3 -m stupidp2p chat --server HOST:PORT --me ID --peer ID`` is a
 terminal chat.
 """
 
 from . import auth, codec, protocol
-from .client import Bye, Client, ConnectionState, Message
+from .client import (SLOW_DISCONNECT, SLOW_DROP, Bye, Client, ConnectionState,
+                     Gap, Message)
 from .compat import stupidP2PClient
 from .errors import (AuthError, BadArgument, ClientClosedError,
                      ClosedByServer, ConnectError, ConnectionLostError,
@@ -38,7 +41,8 @@ except ImportError:  # the source tree: the project's one version file
     del _os, _f
 
 __all__ = [
-    "Client", "Message", "Bye", "ConnectionState", "stupidP2PClient",
+    "Client", "Message", "Gap", "Bye", "ConnectionState", "stupidP2PClient",
+    "SLOW_DISCONNECT", "SLOW_DROP",
     "auth", "codec", "protocol", "P2PError", "ConnectError", "NotConnectedError",
     "ConnectionLostError", "ClientClosedError", "ClosedByServer",
     "RequestTimeout", "ProtocolError", "MessageTooLarge", "RequestFailed",

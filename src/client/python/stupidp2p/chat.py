@@ -1,6 +1,6 @@
 """Terminal chat: ``python3 -m stupidp2p chat --server HOST:PORT --me ID
---peer ID [--wait SEC] [--token-file FILE]``, the Python equivalent of
-``p2pClient``.
+--peer ID [--wait SEC] [--token-file FILE] [--drop]``, the Python
+equivalent of ``p2pClient``.
 
 It registers ``--me``, waits up to ``--wait`` seconds (default 30) until
 ``--peer`` is online, subscribes to it, then sends every line read from
@@ -19,6 +19,13 @@ the file's first line (as ``p2pClient --token-file``): a file that group or
 others may read is a warning; a missing or empty file, or a first line that
 is not a token, is a usage error (status 2).  The token is never printed.
 
+With ``--drop`` (as ``p2pClient --drop``) the server is asked to drop
+messages rather than disconnect a chat that falls behind; every
+:class:`~stupidp2p.Gap` is a line ``missed N messages (B bytes) from ID``
+on standard output, where the missing messages would have been.  A server
+that does not know the policy is said so on standard error, at every
+connection.
+
 Exit status, as ``p2pClient``'s where they meet: 0 normal exit, 1 the server
 could not be reached or refused a command (an AUTH refused among them), 2
 bad arguments, 4 the peer did not come online within ``--wait``.
@@ -35,7 +42,8 @@ import time
 from typing import Deque, List, Optional, Sequence, TextIO, Tuple
 
 from .auth import AuthKeys, TokenFileError, read_token_file
-from .client import Client, ConnectionState, Message
+from .client import SLOW_DISCONNECT, SLOW_DROP, Client, ConnectionState, Gap, \
+    Received
 from .errors import ClientClosedError, P2PError
 from .escape import escape
 
@@ -94,8 +102,15 @@ def _printer(client: Client, out: TextIO) -> None:
         _print_message(msg, out)
 
 
-def _print_message(msg: Message, out: TextIO) -> None:
-    out.write("recv data: %s\n" % escape(msg.data))
+def _print_message(msg: Received, out: TextIO) -> None:
+    if isinstance(msg, Gap):
+        who = "other devices" if msg.publisher is None else escape(
+            msg.publisher.encode("utf-8", "surrogateescape"))
+        out.write("missed %d message%s (%d bytes) from %s\n"
+                  % (msg.frames, "" if msg.frames == 1 else "s", msg.bytes,
+                     who))
+    else:
+        out.write("recv data: %s\n" % escape(msg.data))
     out.flush()
 
 
@@ -249,6 +264,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="claim --me with AUTH, with the token on the "
                              "file's first line (keep it private: chmod "
                              "600)")
+    parser.add_argument("--drop", action="store_true",
+                        help="when this chat falls behind, let the server "
+                             "drop messages rather than disconnect it; each "
+                             "gap is a line 'missed N messages (B bytes) "
+                             "from ID' on standard output")
     args = parser.parse_args(argv)
     try:
         host, port = parse_server(args.server)
@@ -279,6 +299,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _say("%s is %s" % (device, "online" if online else "offline"))
 
     chatting = threading.Event()
+    client: Optional[Client] = None
+
+    def check_drop() -> None:
+        if args.drop and client is not None and not client.drop_in_force:
+            _say("p2pchat: this server does not support --drop: if this "
+                 "client falls behind, it is disconnected")
 
     def on_state(state: ConnectionState) -> None:
         inbox.poke()  # a wait for the peer ends if the client closed
@@ -288,6 +314,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _say("connection lost, reconnecting...")
         elif state is ConnectionState.CONNECTED:
             _say("reconnected")
+            check_drop()
 
     def on_id_lost(device: str, reason: P2PError) -> None:
         _say("p2pchat: %s is no longer registered: %s" % (device, reason))
@@ -295,11 +322,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         client = Client(host, port, timeout=args.timeout,
                         version=args.protocol, token=keys,
+                        slow_consumer=SLOW_DROP if args.drop
+                        else SLOW_DISCONNECT,
                         on_presence=on_presence, on_state=on_state,
                         on_id_lost=on_id_lost)
     except P2PError as exc:
         _say("p2pchat: %s" % exc)
         return 1
+    check_drop()
     printer = threading.Thread(target=_printer, args=(client, sys.stdout),
                                name="p2pchat-printer", daemon=True)
     try:

@@ -72,6 +72,21 @@ without it (:attr:`Client.id_lost`, ``on_id_lost``); so does it when the
 server withdraws an authenticated id (BYE "not authorized"), or when the id
 cannot be authenticated again after a reconnect.
 
+Slow consumers (``slow_consumer="drop"``): the client asks the server, in
+a second HELLO after the one that negotiates v2, to drop messages for it
+rather than disconnect it when it falls behind (stupidp2p(7), SLOW
+CONSUMERS); a server that does not know the flag refuses that HELLO (88
+04) and the v2 session stays, an original one ignores both
+(:attr:`Client.drop_in_force` says which).  The server's GAP events
+become :class:`Gap` objects in the receive queue, where the missing
+messages would have been, and calls of ``on_gap``.  So that what
+:meth:`Client.recv` returns stays exactly accounted for, a message the
+client itself cannot queue (the queue is full) is reported the same way:
+the misses are tallied per publisher (16 named, the others together, as
+the server does) and the tally goes into the queue as :class:`Gap` objects
+as soon as there is room, before anything that arrived after.  A GAP on a
+connection without the policy is a protocol error.
+
 All wire layouts come from :mod:`stupidp2p.codec`.
 
 Callbacks run on the I/O thread: they must return quickly and must not wait
@@ -94,12 +109,13 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import (TYPE_CHECKING, Callable, Deque, Dict, Iterator, List,
-                    Optional, Set, Tuple, Union)
+                    Optional, Sequence, Set, Tuple, Union)
 
 from . import protocol as P
 from .auth import AuthKeys, auth_message, client_proof, signature_valid
-from .codec import (ByeEvent, Delivery, FrameDecoder, PresenceEvent, Reply,
-                    ServerMessage, encode_auth_proof, encode_auth_start,
+from .codec import (ByeEvent, Delivery, FrameDecoder, GapEvent,
+                    PresenceEvent, Reply, ServerMessage, encode_auth_proof,
+                    encode_auth_start,
                     encode_hello, encode_id_command, encode_send_head,
                     encode_send_to_head, frame, parse_message)
 from .errors import (AuthError, BadArgument, ClientClosedError,
@@ -113,8 +129,9 @@ from .escape import escape
 if TYPE_CHECKING:  # ssl is imported when TLS is asked for
     import ssl
 
-__all__ = ["Client", "Message", "ConnectionState", "Bye", "DeviceId", "Data",
-           "DEFAULT_MAX_FRAME_LIMIT", "DEFAULT_QUEUE_BYTES"]
+__all__ = ["Client", "Message", "Gap", "Received", "ConnectionState", "Bye",
+           "DeviceId", "Data", "DEFAULT_MAX_FRAME_LIMIT",
+           "DEFAULT_QUEUE_BYTES", "SLOW_DISCONNECT", "SLOW_DROP"]
 
 log = logging.getLogger("stupidp2p")
 # A library prints nothing unless the application configures logging.
@@ -131,6 +148,14 @@ DEFAULT_MAX_FRAME_LIMIT = 16 * 1024 * 1024
 
 DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 """Default ``queue_bytes``: twice the default ``max_frame_limit``."""
+
+SLOW_DISCONNECT = "disconnect"
+"""``slow_consumer``: a client that falls behind is disconnected (BYE "slow
+consumer") and reconnects; the messages in between are lost unreported."""
+
+SLOW_DROP = "drop"
+"""``slow_consumer``: a client that falls behind keeps its connection; the
+server drops messages for it and says how many (:class:`Gap`)."""
 
 # A server's max_frame below this leaves no room for any request with data:
 # nonsense, as the C client judges it too.  Above max_frame_limit it is
@@ -405,6 +430,66 @@ class Message:
 
 
 @dataclass(frozen=True)
+class Gap:
+    """Messages that did not reach this client (``slow_consumer="drop"``):
+    it comes out of :meth:`Client.recv` where they would have been, so that
+    every :class:`Message` before it was sent before them and every one
+    after it after them.
+
+    Attributes:
+        publisher: the id of the device that sent them, or None for every
+            device not named by the other Gaps of the same episode (at most
+            16 are named).
+        frames: how many messages.
+        bytes: their data, in bytes.
+    """
+
+    publisher: Optional[str]
+    frames: int
+    bytes: int
+
+
+Received = Union[Message, Gap]
+"""What :meth:`Client.recv` returns: a :class:`Message`, or a :class:`Gap`
+(only with ``slow_consumer="drop"``)."""
+
+
+def _data_size(item: Received) -> int:
+    """The bytes an item holds in the receive queue (a Gap none)."""
+    return len(item.data) if isinstance(item, Message) else 0
+
+
+class _Tally:
+    """Messages missed per publisher, in the order of their first miss:
+    at most ``GAP_NAMED_MAX`` publishers named, the rest together under
+    None, as the server reports an episode."""
+
+    def __init__(self) -> None:
+        self._counts: Dict[Optional[str], List[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def add(self, publisher: Optional[str], frames: int, nbytes: int) \
+            -> None:
+        named = len(self._counts) - (None in self._counts)
+        if publisher not in self._counts and named >= P.GAP_NAMED_MAX:
+            publisher = None
+        counts = self._counts.setdefault(publisher, [0, 0])
+        counts[0] += frames
+        counts[1] += nbytes
+
+    def take(self) -> List[Gap]:
+        """The tally as Gaps (the others last), emptied."""
+        gaps = [Gap(p, f, b) for p, (f, b) in self._counts.items()
+                if p is not None]
+        if None in self._counts:
+            gaps.append(Gap(None, *self._counts[None]))
+        self._counts.clear()
+        return gaps
+
+
+@dataclass(frozen=True)
 class Bye:
     """The server's last words before it closed a v2 connection."""
 
@@ -452,6 +537,8 @@ class _Connection:
         self.version = P.VERSION_1
         self.max_frame = min(P.DEFAULT_MAX_FRAME, frame_limit)
         self.idle_timeout = 0
+        # The server granted the DROP flag: it may send GAP events.
+        self.drop = False
         self.pending: Deque[_Request] = collections.deque()
         self.dead = False
         self.established = time.monotonic()
@@ -487,6 +574,7 @@ class _Connection:
 
 StateCallback = Callable[[ConnectionState], None]
 PresenceCallback = Callable[[str, bool], None]
+GapCallback = Callable[[Gap], None]
 IdLostCallback = Callable[[str, P2PError], None]
 
 
@@ -542,7 +630,16 @@ class Client:
             checked is ``host``.
         queue_size, queue_bytes: bounds of the receive queue, in messages
             and in data bytes; a message that does not fit is dropped and
-            counted in :attr:`dropped` and :attr:`dropped_bytes`.
+            counted in :attr:`dropped` and :attr:`dropped_bytes` (and, with
+            ``slow_consumer="drop"``, reported by a :class:`Gap`).
+        slow_consumer: what the server is asked to do when this client
+            reads slower than messages arrive for it: ``"disconnect"``
+            (:data:`SLOW_DISCONNECT`, the default: BYE "slow consumer",
+            then a reconnect) or ``"drop"`` (:data:`SLOW_DROP`: the server
+            drops messages and says how many, as :class:`Gap` objects from
+            :meth:`recv` and calls of ``on_gap``).  A server that does not
+            know the policy refuses or ignores it: see
+            :attr:`drop_in_force`.
         max_frame_limit: the largest payload this client sends or accepts,
             whatever max_frame the server advertises (a larger frame from the
             server is a protocol error and drops the connection).
@@ -551,6 +648,9 @@ class Client:
         on_state: ``f(state)`` on every :class:`ConnectionState` change.
         on_presence: ``f(device_id, online)`` for PRESENCE events (v2).
         on_bye: ``f(bye)`` when the server sends BYE (v2).
+        on_gap: ``f(gap)`` for every GAP event the server sends (with
+            ``slow_consumer="drop"``), when it arrives; the same
+            :class:`Gap` is queued for :meth:`recv` too.
         on_id_lost: ``f(device_id, reason)`` once, when the client gives
             up its id and stays connected without it (``reason`` as
             :attr:`id_lost`), right after the CONNECTED it comes with.
@@ -580,6 +680,8 @@ class Client:
                  on_presence: Optional[PresenceCallback] = None,
                  on_bye: Optional[Callable[[Bye], None]] = None,
                  on_id_lost: Optional[IdLostCallback] = None,
+                 slow_consumer: str = SLOW_DISCONNECT,
+                 on_gap: Optional[GapCallback] = None,
                  connect: bool = True) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -595,6 +697,9 @@ class Client:
             raise ValueError("takeover_retries must be 0 or more")
         if version not in (P.VERSION_1, P.VERSION_2):
             raise ValueError("version must be 1 or 2")
+        if slow_consumer not in (SLOW_DISCONNECT, SLOW_DROP):
+            raise ValueError("slow_consumer must be %r or %r, not %r"
+                             % (SLOW_DISCONNECT, SLOW_DROP, slow_consumer))
         self.host = host
         self.port = int(port)
         self.heartbeat = heartbeat
@@ -616,6 +721,8 @@ class Client:
         self.on_presence = on_presence
         self.on_bye = on_bye
         self.on_id_lost = on_id_lost
+        self.slow_consumer = slow_consumer
+        self.on_gap = on_gap
         self._keys: Optional[AuthKeys] = (
             token if isinstance(token, AuthKeys) or token is None
             else AuthKeys.from_token(token))
@@ -638,10 +745,12 @@ class Client:
         # (b"" stands for the id), and the retries awaiting their replies.
         self._unrestored: Set[bytes] = set()
         self._restoring: Dict[bytes, _Request] = {}
-        self._queue: Deque[Message] = collections.deque()
+        self._queue: Deque[Received] = collections.deque()
         self._queued_bytes = 0
         self._queue_cond = threading.Condition()
         self._overflowing = False
+        # Drop mode: what could not be queued, for the next Gaps.
+        self._tally = _Tally()
         # Reconnect backoff exponent, and silent closes of young connections
         # in a row; both restart after a stable connection.
         self._attempt = 0
@@ -660,6 +769,12 @@ class Client:
         """Data bytes of the messages in :attr:`dropped`."""
         self.send_failures = 0
         """Failure replies to requests sent with ``wait=False``."""
+        self.gap_events = 0
+        """GAP events received from the server."""
+        self.missed_messages = 0
+        """Messages the server's GAP events reported dropped."""
+        self.missed_bytes = 0
+        """Data bytes of the messages in :attr:`missed_messages`."""
         self.reconnects = 0
         """Successful reconnections."""
         self.connect_attempts = 0
@@ -768,6 +883,18 @@ class Client:
         conn = self._conn
         return conn.idle_timeout if conn is not None and conn.version >= 2 \
             else None
+
+    @property
+    def drop_in_force(self) -> bool:
+        """True while the current connection has the DROP policy: asked for
+        (``slow_consumer="drop"``) and granted by the server.  False when
+        not asked, not connected, or against a server that does not know
+        the policy (an original, v1 or older v2 server), which then
+        disconnects this client when it falls behind.  Negotiated anew at
+        every connection (``on_state`` CONNECTED), and a warning is logged
+        when it was asked for and not granted."""
+        conn = self._conn
+        return conn is not None and not conn.dead and conn.drop
 
     @property
     def device_id(self) -> Optional[str]:
@@ -995,10 +1122,12 @@ class Client:
 
     # ---- receiving ------------------------------------------------------
 
-    def recv(self, timeout: Optional[float] = None) -> Optional[Message]:
+    def recv(self, timeout: Optional[float] = None) -> Optional[Received]:
         """Return the next message, or None if ``timeout`` seconds pass.
 
-        ``timeout=None`` waits as long as it takes; 0 does not wait.
+        ``timeout=None`` waits as long as it takes; 0 does not wait.  With
+        ``slow_consumer="drop"`` it may also return a :class:`Gap`, where
+        messages are missing.
 
         Raises:
             ClientClosedError: the client is closed and the queue is empty.
@@ -1006,6 +1135,9 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._queue_cond:
             while not self._queue:
+                if self._tally:
+                    self._flush_tally()
+                    break
                 if self._closed.is_set():
                     raise self._closed_error()
                 if deadline is None:
@@ -1016,19 +1148,24 @@ class Client:
                         return None
                     self._queue_cond.wait(left)
             msg = self._queue.popleft()
-            self._queued_bytes -= len(msg.data)
+            self._queued_bytes -= _data_size(msg)
+            if self._tally:
+                self._flush_tally()
             return msg
 
-    def recv_all(self) -> List[Message]:
-        """Return every message queued now, without waiting."""
+    def recv_all(self) -> List[Received]:
+        """Return every message (and :class:`Gap`) queued now, without
+        waiting."""
         with self._queue_cond:
             out = list(self._queue)
             self._queue.clear()
             self._queued_bytes = 0
+            out += self._tally.take()
             return out
 
     def pending(self) -> int:
-        """Number of messages waiting in the receive queue."""
+        """Number of messages (and :class:`Gap` objects) waiting in the
+        receive queue."""
         return len(self._queue)
 
     @property
@@ -1036,8 +1173,9 @@ class Client:
         """Data bytes of the messages waiting in the receive queue."""
         return self._queued_bytes
 
-    def __iter__(self) -> Iterator[Message]:
-        """Yield messages as they arrive, until the client is closed."""
+    def __iter__(self) -> Iterator[Received]:
+        """Yield messages (and :class:`Gap` objects) as they arrive, until
+        the client is closed."""
         while True:
             try:
                 msg = self.recv()
@@ -1202,14 +1340,16 @@ class Client:
 
     def _exchange(self, conn: _Connection, frames: List[bytes],
                   expect: List[int], deadline: float,
-                  hello: bool = False) -> List[Reply]:
+                  hellos: Sequence[int] = ()) -> List[Reply]:
         """Send ``frames`` in one write and return the replies to the
         requests ``expect`` names, in order; events that come meanwhile are
-        dispatched.  With ``hello``, the first frame is HELLO, whose reply
-        (which an original server never sends) is taken apart."""
+        dispatched.  ``hellos``: the flags of the HELLOs the frames begin
+        with, whose replies (which an original server never sends) are
+        taken apart."""
         if not frames:
             return []
         conn.io.send(b"".join(frames), deadline)
+        hello_flags = list(hellos)
         replies: List[Reply] = []
         while len(replies) < len(expect):
             data = conn.io.recv_before(deadline)
@@ -1221,9 +1361,8 @@ class Client:
                 if not isinstance(msg, Reply):
                     self._dispatch_event(conn, msg)
                     continue
-                if hello and msg.command == P.CMD_HELLO:
-                    hello = False
-                    self._apply_hello(conn, msg)
+                if hello_flags and msg.command == P.CMD_HELLO:
+                    self._apply_hello(conn, msg, hello_flags.pop(0))
                     continue
                 if len(replies) == len(expect):
                     raise ProtocolError("handshake: unsolicited reply 0x%02x"
@@ -1236,7 +1375,7 @@ class Client:
                                       want | P.REPLY_BIT))
                 # An original server ignores HELLO: its first reply is
                 # the heartbeat's.
-                hello = False
+                hello_flags.clear()
                 conn.count_reply(msg)
                 replies.append(msg)
         return replies
@@ -1248,9 +1387,12 @@ class Client:
         sub_frames = [frame(encode_id_command(P.CMD_SUBSCRIBE, s))
                       for s in subs]
         auth = my_id is not None and keys is not None
-        out = []
-        if self.version >= 2:
-            out.append(frame(encode_hello(self.version, 0)))
+        # v2 first, then the DROP flag, which an older v2 server refuses
+        # (88 04) without leaving v2.
+        hellos = [0] if self.version >= 2 else []
+        if hellos and self.slow_consumer == SLOW_DROP:
+            hellos.append(P.HELLO_FLAG_DROP)
+        out = [frame(encode_hello(self.version, f)) for f in hellos]
         out.append(_HEARTBEAT_FRAME)
         expect = [P.CMD_HEARTBEAT]
         if my_id is not None and not auth:
@@ -1262,7 +1404,7 @@ class Client:
         deadline = time.monotonic() + self.timeout
         try:
             replies = self._exchange(conn, out, expect, deadline,
-                                     hello=self.version >= 2)[1:]
+                                     hellos)[1:]
             id_status: Optional[int] = None
             if my_id is not None and not auth:
                 id_status = replies.pop(0).status
@@ -1282,6 +1424,10 @@ class Client:
         self._unrestored = self._restored(conn, my_id, id_status, subs,
                                           replies)
         self._restoring = {}
+        if self.slow_consumer == SLOW_DROP and not conn.drop:
+            log.warning("%s:%d does not know the DROP policy (protocol v%d): "
+                        "if this client falls behind, it is disconnected",
+                        self.host, self.port, conn.version)
         conn.established = time.monotonic()
         return conn
 
@@ -1371,8 +1517,11 @@ class Client:
         log.warning("%s:%d: the id %s is given up: %s", self.host, self.port,
                     escape(my_id), reason)
 
-    def _apply_hello(self, conn: _Connection, reply: Reply) -> None:
-        """Take what a HELLO reply grants; 88 04 leaves the session v1.
+    def _apply_hello(self, conn: _Connection, reply: Reply,
+                     flags: int) -> None:
+        """Take what a HELLO reply grants, for a HELLO that asked for
+        ``flags`` (of which DROP has an effect in v2 only); 88 04 leaves the
+        session as it was (v1 at first).
 
         Raises:
             ProtocolError: a version this client did not ask for, or a
@@ -1396,6 +1545,8 @@ class Client:
         if grant.version >= P.VERSION_2:
             conn.version = P.VERSION_2
             conn.idle_timeout = grant.idle_timeout
+        if flags & P.HELLO_FLAG_DROP:
+            conn.drop = conn.version >= P.VERSION_2
 
     # ---- I/O thread -----------------------------------------------------
 
@@ -1466,14 +1617,65 @@ class Client:
             # lines or drive a terminal.
             log.info("server says bye: %s (%s)", bye.name, escape(msg.text))
             self._callback(self.on_bye, bye)
+        elif isinstance(msg, GapEvent):
+            self._on_gap(conn, msg)
         else:
             log.debug("ignoring frame %r", msg)
 
-    def _enqueue(self, msg: Message) -> None:
-        size = len(msg.data)
+    def _on_gap(self, conn: _Connection, msg: GapEvent) -> None:
+        """A GAP event: counted, queued where the missing messages would
+        have been, and handed to ``on_gap``.
+
+        Raises:
+            ProtocolError: the connection does not have the DROP policy, so
+                the server may not send GAP.
+        """
+        who = "other devices" if msg.publisher is None \
+            else escape(msg.publisher)
+        if not conn.drop:
+            raise ProtocolError("a GAP event (from %s) on a connection "
+                                "without the DROP policy" % who)
+        gap = Gap(None if msg.publisher is None else _id_str(msg.publisher),
+                  msg.frames, msg.bytes)
+        self.gap_events += 1
+        self.missed_messages += gap.frames
+        self.missed_bytes += gap.bytes
+        log.info("the server dropped %d message(s) (%d bytes) from %s",
+                 gap.frames, gap.bytes, who)
+        self._enqueue(gap)
+        self._callback(self.on_gap, gap)
+
+    def _has_room(self, count: int, size: int) -> bool:
+        """True if ``count`` more items holding ``size`` bytes fit in the
+        receive queue (``_queue_cond`` held)."""
+        return len(self._queue) + count <= self.queue_size \
+            and self._queued_bytes + size <= self.queue_bytes
+
+    def _flush_tally(self) -> None:
+        """Queue the tally of missed messages as Gaps, if they fit or the
+        queue is empty (at most 17 of them beyond the bound, then);
+        ``_queue_cond`` held."""
+        if self._queue and not self._has_room(len(self._tally), 0):
+            return
+        self._queue.extend(self._tally.take())
+        self._queue_cond.notify()
+
+    def _enqueue(self, msg: Received) -> None:
+        """Queue a message or a Gap, in stream order: while a tally of
+        missed messages waits, it goes in first, or the new item joins it
+        (drop mode); otherwise an item that does not fit is dropped."""
+        size = _data_size(msg)
+        drop_mode = self.slow_consumer == SLOW_DROP
         with self._queue_cond:
-            if len(self._queue) >= self.queue_size \
-                    or self._queued_bytes + size > self.queue_bytes:
+            tally = self._tally
+            if tally and self._has_room(len(tally) + 1, size):
+                self._queue.extend(tally.take())
+            if tally or not self._has_room(1, size):
+                if drop_mode:
+                    if isinstance(msg, Gap):
+                        tally.add(msg.publisher, msg.frames, msg.bytes)
+                        return
+                    tally.add(msg.sender, 1, size)
                 self.dropped += 1
                 self.dropped_bytes += size
                 if not self._overflowing:

@@ -34,15 +34,15 @@ from .errors import ProtocolError
 __all__ = [
     "REPLY_SIZE", "HELLO_SIZE", "ID_COMMAND_MAX", "ID_HEAD_MAX",
     "PRESENCE_MAX", "BYE_MAX", "AUTH_START_MAX", "AUTH_PROOF_REQ_SIZE",
-    "AUTH_REPLY_SIZE",
+    "AUTH_REPLY_SIZE", "GAP_FIXED", "GAP_MAX",
     "frame", "FrameDecoder",
     "encode_reply", "encode_hello_reply", "encode_hello", "encode_id_command",
     "encode_send_head", "encode_send_to_head", "encode_deliver_head",
     "encode_presence", "encode_bye", "encode_auth_start", "encode_auth_proof",
-    "encode_auth_reply",
+    "encode_auth_reply", "encode_gap",
     "BadRequest", "Request", "parse_request",
     "HelloGrant", "AuthAnswer", "Reply", "Delivery", "PresenceEvent", "ByeEvent",
-    "UnknownFrame", "ServerMessage", "parse_message",
+    "GapEvent", "UnknownFrame", "ServerMessage", "parse_message",
 ]
 
 # Payload sizes, as in codec.h.
@@ -55,11 +55,13 @@ BYE_MAX = 2 + P.BYE_TEXT_MAX          # [0e][reason][text]
 AUTH_START_MAX = 3 + P.ID_MAX + P.AUTH_NONCE_SIZE  # [0c][01][id_len][id][nonce]
 AUTH_PROOF_REQ_SIZE = 2 + P.AUTH_PROOF_SIZE        # [0c][02][proof]
 AUTH_REPLY_SIZE = 3 + P.AUTH_NONCE_SIZE            # [8c][01][step][nonce or signature]
-GAP_MAX = 14 + P.ID_MAX               # [0f][id_len][id][frames u32][bytes u64]
+GAP_FIXED = 14                        # GAP without its id
+GAP_MAX = GAP_FIXED + P.ID_MAX        # [0f][id_len][id][frames u32][bytes u64]
 
 _HEADER = struct.Struct(">I")
 _HELLO_REPLY = struct.Struct(">BBBII")
 _GRANT = struct.Struct(">BII")
+_GAP_COUNTS = struct.Struct(">IQ")
 
 # ---- frames -------------------------------------------------------------
 
@@ -193,6 +195,28 @@ def encode_presence(state: int, device_id: bytes) -> bytes:
 def encode_bye(reason: int, text: bytes) -> bytes:
     """BYE: ``[0e][reason][text]``, the text cut to 127 bytes."""
     return bytes((P.EVT_BYE, reason)) + text[:P.BYE_TEXT_MAX]
+
+
+def encode_gap(publisher: Optional[bytes], frames: int, nbytes: int) \
+        -> bytes:
+    """GAP: ``[0f][id_len][id][frames u32][bytes u64]``; a ``publisher`` of
+    None (or empty) is id_len 0, every publisher not named in the episode's
+    other GAP events.
+
+    Raises:
+        ValueError: the id is over 255 bytes, or a count does not fit its
+            field.
+    """
+    publisher = publisher or b""
+    if len(publisher) > P.ID_MAX:
+        raise ValueError("an id is at most %d bytes, not %d"
+                         % (P.ID_MAX, len(publisher)))
+    try:
+        counts = _GAP_COUNTS.pack(frames, nbytes)
+    except struct.error as exc:
+        raise ValueError("GAP counts %r, %r: %s" % (frames, nbytes, exc)) \
+            from None
+    return bytes((P.EVT_GAP, len(publisher))) + publisher + counts
 
 
 def encode_auth_start(device_id: bytes, client_nonce: bytes) -> bytes:
@@ -360,13 +384,25 @@ class ByeEvent(NamedTuple):
     text: bytes
 
 
+class GapEvent(NamedTuple):
+    """GAP: ``[0f][id_len][id][frames u32][bytes u64]``: the server dropped
+    ``frames`` messages of ``bytes`` data bytes from ``publisher``, or, with
+    ``publisher`` None (id_len 0), from every publisher the episode's other
+    GAP events do not name."""
+
+    publisher: Optional[bytes]
+    frames: int
+    bytes: int
+
+
 class UnknownFrame(NamedTuple):
     """Any other command byte: to be ignored."""
 
     command: int
 
 
-ServerMessage = Union[Reply, Delivery, PresenceEvent, ByeEvent, UnknownFrame]
+ServerMessage = Union[Reply, Delivery, PresenceEvent, ByeEvent, GapEvent,
+                      UnknownFrame]
 
 
 def parse_message(payload: bytes) -> ServerMessage:
@@ -376,8 +412,10 @@ def parse_message(payload: bytes) -> ServerMessage:
         ProtocolError: a reply without its status, a successful HELLO reply
             shorter than its 11 bytes, a successful AUTH reply that is not
             exactly ``[8c][01][1 or 2][32 bytes]``, a DELIVER or PRESENCE whose id is
-            empty or overruns the payload, a BYE without its reason, or an
-            empty payload.
+            empty or overruns the payload, a BYE without its reason, a GAP
+            whose id or counts overrun the payload, or an empty payload.
+            (Bytes after a GAP's counts are ignored, as a later version may
+            add fields there.)
     """
     n = len(payload)
     if n == 0:
@@ -421,4 +459,11 @@ def parse_message(payload: bytes) -> ServerMessage:
         if n < 2:
             raise ProtocolError("BYE without a reason")
         return ByeEvent(payload[1], bytes(payload[2:2 + P.BYE_TEXT_MAX]))
+    if cmd == P.EVT_GAP:
+        id_len = payload[1] if n >= 2 else 0
+        if n < GAP_FIXED + id_len:
+            raise ProtocolError("malformed GAP of %d bytes" % n)
+        frames, nbytes = _GAP_COUNTS.unpack_from(payload, 2 + id_len)
+        return GapEvent(bytes(payload[2:2 + id_len]) if id_len else None,
+                        frames, nbytes)
     return UnknownFrame(cmd)
