@@ -328,12 +328,12 @@ typedef struct {
                                     derived from it, never the token or
                                     this pointer (stupid_p2p_set_token)   */
     size_t token_len;            /* bytes at token                  (0)    */
-    /* Added in 0.4 (older structs get the defaults). */
+    /* Added in 0.3 (older structs get the defaults). */
     int32_t slow_consumer;       /* the policy asked of the server when this
                                     client falls behind: a
                                     stupid_p2p_slow_consumer_t (DISCONNECT).
                                     DROP needs a server that knows it (v2,
-                                    0.4 or later); whether it is in force
+                                    0.3 or later); whether it is in force
                                     on the current connection is the stats'
                                     drop_in_force                          */
     stupid_p2p_gap_cb on_gap;    /* NULL: GAPs are only counted (stats)    */
@@ -446,7 +446,7 @@ typedef struct {
     uint32_t max_frame;         /* largest frame payload we may send      */
     uint32_t server_idle_timeout_s; /* from HELLO; 0 when unknown (v1)    */
     stupid_p2p_cause_t last_cause;  /* why the last connection ended      */
-    /* Added in 0.4 (see stupid_p2p_get_stats_ex). */
+    /* Added in 0.3 (see stupid_p2p_get_stats_ex). */
     int32_t drop_in_force;      /* 1: the current connection has the DROP
                                    policy (slow_consumer asked for it and
                                    the server granted it); 0: a slow
@@ -461,15 +461,15 @@ typedef struct {
 } stupid_p2p_stats_t;
 
 /* Fills the first stats_size bytes of *stats, a stupid_p2p_stats_t or the
- * smaller one of an older header (at least the 0.3 fields, up to
+ * smaller one of an older header (at least the 0.2 fields, up to
  * last_cause): fields are only ever added at the end. Returns NO_ERROR or
- * a negative code (BAD_PARAM for a stats_size below the 0.3 fields). */
+ * a negative code (BAD_PARAM for a stats_size below the 0.2 fields). */
 int32_t stupid_p2p_get_stats_ex(int32_t handle, stupid_p2p_stats_t *stats, size_t stats_size);
 
 /* Fills *stats. Returns NO_ERROR or a negative code. A macro, so that a
  * program passes the size of the struct it was compiled with; the
- * function of that name (as called by programs built against 0.3 headers,
- * or through a pointer to it) fills the 0.3 fields only. */
+ * function of that name (as called by programs built against 0.2 headers,
+ * or through a pointer to it) fills the 0.2 fields only. */
 int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats);
 #define stupid_p2p_get_stats(handle, stats) stupid_p2p_get_stats_ex((handle), (stats), sizeof *(stats))
 

@@ -719,8 +719,8 @@ int32_t stupid_p2p_get_state(int32_t handle)
     return st;
 }
 
-/* The size of the 0.3 struct's fields, all that a program built against
- * the 0.3 header has room for (its struct may be padded beyond them). */
+/* The size of the 0.2 struct's fields, all that a program built against
+ * the 0.2 header has room for (its struct may be padded beyond them). */
 #define SP_STATS_0_3_SIZE (offsetof(stupid_p2p_stats_t, last_cause) + sizeof(stupid_p2p_cause_t))
 
 int32_t stupid_p2p_get_stats_ex(int32_t handle, stupid_p2p_stats_t *stats, size_t stats_size)
@@ -751,7 +751,7 @@ int32_t stupid_p2p_get_stats_ex(int32_t handle, stupid_p2p_stats_t *stats, size_
     return STUPID_P2P_NO_ERROR;
 }
 
-/* The function behind the name, for programs built against the 0.3 header
+/* The function behind the name, for programs built against the 0.2 header
  * (the header's macro of the same name calls stupid_p2p_get_stats_ex). */
 #undef stupid_p2p_get_stats
 int32_t stupid_p2p_get_stats(int32_t handle, stupid_p2p_stats_t *stats)
