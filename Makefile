@@ -153,7 +153,7 @@ UNIT_LINK_test_sha256         := $(call cobj,sha256 hmac_sha256)
 UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
-UNIT_LINK_test_options        := $(call sobj,options log)
+UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire nats_protocol)
 UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
                                  $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
@@ -169,7 +169,7 @@ UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io
 UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay relay_auth auth_table base64url devices close_reason hash os_random log) \
+RELAY_TEST_LINK := $(call sobj,relay relay_auth relay_cluster auth_table base64url devices close_reason hash os_random log) \
                    $(call cobj,codec auth_proof sha256 hmac_sha256)
 # The connection's tests run the real relay over socketpairs.
 UNIT_LINK_test_connection     := $(call sobj,connection event_loop poller io ring_buffer \

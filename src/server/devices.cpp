@@ -121,6 +121,7 @@ bool Devices::subscribe(Session& s, Device& d) {
     s.subscriptions.push_back(*sub);
     ++d.subscriber_count;
     ++s.subscription_count;
+    if (d.subscriber_count == 1 && watcher_ != nullptr) watcher_->first_follower(d.key());
     return true;
 }
 
@@ -135,6 +136,7 @@ void Devices::drop(Subscription* sub) {
     delete sub;
     entry_bytes_ -= sizeof(Subscription);
     budget_release(budget_, sizeof(Subscription));
+    if (d->subscriber_count == 0 && watcher_ != nullptr) watcher_->last_follower_gone(d->key());
     collect(d);
 }
 

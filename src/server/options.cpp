@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cluster_wire.h"
+#include "nats_url.h"
 #include "protocol.h"
 
 #ifndef P2P_VERSION
@@ -52,6 +54,13 @@ const char kUsage[] =
     "                        SIGHUP); listed ids can only be claimed by AUTH\n"
     "  --auth-required       every id must be in the auth file: REGISTER is\n"
     "                        refused (clients without AUTH cannot use the server)\n"
+    "  --cluster URLS        join the relays that use the NATS cluster at URLS\n"
+    "                        (nats://[USER:PASS@]HOST[:PORT], comma-separated;\n"
+    "                        HOST numeric or in /etc/hosts): clients of every\n"
+    "                        relay see one server\n"
+    "  --node-name NAME      this relay's name in the cluster, unique among\n"
+    "                        them ([A-Za-z0-9_-], at most 64; default\n"
+    "                        HOSTNAME-PORT)\n"
     "  --gen-token           print a new random device token and exit\n"
     "  --hash-token ID       read ID's token on standard input, print its auth\n"
     "                        file line and exit\n"
@@ -135,7 +144,9 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         kAuthFile,
         kAuthRequired,
         kGenToken,
-        kHashToken
+        kHashToken,
+        kCluster,
+        kNodeName
     };
     static const struct option longopts[] = {
         {"bind", required_argument, nullptr, kBind},
@@ -154,6 +165,8 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
         {"auth-required", no_argument, nullptr, kAuthRequired},
         {"gen-token", no_argument, nullptr, kGenToken},
         {"hash-token", required_argument, nullptr, kHashToken},
+        {"cluster", required_argument, nullptr, kCluster},
+        {"node-name", required_argument, nullptr, kNodeName},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, 'V'},
         {nullptr, 0, nullptr, 0}};
@@ -262,6 +275,26 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
                 out->auth_file = optarg;
                 break;
             case kAuthRequired: out->auth_required = true; break;
+            case kCluster: {
+                // The message names a bad URL by its position, never by its
+                // text: it may hold a password.
+                std::vector<NatsUrl> urls;
+                std::string error;
+                if (!nats_parse_url_list(optarg, &urls, &error) || urls.empty()) {
+                    usage_error("invalid --cluster: %s",
+                                error.empty() ? "no URL" : error.c_str());
+                    return ParseResult::usage_error;
+                }
+                out->cluster = optarg;
+                break;
+            }
+            case kNodeName:
+                if (!cluster_node_name_valid(optarg)) {
+                    usage_error("invalid --node-name '%s' (1-64 of A-Z a-z 0-9 _ -)", optarg);
+                    return ParseResult::usage_error;
+                }
+                out->node_name = optarg;
+                break;
             case kGenToken:
             case kHashToken:
                 if (out->tool != ServerTool::none) {
@@ -287,6 +320,10 @@ ParseResult parse_options(int argc, char** argv, ServerOptions* out) {
             return ParseResult::usage_error;
         }
         return ParseResult::run;
+    }
+    if (!out->node_name.empty() && out->cluster.empty()) {
+        usage_error("--node-name needs --cluster%s", "");
+        return ParseResult::usage_error;
     }
     if (out->auth_required && out->auth_file.empty()) {
         usage_error("--auth-required needs --auth-file%s", "");
