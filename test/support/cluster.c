@@ -95,6 +95,29 @@ void cl_stop(struct relay_cluster *c)
         tc_fail("relay %d did not exit 0 on SIGTERM", bad);
 }
 
+void cl_restart_relay_with(struct relay_cluster *c, int i, const char *const *extra_args)
+{
+    if (c->relays[i].pid != 0 && p2p_server_stop(&c->relays[i]) != 0)
+        tc_fail("relay %d did not exit 0 on SIGTERM", i);
+    build_args(c, i, extra_args);
+    if (p2p_server_restart(&c->relays[i], c->argv[i]) != 0)
+        tc_fail("relay %d did not start again", i);
+    cl_wait_formed(c);
+}
+
+int cl_log_count(const struct relay_cluster *c, int i, const char *text)
+{
+    FILE *f = fopen(c->relays[i].log_path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
 uint16_t cl_port(const struct relay_cluster *c, int i)
 {
     return c->relays[i].port;

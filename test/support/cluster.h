@@ -70,7 +70,15 @@ void cl_wait_formed(struct relay_cluster *c);
 void cl_kill_relay(struct relay_cluster *c, int i);
 void cl_restart_relay(struct relay_cluster *c, int i);
 
+/* Stops relay i (it must exit 0 on SIGTERM) and starts it again with
+ * other extra arguments (NULL-terminated, or NULL), waiting for the
+ * cluster to form again. */
+void cl_restart_relay_with(struct relay_cluster *c, int i, const char *const *extra_args);
+
 uint16_t cl_port(const struct relay_cluster *c, int i);
+
+/* Lines of relay i's log that contain text (the log of its current run). */
+int cl_log_count(const struct relay_cluster *c, int i, const char *text);
 
 /* A metric of relay i: the value of the first line of GET /metrics that
  * starts with series followed by a space (series is a name, with its
