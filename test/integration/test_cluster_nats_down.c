@@ -21,23 +21,6 @@
 #include "protocol.h"
 #include "v2.h"
 
-static int setup(void **state)
-{
-    static struct relay_cluster c;
-    *state = &c;
-    if (nats_server_path() != NULL)
-        cl_start(&c, NULL, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    return 0;
-}
-
 static void test_all_nats_down_and_back(void **state)
 {
     CL_REQUIRE_NATS();
@@ -104,7 +87,7 @@ static void test_all_nats_down_and_back(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_all_nats_down_and_back, setup, teardown),
+        CL_TEST(test_all_nats_down_and_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,23 +24,6 @@
 #include "protocol.h"
 #include "v2.h"
 
-static int setup(void **state)
-{
-    static struct relay_cluster c;
-    *state = &c;
-    if (nats_server_path() != NULL)
-        cl_start(&c, NULL, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    return 0;
-}
-
 /* Reads every delivery now pending on sub (v2, from `from`, "seq:N"),
  * checking that N only grows; returns the last N seen, or `last` if none. */
 static long drain_numbered(int sub, const char *from, long last, int wait_ms, long *received)
@@ -141,7 +124,7 @@ static void test_nats_server_killed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_nats_server_killed, setup, teardown),
+        CL_TEST(test_nats_server_killed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

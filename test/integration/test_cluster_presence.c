@@ -19,23 +19,6 @@
 #include "protocol.h"
 #include "v2.h"
 
-static int setup(void **state)
-{
-    static struct relay_cluster c;
-    *state = &c;
-    if (nats_server_path() != NULL)
-        cl_start(&c, NULL, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    return 0;
-}
-
 static void test_check_alive_across_relays(void **state)
 {
     CL_REQUIRE_NATS();
@@ -112,9 +95,9 @@ static void test_unsubscribe_ends_interest(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_check_alive_across_relays, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_presence_follows_the_id_around, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unsubscribe_ends_interest, setup, teardown),
+        CL_TEST(test_check_alive_across_relays),
+        CL_TEST(test_presence_follows_the_id_around),
+        CL_TEST(test_unsubscribe_ends_interest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

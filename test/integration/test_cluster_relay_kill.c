@@ -26,23 +26,6 @@
 #include "protocol.h"
 #include "v2.h"
 
-static int setup(void **state)
-{
-    static struct relay_cluster c;
-    *state = &c;
-    if (nats_server_path() != NULL)
-        cl_start(&c, NULL, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    return 0;
-}
-
 /* Devices on relay 0; subscribers on relays 1 and 2. */
 static void test_sigkill_turns_devices_offline(void **state)
 {
@@ -163,9 +146,9 @@ static void test_sigterm_and_restart(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_sigkill_turns_devices_offline, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_register_elsewhere_at_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_sigterm_and_restart, setup, teardown),
+        CL_TEST(test_sigkill_turns_devices_offline),
+        CL_TEST(test_register_elsewhere_at_once),
+        CL_TEST(test_sigterm_and_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,23 +23,6 @@
 
 #define MESSAGES 200
 
-static int setup(void **state)
-{
-    static struct relay_cluster c;
-    *state = &c;
-    if (nats_server_path() != NULL)
-        cl_start(&c, NULL, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    return 0;
-}
-
 /* Sends MESSAGES numbered payloads from pub (v1 or v2, acknowledged). */
 static void send_numbered(int pub, const char *name, unsigned first, unsigned count)
 {
@@ -176,11 +159,10 @@ static void test_subscriptions_survive_publisher_moving(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_v1_fanout_across_relays, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v2_deliver_across_relays, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_subscribe_needs_online_anywhere, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_subscriptions_survive_publisher_moving, setup,
-                                        teardown),
+        CL_TEST(test_v1_fanout_across_relays),
+        CL_TEST(test_v2_deliver_across_relays),
+        CL_TEST(test_subscribe_needs_online_anywhere),
+        CL_TEST(test_subscriptions_survive_publisher_moving),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

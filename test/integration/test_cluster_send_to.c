@@ -21,23 +21,6 @@
 #include "protocol.h"
 #include "v2.h"
 
-static int setup(void **state)
-{
-    static struct relay_cluster c;
-    *state = &c;
-    if (nats_server_path() != NULL)
-        cl_start(&c, NULL, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    return 0;
-}
-
 static void send_to_expect(int fd, const char *target, const void *data, size_t len, uint8_t status)
 {
     tc_send_to(fd, target, strlen(target), data, len);
@@ -138,11 +121,10 @@ static void test_quiet_across_relays(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_v2_target_on_another_relay, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offline_everywhere_is_3, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_v1_target_rule_checked_where_the_target_is, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_quiet_across_relays, setup, teardown),
+        CL_TEST(test_v2_target_on_another_relay),
+        CL_TEST(test_offline_everywhere_is_3),
+        CL_TEST(test_v1_target_rule_checked_where_the_target_is),
+        CL_TEST(test_quiet_across_relays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

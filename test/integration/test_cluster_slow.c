@@ -32,6 +32,7 @@
 
 #define BIG 60000
 
+/* Each case starts its cluster with its own NATS settings. */
 static int setup(void **state)
 {
     static struct relay_cluster c;
@@ -39,14 +40,6 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    c->count = 0;
-    return 0;
-}
 
 static void signal_pid(pid_t pid, int sig)
 {
@@ -183,8 +176,8 @@ static void test_relay_does_not_take_nats_output(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_nats_does_not_take_our_output, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_relay_does_not_take_nats_output, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nats_does_not_take_our_output, setup, cl_teardown),
+        cmocka_unit_test_setup_teardown(test_relay_does_not_take_nats_output, setup, cl_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,23 +24,6 @@
 #include "protocol.h"
 #include "v2.h"
 
-static int setup(void **state)
-{
-    static struct relay_cluster c;
-    *state = &c;
-    if (nats_server_path() != NULL)
-        cl_start(&c, NULL, NULL);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct relay_cluster *c = *state;
-    if (c->count != 0)
-        cl_stop(c);
-    return 0;
-}
-
 /* Reads sub's frames until the takeover (PRESENCE offline then online of
  * id): before it only the old holder's data ("old:N", in order), after it
  * only the new holder's, which must then be "new:0".."new:count-1". */
@@ -249,9 +232,9 @@ static void test_concurrent_registers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_takeover_both_ways, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_takeover_of_a_v1_holder, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent_registers, setup, teardown),
+        CL_TEST(test_takeover_both_ways),
+        CL_TEST(test_takeover_of_a_v1_holder),
+        CL_TEST(test_concurrent_registers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

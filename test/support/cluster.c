@@ -118,6 +118,25 @@ int cl_log_count(const struct relay_cluster *c, int i, const char *text)
     return n;
 }
 
+int cl_setup(void **state)
+{
+    static struct relay_cluster cluster;
+    *state = &cluster;
+    memset(&cluster, 0, sizeof cluster);
+    if (nats_server_path() != NULL)
+        cl_start(&cluster, NULL, NULL);
+    return 0;
+}
+
+int cl_teardown(void **state)
+{
+    struct relay_cluster *c = *state;
+    if (c->count != 0)
+        cl_stop(c);
+    c->count = 0;
+    return 0;
+}
+
 uint16_t cl_port(const struct relay_cluster *c, int i)
 {
     return c->relays[i].port;

@@ -62,6 +62,14 @@ void cl_start(struct relay_cluster *c, const char *const *extra_args, const char
  * NATS server. */
 void cl_stop(struct relay_cluster *c);
 
+/* CMocka fixtures: *state becomes a started cluster with default relays
+ * (nothing is started without nats-server: the test's CL_REQUIRE_NATS()
+ * skips it); teardown stops it. CL_TEST(f) is a case with its own
+ * cluster. */
+int cl_setup(void **state);
+int cl_teardown(void **state);
+#define CL_TEST(f) cmocka_unit_test_setup_teardown(f, cl_setup, cl_teardown)
+
 /* Waits until every running relay's link is up and it counts all running
  * relays alive; fails the test after CL_WAIT_MS. */
 void cl_wait_formed(struct relay_cluster *c);
