@@ -161,6 +161,8 @@ UNIT_LINK_test_devices        := $(call sobj,devices hash os_random)
 UNIT_LINK_test_log            := $(call sobj,log)
 UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
+UNIT_LINK_test_cluster_wire   := $(call sobj,cluster_wire nats_protocol)
+UNIT_LINK_test_cluster_view   := $(call sobj,cluster_view cluster_wire nats_protocol hash os_random)
 # The link against real nats-server processes (test/support/nats_cluster.c)
 # and fake servers in a thread of the test.
 UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \

@@ -9,6 +9,8 @@
 
 #include "cluster.h"
 
+#include "auth.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -107,15 +109,7 @@ void cl_restart_relay_with(struct relay_cluster *c, int i, const char *const *ex
 
 int cl_log_count(const struct relay_cluster *c, int i, const char *text)
 {
-    FILE *f = fopen(c->relays[i].log_path, "r");
-    if (f == NULL)
-        return 0;
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof line, f) != NULL)
-        n += strstr(line, text) != NULL;
-    fclose(f);
-    return n;
+    return tc_log_count(&c->relays[i], text);
 }
 
 int cl_setup(void **state)

@@ -85,7 +85,7 @@ void cl_restart_relay_with(struct relay_cluster *c, int i, const char *const *ex
 
 uint16_t cl_port(const struct relay_cluster *c, int i);
 
-/* Lines of relay i's log that contain text (the log of its current run). */
+/* Occurrences of text in relay i's log (of its current run). */
 int cl_log_count(const struct relay_cluster *c, int i, const char *text);
 
 /* A metric of relay i: the value of the first line of GET /metrics that

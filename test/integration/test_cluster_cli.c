@@ -1,0 +1,119 @@
+/*
+ * test_cluster_cli.c - p2pServer --cluster and --node-name through the
+ * real binary (issue 13): credentials in the URL reach NATS and never the
+ * log, whether they are right or wrong; a host that is neither numeric nor
+ * in /etc/hosts stops the start (exit 1), naming the host only; the
+ * node name defaults to HOSTNAME-PORT; a bad command line exits 2.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "cluster.h"
+#include "harness.h"
+#include "protocol.h"
+
+#define SECRET "s3cr3t-pa55"
+
+static const char kAuthConf[] = "authorization {\n  user: relay\n  password: " SECRET "\n}\n";
+
+static int log_has(const struct p2p_server *s, const char *text)
+{
+    return tc_log_count(s, text) > 0;
+}
+
+static void test_credentials_never_logged(void **state)
+{
+    (void)state;
+    CL_REQUIRE_NATS();
+    struct nats_cluster nats;
+    if (nats_cluster_start(&nats, 1, kAuthConf) != 0)
+        tc_fail("NATS did not start");
+    char good[256], bad[256];
+    snprintf(good, sizeof good, "nats://relay:%s@127.0.0.1:%u", SECRET, nats.nodes[0].client_port);
+    snprintf(bad, sizeof bad, "nats://relay:wrong-%s@127.0.0.1:%u", SECRET,
+             nats.nodes[0].client_port);
+    const char *good_args[] = {"--cluster", good, "--node-name", "good", "--log-level", "debug", NULL};
+    const char *bad_args[] = {"--cluster", bad, "--node-name", "bad", "--log-level", "debug", NULL};
+    struct p2p_server ok, refused;
+    tc_start_server(&ok, good_args);
+    tc_start_server(&refused, bad_args);
+    tc_wait_log(&ok, "nats: connected to 127.0.0.1:", 1);
+    tc_wait_log(&refused, "Authorization Violation", 1);
+    /* More attempts of the refused one, each a chance to leak. */
+    int64_t until = cl_now_ms() + 500;
+    while (cl_now_ms() < until)
+        usleep(20000);
+    if (log_has(&ok, SECRET) || log_has(&refused, SECRET))
+        tc_fail("a password reached the log");
+    if (!log_has(&refused, "nats: 127.0.0.1:"))
+        tc_fail("the refusal does not name the server");
+    tc_stop_server(&ok);
+    tc_stop_server(&refused);
+    nats_cluster_stop(&nats);
+}
+
+static void test_default_node_name(void **state)
+{
+    (void)state;
+    CL_REQUIRE_NATS();
+    struct nats_cluster nats;
+    if (nats_cluster_start(&nats, 1, NULL) != 0)
+        tc_fail("NATS did not start");
+    char url[64];
+    nats_node_url(&nats, 0, url, sizeof url);
+    const char *args[] = {"--cluster", url, NULL};
+    struct p2p_server s;
+    tc_start_server(&s, args);
+    char host[256] = "";
+    gethostname(host, sizeof host);
+    for (char *p = host; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            *p = '-';
+    char want[400];
+    snprintf(want, sizeof want, "this relay is node %.56s-%u ", host, s.port);
+    tc_wait_log(&s, want, 1);
+    tc_stop_server(&s);
+    nats_cluster_stop(&nats);
+}
+
+static void test_bad_cluster_arguments(void **state)
+{
+    (void)state;
+    char out[4096];
+    /* A name that is neither numeric nor in /etc/hosts: exit 1 at start,
+     * before listening. */
+    const char *unresolvable[] = {p2p_server_path(), "--bind", "127.0.0.1", "--cluster",
+                                  "nats://127.0.0.1:4222,nats://u:" SECRET "@no-such-host.invalid",
+                                  "1", NULL};
+    if (tc_run_capture(unresolvable, out, sizeof out, TC_WAIT_MS) != 1)
+        tc_fail("an unresolvable NATS host did not stop the start: %s", out);
+    if (strstr(out, "no-such-host.invalid is not an address and not in /etc/hosts") == NULL ||
+        strstr(out, SECRET) != NULL)
+        tc_fail("the error does not name the host, or shows the password: %s", out);
+    const char *lonely[] = {p2p_server_path(), "--node-name", "r1", "4040", NULL};
+    if (tc_run_capture(lonely, out, sizeof out, TC_WAIT_MS) != 2)
+        tc_fail("--node-name without --cluster: %s", out);
+    const char *bad_name[] = {p2p_server_path(), "--cluster", "nats://127.0.0.1", "--node-name",
+                              "a.b", "4040", NULL};
+    if (tc_run_capture(bad_name, out, sizeof out, TC_WAIT_MS) != 2)
+        tc_fail("a node name with a dot: %s", out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_credentials_never_logged),
+        cmocka_unit_test(test_default_node_name),
+        cmocka_unit_test(test_bad_cluster_arguments),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
