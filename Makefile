@@ -210,6 +210,11 @@ $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test
 $(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
 
+# The cross-relay soak (scripts/cluster-soak.sh) starts its own NATS
+# servers and relays with the integration tests' support code.
+$(BUILD)/test/soak/cluster_soak: $(BUILD)/test/soak/cluster_soak.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
+
 # Objects of test programs are kept, so that a second `make test` relinks
 # and recompiles nothing when nothing changed.
 .SECONDARY:

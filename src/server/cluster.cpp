@@ -162,7 +162,10 @@ void Cluster::on_nats_disconnected() {
 }
 
 void Cluster::on_nats_message(const NatsMessage& msg) {
-    if (leaving_) return;
+    // A status, not a message: "503 no responders" to a snapshot request
+    // (sp.sync.<node> of a relay that is gone, or sp.sync with no other
+    // relay yet). Nothing to wait for: snapshots are never awaited.
+    if (leaving_ || msg.status != 0) return;
     if (msg.sid == sid_own_) return on_ownership(msg);
     if (msg.sid == sid_hb_) return on_heartbeat(msg);
     if (msg.sid == sid_snap_ || msg.sid == sid_inbox_) return on_snapshot(msg);

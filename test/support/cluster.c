@@ -63,26 +63,35 @@ static void build_args(struct relay_cluster *c, int i, const char *const *extra_
     c->argv[i][a] = NULL;
 }
 
-void cl_start(struct relay_cluster *c, const char *const *extra_args, const char *nats_extra_conf)
+int cl_try_start(struct relay_cluster *c, const char *const *extra_args,
+                 const char *nats_extra_conf)
 {
     memset(c, 0, sizeof *c);
-    c->count = CL_RELAYS;
     for (int i = 0; i < CL_RELAYS; i++)
         c->metrics_fd[i] = -1;
-    if (nats_cluster_start(&c->nats, CL_RELAYS, nats_extra_conf) != 0)
-        tc_fail("the NATS cluster did not start");
+    if (nats_cluster_start(&c->nats, CL_RELAYS, nats_extra_conf) != 0) {
+        fprintf(stderr, "cluster: the NATS cluster did not start\n");
+        return -1;
+    }
+    c->count = CL_RELAYS;
     for (int i = 0; i < c->count; i++) {
         c->metrics_port[i] = nats_reserve_port(&c->metrics_fd[i]);
-        if (c->metrics_port[i] == 0)
-            tc_fail("no port for relay %d's metrics", i);
         build_args(c, i, extra_args);
-        if (p2p_server_start(&c->relays[i], c->argv[i]) != 0)
-            tc_fail("relay %d did not start", i);
+        if (c->metrics_port[i] == 0 || p2p_server_start(&c->relays[i], c->argv[i]) != 0) {
+            fprintf(stderr, "cluster: relay %d did not start\n", i);
+            return -1;
+        }
     }
-    cl_wait_formed(c);
+    return cl_try_wait_formed(c);
 }
 
-void cl_stop(struct relay_cluster *c)
+void cl_start(struct relay_cluster *c, const char *const *extra_args, const char *nats_extra_conf)
+{
+    if (cl_try_start(c, extra_args, nats_extra_conf) != 0)
+        tc_fail("the cluster did not start");
+}
+
+int cl_try_stop(struct relay_cluster *c)
 {
     int bad = -1;
     for (int i = 0; i < c->count; i++) {
@@ -94,7 +103,14 @@ void cl_stop(struct relay_cluster *c)
     }
     nats_cluster_stop(&c->nats);
     if (bad >= 0)
-        tc_fail("relay %d did not exit 0 on SIGTERM", bad);
+        fprintf(stderr, "cluster: relay %d did not exit 0 on SIGTERM\n", bad);
+    return bad >= 0 ? -1 : 0;
+}
+
+void cl_stop(struct relay_cluster *c)
+{
+    if (cl_try_stop(c) != 0)
+        tc_fail("a relay did not exit 0 on SIGTERM");
 }
 
 void cl_restart_relay_with(struct relay_cluster *c, int i, const char *const *extra_args)
@@ -214,7 +230,7 @@ long cl_wait_metric(const struct relay_cluster *c, int i, const char *series, do
     }
 }
 
-void cl_wait_formed(struct relay_cluster *c)
+int cl_try_wait_formed(struct relay_cluster *c)
 {
     int running = 0;
     for (int i = 0; i < c->count; i++)
@@ -223,18 +239,25 @@ void cl_wait_formed(struct relay_cluster *c)
     for (int i = 0; i < c->count; i++) {
         if (c->relays[i].pid == 0)
             continue;
-        for (;;) {
-            if (cl_metric(c, i, "stupidp2p_cluster_link_up") == 1 &&
-                cl_metric(c, i, "stupidp2p_cluster_nodes") == running)
-                break;
-            if (cl_now_ms() > deadline)
-                tc_fail("relay %d: the cluster did not form within %d ms (link up %g, %g nodes of "
-                        "%d)",
+        while (cl_metric(c, i, "stupidp2p_cluster_link_up") != 1 ||
+               cl_metric(c, i, "stupidp2p_cluster_nodes") != running) {
+            if (cl_now_ms() > deadline) {
+                fprintf(stderr, "cluster: relay %d: no cluster within %d ms (link up %g, %g nodes "
+                                "of %d)\n",
                         i, CL_WAIT_MS, cl_metric(c, i, "stupidp2p_cluster_link_up"),
                         cl_metric(c, i, "stupidp2p_cluster_nodes"), running);
+                return -1;
+            }
             nap(10);
         }
     }
+    return 0;
+}
+
+void cl_wait_formed(struct relay_cluster *c)
+{
+    if (cl_try_wait_formed(c) != 0)
+        tc_fail("the cluster did not form");
 }
 
 /* ---- data ------------------------------------------------------------------- */

@@ -58,6 +58,12 @@ struct relay_cluster {
  * NULL), and waits until the cluster has formed. Fails the test on error. */
 void cl_start(struct relay_cluster *c, const char *const *extra_args, const char *nats_extra_conf);
 
+/* The same without failing a test (for tools: the soak, the benchmark): 0,
+ * or -1 with the reason on stderr (cl_stop then stops what started). */
+int cl_try_start(struct relay_cluster *c, const char *const *extra_args, const char *nats_extra_conf);
+int cl_try_wait_formed(struct relay_cluster *c);
+int cl_try_stop(struct relay_cluster *c);
+
 /* Stops every relay (each must exit 0 on SIGTERM, unless killed) and every
  * NATS server. */
 void cl_stop(struct relay_cluster *c);
