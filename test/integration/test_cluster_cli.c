@@ -85,6 +85,33 @@ static void test_default_node_name(void **state)
     nats_cluster_stop(&nats);
 }
 
+/* A relay alone: its snapshot request at connection is answered by NATS
+ * with a "503 no responders" status, which is neither a message of the
+ * cluster nor a malformed one (it was counted and logged as one). */
+static void test_relay_alone(void **state)
+{
+    (void)state;
+    CL_REQUIRE_NATS();
+    struct relay_cluster c;
+    memset(&c, 0, sizeof c);
+    if (nats_cluster_start(&c.nats, 1, NULL) != 0)
+        tc_fail("NATS did not start");
+    c.count = 1;
+    c.metrics_port[0] = nats_reserve_port(&c.metrics_fd[0]);
+    char url[64], metrics[64];
+    nats_node_url(&c.nats, 0, url, sizeof url);
+    snprintf(metrics, sizeof metrics, "127.0.0.1:%u", c.metrics_port[0]);
+    const char *args[] = {"--cluster", url, "--metrics", metrics, NULL};
+    tc_start_server(&c.relays[0], args);
+    cl_wait_metric(&c, 0, "stupidp2p_cluster_messages_total{direction=\"in\"}", 1, CL_WAIT_MS);
+    if (cl_metric(&c, 0, "stupidp2p_cluster_dropped_total{reason=\"malformed\"}") != 0 ||
+        tc_log_count(&c.relays[0], "is not ours") != 0)
+        tc_fail("a NATS status was taken for a malformed message");
+    if (cl_metric(&c, 0, "stupidp2p_cluster_nodes") != 1)
+        tc_fail("a relay alone counts other relays");
+    cl_stop(&c);
+}
+
 static void test_bad_cluster_arguments(void **state)
 {
     (void)state;
@@ -113,6 +140,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_credentials_never_logged),
         cmocka_unit_test(test_default_node_name),
+        cmocka_unit_test(test_relay_alone),
         cmocka_unit_test(test_bad_cluster_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
