@@ -215,6 +215,10 @@ $(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
 $(BUILD)/test/soak/cluster_soak: $(BUILD)/test/soak/cluster_soak.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
+# The cross-relay benchmark's load generator (scripts/cluster-bench.sh).
+$(BUILD)/test/cluster/cluster_bench: $(BUILD)/test/cluster/cluster_bench.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
+
 # Objects of test programs are kept, so that a second `make test` relinks
 # and recompiles nothing when nothing changed.
 .SECONDARY:

@@ -39,6 +39,7 @@ NatsLinkOptions link_options(const ClusterOptions& o) {
     l.servers = o.servers;
     l.name = o.node_name;
     l.version = o.version;
+    l.max_output = Cluster::kLinkOutputBytes;
     return l;
 }
 
@@ -78,7 +79,8 @@ uint64_t Cluster::wall_ms() const { return realtime_us() / 1000u; }
 bool Cluster::start() {
     batch_.reset(new (std::nothrow) uint8_t[kSnapshotBatchBytes + kClusterSnapshotEntryMax +
                                             kClusterControlHeaderMax + 16]);
-    if (!batch_) return false;
+    batch_data_.reset(new (std::nothrow) uint8_t[kClusterDataHeader + kBatchBytes]);
+    if (!batch_ || !batch_data_) return false;
     sid_own_ = link_.subscribe("sp.own.*");
     sid_hb_ = link_.subscribe("sp.hb.*");
     sid_snap_ = link_.subscribe("sp.snap.*");
@@ -224,12 +226,43 @@ ClusterNode* Cluster::heard_from(const ClusterControl& c) {
 // ---- data ---------------------------------------------------------------------------
 
 void Cluster::sent(std::string_view from, const uint8_t* data, size_t len) {
-    char subject[kClusterSubjectMax];
-    size_t n = cluster_subject_data(subject, sizeof subject, from);
-    uint8_t head[kClusterDataHeader];
-    cluster_encode_data_header(head, incarnation_, ++data_sequence_);
-    if (link_.publish_parts(std::string_view(subject, n), head, sizeof head, data, len))
-        ++stats_.data_out;
+    size_t need = kClusterDataEntryHeader + len;
+    std::string_view batched(reinterpret_cast<const char*>(batch_id_), batch_id_len_);
+    if (batch_len_ != 0 && (from != batched || batch_len_ + need > kClusterDataHeader + kBatchBytes))
+        flush_batch();
+    if (need > kBatchBytes) {
+        // Alone, without a copy into the batch.
+        char subject[kClusterSubjectMax];
+        size_t n = cluster_subject_data(subject, sizeof subject, from);
+        uint8_t head[kClusterDataHeader + kClusterDataEntryHeader];
+        cluster_encode_data_header(head, incarnation_, ++data_sequence_);
+        cluster_encode_entry_length(head + kClusterDataHeader, static_cast<uint32_t>(len));
+        if (link_.publish_parts(std::string_view(subject, n), head, sizeof head, data, len))
+            ++stats_.data_out;
+        return;
+    }
+    if (batch_len_ == 0) {
+        batch_subject_len_ = cluster_subject_data(batch_subject_, sizeof batch_subject_, from);
+        batch_id_len_ = from.size();
+        std::memcpy(batch_id_, from.data(), from.size());
+        batch_len_ = kClusterDataHeader;
+        loop_.at_iteration_end(*this);
+    }
+    uint8_t* out = batch_data_.get() + batch_len_;
+    cluster_encode_entry_length(out, static_cast<uint32_t>(len));
+    if (len != 0) std::memcpy(out + kClusterDataEntryHeader, data, len);
+    batch_len_ += need;
+    ++batch_count_;
+}
+
+void Cluster::flush_batch() {
+    if (batch_len_ == 0) return;
+    cluster_encode_data_header(batch_data_.get(), incarnation_, ++data_sequence_);
+    if (link_.publish(std::string_view(batch_subject_, batch_subject_len_), {}, batch_data_.get(),
+                      batch_len_))
+        stats_.data_out += batch_count_;
+    batch_len_ = 0;
+    batch_count_ = 0;
 }
 
 void Cluster::on_data(const NatsMessage& msg) {
@@ -240,14 +273,20 @@ void Cluster::on_data(const NatsMessage& msg) {
         return bad_message(msg, "not a data message");
     std::string_view from = as_view(id, id_len);
     if (!view_.accept_data(from, d.incarnation, d.sequence)) return;
-    if (relay_.deliver_remote(from, d.data, d.len))
-        ++stats_.data_in;
-    else
-        ++stats_.data_unfollowed;
+    ClusterDataReader reader(d);
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+    while (reader.next(&data, &len)) {
+        if (relay_.deliver_remote(from, data, len))
+            ++stats_.data_in;
+        else
+            ++stats_.data_unfollowed;
+    }
 }
 
 void Cluster::sent_to(std::string_view from, std::string_view target, const uint8_t* data,
                       size_t len) {
+    flush_batch();  // what the sender sent before goes first
     const ViewEntry* e = view_.find(target);
     if (e == nullptr || e->node().self()) return;  // the relay asked held_elsewhere() first
     char subject[kClusterSubjectMax];
@@ -313,6 +352,7 @@ void Cluster::last_follower_gone(std::string_view id) {
 
 bool Cluster::publish_control(std::string_view subject, ClusterKind kind, uint8_t flags,
                               uint64_t timestamp, std::string_view reply) {
+    flush_batch();  // data first: a release must not overtake its holder's last SENDs
     ClusterControl c;
     c.kind = kind;
     c.flags = flags;
@@ -505,6 +545,7 @@ void Cluster::drop_jobs() {
 }
 
 void Cluster::pump_snapshots() {
+    flush_batch();
     while (link_.connected() && link_.output_pending() < kSnapshotPumpBelow) {
         SnapshotJob* job = nullptr;
         for (SnapshotJob& j : jobs_)

@@ -14,6 +14,12 @@
 //  - Data goes where there is interest: a relay subscribes sp.d.<id> while
 //    it has a local subscriber of <id>, and every SEND of a local holder is
 //    published there (NATS routes it only to relays that subscribed).
+//    SENDs of one device that come in a row (a burst read from its socket)
+//    go as one NATS message of up to kBatchBytes, published at the end of
+//    the loop iteration like every other output, and before any other
+//    message of ours so that nothing overtakes them: NATS's cost is per
+//    message, and this is what makes a relay-to-relay hop cheaper than a
+//    message (doc/cluster.md, "Throughput").
 //    SEND_TO goes to the holder's relay, sp.to.<node>.<id>.
 //  - Every relay publishes a heartbeat every tick (250 ms); one not
 //    heard for kSilentMs is dead and its devices offline everywhere. A
@@ -53,7 +59,7 @@ struct ClusterOptions {
 };
 
 struct ClusterStats {
-    uint64_t data_out = 0;          // SENDs published for other relays
+    uint64_t data_out = 0;          // SENDs published for other relays (batched)
     uint64_t data_in = 0;           // data from other relays delivered here
     uint64_t data_unfollowed = 0;   // data for an id nobody here follows any more
     uint64_t send_to_out = 0;
@@ -85,6 +91,11 @@ class Cluster final : public ClusterHooks,
     // waiting, so that a large snapshot never crowds data out.
     static constexpr uint32_t kSnapshotPumpBelow = 512 * 1024;
     static constexpr int kMaxJobs = ClusterView::kMaxCursors;
+    // Data bytes in one batch of SENDs.
+    static constexpr size_t kBatchBytes = 64 * 1024;
+    // What the link buffers for NATS: SENDs of every local device together
+    // (NATS's own buffer for a client is 64 MiB). Allocated as used.
+    static constexpr uint32_t kLinkOutputBytes = 32u << 20;
 
     // relay and loop outlive the cluster; budget (may be null) is charged
     // for the view and the interest table.
@@ -138,9 +149,10 @@ class Cluster final : public ClusterHooks,
     bool claim_allowed(std::string_view id, bool authenticated) override;
 
     // EventHandler: snapshot batches, in the next iteration while the link
-    // takes them.
+    // takes them; the batch of SENDs, at the end of the iteration.
     void on_events(uint32_t) override {}
     void on_resume() override { pump_snapshots(); }
+    void on_iteration_end() override { flush_batch(); }
 
    private:
     // A subscription to sp.d.<id> while the id has local subscribers.
@@ -164,6 +176,8 @@ class Cluster final : public ClusterHooks,
 
     void free_interest(Interest* interest);
     uint64_t wall_ms() const;
+    // Publishes the batch of SENDs being gathered, if any.
+    void flush_batch();
     // The node a control message is from, or nullptr (ignored, counted).
     ClusterNode* heard_from(const ClusterControl& c);
     void on_data(const NatsMessage& msg);
@@ -201,6 +215,14 @@ class Cluster final : public ClusterHooks,
     std::string subject_hb_, subject_snap_, subject_inbox_, subject_to_prefix_;
 
     uint64_t data_sequence_ = 0;
+    // The batch of SENDs being gathered: one device's, header first.
+    std::unique_ptr<uint8_t[]> batch_data_;
+    size_t batch_len_ = 0;  // 0: none
+    uint32_t batch_count_ = 0;
+    char batch_subject_[kClusterSubjectMax];
+    size_t batch_subject_len_ = 0;
+    uint8_t batch_id_[255];
+    size_t batch_id_len_ = 0;
     SnapshotJob jobs_[kMaxJobs];
     uint64_t next_job_order_ = 1;
     uint64_t next_snapshot_id_ = 1;

@@ -116,6 +116,8 @@ void cluster_encode_data_header(uint8_t* out, uint64_t incarnation, uint64_t seq
     put_u64(out + 10, sequence);
 }
 
+void cluster_encode_entry_length(uint8_t* out, uint32_t len) { put_u32(out, len); }
+
 size_t cluster_encode_send_to_header(uint8_t* out, std::string_view sender) {
     if (sender.empty() || sender.size() > kIdMax) return 0;
     out[0] = kClusterWireVersion;
@@ -182,8 +184,26 @@ bool cluster_parse_data(const uint8_t* p, size_t len, ClusterData* out) {
         return false;
     out->incarnation = get_u64(p + 2);
     out->sequence = get_u64(p + 10);
-    out->data = p + kClusterDataHeader;
+    out->entries = p + kClusterDataHeader;
     out->len = len - kClusterDataHeader;
+    // Every entry whole, and one at least.
+    size_t off = 0;
+    while (off < out->len) {
+        if (out->len - off < kClusterDataEntryHeader) return false;
+        uint32_t n = get_u32(out->entries + off);
+        off += kClusterDataEntryHeader;
+        if (n > out->len - off) return false;
+        off += n;
+    }
+    return out->len > 0;
+}
+
+bool ClusterDataReader::next(const uint8_t** data, size_t* len) {
+    if (off_ == len_) return false;
+    uint32_t n = get_u32(p_ + off_);
+    *data = p_ + off_ + kClusterDataEntryHeader;
+    *len = n;
+    off_ += kClusterDataEntryHeader + n;
     return true;
 }
 

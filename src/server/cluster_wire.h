@@ -6,7 +6,7 @@
 //
 // Subjects ("<id>" is a device id as a lowercase hex token, nats_protocol.h;
 // "<node>" a relay's node name, itself a token):
-//   sp.d.<id>               data: a SEND from the relay holding <id>
+//   sp.d.<id>               data: SENDs from the relay holding <id>
 //   sp.to.<node>.<id>       a SEND_TO <id>, for the relay <node> that holds it
 //   sp.own.<id>             a claim of <id> by a relay, or its release
 //   sp.hb.<node>            the heartbeat of relay <node>
@@ -18,7 +18,9 @@
 // Payloads are binary, big-endian, and start with a version byte (1) and a
 // kind byte, so that a relay refuses what it does not understand (a
 // foreign publisher, a newer relay) instead of misreading it:
-//   data       [1][1][incarnation u64][sequence u64] then the data
+//   data       [1][1][incarnation u64][sequence u64] then one or more
+//              [length u32][data]: consecutive SENDs of one device,
+//              batched (cluster.h)
 //   send_to    [1][2][sender id length u8][sender id] then the data
 //   control    [1][kind][flags u8][incarnation u64][node name length u8]
 //              [node name] then, by kind:
@@ -28,8 +30,8 @@
 //                      [claim timestamp u64][flags u8][id length u8][id]...
 //     sync_request     nothing
 // Data carries the sending relay's incarnation and a sequence number per
-// relay, so that a receiver takes data only from the holder it knows of,
-// once, in order (cluster_view.h).
+// relay (per NATS message, a batch being one), so that a receiver takes
+// data only from the holder it knows of, once, in order (cluster_view.h).
 #pragma once
 
 #include <cstddef>
@@ -42,8 +44,9 @@ constexpr uint8_t kClusterWireVersion = 1;
 constexpr size_t kClusterNodeNameMax = 64;
 // The longest subject built here: sp.to.<node>.<id>, a 255-byte id.
 constexpr size_t kClusterSubjectMax = 6 + kClusterNodeNameMax + 1 + 2 * 255 + 1;
-// Bytes a data message adds before the data.
+// Bytes a data message starts with, and that each SEND in it adds.
 constexpr size_t kClusterDataHeader = 2 + 8 + 8;
+constexpr size_t kClusterDataEntryHeader = 4;
 // Bytes a send_to message adds before the data, at most.
 constexpr size_t kClusterSendToHeaderMax = 3 + 255;
 // Bytes of a control header, at most (the longest node name).
@@ -90,10 +93,11 @@ size_t cluster_subject_id(std::string_view subject, std::string_view prefix, uin
 
 // ---- payloads ----------------------------------------------------------------
 
+// A data message: its header, and its SENDs (entries) for ClusterDataReader.
 struct ClusterData {
     uint64_t incarnation = 0;
     uint64_t sequence = 0;
-    const uint8_t* data = nullptr;
+    const uint8_t* entries = nullptr;
     size_t len = 0;
 };
 
@@ -119,8 +123,10 @@ struct ClusterControl {
 };
 
 // The header of a data message into out (kClusterDataHeader bytes); the
-// caller appends the data.
+// caller appends its entries, each the length (cluster_encode_entry_length,
+// kClusterDataEntryHeader bytes) then the data.
 void cluster_encode_data_header(uint8_t* out, uint64_t incarnation, uint64_t sequence);
+void cluster_encode_entry_length(uint8_t* out, uint32_t len);
 // The header of a send_to message into out (at least kClusterSendToHeaderMax
 // bytes); returns its length, 0 for an empty or overlong sender.
 size_t cluster_encode_send_to_header(uint8_t* out, std::string_view sender);
@@ -138,9 +144,22 @@ bool cluster_payload_kind(const uint8_t* p, size_t len, ClusterKind* kind);
 // Parsers: false when the payload is not a well-formed message of that
 // kind (wrong version or kind, too short, trailing bytes where none may be,
 // an invalid node name, an empty id). Pointers point into p.
+// A data message parses only if its entries are whole and at least one.
 bool cluster_parse_data(const uint8_t* p, size_t len, ClusterData* out);
 bool cluster_parse_send_to(const uint8_t* p, size_t len, ClusterSendTo* out);
 bool cluster_parse_control(const uint8_t* p, size_t len, ClusterControl* out);
+
+// Walks the SENDs of a data message that cluster_parse_data() accepted.
+class ClusterDataReader {
+   public:
+    explicit ClusterDataReader(const ClusterData& d) : p_(d.entries), len_(d.len) {}
+    bool next(const uint8_t** data, size_t* len);
+
+   private:
+    const uint8_t* p_;
+    size_t len_;
+    size_t off_ = 0;
+};
 
 // Walks a snapshot's entries. next() returns false at the end, or at the
 // first malformed entry (then malformed() is true).

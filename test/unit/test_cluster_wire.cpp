@@ -79,17 +79,36 @@ void test_data(void**) {
     cluster_encode_data_header(m.data(), 0x0102030405060708ull, 0x1112131415161718ull);
     const Bytes head = {1, 1, 1, 2, 3, 4, 5, 6, 7, 8, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18};
     assert_true(m == head);
-    m.insert(m.end(), {'h', 'i'});
+    // Three SENDs: "hi", an empty one, "abc".
+    for (const char* data : {"hi", "", "abc"}) {
+        uint8_t len[kClusterDataEntryHeader];
+        cluster_encode_entry_length(len, static_cast<uint32_t>(std::strlen(data)));
+        m.insert(m.end(), len, len + sizeof len);
+        m.insert(m.end(), data, data + std::strlen(data));
+    }
+    assert_true(Bytes(m.begin() + kClusterDataHeader, m.begin() + kClusterDataHeader + 6) ==
+                (Bytes{0, 0, 0, 2, 'h', 'i'}));
     ClusterData d;
     assert_true(cluster_parse_data(m.data(), m.size(), &d));
     assert_true(d.incarnation == 0x0102030405060708ull);
     assert_true(d.sequence == 0x1112131415161718ull);
-    assert_int_equal(d.len, 2);
-    assert_memory_equal(d.data, "hi", 2);
-    // Empty data is data.
-    assert_true(cluster_parse_data(m.data(), kClusterDataHeader, &d));
-    assert_int_equal(d.len, 0);
-    every_prefix_refused(head, [&](const uint8_t* p, size_t n) { return cluster_parse_data(p, n, &d); });
+    ClusterDataReader r(d);
+    std::string got;
+    const uint8_t* p = nullptr;
+    size_t n = 0;
+    while (r.next(&p, &n)) got += "[" + std::string(reinterpret_cast<const char*>(p), n) + "]";
+    assert_string_equal(got.c_str(), "[hi][][abc]");
+    // A prefix parses exactly when it ends between two SENDs (after the
+    // first): a header alone has none, and a cut entry is refused.
+    for (size_t k = 0; k <= m.size(); ++k) {
+        bool boundary = k == kClusterDataHeader + 6 || k == kClusterDataHeader + 10 || k == m.size();
+        if (cluster_parse_data(m.data(), k, &d) != boundary)
+            fail_msg("a prefix of %zu of %zu bytes: parsed %d", k, m.size(), !boundary);
+    }
+    // A length that runs past the end.
+    Bytes bad = head;
+    bad.insert(bad.end(), {0, 0, 1, 0, 'x'});
+    assert_false(cluster_parse_data(bad.data(), bad.size(), &d));
     Bytes other = m;
     other[0] = 2;  // another version
     assert_false(cluster_parse_data(other.data(), other.size(), &d));
