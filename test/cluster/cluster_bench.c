@@ -22,8 +22,9 @@
  * Before the clock starts, warm-up messages flow until every receiver has
  * one (interest crosses the NATS routes in its own time).
  * One line of key=value: deliveries_per_s is deliveries / (first send ->
- * last delivery); cpu_* are each process's CPU (% of one core) over that
- * time. Exit 0 only if nothing was lost or reordered.
+ * last delivery); cpu_* are each process's CPU (% of one core) over the
+ * run, other_cpu_pct the rest of the machine's (the noise). Exit 0 only if
+ * nothing was lost or reordered.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -334,6 +335,20 @@ static double cpu_ticks(pid_t pid)
     return (double)(utime + stime);
 }
 
+/* Busy CPU of the whole machine so far, in clock ticks (/proc/stat). */
+static double machine_busy_ticks(void)
+{
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return 0;
+    unsigned long long user = 0, nice = 0, sys = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                       steal = 0;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &sys, &idle,
+                   &iowait, &irq, &softirq, &steal);
+    fclose(f);
+    return n == 8 ? (double)(user + nice + sys + irq + softirq + steal) : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || (strcmp(argv[1], "fanout") != 0 && strcmp(argv[1], "pairs") != 0)) {
@@ -454,6 +469,9 @@ int main(int argc, char **argv)
     double before[8];
     for (int k = 0; k < n_pids; k++)
         before[k] = cpu_ticks(pids[k]);
+    double machine_before = machine_busy_ticks();
+    struct timespec gen_before;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &gen_before);
     phase = RUN;
     uint64_t start = now_ns();
     deadline_ns = start + (uint64_t)(duration * 1e9);
@@ -495,9 +513,21 @@ int main(int argc, char **argv)
            (unsigned long long)expected, elapsed > 0 ? (double)delivered / elapsed : 0,
            (unsigned long long)lost, (unsigned long long)reordered);
     static const char *const names[] = {"relay0", "relay1", "relay2", "nats0", "nats1", "nats2"};
-    for (int k = 0; k < n_pids; k++)
-        printf(" cpu_%s=%.0f", use_single ? "relay" : names[k],
-               100.0 * (cpu_ticks(pids[k]) - before[k]) / ticks / wall);
+    double ours = 0;
+    for (int k = 0; k < n_pids; k++) {
+        double pct = 100.0 * (cpu_ticks(pids[k]) - before[k]) / ticks / wall;
+        ours += pct;
+        printf(" cpu_%s=%.0f", use_single ? "relay" : names[k], pct);
+    }
+    struct timespec gen_after;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &gen_after);
+    double gen = 100.0 *
+                 ((double)(gen_after.tv_sec - gen_before.tv_sec) +
+                  (double)(gen_after.tv_nsec - gen_before.tv_nsec) / 1e9) /
+                 wall;
+    double machine = 100.0 * (machine_busy_ticks() - machine_before) / ticks / wall;
+    printf(" cpu_generator=%.0f machine_cpu_pct=%.0f other_cpu_pct=%.0f", gen, machine,
+           machine - ours - gen);
     if (!use_single) {
         /* Where losses come from, if any: the relays' own counts. */
         static const char *const why[] = {"nats_disconnected", "nats_slow", "stale_holder",
@@ -512,9 +542,7 @@ int main(int argc, char **argv)
                     printf(" relay%d_dropped_%s=%.0f", r, why[k], v);
             }
     }
-    struct timespec cpu;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
-    printf(" cpu_generator=%.0f\n", 100.0 * ((double)cpu.tv_sec + (double)cpu.tv_nsec / 1e9) / wall);
+    printf("\n");
     int stopped = use_single ? (p2p_server_stop(&single) == 0 ? 0 : -1) : cl_try_stop(&cluster);
     return lost == 0 && reordered == 0 && stopped == 0 ? 0 : 1;
 }
