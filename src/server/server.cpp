@@ -188,6 +188,14 @@ void Server::on_signal(int signo) {
         render_metrics(line, MetricsText::Form::log_line);
         if (!line.empty()) line.pop_back();
         LOG_INFO("counters: %s", line.c_str());
+        if (cluster_) {
+            // A line of its own: both would not fit in one (kLineMax).
+            line.clear();
+            MetricsText m(line, MetricsText::Form::log_line);
+            render_cluster_metrics(m);
+            if (!line.empty()) line.pop_back();
+            LOG_INFO("cluster counters: %s", line.c_str());
+        }
         return;
     }
     if (!shutting_down_) {
@@ -549,7 +557,7 @@ void Server::render_metrics(std::string& out, MetricsText::Form form) const {
     m.family("stupidp2p_output_pending_bytes", "gauge",
              "Bytes queued for clients that the kernel has not taken yet.");
     m.sample(conns.output_pending);
-    if (cluster_) render_cluster_metrics(m);
+    if (cluster_ && form == MetricsText::Form::prometheus) render_cluster_metrics(m);
     m.family("stupidp2p_metrics_requests_total", "counter",
              "HTTP requests to this endpoint; bad ones are also counted apart.");
     m.sample(metrics_ ? metrics_->requests() : 0);

@@ -11,6 +11,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -112,6 +114,26 @@ static void test_relay_alone(void **state)
     cl_stop(&c);
 }
 
+/* SIGUSR1 logs the counters whole: the cluster's on a line of their own
+ * (on one line with the rest they passed the log's line limit and were
+ * cut). No NATS server is needed for it. */
+static void test_sigusr1_counters(void **state)
+{
+    (void)state;
+    const char *args[] = {"--cluster", "nats://127.0.0.1:1", NULL};
+    struct p2p_server s;
+    tc_start_server(&s, args);
+    if (kill(s.pid, SIGUSR1) == -1)
+        tc_fail("kill: %s", strerror(errno));
+    tc_wait_log(&s, "cluster counters: ", 1);
+    /* Each line ends with its last figure, then the newline. */
+    if (tc_log_count(&s, " metrics_bad_requests=0\n") != 1)
+        tc_fail("the counters line was cut");
+    if (tc_log_count(&s, " cluster_snapshots{kind=\"abandoned\"}=0\n") != 1)
+        tc_fail("the cluster counters line was cut");
+    tc_stop_server(&s);
+}
+
 static void test_bad_cluster_arguments(void **state)
 {
     (void)state;
@@ -141,6 +163,7 @@ int main(void)
         cmocka_unit_test(test_credentials_never_logged),
         cmocka_unit_test(test_default_node_name),
         cmocka_unit_test(test_relay_alone),
+        cmocka_unit_test(test_sigusr1_counters),
         cmocka_unit_test(test_bad_cluster_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
