@@ -123,6 +123,10 @@ void Relay::presence_changed(Device& device, const Session* cause) {
 }
 
 void Relay::flush_presence(Device& device) {
+    // Only a damped device's subscribers can have been told something
+    // else than its state (check_invariants): the common case, every SEND,
+    // costs no lookup.
+    if (!IntrusiveList<Device, PresenceDampedTag>::linked(device)) return;
     IntrusiveList<Device, PresenceDampedTag>::unlink(device);
     if (held(device) == device.presence.announced_online) return;
     count_change(device);
@@ -184,7 +188,17 @@ bool Relay::check_invariants(char* why, size_t cap) const {
             return false;
         }
     }
-    return true;
+    // Subscribers were told the state of every device whose changes are
+    // not being held back (flush_presence relies on it).
+    bool told = true;
+    devices_.for_each([&](const Device* d) {
+        if (told && d->subscriber_count != 0 &&
+            !IntrusiveList<Device, PresenceDampedTag>::linked(*d) &&
+            d->presence.announced_online != held(*d))
+            told = false;
+    });
+    if (!told) std::snprintf(why, cap, "subscribers were told another state than the device's");
+    return told;
 }
 
 // ---- commands --------------------------------------------------------------

@@ -529,6 +529,11 @@ int main(int argc, char **argv)
     printf(" cpu_generator=%.0f machine_cpu_pct=%.0f other_cpu_pct=%.0f", gen, machine,
            machine - ours - gen);
     if (!use_single) {
+        /* How many SENDs a NATS message carried (batching), from relay 0. */
+        double sends = cl_metric(&cluster, 0, "stupidp2p_cluster_sends_total{kind=\"send_out\"}");
+        double msgs = cl_metric(&cluster, 0, "stupidp2p_cluster_messages_total{direction=\"out\"}");
+        if (msgs > 0)
+            printf(" sends_per_nats_message=%.1f", sends / msgs);
         /* Where losses come from, if any: the relays' own counts. */
         static const char *const why[] = {"nats_disconnected", "nats_slow", "stale_holder",
                                           "out_of_order", "unfollowed"};
