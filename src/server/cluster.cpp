@@ -148,6 +148,8 @@ void Cluster::on_nats_connected(const NatsInfo&) {
     down_ = false;
     alone_ = false;
     ever_connected_ = true;
+    // Silence while we were away was ours, not theirs.
+    view_.heard_all(now);
     if (leaving_) return;
     // Whatever was in flight while we were away is lost, in both
     // directions: tell everyone what we hold, and ask what they hold.

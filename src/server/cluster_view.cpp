@@ -365,6 +365,11 @@ void ClusterView::drop_remote() {
     for (size_t i = 1; i < node_count_; ++i) node_gone(*nodes_[i], false);
 }
 
+void ClusterView::heard_all(uint64_t now_ms) {
+    for (size_t i = 1; i < node_count_; ++i)
+        if (nodes_[i]->alive_) nodes_[i]->last_heard_ms_ = now_ms;
+}
+
 // ---- cursors ----------------------------------------------------------------------
 
 int ClusterView::open_cursor() {

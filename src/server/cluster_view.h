@@ -239,6 +239,9 @@ class ClusterView {
     void node_gone(const ClusterNode& node, bool left);
     // Every remote node is dropped (this relay lost NATS): their holdings go.
     void drop_remote();
+    // This relay is connected again after a gap: the alive nodes count as
+    // heard now (their heartbeats of the gap were not lost by them).
+    void heard_all(uint64_t now_ms);
 
     // ---- reading this relay's holdings, for snapshots ----------------------
     // A cursor walks the holdings in claim order; entries released or lost

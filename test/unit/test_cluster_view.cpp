@@ -218,7 +218,7 @@ void test_nodes(void**) {
     assert_null(f.view.node_heard("a", 6, 5100, &heard));
     assert_true(heard == NodeHeard::stale);
     assert_true(f.view.node_heard("a", 7, 5200, &heard) == a && heard == NodeHeard::restarted);
-    // drop_remote: every other relay at once.
+        // drop_remote: every other relay at once.
     ClusterNode& b = f.node("b");
     f.view.apply_claim(b, "w", 1, false);
     f.view.claim_here("mine", false, 1);
@@ -227,6 +227,11 @@ void test_nodes(void**) {
     expect_events(f, "went:w");
     assert_int_equal(f.view.alive_nodes(), 1);
     assert_int_equal(f.view.entries(), 1);  // ours stay
+    // heard_all: after a gap of ours, the alive count as heard now.
+    ClusterNode& quiet = f.node("quiet", 1, 6000);
+    assert_true(f.view.silent_node(8001, 2000) == &quiet);
+    f.view.heard_all(8000);
+    assert_null(f.view.silent_node(8001, 2000));
     // At most kMaxNodes.
     for (size_t i = f.view.alive_nodes(); i < ClusterView::kMaxNodes + 5; ++i) {
         std::string name = "n" + std::to_string(i);
