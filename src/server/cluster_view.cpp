@@ -1,10 +1,13 @@
 // cluster_view.cpp - see cluster_view.h.
 #include "cluster_view.h"
 
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <new>
+
+#include "invariants.h"
+
+using invariants::broken;
 
 namespace {
 
@@ -16,17 +19,6 @@ const HashKey kDigestKey{0x736f6d6570736575ull, 0x646f72616e646f6dull};
 bool beats(uint64_t ts_a, std::string_view node_a, uint64_t ts_b, std::string_view node_b) {
     if (ts_a != ts_b) return ts_a > ts_b;
     return node_a > node_b;
-}
-
-bool broken(char* why, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-bool broken(char* why, size_t cap, const char* fmt, ...) {
-    if (cap != 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        std::vsnprintf(why, cap, fmt, ap);
-        va_end(ap);
-    }
-    return false;
 }
 
 }  // namespace

@@ -56,6 +56,7 @@
 #include "cluster.h"
 #include "codec.h"
 #include "protocol.h"
+#include "soak_frame.h"
 
 #define WINDOW 32
 /* A publisher runs at most this far ahead of its slowest steady
@@ -128,14 +129,8 @@ static void die(const char *what)
 static void put_frame(struct client *c, const uint8_t *head, size_t head_len, const void *data,
                       size_t len)
 {
-    size_t total = P2P_FRAME_HEADER_SIZE + head_len + len;
-    if (c->out_len + total > OUT_CAP)
-        return; /* a churner that does not drain: its loss */
-    p2p_frame_header_encode(c->out + c->out_len, (uint32_t)(head_len + len));
-    memcpy(c->out + c->out_len + P2P_FRAME_HEADER_SIZE, head, head_len);
-    if (len)
-        memcpy(c->out + c->out_len + P2P_FRAME_HEADER_SIZE + head_len, data, len);
-    c->out_len += total;
+    /* A churner that does not drain loses what does not fit. */
+    soak_put_frame(c->out, &c->out_len, OUT_CAP, head, head_len, data, len);
 }
 
 static void put_id(struct client *c, uint8_t cmd, const char *id)
