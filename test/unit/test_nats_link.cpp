@@ -869,7 +869,9 @@ void test_fake_resubscribes_everything_in_pieces(void**) {
     auto c = make_client(w, o);
     for (int i = 0; i < 3000; ++i) assert_int_equal(c->link->subscribe("t.n." + std::to_string(i)), i + 1);
     assert_true(c->link->start());
-    assert_true(w.run_until([&] { return c->connected == 2; }, 10000));
+    // The fake notes what it read after it answered the PING: wait for its
+    // three notes of each connection, not only for the link's handshake.
+    assert_true(w.run_until([&] { return c->connected == 2 && fake.notes().size() >= 6; }, 10000));
     for (const char* n : {"subs0:3000", "subs1:3000", "ping last0:1", "ping last1:1", "order0:1", "order1:1"})
         if (!fake.noted(n)) fail_msg("not seen: %s", n);
     assert_int_equal(c->link->subscription_count(), 3000);

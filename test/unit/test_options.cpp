@@ -219,7 +219,8 @@ void test_cluster_options(void**) {
     for (const char* bad : {"", "127.0.0.1:4222", "tls://127.0.0.1", "nats://", "nats://h:0",
                             "nats://h:65536", "nats://a,,nats://b"})
         expect_usage({"--cluster", bad, "4040"});
-    for (const char* bad : {"", "a.b", "a b", "*", std::string(65, 'n').c_str()})
+    const std::string too_long(65, 'n');
+    for (const char* bad : {"", "a.b", "a b", "*", too_long.c_str()})
         expect_usage({"--cluster", "nats://127.0.0.1", "--node-name", bad, "4040"});
     expect_usage({"--node-name", "r1", "4040"});  // needs --cluster
 
