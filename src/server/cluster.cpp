@@ -492,8 +492,8 @@ void Cluster::on_sync_request(const NatsMessage& msg) {
     if (heard_from(c) == nullptr) return;
     if (!add_job(msg.reply)) {
         ++stats_.syncs_refused;
-        LOG_WARN("cluster: %d snapshots are being sent already: a request from relay %.*s waits "
-                 "for its next heartbeat",
+        LOG_WARN("cluster: %d snapshots are being sent already: a request from relay %.*s is "
+                 "refused (it asks again while its view of this relay differs)",
                  kMaxJobs, static_cast<int>(c.node.size()), c.node.data());
     }
 }
