@@ -156,7 +156,7 @@ UNIT_LINK_test_sha256         := $(call cobj,sha256 hmac_sha256)
 UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
-UNIT_LINK_test_options        := $(call sobj,options log)
+UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire nats_protocol)
 UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
                                  $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
@@ -164,6 +164,8 @@ UNIT_LINK_test_devices        := $(call sobj,devices hash os_random)
 UNIT_LINK_test_log            := $(call sobj,log)
 UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
+UNIT_LINK_test_cluster_wire   := $(call sobj,cluster_wire nats_protocol)
+UNIT_LINK_test_cluster_view   := $(call sobj,cluster_view cluster_wire nats_protocol hash os_random)
 # The link against real nats-server processes (test/support/nats_cluster.c)
 # and fake servers in a thread of the test.
 UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \
@@ -172,7 +174,7 @@ UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io
 UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay relay_auth auth_table base64url devices close_reason hash os_random log) \
+RELAY_TEST_LINK := $(call sobj,relay relay_auth relay_cluster auth_table base64url devices close_reason hash os_random log) \
                    $(call cobj,codec auth_proof sha256 hmac_sha256)
 # The connection's tests run the real relay over socketpairs.
 UNIT_LINK_test_connection     := $(call sobj,connection event_loop poller io ring_buffer \
@@ -231,6 +233,15 @@ $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test
 # The soak's load generator (scripts/soak.sh builds and runs it).
 $(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
+
+# The cross-relay soak (scripts/cluster-soak.sh) starts its own NATS
+# servers and relays with the integration tests' support code.
+$(BUILD)/test/soak/cluster_soak: $(BUILD)/test/soak/cluster_soak.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
+
+# The cross-relay benchmark's load generator (scripts/cluster-bench.sh).
+$(BUILD)/test/cluster/cluster_bench: $(BUILD)/test/cluster/cluster_bench.c.o $(SUPPORT_OBJ) $(COMMON_OBJ)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(CMOCKA_LIBS) -lpthread
 
 # Objects of test programs are kept, so that a second `make test` relinks
 # and recompiles nothing when nothing changed.

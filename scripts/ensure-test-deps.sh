@@ -3,14 +3,14 @@
 #
 # CMocka (Debian: libcmocka-dev) is required. mandoc, used to lint the man
 # pages, is optional (groff is used without it) but installed where we can.
-# nats-server (Debian: nats-server) runs the NATS link's tests against real
-# servers, and stunnel (Debian: stunnel4) with the openssl command (Debian:
-# openssl) the Python client's TLS tests (test/python/test_tls.py); they are
-# optional too: without them those tests skip, saying why. As root with
-# apt-get, missing packages are installed (each optional one on its own, so
-# that one the archive lacks does not stop the others); otherwise we stop
-# with the exact command to run when CMocka is missing, and print it for
-# the optional ones.
+# nats-server (Debian: nats-server) runs the NATS link's and the cluster's
+# tests against real servers, and stunnel (Debian: stunnel4) with the
+# openssl command (Debian: openssl) the Python client's TLS tests
+# (test/python/test_tls.py); they are optional too: without them those tests
+# skip, saying why. As root with apt-get, missing packages are installed
+# (each optional one on its own, so that one the archive lacks does not stop
+# the others); otherwise we stop with the exact command to run when CMocka
+# is missing, and print it for the optional ones.
 set -u
 
 # Debian installs nats-server in /usr/sbin, which a user's PATH may lack;
@@ -46,7 +46,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 
 if ! have_nats_server; then
-    echo "make test: nats-server is not installed, so the NATS link's tests will be skipped." >&2
+    echo "make test: nats-server is not installed, so the NATS link's and the cluster's tests will be skipped." >&2
     echo "    To run them: sudo apt-get install nats-server" >&2
 fi
 if ! { command -v stunnel4 || command -v stunnel; } >/dev/null 2>&1 ||

@@ -1,26 +1,12 @@
 // devices.cpp - see devices.h.
 #include "devices.h"
 
-#include <cstdarg>
 #include <cstdio>
 #include <new>
 
-namespace {
+#include "invariants.h"
 
-// Writes a printf-style reason into why and returns false: the failure path
-// of the invariant checks.
-bool broken(char* why, size_t cap, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
-bool broken(char* why, size_t cap, const char* fmt, ...) {
-    if (cap != 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        std::vsnprintf(why, cap, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
-
-}  // namespace
+using invariants::broken;
 
 Devices::Devices(const HashKey& key, uint32_t max_devices, MemoryBudget* budget)
     : table_(key, siphash13, budget),
@@ -121,6 +107,7 @@ bool Devices::subscribe(Session& s, Device& d) {
     s.subscriptions.push_back(*sub);
     ++d.subscriber_count;
     ++s.subscription_count;
+    if (d.subscriber_count == 1 && watcher_ != nullptr) watcher_->first_follower(d.key());
     return true;
 }
 
@@ -135,6 +122,7 @@ void Devices::drop(Subscription* sub) {
     delete sub;
     entry_bytes_ -= sizeof(Subscription);
     budget_release(budget_, sizeof(Subscription));
+    if (d->subscriber_count == 0 && watcher_ != nullptr) watcher_->last_follower_gone(d->key());
     collect(d);
 }
 

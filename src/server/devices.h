@@ -22,6 +22,11 @@
 // that cannot get an entry, for either reason, is refused, never fatal.
 // Device ids are stored in the entry's own allocation, with no growable
 // string: every allocation here is nothrow and its failure reported.
+//
+// A FollowWatcher, when one is set (the cluster room, through the relay),
+// is told when an id gains its first follower and loses its last: what the
+// relay must hear from the other relays of a cluster. Without one, that is
+// one pointer test per subscription made or dropped.
 #pragma once
 
 #include <cstdint>
@@ -81,6 +86,18 @@ struct Device : ListHook<PresenceDampedTag> {
     uint8_t id_len;  // the id's bytes follow the object
 };
 
+// Told of the first follower of an id and of its last going (not of the
+// ones between). Called from inside subscribe() and the unsubscribes; it
+// must not change the table.
+class FollowWatcher {
+   public:
+    virtual void first_follower(std::string_view id) = 0;
+    virtual void last_follower_gone(std::string_view id) = 0;
+
+   protected:
+    ~FollowWatcher() = default;
+};
+
 class Devices {
    public:
     // max_devices: entries at most (held or only subscribed to); budget:
@@ -98,6 +115,9 @@ class Devices {
     uint64_t memory() const;
 
     Device* find(std::string_view id) const { return table_.find(id); }
+
+    // nullptr: nobody is told.
+    void set_follow_watcher(FollowWatcher* watcher) { watcher_ = watcher; }
 
     // Calls fn(Device*) for every entry; fn must not add or remove one.
     template <class Fn>
@@ -157,6 +177,7 @@ class Devices {
     IdTable<Subscription, SubscriptionKey> subscriptions_;
     uint32_t max_devices_;
     MemoryBudget* budget_;
+    FollowWatcher* watcher_ = nullptr;
     uint64_t entry_bytes_ = 0;  // devices and subscriptions, tables apart
     size_t online_ = 0;
 };

@@ -22,7 +22,9 @@
 // Single-threaded; no allocation here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <new>
 
 class MemoryBudget {
    public:
@@ -68,4 +70,19 @@ inline bool budget_charge(MemoryBudget* budget, uint64_t n) {
 }
 inline void budget_release(MemoryBudget* budget, uint64_t n) {
     if (budget != nullptr) budget->release(n);
+}
+
+// Allocates bytes (nothrow) charged to budget (if any): nullptr, with
+// nothing charged, when the budget or the allocator refuses. For entries
+// allocated in one block with the id they are keyed by.
+inline void* budget_allocate(MemoryBudget* budget, size_t bytes) {
+    if (!budget_charge(budget, bytes)) return nullptr;
+    void* block = ::operator new(bytes, std::nothrow);
+    if (block == nullptr) budget_release(budget, bytes);
+    return block;
+}
+// Frees what budget_allocate gave, of that size.
+inline void budget_free(MemoryBudget* budget, void* block, size_t bytes) {
+    ::operator delete(block);
+    budget_release(budget, bytes);
 }

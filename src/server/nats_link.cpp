@@ -573,22 +573,29 @@ void NatsLink::flush() {
 
 bool NatsLink::publish(std::string_view subject, std::string_view reply, const void* payload,
                        size_t len) {
-    return publish_message(subject, reply, nullptr, 0, payload, len);
+    return publish_message(subject, reply, nullptr, 0, nullptr, 0, payload, len);
+}
+
+bool NatsLink::publish_parts(std::string_view subject, const void* prefix, size_t prefix_len,
+                             const void* payload, size_t len) {
+    return publish_message(subject, {}, nullptr, 0, prefix, prefix_len, payload, len);
 }
 
 bool NatsLink::publish_with_headers(std::string_view subject, std::string_view reply,
                                     const void* headers, size_t headers_len, const void* payload,
                                     size_t len) {
     if (headers == nullptr) return false;
-    return publish_message(subject, reply, headers, headers_len, payload, len);
+    return publish_message(subject, reply, headers, headers_len, nullptr, 0, payload, len);
 }
 
 bool NatsLink::publish_message(std::string_view subject, std::string_view reply, const void* headers,
-                               size_t headers_len, const void* payload, size_t len) {
+                               size_t headers_len, const void* prefix, size_t prefix_len,
+                               const void* payload, size_t len) {
     char line[kNatsMaxControlLine];
+    size_t body = prefix_len + len;
     size_t n = headers != nullptr
-                   ? nats_encode_hpub(line, sizeof line, subject, reply, headers_len, len)
-                   : nats_encode_pub(line, sizeof line, subject, reply, len);
+                   ? nats_encode_hpub(line, sizeof line, subject, reply, headers_len, body)
+                   : nats_encode_pub(line, sizeof line, subject, reply, body);
     if (n == 0) return false;  // invalid: the caller's bug, not a drop
     if (state_ != State::connected) {
         ++stats_.dropped_disconnected;
@@ -596,15 +603,15 @@ bool NatsLink::publish_message(std::string_view subject, std::string_view reply,
             LOG_WARN("nats: not connected: publishes are dropped until a server is back");
         return false;
     }
-    if (headers_len + len > parser_.limits().max_payload) {
+    if (headers_len + body > parser_.limits().max_payload) {
         // The server would close the connection for it (Maximum Payload
         // Violation).
         ++stats_.dropped_too_large;
         LOG_DEBUG("nats: a publish of %zu bytes is above the server's max_payload; dropped",
-                  headers_len + len);
+                  headers_len + body);
         return false;
     }
-    size_t total = n + headers_len + len + 2;
+    size_t total = n + headers_len + body + 2;
     if (out_.size() + total > options_.max_output || !out_.reserve(total)) {
         ++stats_.dropped_slow;
         if (!output_full_) {
@@ -619,10 +626,11 @@ bool NatsLink::publish_message(std::string_view subject, std::string_view reply,
     }
     out_.append(line, n);
     if (headers_len > 0) out_.append(headers, headers_len);
+    if (prefix_len > 0) out_.append(prefix, prefix_len);
     if (len > 0) out_.append(payload, len);
     out_.append("\r\n", 2);
     ++stats_.published;
-    stats_.published_bytes += headers_len + len;
+    stats_.published_bytes += headers_len + body;
     loop_.at_iteration_end(*this);
     return true;
 }

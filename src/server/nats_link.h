@@ -177,6 +177,10 @@ class NatsLink final : public EventHandler {
     // The same with a header block (nats_encode_headers()).
     bool publish_with_headers(std::string_view subject, std::string_view reply, const void* headers,
                               size_t headers_len, const void* payload, size_t len);
+    // A message whose payload is prefix then payload, copied once, into the
+    // output buffer (a small header before data the caller does not own).
+    bool publish_parts(std::string_view subject, const void* prefix, size_t prefix_len,
+                       const void* payload, size_t len);
 
     bool connected() const { return state_ == State::connected; }
     const NatsLinkStats& stats() const { return stats_; }
@@ -230,8 +234,11 @@ class NatsLink final : public EventHandler {
 
     bool queue_control(const void* data, size_t len);
     void send_pending_subscriptions();
+    // headers: an HPUB block, or nullptr for PUB; the payload is prefix
+    // then payload (either may be empty).
     bool publish_message(std::string_view subject, std::string_view reply, const void* headers,
-                         size_t headers_len, const void* payload, size_t len);
+                         size_t headers_len, const void* prefix, size_t prefix_len,
+                         const void* payload, size_t len);
     void flush();
     bool grow_input(size_t needed);
     // The most the input buffer may hold: an INFO line, or a message up to

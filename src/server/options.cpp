@@ -19,6 +19,8 @@
 #include <string_view>
 #include <vector>
 
+#include "cluster_wire.h"
+#include "nats_url.h"
 #include "protocol.h"
 
 #ifndef P2P_VERSION
@@ -67,6 +69,13 @@ const char kUsage[] =
     "                        SIGHUP); listed ids can only be claimed by AUTH\n"
     "  --auth-required       every id must be in the auth file: REGISTER is\n"
     "                        refused (clients without AUTH cannot use the server)\n"
+    "  --cluster URLS        join the relays that use the NATS cluster at URLS\n"
+    "                        (nats://[USER:PASS@]HOST[:PORT], comma-separated;\n"
+    "                        HOST numeric or in /etc/hosts): clients of every\n"
+    "                        relay see one server\n"
+    "  --node-name NAME      this relay's name in the cluster, unique among\n"
+    "                        them ([A-Za-z0-9_-], at most 64; default\n"
+    "                        HOSTNAME-PORT)\n"
     "  --config FILE         read options from FILE, one 'name value' a line\n"
     "                        (the command line overrides it; re-read on SIGHUP)\n"
     "  --check-config        check the configuration (and the auth file) and\n"
@@ -218,6 +227,26 @@ const Spec kSpecs[] = {
     {"auth-required", false, kAnywhere, true,
      [](const char*, ServerOptions* o, ParseState*) -> const char* {
          o->auth_required = true;
+         return nullptr;
+     }},
+    {"cluster", true, kAnywhere, false,
+     [](const char* v, ServerOptions* o, ParseState*) -> const char* {
+         // The message names a bad URL by its position, never by its text:
+         // it may hold a password.
+         std::vector<NatsUrl> urls;
+         static std::string error;
+         error.clear();
+         if (!nats_parse_url_list(v, &urls, &error) || urls.empty()) {
+             error = "is invalid: " + (error.empty() ? std::string("no URL") : error);
+             return error.c_str();
+         }
+         o->cluster = v;
+         return nullptr;
+     }},
+    {"node-name", true, kAnywhere, false,
+     [](const char* v, ServerOptions* o, ParseState*) -> const char* {
+         if (!cluster_node_name_valid(v)) return "(1-64 of A-Z a-z 0-9 _ -)";
+         o->node_name = v;
          return nullptr;
      }},
     {"config", true, kCommandLine, false,
@@ -423,6 +452,10 @@ ParseResult parse(int argc, char** argv, ServerOptions* out, ParseState* st, std
         *err = "--auth-required needs --auth-file";
         return ParseResult::usage_error;
     }
+    if (!out->node_name.empty() && out->cluster.empty()) {
+        *err = "--node-name needs --cluster";
+        return ParseResult::usage_error;
+    }
     if (optind < argc) {
         if (optind + 1 < argc || st->port_option) {
             *err = std::string("unexpected argument '") + argv[argc - 1] + "'";
@@ -509,6 +542,8 @@ std::vector<std::string> options_needing_restart(const ServerOptions& a, const S
     differ("max-memory", a.max_memory != b.max_memory);
     differ("max-devices", a.max_devices != b.max_devices);
     differ("busy-poll", a.busy_poll_us != b.busy_poll_us);
+    differ("cluster", a.cluster != b.cluster);
+    differ("node-name", a.node_name != b.node_name);
     differ("metrics", a.metrics != b.metrics || a.metrics_address != b.metrics_address ||
                           a.metrics_port != b.metrics_port);
     return changed;

@@ -45,6 +45,10 @@ struct ServerOptions {
     uint16_t metrics_port = 0;            // 0: any free port (logged)
     std::string auth_file;                // --auth-file; empty: no authentication
     bool auth_required = false;           // --auth-required: every id needs AUTH
+    // --cluster URLS: the NATS servers of a cluster of relays (cluster.h);
+    // empty: this relay runs alone. Checked here, resolved at start.
+    std::string cluster;
+    std::string node_name;                // --node-name; empty: HOSTNAME-PORT
     ServerTool tool = ServerTool::none;   // --gen-token, --hash-token ID
     std::string hash_token_id;            // --hash-token's ID, as written
     LogFormat log_format = LogFormat::text;

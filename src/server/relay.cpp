@@ -94,7 +94,7 @@ void Relay::announce_state(Device& device, const Session* except, uint8_t state)
 }
 
 void Relay::announce_presence(Device& device, const Session* except) {
-    announce_state(device, except, state_of(device.online()));
+    announce_state(device, except, state_of(held(device)));
 }
 
 void Relay::count_change(Device& device) {
@@ -111,7 +111,7 @@ void Relay::presence_changed(Device& device, const Session* cause) {
     PresenceState& p = device.presence;
     if (IntrusiveList<Device, PresenceDampedTag>::linked(device)) return;  // held back already
     if (device.subscriber_count == 0) {
-        p.announced_online = device.online();  // nobody to tell
+        p.announced_online = held(device);  // nobody to tell
         return;
     }
     count_change(device);
@@ -124,8 +124,12 @@ void Relay::presence_changed(Device& device, const Session* cause) {
 }
 
 void Relay::flush_presence(Device& device) {
+    // Only a damped device's subscribers can have been told something
+    // else than its state (check_invariants): the common case, every SEND,
+    // costs no lookup.
+    if (!IntrusiveList<Device, PresenceDampedTag>::linked(device)) return;
     IntrusiveList<Device, PresenceDampedTag>::unlink(device);
-    if (device.online() == device.presence.announced_online) return;
+    if (held(device) == device.presence.announced_online) return;
     count_change(device);
     announce_presence(device, device.holder);
 }
@@ -172,6 +176,7 @@ bool Relay::allow_takeover(Device& device, const Session& taker) {
 void Relay::release_id(Session& s) {
     Device* d = devices_.release(s);
     if (d == nullptr) return;
+    if (cluster_ != nullptr) cluster_->released(d->key());
     presence_changed(*d, &s);
     devices_.collect(d);
 }
@@ -184,7 +189,17 @@ bool Relay::check_invariants(char* why, size_t cap) const {
             return false;
         }
     }
-    return true;
+    // Subscribers were told the state of every device whose changes are
+    // not being held back (flush_presence relies on it).
+    bool told = true;
+    devices_.for_each([&](const Device* d) {
+        if (told && d->subscriber_count != 0 &&
+            !IntrusiveList<Device, PresenceDampedTag>::linked(*d) &&
+            d->presence.announced_online != held(*d))
+            told = false;
+    });
+    if (!told) std::snprintf(why, cap, "subscribers were told another state than the device's");
+    return told;
 }
 
 // ---- commands --------------------------------------------------------------
@@ -253,19 +268,28 @@ void Relay::on_register(Session& s, std::string_view id) {
     // the device limit, a takeover fight) leaves the connection with the id
     // it had.
     Device* d = devices_.find_or_create(id);
-    if (d == nullptr || (d->online() && !allow_takeover(*d, s))) {
+    if (d == nullptr || (held(*d) && !allow_takeover(*d, s))) {
         fail(s, P2P_CMD_REGISTER, P2P_STATUS_LIMIT);
         return;
     }
-    bool takeover = claim_id(s, *d);
+    bool takeover = claim_id(s, *d, false);
     reply(s, P2P_CMD_REGISTER, P2P_STATUS_OK);
     announce_claim(s, *d, takeover);
 }
 
-bool Relay::claim_id(Session& s, Device& d) {
+bool Relay::claim_id(Session& s, Device& d, bool authenticated) {
     // A connection holds one id: claiming another releases the first.
     release_id(s);
+    bool elsewhere = !d.online() && cluster_ != nullptr && cluster_->held_elsewhere(d.key());
     Session* old = devices_.claim(s, d);
+    if (cluster_ != nullptr) cluster_->claimed(d.key(), authenticated);
+    if (old == nullptr && elsewhere) {
+        // The other relay closes its holder when our claim reaches it.
+        ++stats_.takeovers;
+        LOG_EVENT(LogLevel::info, s.log_event("took_over", d.key()),
+                  "%s took over \"%s\" from another relay", s.label(), PrintableId(d.key()).text);
+        return true;
+    }
     if (old == nullptr) {
         LOG_EVENT(LogLevel::info, s.log_event("registered", d.key()), "%s registered \"%s\"",
                   s.label(), PrintableId(d.key()).text);
@@ -285,17 +309,20 @@ void Relay::announce_claim(Session& s, Device& d, bool takeover) {
     // the new one come, so that nobody takes a hijacked id for the device
     // they trusted without being told. It is never held back by damping
     // (takeovers have their own bound, allow_takeover), but counts in it.
-    if (takeover) {
-        IntrusiveList<Device, PresenceDampedTag>::unlink(d);
-        count_change(d);
-        count_change(d);
-        announce_state(d, &s, P2P_PRESENCE_OFFLINE);
-        announce_state(d, &s, P2P_PRESENCE_ONLINE);
-    } else {
+    if (takeover)
+        announce_takeover(d, &s);
+    else
         presence_changed(d, &s);
-    }
     // The new id may reach fewer devices than the old one did.
     if (auth_) drop_unreachable_subscriptions(s);
+}
+
+void Relay::announce_takeover(Device& d, const Session* except) {
+    IntrusiveList<Device, PresenceDampedTag>::unlink(d);
+    count_change(d);
+    count_change(d);
+    announce_state(d, except, P2P_PRESENCE_OFFLINE);
+    announce_state(d, except, P2P_PRESENCE_ONLINE);
 }
 
 void Relay::on_subscribe(Session& s, std::string_view id) {
@@ -309,7 +336,7 @@ void Relay::on_subscribe(Session& s, std::string_view id) {
         return;
     }
     Device* d = devices_.find(id);
-    if (!v2 && (d == nullptr || !d->online())) {
+    if (!v2 && !held(id)) {
         reply(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_FAILURE);
         return;
     }
@@ -319,7 +346,12 @@ void Relay::on_subscribe(Session& s, std::string_view id) {
             fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_LIMIT);
             return;
         }
-        if (d == nullptr) d = devices_.find_or_create(id);
+        if (d == nullptr) {
+            d = devices_.find_or_create(id);
+            // A new entry: what subscribers know of it is its state now
+            // (offline, unless another relay holds it).
+            if (d != nullptr) d->presence.announced_online = held(*d);
+        }
         if (d == nullptr || !devices_.subscribe(s, *d)) {
             if (d != nullptr) devices_.collect(d);
             fail(s, P2P_CMD_SUBSCRIBE, P2P_STATUS_LIMIT);
@@ -337,11 +369,13 @@ void Relay::on_send(Session& s, const uint8_t* data, size_t len) {
     }
     Device& d = *s.device;
     flush_presence(d);  // PRESENCE online before the id's first delivery
-    if (d.subscriber_count == 0) ++stats_.dropped_no_subscriber;
+    // In a cluster, subscribers elsewhere are not known here.
+    if (d.subscriber_count == 0 && cluster_ == nullptr) ++stats_.dropped_no_subscriber;
     DeliveryHeads heads(d.key());
     for (Subscription* sub = d.subscribers.front(); sub != nullptr; sub = d.subscribers.next(*sub)) {
         if (sub->subscriber != &s) deliver(*sub->subscriber, heads, data, len);
     }
+    if (cluster_ != nullptr) cluster_->sent(d.key(), data, len);
     if (acks_sends(s)) reply(s, P2P_CMD_SEND, P2P_STATUS_OK);
 }
 
@@ -361,10 +395,9 @@ void Relay::on_unsubscribe(Session& s, std::string_view id) {
 }
 
 void Relay::on_check_alive(Session& s, std::string_view id) {
-    Device* d = devices_.find(id);
     // Offline is an answer, not a failure: 86 00 in every version. A device
     // the caller may not reach is offline to it: the answer reveals nothing.
-    bool online = d != nullptr && d->online() && may_reach(id, s);
+    bool online = held(id) && may_reach(id, s);
     reply(s, P2P_CMD_CHECK_ALIVE, online ? P2P_STATUS_OK : P2P_STATUS_FAILURE);
 }
 
@@ -404,7 +437,15 @@ void Relay::on_send_to(Session& s, std::string_view target, const uint8_t* data,
     }
     Device* d = devices_.find(target);
     if (d == nullptr || !d->online()) {
-        fail(s, P2P_CMD_SEND_TO, P2P_STATUS_OFFLINE);
+        if (cluster_ == nullptr || !cluster_->held_elsewhere(target)) {
+            fail(s, P2P_CMD_SEND_TO, P2P_STATUS_OFFLINE);
+            return;
+        }
+        // Held on another relay: the v1 rule below is checked there (a
+        // refusal is counted there, not answered here: relay_cluster.cpp).
+        flush_presence(*s.device);
+        cluster_->sent_to(s.device->key(), target, data, len);
+        if (acks_sends(s)) reply(s, P2P_CMD_SEND_TO, P2P_STATUS_OK);
         return;
     }
     // A v1 session receives [03] + data, byte-identical whoever sent it: it

@@ -40,6 +40,14 @@
 // installed, AUTH claims the ids it lists and REGISTER may not, and the
 // table's PEERS decide who may reach a listed id. Without one, AUTH is
 // unsupported and every id is open to everyone, as in the original.
+//
+// Clusters (relay_cluster.cpp; the design is doc/cluster.md): with
+// ClusterHooks set, an id is online when a local session holds it or when
+// the hooks say another relay's does, and every answer (CHECK_ALIVE,
+// SUBSCRIBE, SEND_TO's status, PRESENCE) uses that, at once. The relay
+// tells the hooks what its sessions claim, release and send; the cluster
+// room calls the "from the other relays" methods with what the others did.
+// The relay never learns how the other relays are reached.
 #pragma once
 
 #include <cstddef>
@@ -48,6 +56,7 @@
 
 #include "auth_table.h"
 #include "clock.h"
+#include "cluster_hooks.h"
 #include "codec.h"
 #include "codec.h"
 #include "devices.h"
@@ -131,6 +140,30 @@ class Relay {
     // change is missing. *changes (may be null) says what was done.
     bool install_auth(std::unique_ptr<AuthTable> table, AuthChanges* changes);
 
+    // ---- clusters (relay_cluster.cpp) ---------------------------------------
+    // hooks: the other relays (nullptr: none, the default). Set before the
+    // first session, or with none left; it must outlive the relay or be
+    // unset first.
+    void set_cluster(ClusterHooks* hooks);
+
+    // From the other relays. The holder of id (not held here) changed
+    // elsewhere: v2 subscribers here are told, as on one server (a
+    // takeover as PRESENCE offline then online).
+    void remote_holder_changed(std::string_view id, RemoteChange change);
+    // Another relay's claim of id beat the local holder's: it is closed
+    // (BYE 1, taken over) and the id's subscribers here see the takeover.
+    void lost_to_remote(std::string_view id);
+    // Data sent by id's holder on another relay, for the subscribers here,
+    // delivered as a local SEND would be. False when nobody here follows id.
+    bool deliver_remote(std::string_view from, const uint8_t* data, size_t len);
+    // A SEND_TO target from `from` on another relay, to its holder here.
+    RemoteDelivery deliver_remote_to(std::string_view target, std::string_view from,
+                                     const uint8_t* data, size_t len);
+    // Whether a REGISTER may claim id here (not a protected id, nor any
+    // under --auth-required): a claim elsewhere of an id REGISTER may not
+    // take must be authenticated.
+    bool register_allowed(std::string_view id) const { return may_register(id); }
+
    private:
     void on_register(Session& s, std::string_view id);
     void on_subscribe(Session& s, std::string_view id);
@@ -142,10 +175,23 @@ class Relay {
     void on_send_to(Session& s, std::string_view target, const uint8_t* data, size_t len);
 
     // Makes s the holder of d, releasing the id it held before; a previous
-    // holder is closed (taken over). Returns true for a takeover. Then,
-    // after the caller's reply, announce_claim() tells d's subscribers.
-    bool claim_id(Session& s, Device& d);
+    // holder is closed (taken over), one on another relay by the claim the
+    // cluster hooks publish (authenticated: claimed by AUTH). Returns true
+    // for a takeover. Then, after the caller's reply, announce_claim()
+    // tells d's subscribers.
+    bool claim_id(Session& s, Device& d, bool authenticated);
     void announce_claim(Session& s, Device& d, bool takeover);
+    // PRESENCE offline then online to d's v2 subscribers but `except`: a
+    // takeover is never silent, nor held back by damping (it counts in it).
+    void announce_takeover(Device& d, const Session* except);
+    // Whether d is online: held here or, in a cluster, by another relay.
+    bool held(const Device& d) const {
+        return d.online() || (cluster_ != nullptr && cluster_->held_elsewhere(d.key()));
+    }
+    bool held(std::string_view id) const {
+        const Device* d = devices_.find(id);
+        return d != nullptr ? held(*d) : cluster_ != nullptr && cluster_->held_elsewhere(id);
+    }
 
     // relay_auth.cpp
     void on_auth(Session& s, const p2p_request& req, bool parsed);
@@ -157,7 +203,11 @@ class Relay {
     bool may_register(std::string_view id) const;
     // Whether `caller` may SUBSCRIBE to, SEND_TO and CHECK_ALIVE the id
     // `target` (and so receive its PRESENCE), under table (null: no table).
-    bool may_reach(const AuthTable* table, std::string_view target, const Session& caller) const;
+    bool may_reach(const AuthTable* table, std::string_view target, std::string_view caller) const;
+    bool may_reach(const AuthTable* table, std::string_view target, const Session& caller) const {
+        return may_reach(table, target,
+                         caller.device != nullptr ? caller.device->key() : std::string_view{});
+    }
     bool may_reach(std::string_view target, const Session& caller) const {
         return may_reach(auth_.get(), target, caller);
     }
@@ -171,6 +221,7 @@ class Relay {
     void reply(Session& s, uint8_t cmd, uint8_t status);
     // Reply with a failure: the v2 reason, or 0 in a v1 session.
     void fail(Session& s, uint8_t cmd, uint8_t reason);
+    // A delivery from the device heads.from (held here or elsewhere).
     // The heads of one message's deliveries, encoded once for all of its
     // recipients (a fan-out to 100 subscribers encodes them once, not 100
     // times): [03] for v1 sessions, DELIVER's [09][id_len][id] for v2, the
@@ -217,4 +268,5 @@ class Relay {
     RelayStats stats_;
     std::unique_ptr<AuthTable> auth_;  // null: no auth file
     bool auth_required_ = false;
+    ClusterHooks* cluster_ = nullptr;  // null: no other relays
 };

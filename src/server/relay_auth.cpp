@@ -122,7 +122,7 @@ void Relay::auth_proof(Session& s, const p2p_request& req) {
         }
         LOG_EVENT(LogLevel::info, s.log_event("authenticated", id), "%s authenticated as \"%s\"",
                   s.label(), PrintableId(id).text);
-        takeover = claim_id(s, *d);
+        takeover = claim_id(s, *d, true);
         claimed = true;
     }
     ++stats_.auth_successes;
@@ -151,13 +151,13 @@ bool Relay::may_register(std::string_view id) const {
     return !auth_required_ && auth_->find(id) == nullptr;
 }
 
-bool Relay::may_reach(const AuthTable* table, std::string_view target, const Session& caller) const {
+bool Relay::may_reach(const AuthTable* table, std::string_view target,
+                      std::string_view caller) const {
     if (table == nullptr) return true;
     const AuthEntry* entry = table->find(target);
     if (entry == nullptr) return true;
-    std::string_view own = caller.device != nullptr ? caller.device->key() : std::string_view{};
-    if (own == target) return true;  // a device may always reach itself
-    return table->allows(*entry, own);
+    if (caller == target) return true;  // a device may always reach itself
+    return table->allows(*entry, caller);
 }
 
 void Relay::cancel_subscription(Session& s, Device& d) {

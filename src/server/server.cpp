@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <string>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -55,6 +57,10 @@ Server::~Server() {
         while (Connection* c = connections_->linger.front()) c->close(CloseReason::io_error);
         reap();
         std::free(connections_->scratch);
+    }
+    if (cluster_) {
+        relay_->set_cluster(nullptr);
+        cluster_.reset();
     }
     for (size_t i = 0; i < listener_count_; ++i) listeners_[i]->close_fd();
     if (spare_fd_ != -1) io_close(spare_fd_);
@@ -123,6 +129,7 @@ bool Server::start() {
     relay_ = std::make_unique<Relay>(limits, hash_key_, &loop_, &device_budget_);
     relay_->set_auth_required(options_.auth_required);
     if (!options_.auth_file.empty() && !load_auth_file_now()) return false;
+    if (!options_.cluster.empty() && !start_cluster()) return false;
 
     connections_ = std::make_unique<ConnectionContext>(loop_, *relay_, &budget_);
     ConnectionLimits& cl = connections_->limits;
@@ -182,6 +189,14 @@ void Server::on_signal(int signo) {
         render_metrics(line, MetricsText::Form::log_line);
         if (!line.empty()) line.pop_back();
         LOG_INFO("counters: %s", line.c_str());
+        if (cluster_) {
+            // A line of its own: both would not fit in one (kLineMax).
+            line.clear();
+            MetricsText m(line, MetricsText::Form::log_line);
+            render_cluster_metrics(m);
+            if (!line.empty()) line.pop_back();
+            LOG_INFO("cluster counters: %s", line.c_str());
+        }
         return;
     }
     if (!shutting_down_) {
@@ -195,6 +210,7 @@ void Server::on_signal(int signo) {
 
 void Server::begin_shutdown() {
     shutting_down_ = true;
+    if (cluster_) cluster_->leave();
     notifier_.stopping();
     shutdown_deadline_ms_ = loop_.now_ms() + kShutdownGraceMs;
     connections_->linger_cap_ms = shutdown_deadline_ms_;
@@ -351,6 +367,7 @@ void Server::close_stalled_frames(uint64_t now) {
 void Server::on_tick(uint64_t now) {
     close_stalled_frames(now);
     relay_->on_tick();
+    if (cluster_) cluster_->on_tick(now);
     log_tick();
     if (options_.idle_timeout_s != 0) {
         uint64_t limit = uint64_t{options_.idle_timeout_s} * 1000u;
@@ -380,6 +397,52 @@ void Server::report_status(uint64_t now) {
     std::snprintf(text, sizeof text, "serving: %u connections, %llu devices", live_connections_,
                   static_cast<unsigned long long>(devices));
     notifier_.status(text);
+}
+
+// ---- the cluster -------------------------------------------------------------------
+
+namespace {
+
+// HOSTNAME-PORT, with what a node name may not hold turned into '-'.
+std::string default_node_name(uint16_t port) {
+    char host[256] = "relay";
+    if (gethostname(host, sizeof host) == -1) std::snprintf(host, sizeof host, "relay");
+    host[sizeof host - 1] = '\0';
+    std::string suffix = "-" + std::to_string(port);
+    std::string name;
+    for (const char* p = host; *p != '\0' && name.size() + suffix.size() < kClusterNodeNameMax; ++p) {
+        char c = *p;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        name += ok ? c : '-';
+    }
+    return (name.empty() ? std::string("relay") : name) + suffix;
+}
+
+}  // namespace
+
+bool Server::start_cluster() {
+    ClusterOptions co;
+    std::string error;
+    if (!nats_servers_from_list(options_.cluster, "/etc/hosts", &co.servers, &error)) {
+        LOG_ERROR("--cluster: %s", error.c_str());
+        return false;
+    }
+    co.node_name = options_.node_name.empty() ? default_node_name(options_.port) : options_.node_name;
+    co.version = P2P_VERSION;
+    // The view holds every relay's ids; the memory budget is its real
+    // bound, this one a backstop.
+    co.max_entries = uint64_t{options_.max_devices} * 16u;
+    std::string labels;
+    for (const NatsServerAddress& a : co.servers) labels += (labels.empty() ? "" : ", ") + a.label;
+    cluster_ = std::make_unique<Cluster>(loop_, *relay_, std::move(co), &device_budget_);
+    relay_->set_cluster(cluster_.get());
+    if (!cluster_->start()) {
+        LOG_ERROR("--cluster: cannot start (out of memory)");
+        return false;
+    }
+    LOG_INFO("cluster: NATS servers %s", labels.c_str());
+    return true;
 }
 
 // ---- metrics ---------------------------------------------------------------------
@@ -495,9 +558,81 @@ void Server::render_metrics(std::string& out, MetricsText::Form form) const {
     m.family("stupidp2p_output_pending_bytes", "gauge",
              "Bytes queued for clients that the kernel has not taken yet.");
     m.sample(conns.output_pending);
+    if (cluster_ && form == MetricsText::Form::prometheus) render_cluster_metrics(m);
     m.family("stupidp2p_metrics_requests_total", "counter",
              "HTTP requests to this endpoint; bad ones are also counted apart.");
     m.sample(metrics_ ? metrics_->requests() : 0);
     m.family("stupidp2p_metrics_bad_requests_total", "counter", "Malformed HTTP requests.");
     m.sample(metrics_ ? metrics_->bad_requests() : 0);
+}
+
+void Server::render_cluster_metrics(MetricsText& m) const {
+    const ClusterStats& c = cluster_->stats();
+    const ClusterViewStats& v = cluster_->view_stats();
+    const NatsLinkStats& l = cluster_->link_stats();
+    m.family("stupidp2p_cluster_link_up", "gauge", "1 while connected to a NATS server.");
+    m.sample(cluster_->link_up() ? 1 : 0);
+    m.family("stupidp2p_cluster_nodes", "gauge", "Relays of the cluster alive, this one included.");
+    m.sample(cluster_->nodes_alive());
+    m.family("stupidp2p_cluster_remote_devices", "gauge",
+             "Device ids held by sessions of the other relays, as this relay knows.");
+    m.sample(cluster_->remote_devices());
+    m.family("stupidp2p_cluster_followed_ids", "gauge",
+             "Ids with local subscribers whose data this relay takes from the cluster.");
+    m.sample(cluster_->interest_count());
+    m.family("stupidp2p_cluster_nats_connects_total", "counter",
+             "Connections to a NATS server completed (the first and every reconnection).");
+    m.sample(l.connects);
+    m.family("stupidp2p_cluster_nats_disconnects_total", "counter",
+             "Established NATS connections lost.");
+    m.sample(l.disconnects);
+    m.family("stupidp2p_cluster_alone_total", "counter",
+             "Times NATS was out of reach long enough for the other relays' devices to go offline.");
+    m.sample(c.episodes_alone);
+    m.family("stupidp2p_cluster_messages_total", "counter", "NATS messages, by direction.");
+    m.sample("direction", "out", l.published);
+    m.sample("direction", "in", l.received);
+    m.family("stupidp2p_cluster_bytes_total", "counter", "NATS payload bytes, by direction.");
+    m.sample("direction", "out", l.published_bytes);
+    m.sample("direction", "in", l.received_bytes);
+    m.family("stupidp2p_cluster_output_pending_bytes", "gauge",
+             "Bytes queued for NATS that the kernel has not taken yet.");
+    m.sample(cluster_->link_output_pending());
+    m.family("stupidp2p_cluster_sends_total", "counter",
+             "SEND and SEND_TO crossing relays, by direction and kind.");
+    m.sample("kind", "send_out", c.data_out);
+    m.sample("kind", "send_in", c.data_in);
+    m.sample("kind", "send_to_out", c.send_to_out);
+    m.sample("kind", "send_to_in", c.send_to_in);
+    m.family("stupidp2p_cluster_dropped_total", "counter",
+             "Messages to or from the other relays that were not delivered, by reason.");
+    m.sample("reason", "nats_disconnected", l.dropped_disconnected);
+    m.sample("reason", "nats_slow", l.dropped_slow);
+    m.sample("reason", "nats_too_large", l.dropped_too_large);
+    m.sample("reason", "nats_skipped", l.received_skipped);
+    m.sample("reason", "stale_holder", v.data_stale);
+    m.sample("reason", "out_of_order", v.data_out_of_order);
+    m.sample("reason", "unfollowed", c.data_unfollowed);
+    m.sample("reason", "target_moved", c.send_to_not_here);
+    m.sample("reason", "refused", c.send_to_refused);
+    m.sample("reason", "malformed", c.bad_messages);
+    m.family("stupidp2p_cluster_claims_total", "counter",
+             "Ownership messages (claims and releases), by what became of them.");
+    m.sample("kind", "sent", c.claims_out + c.releases_out);
+    m.sample("kind", "received", c.claims_in);
+    m.sample("kind", "applied", v.claims_applied);
+    m.sample("kind", "stale", v.claims_stale);
+    m.sample("kind", "refused", v.claims_refused);
+    m.sample("kind", "no_room", v.entries_refused);
+    m.sample("kind", "taken_here", c.lost_here);
+    m.family("stupidp2p_cluster_nodes_lost_total", "counter",
+             "Relays declared dead (silent) or gone (left).");
+    m.sample(v.nodes_dead);
+    m.family("stupidp2p_cluster_snapshots_total", "counter",
+             "Snapshots of holdings, by what happened to them.");
+    m.sample("kind", "asked", c.syncs_asked);
+    m.sample("kind", "sent", c.syncs_served);
+    m.sample("kind", "refused", c.syncs_refused);
+    m.sample("kind", "received", v.snapshots_complete);
+    m.sample("kind", "abandoned", v.snapshots_abandoned);
 }

@@ -8,12 +8,15 @@
 // timeouts, SIGINT/SIGTERM start the shutdown, SIGHUP a reload, SIGUSR1
 // logs the counters, and after each iteration dead connections are reaped.
 // Under systemd (Type=notify) it reports readiness, reloads, stopping and a
-// status line through ServiceNotifier.
+// status line through ServiceNotifier. With --cluster it owns the cluster
+// room (cluster.h), ticks it, tells it of the shutdown and shows its
+// counters; the relay reaches it through ClusterHooks.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 
+#include "cluster.h"
 #include "connection.h"
 #include "event_loop.h"
 #include "memory_budget.h"
@@ -79,6 +82,9 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
     // Loads --auth-file and puts it in force (server_reload.cpp). False,
     // with the reason logged, when it cannot be read, parsed or applied.
     bool load_auth_file_now();
+    // --cluster: resolves the NATS servers and starts the cluster room.
+    bool start_cluster();
+    void render_cluster_metrics(MetricsText& m) const;
 
     ServerOptions options_;
     EventLoop loop_;
@@ -86,6 +92,7 @@ class Server final : public EventLoop::Hooks, public HttpEndpoint::Handler {
     MemoryBudget device_budget_;   // the device table's share of it
     HashKey hash_key_;
     std::unique_ptr<Relay> relay_;
+    std::unique_ptr<Cluster> cluster_;  // null without --cluster
     std::unique_ptr<ConnectionContext> connections_;
     std::unique_ptr<Listener> listeners_[kMaxListeners];
     size_t listener_count_ = 0;

@@ -44,6 +44,7 @@
 
 #include "codec.h"
 #include "protocol.h"
+#include "soak_frame.h"
 
 #define PAYLOAD 64          /* bytes of every published message */
 #define WINDOW 64           /* unacknowledged SENDs per publisher */
@@ -105,14 +106,8 @@ static void die(const char *what)
 static void put_frame(struct client *c, const uint8_t *head, size_t head_len, const uint8_t *data,
                       size_t len)
 {
-    size_t total = P2P_FRAME_HEADER_SIZE + head_len + len;
-    if (c->out_len + total > OUT_CAP)
-        return; /* a churner that does not drain: its loss */
-    p2p_frame_header_encode(c->out + c->out_len, (uint32_t)(head_len + len));
-    memcpy(c->out + c->out_len + P2P_FRAME_HEADER_SIZE, head, head_len);
-    if (len)
-        memcpy(c->out + c->out_len + P2P_FRAME_HEADER_SIZE + head_len, data, len);
-    c->out_len += total;
+    /* A churner that does not drain loses what does not fit. */
+    soak_put_frame(c->out, &c->out_len, OUT_CAP, head, head_len, data, len);
 }
 
 static void put_id_command(struct client *c, uint8_t cmd, const char *id)

@@ -65,7 +65,7 @@ const char *nats_server_path(void)
 
 /* A bound, never listening, SO_REUSEADDR socket on 127.0.0.1:0: its port
  * is ours until the socket is closed. Returns the port (fd in *fd) or 0. */
-static uint16_t reserve(int *fd)
+uint16_t nats_reserve_port(int *fd)
 {
     struct sockaddr_in a;
     socklen_t len = sizeof a;
@@ -321,9 +321,9 @@ int nats_cluster_start(struct nats_cluster *cluster, int count, const char *extr
     }
     for (int i = 0; i < count; i++) {
         struct nats_node *node = &cluster->nodes[i];
-        node->client_port = reserve(&node->reserve_fds[0]);
-        node->cluster_port = reserve(&node->reserve_fds[1]);
-        node->http_port = reserve(&node->reserve_fds[2]);
+        node->client_port = nats_reserve_port(&node->reserve_fds[0]);
+        node->cluster_port = nats_reserve_port(&node->reserve_fds[1]);
+        node->http_port = nats_reserve_port(&node->reserve_fds[2]);
         if (node->client_port == 0 || node->cluster_port == 0 || node->http_port == 0)
             goto failed;
     }

@@ -79,6 +79,11 @@ int nats_node_routes(const struct nats_cluster *cluster, int i);
  * call twice, and on a cluster that failed to start. */
 void nats_cluster_stop(struct nats_cluster *cluster);
 
+/* A free port on 127.0.0.1, held by a bound, never listening,
+ * SO_REUSEADDR socket (*fd) until that is closed: for the other servers of
+ * a test too. 0 (and *fd -1) on failure. */
+uint16_t nats_reserve_port(int *fd);
+
 /* Writes "nats://127.0.0.1:PORT" of node i into out. */
 void nats_node_url(const struct nats_cluster *cluster, int i, char *out, size_t cap);
 

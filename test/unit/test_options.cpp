@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -349,6 +351,47 @@ void test_reparse_and_restart_options(void**) {
 
 }  // namespace
 
+// --cluster URLS and --node-name NAME: checked here (the URLs' form),
+// resolved at start; a bad URL is named by its place in the list, never
+// by its text (it may hold a password).
+void test_cluster_options(void**) {
+    ServerOptions o;
+    expect_ok({"4040"}, &o);
+    assert_true(o.cluster.empty() && o.node_name.empty());
+    expect_ok({"--cluster", "nats://127.0.0.1:4222", "4040"}, &o);
+    assert_string_equal(o.cluster.c_str(), "nats://127.0.0.1:4222");
+    expect_ok({"--cluster", "nats://u:p@10.0.0.1,nats://[::1]:5", "--node-name", "relay_1-a", "4040"},
+              &o);
+    assert_string_equal(o.node_name.c_str(), "relay_1-a");
+    for (const char* bad : {"", "127.0.0.1:4222", "tls://127.0.0.1", "nats://", "nats://h:0",
+                            "nats://h:65536", "nats://a,,nats://b"})
+        expect_usage({"--cluster", bad, "4040"});
+    const std::string too_long(65, 'n');
+    for (const char* bad : {"", "a.b", "a b", "*", too_long.c_str()})
+        expect_usage({"--cluster", "nats://127.0.0.1", "--node-name", bad, "4040"});
+    expect_usage({"--node-name", "r1", "4040"});  // needs --cluster
+
+    // The message names the URL by its place, not its text.
+    std::fflush(stderr);
+    char path[] = "/tmp/test_options-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd != -1);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved != -1 && dup2(fd, STDERR_FILENO) != -1);
+    expect_usage({"--cluster", "nats://u:s3cr3t@127.0.0.1:4222,nats://u:s3cr3t@bad host", "4040"});
+    std::fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char text[1024] = "";
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(n > 0);
+    text[n] = '\0';
+    assert_non_null(std::strstr(text, "URL 2 of 2"));
+    assert_null(std::strstr(text, "s3cr3t"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
@@ -358,10 +401,11 @@ int main(void) {
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_output_cap_holds_a_frame),
         cmocka_unit_test(test_auth_options),
-        cmocka_unit_test(test_help_and_version),
         cmocka_unit_test(test_config_file),
         cmocka_unit_test(test_config_file_errors),
         cmocka_unit_test(test_reparse_and_restart_options),
+        cmocka_unit_test(test_cluster_options),
+        cmocka_unit_test(test_help_and_version),  // last: getopt keeps the state of its early exit
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }
