@@ -75,6 +75,7 @@ COMMON_OBJ  := $(call obj,$(COMMON_SRC))
 # the library also get whatever else src/common holds (CRYPTO_OBJ, for
 # test/support).
 LIB_COMMON_OBJ := $(call obj,src/common/codec.c src/common/sha256.c src/common/hmac_sha256.c \
+                             src/common/direct_proof.c \
                              src/common/auth_proof.c)
 CRYPTO_OBJ  := $(filter-out $(LIB_COMMON_OBJ),$(COMMON_OBJ))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
@@ -172,7 +173,7 @@ UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io
 UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay relay_auth auth_table base64url devices close_reason hash os_random log) \
+RELAY_TEST_LINK := $(call sobj,relay relay_auth relay_direct auth_table base64url devices close_reason hash os_random log) \
                    $(call cobj,codec auth_proof sha256 hmac_sha256)
 # The connection's tests run the real relay over socketpairs.
 UNIT_LINK_test_connection     := $(call sobj,connection event_loop poller io ring_buffer \
