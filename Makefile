@@ -155,6 +155,7 @@ UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call co
 UNIT_LINK_test_codec          := $(call cobj,codec)
 UNIT_LINK_test_sha256         := $(call cobj,sha256 hmac_sha256)
 UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec)
+UNIT_LINK_test_direct         := $(call cobj,direct_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log)
