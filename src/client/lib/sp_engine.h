@@ -77,6 +77,7 @@
 
 static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause);
 static void sp_attempt_start(struct sp_handle *h);
+static void sp_direct_relay_lost(struct sp_handle *h); /* sp_direct.h */
 
 /* ---- causes ------------------------------------------------------------------ */
 
@@ -575,6 +576,7 @@ static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause)
         return;
     }
     sp_log(h, STUPID_P2P_LOG_WARNING, "disconnected: %s", sp_cause_name(cause));
+    sp_direct_relay_lost(h);
     sp_notify_state(h, STUPID_P2P_STATE_DISCONNECTED, cause);
     sp_schedule_backoff(h);
 }
@@ -787,6 +789,10 @@ static void sp_on_presence(struct sp_handle *h, const struct p2p_message *m)
     h->opt.on_presence(h->id, id, m->id_len, m->state == P2P_PRESENCE_ONLINE, h->opt.user_data);
     sp_callback_end(h, began);
 }
+
+/* Direct paths come in here: they use the output, delivery and callback
+ * helpers above, and the dispatch below uses them. */
+#include "sp_direct.h"
 
 /* The server now holds req's id for this connection (a REGISTER or an
  * AUTH succeeded; mu held). */
@@ -1011,6 +1017,8 @@ static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
         h->hb_outstanding = 0;
     } else if (req->cmd == P2P_CMD_AUTH) {
         status = sp_on_auth_reply(h, req, m, &flush_failed);
+    } else if (kind == SP_REQ_DIRECT) {
+        sp_direct_on_reply(h, req, m);
     } else if (kind != SP_REQ_PROBE && kind != SP_REQ_ID_PROBE) {
         sp_apply_reply(h, req, m->status);
     }
@@ -1089,8 +1097,15 @@ static void sp_dispatch(struct sp_handle *h, uint8_t *payload, uint32_t n)
     switch (m.kind) {
     case P2P_MSG_V1_DELIVERY: /* no sender id */
     case P2P_MSG_DELIVER:
+        /* A message re-sent through the relay after a direct path ended,
+         * which the path delivered already, is dropped (sp_direct.h). */
+        if (h->peers != NULL && sp_direct_skip(h, m.id, m.id_len))
+            break;
         /* m.data points into payload: the same bytes, writable. */
         sp_deliver(h, m.id, m.id_len, payload + (m.data - payload), m.data_len);
+        break;
+    case P2P_MSG_DIRECT:
+        sp_direct_on_event(h, payload, n);
         break;
     case P2P_MSG_PRESENCE:
         sp_on_presence(h, &m);
@@ -1276,14 +1291,20 @@ static void *sp_thread_main(void *arg)
             sp_on_deadline(h, due);
             continue;
         }
-        if (h->deadline != h->timer_armed) {
-            int e = sp_io_timer_arm(h->tfd, h->deadline);
+        if (h->direct_deadline != 0 && due >= h->direct_deadline) {
+            sp_direct_tick(h, due);
+            continue;
+        }
+        uint64_t wake_at = sp_min_deadline(h->deadline, h->direct_deadline);
+        if (wake_at != h->timer_armed) {
+            int e = sp_io_timer_arm(h->tfd, wake_at);
             if (e != 0)
                 sp_log(h, STUPID_P2P_LOG_ERROR, "timerfd_settime: %s", strerror(e));
-            h->timer_armed = h->deadline;
+            h->timer_armed = wake_at;
         }
         enum { P_WAKE, P_TIMER, P_MORE };
-        struct pollfd pfd[4];
+        struct pollfd pfd[4 + SP_DIRECT_POLL_MAX];
+        struct sp_dpoll dmap[4 + SP_DIRECT_POLL_MAX];
         nfds_t nfd = P_MORE, sock = 0, resolver = 0;
         pfd[P_WAKE].fd = h->efd;
         pfd[P_WAKE].events = POLLIN;
@@ -1299,6 +1320,8 @@ static void *sp_thread_main(void *arg)
             pfd[resolver].fd = h->resolving->efd;
             pfd[resolver].events = POLLIN;
         }
+        nfds_t direct_from = nfd;
+        nfd = sp_direct_poll_set(h, pfd, dmap, nfd);
         for (nfds_t i = 0; i < nfd; i++)
             pfd[i].revents = 0;
         if (poll(pfd, nfd, -1) == -1) {
@@ -1321,11 +1344,17 @@ static void *sp_thread_main(void *arg)
             sp_on_resolver_done(h);
         if (sock != 0 && pfd[sock].revents && pfd[sock].fd == h->fd)
             sp_on_socket(h, pfd[sock].revents);
+        for (nfds_t i = direct_from; i < nfd && !sp_muted(h); i++)
+            if (pfd[i].revents)
+                sp_direct_on_poll(h, &dmap[i], pfd[i].fd, pfd[i].revents);
         if (sp_muted(h))
             continue; /* deinit began (maybe in a callback just now): leave */
         uint64_t now = sp_now_ms();
         if (h->deadline != 0 && now >= h->deadline)
             sp_on_deadline(h, now);
+        /* Direct-path timers, and attempts callers asked for (they wake
+         * the thread through the eventfd). */
+        sp_direct_tick(h, sp_now_ms());
     }
 
     sp_abandon_resolver(h);
