@@ -230,6 +230,12 @@ $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/f
 $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
 
+# The NAT test bed's device (test/natbed/*.sh run it in network namespaces;
+# scripts/natbed-figures.sh too).
+NATPEER := $(BUILD)/test/natbed/natpeer
+$(NATPEER): $(BUILD)/test/natbed/natpeer.c.o $(LIBP2P)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
+
 # The soak's load generator (scripts/soak.sh builds and runs it).
 $(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
@@ -242,7 +248,7 @@ $(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
 test-deps:
 	@sh scripts/ensure-test-deps.sh
 
-tests: $(ALL) $(TEST_BIN) $(BENCH)
+tests: $(ALL) $(TEST_BIN) $(BENCH) $(NATPEER)
 
 # The build under `make test` runs in parallel (JOBS, default: every core).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)

@@ -446,6 +446,10 @@ static void sp_direct_offer(struct sp_handle *h, struct sp_peer *p)
     uint8_t frame[P2P_DIRECT_MAX];
     size_t len = n < 0 ? 0 : p2p_encode_direct_offer(frame, p->id, p->id_len, p->my_nonce, local_port, cands, (size_t)n);
     p->role = P2P_ROLE_OFFERER;
+    char id[4 * P2P_ID_MAX + 1];
+    sp_escape(id, sizeof id, p->id, p->id_len);
+    sp_log(h, STUPID_P2P_LOG_INFO, "offering a direct path to \"%s\" with %d LAN candidate(s), port %u", id, n,
+           n > 0 ? (unsigned)cands[0].port : 0u);
     p->started = p->offer_sent = sp_now_ms();
     p->step_deadline = p->started + SP_DIRECT_STEP_MS;
     p->phase = SP_D_OFFERING;
@@ -599,10 +603,14 @@ static void sp_direct_established(struct sp_handle *h, struct sp_peer *p, unsign
         p->broken = 1;
         return;
     }
-    char id[4 * P2P_ID_MAX + 1];
+    char id[4 * P2P_ID_MAX + 1], where[INET6_ADDRSTRLEN] = "?";
     sp_escape(id, sizeof id, p->id, p->id_len);
-    sp_log(h, STUPID_P2P_LOG_INFO, "direct path to \"%s\" made in %llu ms (attempt %u)", id,
-           (unsigned long long)ms, p->attempt);
+    struct sockaddr_in peer;
+    socklen_t plen = sizeof peer;
+    if (getpeername(p->path_fd, (struct sockaddr *)&peer, &plen) == 0 && peer.sin_family == AF_INET)
+        inet_ntop(AF_INET, &peer.sin_addr, where, sizeof where);
+    sp_log(h, STUPID_P2P_LOG_INFO, "direct path to \"%s\" made in %llu ms (attempt %u), over %s:%u", id,
+           (unsigned long long)ms, p->attempt, where, (unsigned)ntohs(peer.sin_port));
     (void)sp_direct_flush_locked(h, p);
 }
 
