@@ -17,6 +17,7 @@
  *    proof back to it, are closed; the right proof is answered with the
  *    library's proof and USE, and the SWITCH mark follows through the
  *    relay: the protocol of man/stupidp2p.7 byte for byte;
+ *  - offers that cross (both ask at once) make one path, both ways;
  *  - a peer with the direct option OFF declines: the path stays RELAY and
  *    messages keep flowing through the relay.
  */
@@ -397,6 +398,54 @@ static void test_raw_peer_and_strangers(void **state)
     ct_rec_destroy(&ra);
 }
 
+struct offer_arg {
+    int32_t h;
+    const char *to;
+    int32_t rc;
+};
+
+static void *offer_thread(void *arg)
+{
+    struct offer_arg *o = arg;
+    o->rc = stupid_p2p_connect_direct(o->h, o->to, strlen(o->to));
+    return NULL;
+}
+
+/* Both ask at once: the offers cross, the one from the smaller id wins on
+ * both sides, and one path carries both directions. */
+static void test_crossing_offers(void **state)
+{
+    struct p2p_server *srv = *state;
+    struct ct_rec ra, rb;
+    ct_rec_init(&ra);
+    ct_rec_init(&rb);
+    int32_t a = open_direct(srv->port, &ra, STUPID_P2P_DIRECT_AUTO);
+    int32_t b = open_direct(srv->port, &rb, STUPID_P2P_DIRECT_AUTO);
+    ct_ok(stupid_p2p_register(a, ID("alice")));
+    ct_ok(stupid_p2p_register(b, ID("bob")));
+    struct offer_arg oa = {a, "bob", 1}, ob = {b, "alice", 1};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, offer_thread, &oa), 0);
+    assert_int_equal(pthread_create(&tb, NULL, offer_thread, &ob), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    ct_ok(oa.rc);
+    ct_ok(ob.rc);
+    wait_direct(a, "bob", b, "alice");
+    long before = relay_deliveries(srv);
+    send_numbered(a, "bob", "ab", 0, 100);
+    send_numbered(b, "alice", "ba", 0, 100);
+    expect_sequence(&rb, "alice", "ab", 100);
+    expect_sequence(&ra, "bob", "ba", 100);
+    assert_int_equal(relay_deliveries(srv), before);
+    assert_int_equal(CT_GET(&ra, ra.n_direct), 1);
+    assert_int_equal(CT_GET(&rb, rb.n_direct), 1);
+    stupid_p2p_deinit(a);
+    stupid_p2p_deinit(b);
+    ct_rec_destroy(&ra);
+    ct_rec_destroy(&rb);
+}
+
 static void test_declined_stays_relayed(void **state)
 {
     struct p2p_server *srv = *state;
@@ -428,6 +477,7 @@ int main(void)
         TC_SERVER_TEST(test_direct_on_loopback),
         TC_SERVER_TEST(test_direct_killed_mid_stream),
         TC_SERVER_TEST(test_raw_peer_and_strangers),
+        TC_SERVER_TEST(test_crossing_offers),
         TC_SERVER_TEST(test_declined_stays_relayed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

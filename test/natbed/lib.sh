@@ -24,7 +24,7 @@
 set -u
 
 NB_NAME=${NB_NAME:-natbed}
-NB_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+NB_ROOT=${NB_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 NB_BUILD=${P2P_BUILD:-$NB_ROOT/build}
 NB_SERVER=${P2P_SERVER:-$NB_ROOT/p2pServer}
 NB_PEER=${P2P_NATPEER:-$NB_BUILD/test/natbed/natpeer}

@@ -255,6 +255,7 @@ int main(int argc, char **argv)
      * made. */
     for (int k = 0; k < 100 && stupid_p2p_check_alive(handle, peer, strlen(peer)) != 1; k++)
         usleep(100000);
+    start = now_us();
     if (connect) {
         rc = stupid_p2p_connect_direct(handle, peer, strlen(peer));
         if (rc != STUPID_P2P_NO_ERROR)

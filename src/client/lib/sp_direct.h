@@ -745,10 +745,15 @@ static void sp_direct_on_reply(struct sp_handle *h, const struct sp_pending *req
     p->phase = SP_D_AWAIT_ANSWER;
 }
 
+/* Answers the peer's offer `attempt` (mu held). A decline leaves p's own
+ * attempt, if any, as it is (our offer may be the one that wins); an
+ * acceptance makes p the target of this attempt. */
 static void sp_direct_answer(struct sp_handle *h, struct sp_peer *p, uint32_t attempt, int accept)
 {
     struct p2p_candidate cands[P2P_DIRECT_CANDIDATES_MAX];
+    memset(cands, 0, sizeof cands);
     uint16_t local_port = 0;
+    int prepared = accept;
     int n = accept ? sp_direct_prepare(h, p, cands, &local_port) : 0;
     if (n < 0)
         accept = 0, n = 0;
@@ -760,7 +765,8 @@ static void sp_direct_answer(struct sp_handle *h, struct sp_peer *p, uint32_t at
         accept = 0;
     (void)sp_flush_locked(h);
     if (!accept) {
-        sp_direct_end_attempt(p);
+        if (prepared)
+            sp_direct_end_attempt(p); /* the listener made for it */
         return;
     }
     p->role = P2P_ROLE_TARGET;
@@ -827,6 +833,12 @@ static void sp_direct_on_event(struct sp_handle *h, const uint8_t *payload, uint
         memcpy(p->peer_nonce, d.nonce, P2P_DIRECT_NONCE_SIZE);
         sp_direct_take_candidates(p, &d);
         sp_direct_answer(h, p, d.attempt, 1);
+        if (!p->offer_done) {
+            /* Our own offer gave way to this one: a path is on its way. */
+            p->offer_done = 1;
+            p->offer_status = P2P_STATUS_OK;
+            pthread_cond_broadcast(&h->direct_cond);
+        }
         break;
     }
     case P2P_EVT_DIRECT_ANSWER:
