@@ -65,6 +65,30 @@ static int32_t open_direct(uint16_t port, struct ct_rec *rec, int32_t mode)
     return ct_open_opts(port, &o);
 }
 
+/* alice and bob, registered, with direct options mode_a and mode_b. */
+struct pair {
+    struct ct_rec ra, rb;
+    int32_t a, b;
+};
+
+static void pair_open(const struct p2p_server *srv, struct pair *x, int32_t mode_a, int32_t mode_b)
+{
+    ct_rec_init(&x->ra);
+    ct_rec_init(&x->rb);
+    x->a = open_direct(srv->port, &x->ra, mode_a);
+    x->b = open_direct(srv->port, &x->rb, mode_b);
+    ct_ok(stupid_p2p_register(x->a, ID("alice")));
+    ct_ok(stupid_p2p_register(x->b, ID("bob")));
+}
+
+static void pair_close(struct pair *x)
+{
+    stupid_p2p_deinit(x->a);
+    stupid_p2p_deinit(x->b);
+    ct_rec_destroy(&x->ra);
+    ct_rec_destroy(&x->rb);
+}
+
 /* The relay's count of deliveries, from the counters it logs on SIGUSR1. */
 static long relay_deliveries(const struct p2p_server *srv)
 {
@@ -149,36 +173,30 @@ static void send_numbered(int32_t h, const char *to, const char *tag, int from, 
 static void test_direct_on_loopback(void **state)
 {
     struct p2p_server *srv = *state;
-    struct ct_rec ra, rb;
-    ct_rec_init(&ra);
-    ct_rec_init(&rb);
-    int32_t a = open_direct(srv->port, &ra, STUPID_P2P_DIRECT_AUTO);
-    int32_t b = open_direct(srv->port, &rb, STUPID_P2P_DIRECT_ACCEPT);
-    ct_ok(stupid_p2p_register(a, ID("alice")));
-    ct_ok(stupid_p2p_register(b, ID("bob")));
+    struct pair x;
+    pair_open(srv, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
+    int32_t a = x.a, b = x.b;
+    struct ct_rec *ra = &x.ra, *rb = &x.rb;
     assert_int_equal(stupid_p2p_path(a, ID("bob")), STUPID_P2P_PATH_RELAY);
     ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
     wait_direct(a, "bob", b, "alice");
-    assert_true(CT_WAIT_FOR(&ra, CT_WAIT_MS, ra.n_direct == 1));
-    assert_true(CT_WAIT_FOR(&rb, CT_WAIT_MS, rb.n_direct == 1));
+    assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_direct == 1));
+    assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_direct == 1));
 
     long before = relay_deliveries(srv);
     enum { N = 500 };
     send_numbered(a, "bob", "ab", 0, N);
     send_numbered(b, "alice", "ba", 0, N);
-    expect_sequence(&rb, "alice", "ab", N);
-    expect_sequence(&ra, "bob", "ba", N);
+    expect_sequence(rb, "alice", "ab", N);
+    expect_sequence(ra, "bob", "ba", N);
     assert_int_equal(relay_deliveries(srv), before);
     /* A broadcast still goes through the relay. */
     ct_ok(stupid_p2p_subscribe(b, ID("alice")));
     ct_ok(stupid_p2p_send(a, "all", 3));
-    assert_true(CT_WAIT_FOR(&rb, CT_WAIT_MS, rb.n_msgs == N + 1));
+    assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_msgs == N + 1));
     assert_int_equal(relay_deliveries(srv), before + 1);
-    assert_int_equal(CT_GET(&ra, ra.n_relay), 0);
-    stupid_p2p_deinit(a);
-    stupid_p2p_deinit(b);
-    ct_rec_destroy(&ra);
-    ct_rec_destroy(&rb);
+    assert_int_equal(CT_GET(ra, ra->n_relay), 0);
+    pair_close(&x);
 }
 
 /* Shuts down the first TCP socket of this process connected to 127.0.0.1
@@ -235,13 +253,10 @@ static void *send_thread(void *arg)
 static void test_direct_killed_mid_stream(void **state)
 {
     struct p2p_server *srv = *state;
-    struct ct_rec ra, rb;
-    ct_rec_init(&ra);
-    ct_rec_init(&rb);
-    int32_t a = open_direct(srv->port, &ra, STUPID_P2P_DIRECT_AUTO);
-    int32_t b = open_direct(srv->port, &rb, STUPID_P2P_DIRECT_ACCEPT);
-    ct_ok(stupid_p2p_register(a, ID("alice")));
-    ct_ok(stupid_p2p_register(b, ID("bob")));
+    struct pair x;
+    pair_open(srv, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
+    int32_t a = x.a, b = x.b;
+    struct ct_rec *ra = &x.ra, *rb = &x.rb;
     ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
     wait_direct(a, "bob", b, "alice");
 
@@ -251,28 +266,25 @@ static void test_direct_killed_mid_stream(void **state)
     assert_int_equal(pthread_create(&ta, NULL, send_thread, &sa), 0);
     assert_int_equal(pthread_create(&tb, NULL, send_thread, &sb), 0);
     /* Mid-stream: once a few hundred have arrived each way. */
-    assert_true(CT_WAIT_FOR(&rb, CT_WAIT_MS, rb.n_msgs >= 300));
-    assert_true(CT_WAIT_FOR(&ra, CT_WAIT_MS, ra.n_msgs >= 300));
+    assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_msgs >= 300));
+    assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_msgs >= 300));
     assert_true(cut_direct_socket(srv->port));
     void *ra_ret, *rb_ret;
     pthread_join(ta, &ra_ret);
     pthread_join(tb, &rb_ret);
     assert_null(ra_ret);
     assert_null(rb_ret);
-    expect_sequence(&rb, "alice", "ab", N);
-    expect_sequence(&ra, "bob", "ba", N);
+    expect_sequence(rb, "alice", "ab", N);
+    expect_sequence(ra, "bob", "ba", N);
     /* Both fell back (and may have made a new path since). */
-    assert_true(CT_WAIT_FOR(&ra, CT_WAIT_MS, ra.n_relay >= 1));
-    assert_true(CT_WAIT_FOR(&rb, CT_WAIT_MS, rb.n_relay >= 1));
+    assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_relay >= 1));
+    assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_relay >= 1));
     /* Nothing more trickles in later: no duplicate after the fact. */
     ct_barrier(b);
     ct_barrier(a);
-    assert_int_equal(CT_GET(&rb, rb.n_msgs), N);
-    assert_int_equal(CT_GET(&ra, ra.n_msgs), N);
-    stupid_p2p_deinit(a);
-    stupid_p2p_deinit(b);
-    ct_rec_destroy(&ra);
-    ct_rec_destroy(&rb);
+    assert_int_equal(CT_GET(rb, rb->n_msgs), N);
+    assert_int_equal(CT_GET(ra, ra->n_msgs), N);
+    pair_close(&x);
 }
 
 /* ---- a peer made of raw frames ----------------------------------------------------- */
@@ -416,13 +428,10 @@ static void *offer_thread(void *arg)
 static void test_crossing_offers(void **state)
 {
     struct p2p_server *srv = *state;
-    struct ct_rec ra, rb;
-    ct_rec_init(&ra);
-    ct_rec_init(&rb);
-    int32_t a = open_direct(srv->port, &ra, STUPID_P2P_DIRECT_AUTO);
-    int32_t b = open_direct(srv->port, &rb, STUPID_P2P_DIRECT_AUTO);
-    ct_ok(stupid_p2p_register(a, ID("alice")));
-    ct_ok(stupid_p2p_register(b, ID("bob")));
+    struct pair x;
+    pair_open(srv, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_AUTO);
+    int32_t a = x.a, b = x.b;
+    struct ct_rec *ra = &x.ra, *rb = &x.rb;
     struct offer_arg oa = {a, "bob", 1}, ob = {b, "alice", 1};
     pthread_t ta, tb;
     assert_int_equal(pthread_create(&ta, NULL, offer_thread, &oa), 0);
@@ -435,39 +444,30 @@ static void test_crossing_offers(void **state)
     long before = relay_deliveries(srv);
     send_numbered(a, "bob", "ab", 0, 100);
     send_numbered(b, "alice", "ba", 0, 100);
-    expect_sequence(&rb, "alice", "ab", 100);
-    expect_sequence(&ra, "bob", "ba", 100);
+    expect_sequence(rb, "alice", "ab", 100);
+    expect_sequence(ra, "bob", "ba", 100);
     assert_int_equal(relay_deliveries(srv), before);
-    assert_int_equal(CT_GET(&ra, ra.n_direct), 1);
-    assert_int_equal(CT_GET(&rb, rb.n_direct), 1);
-    stupid_p2p_deinit(a);
-    stupid_p2p_deinit(b);
-    ct_rec_destroy(&ra);
-    ct_rec_destroy(&rb);
+    assert_int_equal(CT_GET(ra, ra->n_direct), 1);
+    assert_int_equal(CT_GET(rb, rb->n_direct), 1);
+    pair_close(&x);
 }
 
 static void test_declined_stays_relayed(void **state)
 {
     struct p2p_server *srv = *state;
-    struct ct_rec ra, rb;
-    ct_rec_init(&ra);
-    ct_rec_init(&rb);
-    int32_t a = open_direct(srv->port, &ra, STUPID_P2P_DIRECT_AUTO);
-    int32_t b = open_direct(srv->port, &rb, STUPID_P2P_DIRECT_OFF);
-    ct_ok(stupid_p2p_register(a, ID("alice")));
-    ct_ok(stupid_p2p_register(b, ID("bob")));
+    struct pair x;
+    pair_open(srv, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_OFF);
+    int32_t a = x.a;
+    struct ct_rec *ra = &x.ra, *rb = &x.rb;
     ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
     wait_counter(srv, "direct_answers{answer=\"decline\"}=1");
     long before = relay_deliveries(srv);
     send_numbered(a, "bob", "ab", 0, 50);
-    expect_sequence(&rb, "alice", "ab", 50);
+    expect_sequence(rb, "alice", "ab", 50);
     assert_int_equal(relay_deliveries(srv), before + 50);
     assert_int_equal(stupid_p2p_path(a, ID("bob")), STUPID_P2P_PATH_RELAY);
-    assert_int_equal(CT_GET(&ra, ra.n_direct), 0);
-    stupid_p2p_deinit(a);
-    stupid_p2p_deinit(b);
-    ct_rec_destroy(&ra);
-    ct_rec_destroy(&rb);
+    assert_int_equal(CT_GET(ra, ra->n_direct), 0);
+    pair_close(&x);
 }
 
 int main(void)

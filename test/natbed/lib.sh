@@ -175,6 +175,33 @@ nb_peer() {
     NB_PIDS="$NB_PIDS $NB_LAST_PID"
 }
 
+# nb_two_nats KIND_A KIND_B: pub and the relay, alice's device da behind
+# NAT ra (KIND_A: easy or hard), bob's db behind rb (KIND_B).
+nb_two_nats() {
+    nb_public
+    nb_router ra 203.0.113.11 10.1.0 "$1"
+    nb_router rb 203.0.113.12 10.2.0 "$2"
+    nb_device da ra 10.1.0.2
+    nb_device db rb 10.2.0.2
+    nb_relay
+}
+
+# nb_bob NS ARGS...: bob, receiving from alice in NS (job receive, output
+# b.out, log b.log), registered before this returns.
+nb_bob() {
+    ns=$1
+    shift
+    nb_peer "$ns" b --me bob --peer alice --direct accept --job receive "$@"
+    nb_wait_for "$NB_DIR/b.out" "registered" 10 || nb_fail "bob did not register"
+}
+
+# nb_received N SECONDS: bob got all N messages, once each and in order.
+nb_received() {
+    nb_wait_for "$NB_DIR/b.out" "complete $1|ERROR" "$2" || nb_fail "bob did not get the $1 messages"
+    grep -q ERROR "$NB_DIR/b.out" && nb_fail "bob: $(grep ERROR "$NB_DIR/b.out")"
+    return 0
+}
+
 # nb_wait_for FILE PATTERN SECONDS: 0 once a line matches (grep -E), 1 when
 # the time is up.
 nb_wait_for() {

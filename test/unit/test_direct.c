@@ -119,6 +119,23 @@ static size_t example_payloads(const struct example *ex, uint8_t p[][P2P_DIRECT_
     return k;
 }
 
+/* The example's payloads (static storage: they are large), their lengths
+ * and count. */
+struct payloads {
+    struct example ex;
+    uint8_t p[20][P2P_DIRECT_MAX];
+    size_t len[20];
+    size_t count;
+};
+
+static struct payloads *the_example(void)
+{
+    static struct payloads x;
+    make_example(&x.ex);
+    x.count = example_payloads(&x.ex, x.p, x.len);
+    return &x;
+}
+
 static void test_proof_values(void **state)
 {
     (void)state;
@@ -134,15 +151,11 @@ static void test_proof_values(void **state)
 static void test_example_in_man_page(void **state)
 {
     (void)state;
-    struct example ex;
-    make_example(&ex);
-    static uint8_t p[20][P2P_DIRECT_MAX];
-    size_t len[20];
-    size_t count = example_payloads(&ex, p, len);
+    struct payloads *x = the_example();
     uint8_t want[2048], page[2048];
     size_t n = 0;
-    for (size_t i = 0; i < count; i++)
-        put_frame(want, &n, p[i], len[i]);
+    for (size_t i = 0; i < x->count; i++)
+        put_frame(want, &n, x->p[i], x->len[i]);
     size_t got = man_example_bytes("DIRECT-EXAMPLE", page, sizeof page);
     assert_int_equal(got, n);
     assert_memory_equal(page, want, n);
@@ -180,11 +193,10 @@ static void test_proof_binds(void **state)
 static void test_parse_example_and_prefixes(void **state)
 {
     (void)state;
-    struct example ex;
-    make_example(&ex);
-    static uint8_t p[20][P2P_DIRECT_MAX];
-    size_t len[20];
-    size_t count = example_payloads(&ex, p, len);
+    struct payloads *x = the_example();
+    struct example ex = x->ex;
+    size_t count = x->count, *len = x->len;
+    uint8_t (*p)[P2P_DIRECT_MAX] = x->p;
     size_t direct_frames = 0;
     for (size_t i = 0; i < count; i++) {
         uint8_t cmd = p[i][0];

@@ -301,20 +301,6 @@ static int sp_direct_flush_locked(struct sp_handle *h, struct sp_peer *p)
     return 0;
 }
 
-/* Appends one frame (header, head, data) to b. Returns 0 or -1. */
-static int sp_frame_to(struct sp_buf *b, const uint8_t *head, size_t head_len, const uint8_t *data, size_t len)
-{
-    size_t plen = head_len + len;
-    if (plen > UINT32_MAX || sp_buf_reserve(b, P2P_FRAME_HEADER_SIZE + plen) != 0)
-        return -1;
-    uint8_t hdr[P2P_FRAME_HEADER_SIZE];
-    p2p_frame_header_encode(hdr, (uint32_t)plen);
-    (void)sp_buf_append(b, hdr, sizeof hdr);
-    (void)sp_buf_append(b, head, head_len);
-    (void)sp_buf_append(b, data, len);
-    return 0;
-}
-
 /* ---- starting an attempt (the thread) ---------------------------------------- */
 
 /* This device's LAN candidates: the address of the relay connection's own
@@ -616,6 +602,20 @@ static void sp_direct_established(struct sp_handle *h, struct sp_peer *p, unsign
 
 /* ---- falling back -------------------------------------------------------------------- */
 
+/* Closes the path and forgets what was queued on it (mu held): no more
+ * DATA from the peer is delivered from it. */
+static void sp_direct_close_path(struct sp_peer *p)
+{
+    sp_io_close(p->path_fd);
+    p->path_fd = -1;
+    sp_buf_free(&p->pout);
+    sp_buf_free(&p->retx);
+    sp_buf_free(&p->pin);
+    p->unacked = 0;
+    p->in_closed = 1;
+    p->broken = 0;
+}
+
 /* Ends the path (thread): the FALLBACK mark and every unacknowledged
  * message go through the relay, in that order, before anything else we
  * send the peer; the path closes. Reports RELAY to the application. */
@@ -654,15 +654,8 @@ static void sp_direct_fallback(struct sp_handle *h, struct sp_peer *p, const cha
     }
     (void)sp_flush_locked(h);
     uint64_t acked = p->acked, next = p->next_seq;
-    sp_io_close(p->path_fd);
-    p->path_fd = -1;
-    sp_buf_free(&p->pout);
-    sp_buf_free(&p->retx);
-    sp_buf_free(&p->pin);
-    p->unacked = 0;
-    p->in_closed = 1;
+    sp_direct_close_path(p);
     p->phase = SP_D_IDLE;
-    p->broken = 0;
     uint64_t env = SP_DIRECT_RETRY_MS;
     p->retry_at = sp_now_ms() + sp_jitter(h, env / 2, env);
     pthread_cond_broadcast(&h->direct_cond);
@@ -693,13 +686,7 @@ static void sp_direct_relay_lost(struct sp_handle *h)
             if (p->unacked > 0)
                 sp_log(h, STUPID_P2P_LOG_WARNING, "relay lost: %zu unacknowledged byte(s) on a direct path are lost",
                        p->unacked);
-            sp_io_close(p->path_fd);
-            p->path_fd = -1;
-            sp_buf_free(&p->pout);
-            sp_buf_free(&p->retx);
-            sp_buf_free(&p->pin);
-            p->unacked = 0;
-            p->in_closed = 1;
+            sp_direct_close_path(p);
         }
         sp_direct_end_attempt(p);
         p->phase = SP_D_IDLE;

@@ -165,20 +165,26 @@ static size_t sp_encode_head(uint8_t *head, uint8_t cmd, const uint8_t *id, size
     }
 }
 
-/* Appends one frame: the header, an encoded head, then data. Returns 0 or
- * -1 (too long, or out of memory: nothing appended). */
-static int sp_out_frame(struct sp_handle *h, const uint8_t *head, size_t head_len, const uint8_t *data,
-                        size_t len)
+/* Appends one frame to b: the header, an encoded head, then data. Returns
+ * 0 or -1 (too long, or out of memory: nothing appended). */
+static int sp_frame_to(struct sp_buf *b, const uint8_t *head, size_t head_len, const uint8_t *data, size_t len)
 {
     size_t plen = head_len + len;
-    if (plen > UINT32_MAX || sp_buf_reserve(&h->out, P2P_FRAME_HEADER_SIZE + plen) != 0)
+    if (plen > UINT32_MAX || sp_buf_reserve(b, P2P_FRAME_HEADER_SIZE + plen) != 0)
         return -1;
     uint8_t hdr[P2P_FRAME_HEADER_SIZE];
     p2p_frame_header_encode(hdr, (uint32_t)plen);
-    (void)sp_buf_append(&h->out, hdr, sizeof hdr);
-    (void)sp_buf_append(&h->out, head, head_len);
-    (void)sp_buf_append(&h->out, data, len);
+    (void)sp_buf_append(b, hdr, sizeof hdr);
+    (void)sp_buf_append(b, head, head_len);
+    (void)sp_buf_append(b, data, len);
     return 0;
+}
+
+/* sp_frame_to the relay connection's output queue (mu held). */
+static int sp_out_frame(struct sp_handle *h, const uint8_t *head, size_t head_len, const uint8_t *data,
+                        size_t len)
+{
+    return sp_frame_to(&h->out, head, head_len, data, len);
 }
 
 /* Writes what the kernel takes. Returns 0 (bytes may remain: the thread
