@@ -322,7 +322,9 @@ static uint8_t take_u8(struct reader *r)
 static uint16_t take_u16(struct reader *r)
 {
     const uint8_t *p = take(r, 2);
-    return p != NULL ? (uint16_t)(p[0] << 8 | p[1]) : 0;
+    if (p == NULL)
+        return 0;
+    return (uint16_t)((unsigned)p[0] << 8 | (unsigned)p[1]);
 }
 
 static uint32_t take_u32(struct reader *r)

@@ -283,22 +283,11 @@ static int sp_direct_request(struct sp_handle *h, const struct sp_peer *p, const
  * write error (p->broken is set: the thread falls back). */
 static int sp_direct_flush_locked(struct sp_handle *h, struct sp_peer *p)
 {
-    while (p->path_fd >= 0 && sp_buf_used(&p->pout) > 0) {
-        size_t n = 0;
-        int err = 0;
-        enum sp_io_result r = sp_io_send(p->path_fd, sp_buf_head(&p->pout), sp_buf_used(&p->pout), &n, &err);
-        if (r == SP_IO_OK) {
-            sp_buf_consume(&p->pout, n);
-            continue;
-        }
-        if (r == SP_IO_AGAIN)
-            return 0;
-        p->broken = 1;
-        sp_io_wake(h->efd);
-        return -1;
-    }
-    sp_buf_trim(&p->pout, 1u << 20);
-    return 0;
+    if (sp_send_buf(p->path_fd, &p->pout) == 0)
+        return 0;
+    p->broken = 1;
+    sp_io_wake(h->efd);
+    return -1;
 }
 
 /* ---- starting an attempt (the thread) ---------------------------------------- */
@@ -987,18 +976,8 @@ static void sp_dconn_readable(struct sp_handle *h, struct sp_peer *p, unsigned i
 /* Writes an attempt's connection's pending bytes (its proof). */
 static void sp_dconn_flush(struct sp_dconn *c)
 {
-    while (sp_buf_used(&c->out) > 0) {
-        size_t n = 0;
-        int err = 0;
-        enum sp_io_result r = sp_io_send(c->fd, sp_buf_head(&c->out), sp_buf_used(&c->out), &n, &err);
-        if (r == SP_IO_AGAIN)
-            return;
-        if (r != SP_IO_OK) {
-            sp_dconn_close(c);
-            return;
-        }
-        sp_buf_consume(&c->out, n);
-    }
+    if (sp_send_buf(c->fd, &c->out) != 0)
+        sp_dconn_close(c);
 }
 
 /* ACK: the peer delivered everything up to seq (mu held): forget it. */

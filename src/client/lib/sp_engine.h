@@ -187,26 +187,34 @@ static int sp_out_frame(struct sp_handle *h, const uint8_t *head, size_t head_le
     return sp_frame_to(&h->out, head, head_len, data, len);
 }
 
-/* Writes what the kernel takes. Returns 0 (bytes may remain: the thread
- * waits for POLLOUT) or -1 on a socket error (the thread's read sees it
- * too and ends the connection). */
-static int sp_flush_locked(struct sp_handle *h)
+/* Writes what the kernel takes of b to fd. Returns 0 (bytes may remain:
+ * wait for POLLOUT), or an errno. */
+static int sp_send_buf(int fd, struct sp_buf *b)
 {
-    while (h->fd >= 0 && sp_buf_used(&h->out) > 0) {
+    while (fd >= 0 && sp_buf_used(b) > 0) {
         size_t n = 0;
         int err = 0;
-        enum sp_io_result r = sp_io_send(h->fd, sp_buf_head(&h->out), sp_buf_used(&h->out), &n, &err);
+        enum sp_io_result r = sp_io_send(fd, sp_buf_head(b), sp_buf_used(b), &n, &err);
         if (r == SP_IO_OK) {
-            sp_buf_consume(&h->out, n);
+            sp_buf_consume(b, n);
             continue;
         }
-        if (r == SP_IO_AGAIN)
-            return 0;
-        sp_log(h, STUPID_P2P_LOG_INFO, "send: %s", strerror(err));
-        return -1;
+        return r == SP_IO_AGAIN ? 0 : err;
     }
-    sp_buf_trim(&h->out, 1u << 20);
+    sp_buf_trim(b, 1u << 20);
     return 0;
+}
+
+/* Writes what the kernel takes of the relay output. Returns 0 (bytes may
+ * remain: the thread waits for POLLOUT) or -1 on a socket error (the
+ * thread's read sees it too and ends the connection). */
+static int sp_flush_locked(struct sp_handle *h)
+{
+    int err = sp_send_buf(h->fd, &h->out);
+    if (err == 0)
+        return 0;
+    sp_log(h, STUPID_P2P_LOG_INFO, "send: %s", strerror(err));
+    return -1;
 }
 
 /* Queues an encoded request with its FIFO node. Returns 0, or -1 (the
