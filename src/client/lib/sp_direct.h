@@ -63,7 +63,13 @@
  * Keepalive: a PING every direct_keepalive_ms (at most 25 s, to keep NAT
  * mappings alive), and nothing received for three times that ends the
  * path. After a failure or a fallback the next attempt waits a random
- * SP_DIRECT_RETRY_MS * 2^n (at most SP_DIRECT_RETRY_MAX_MS).
+ * [1/2, 1] of SP_DIRECT_RETRY_MS * 2^n, n the failures and short-lived
+ * paths in a row (at most SP_DIRECT_RETRY_MAX_MS); a path that lived
+ * SP_DIRECT_SETTLED_MS resets n.
+ *
+ * A re-attempt soon after a path through the relay port ended may find
+ * that 4-tuple in TIME_WAIT on the side that closed first (tcp(7)): its
+ * dials to that candidate fail until the back-off has outlasted it.
  *
  * Locking: the peer table and each peer's shared fields (phase, the path's
  * fd and its buffers, the send window) are under h->mu; fields marked
@@ -97,6 +103,7 @@
 #define SP_DIRECT_PROOF_MS 3000u       /* a connection proves itself within    */
 #define SP_DIRECT_RETRY_MS 2000u       /* the next attempt, doubling...        */
 #define SP_DIRECT_RETRY_MAX_MS 300000u /* ...up to                             */
+#define SP_DIRECT_SETTLED_MS 60000u    /* a path that lived this long resets it */
 #define SP_DIRECT_WINDOW_BYTES (4u << 20)
 #define SP_DIRECT_KEEPALIVE_MAX_MS 25000
 #define SP_DIRECT_KEEPALIVE_MIN_MS 100
@@ -167,6 +174,7 @@ struct sp_peer {
     uint64_t started;          /* the attempt, for RESULT                  */
     uint64_t retry_at;         /* no new attempt before                    */
     unsigned failures;         /* in a row, for the back-off               */
+    uint64_t direct_since;     /* the path was made then                   */
     uint64_t last_rx, last_ping;
     struct sp_buf pin;         /* bytes read from the path                 */
     int pin_blocked;           /* a DATA waits for the peer's SWITCH mark  */
@@ -379,6 +387,20 @@ static void sp_direct_end_attempt(struct sp_peer *p)
     p->ndials = 0;
 }
 
+/* The next attempt, after a back-off that doubles with every failure or
+ * short-lived path in a row (thread, mu held). */
+static void sp_direct_backoff(struct sp_handle *h, struct sp_peer *p)
+{
+    uint64_t env = SP_DIRECT_RETRY_MS;
+    for (unsigned i = 0; i < p->failures && env < SP_DIRECT_RETRY_MAX_MS; i++)
+        env *= 2;
+    if (env > SP_DIRECT_RETRY_MAX_MS)
+        env = SP_DIRECT_RETRY_MAX_MS;
+    if (p->failures < 64)
+        p->failures++;
+    p->retry_at = sp_now_ms() + sp_jitter(h, env / 2, env);
+}
+
 /* The attempt failed before a path was made (thread, mu held): back to
  * IDLE, the next attempt after a back-off; told to the server if it got
  * as far as an accepted ANSWER. */
@@ -397,14 +419,7 @@ static void sp_direct_attempt_failed(struct sp_handle *h, struct sp_peer *p, con
     }
     sp_direct_end_attempt(p);
     p->phase = SP_D_IDLE;
-    uint64_t env = SP_DIRECT_RETRY_MS;
-    for (unsigned i = 0; i < p->failures && env < SP_DIRECT_RETRY_MAX_MS; i++)
-        env *= 2;
-    if (env > SP_DIRECT_RETRY_MAX_MS)
-        env = SP_DIRECT_RETRY_MAX_MS;
-    if (p->failures < 64)
-        p->failures++;
-    p->retry_at = sp_now_ms() + sp_jitter(h, env / 2, env);
+    sp_direct_backoff(h, p);
     if (!p->offer_done) {
         p->offer_done = 1;
         p->offer_status = P2P_STATUS_FAILURE;
@@ -556,8 +571,7 @@ static void sp_direct_established(struct sp_handle *h, struct sp_peer *p, unsign
     p->in_closed = 0;
     p->in_delivered = 0;
     p->pin_blocked = 0;
-    p->last_rx = p->last_ping = now;
-    p->failures = 0;
+    p->last_rx = p->last_ping = p->direct_since = now;
     p->phase = SP_D_DIRECT;
     uint8_t frame[P2P_DIRECT_MAX];
     size_t n = p2p_encode_direct_mark(frame, P2P_CMD_DIRECT_MARK, p->id, p->id_len, p->attempt, P2P_MARK_SWITCH, 1);
@@ -645,8 +659,9 @@ static void sp_direct_fallback(struct sp_handle *h, struct sp_peer *p, const cha
     uint64_t acked = p->acked, next = p->next_seq;
     sp_direct_close_path(p);
     p->phase = SP_D_IDLE;
-    uint64_t env = SP_DIRECT_RETRY_MS;
-    p->retry_at = sp_now_ms() + sp_jitter(h, env / 2, env);
+    if (sp_now_ms() - p->direct_since >= SP_DIRECT_SETTLED_MS)
+        p->failures = 0; /* it served well: try again soon */
+    sp_direct_backoff(h, p);
     pthread_cond_broadcast(&h->direct_cond);
     pthread_mutex_unlock(&h->mu);
     if (lost > 0)
