@@ -8,7 +8,8 @@
  *    and the relay delivers none of them (its deliveries counter, logged
  *    on SIGUSR1, does not move), while SEND still goes through it;
  *  - the path killed mid-stream (shutdown(2) on one end's socket, found
- *    through /proc/self/fd: a seam outside the library), with messages
+ *    through /proc/self/fd and pidfd_getfd(2): a seam outside the
+ *    library), with messages
  *    flowing both ways: both fall back to the relay by themselves, and
  *    every message arrives exactly once and in order;
  *  - a peer made of raw frames (the test, registered as the target): the
@@ -32,6 +33,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "auth.h"
 #include "client_util.h"
@@ -200,26 +202,35 @@ static void test_direct_on_loopback(void **state)
 }
 
 /* Shuts down the first TCP socket of this process connected to 127.0.0.1
- * on another port than the server's: one end of the direct path. */
+ * on another port than the server's: one end of the direct path. The
+ * library's descriptors are not touched by number (the library may close
+ * and reuse one meanwhile): each is duplicated with pidfd_getfd(2), and the
+ * duplicate examined and shut down; shutdown acts on the socket, whichever
+ * descriptor names it. */
 static int cut_direct_socket(uint16_t server_port)
 {
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    assert_true(pidfd >= 0);
     DIR *d = opendir("/proc/self/fd");
     assert_non_null(d);
     int cut = 0;
     struct dirent *e;
     while (!cut && (e = readdir(d)) != NULL) {
-        int fd = atoi(e->d_name);
-        if (e->d_name[0] == '.' || fd == dirfd(d))
+        if (e->d_name[0] == '.')
+            continue;
+        int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
+        if (fd < 0)
             continue;
         struct stat st;
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
-        if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode) || getpeername(fd, (struct sockaddr *)&peer, &len) != 0 ||
-            peer.sin_family != AF_INET || ntohs(peer.sin_port) == server_port)
-            continue;
-        cut = shutdown(fd, SHUT_RDWR) == 0;
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
+            peer.sin_family == AF_INET && ntohs(peer.sin_port) != server_port)
+            cut = shutdown(fd, SHUT_RDWR) == 0;
+        close(fd);
     }
     closedir(d);
+    close(pidfd);
     return cut;
 }
 

@@ -1113,7 +1113,7 @@ static void sp_dispatch(struct sp_handle *h, uint8_t *payload, uint32_t n)
     case P2P_MSG_DELIVER:
         /* A message re-sent through the relay after a direct path ended,
          * which the path delivered already, is dropped (sp_direct.h). */
-        if (h->peers != NULL && sp_direct_skip(h, m.id, m.id_len))
+        if (m.id_len > 0 && sp_direct_skip(h, m.id, m.id_len))
             break;
         /* m.data points into payload: the same bytes, writable. */
         sp_deliver(h, m.id, m.id_len, payload + (m.data - payload), m.data_len);
