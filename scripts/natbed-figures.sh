@@ -10,8 +10,8 @@
 #    attempt by a fresh pair of devices (new ids, new relay connections);
 #  - the time from connect_direct to a direct path (median, max), as the
 #    device sees it, and the library's own count from the offer;
-#  - round trip (50 echoes, median and 90th percentile) and throughput
-#    (8 MiB in 8 KiB messages, until the receiver's acknowledgement) on a
+#  - round trip (200 echoes, median and 90th percentile) and throughput
+#    (64 MiB in 8 KiB messages, until the receiver's acknowledgement) on a
 #    direct path and through the relay, between two easy NATs.
 # The NATs' WAN sides get 20 ms of delay each and the relay's side 30 ms
 # (netem), so that the relay is a detour as it is on the Internet: a
@@ -85,22 +85,22 @@ done
 
 echo
 echo "Between two easy NATs:"
-printf '%-8s %-28s %s\n' "path" "round trip median / p90" "throughput (8 MiB, 8 KiB messages)"
+printf '%-8s %-28s %s\n' "path" "round trip median / p90" "throughput (64 MiB, 8 KiB messages)"
 for mode in auto off; do
     nb_peer db "rb-$mode" --me "bobr$mode" --peer "alicer$mode" --direct "$( [ $mode = auto ] && echo accept || echo off)" \
         --job receive --count 0 --seconds 120
     rp=$NB_LAST_PID
     nb_wait_for "$NB_DIR/rb-$mode.out" "registered" 10
-    nb_peer da "ra-$mode" --me "alicer$mode" --peer "bobr$mode" --direct $mode --job rtt --count 50 --wait-direct 9000
+    nb_peer da "ra-$mode" --me "alicer$mode" --peer "bobr$mode" --direct $mode --job rtt --count 200 --wait-direct 9000
     nb_wait_for "$NB_DIR/ra-$mode.out" " rtt |ERROR" 60
     rtt=$(sed -n 's/.* rtt \([0-9]*\) \([0-9]*\)/\1 \2/p' "$NB_DIR/ra-$mode.out")
-    nb_peer da "ba-$mode" --me "alicer$mode" --peer "bobr$mode" --direct $mode --job bulk --bytes 8388608 \
+    nb_peer da "ba-$mode" --me "alicer$mode" --peer "bobr$mode" --direct $mode --job bulk --bytes 67108864 \
         --size 8192 --wait-direct 9000
     nb_wait_for "$NB_DIR/ba-$mode.out" " bulk |ERROR" 120
     bulk=$(sed -n 's/.* bulk \([0-9]*\) \([0-9]*\)/\1 \2/p' "$NB_DIR/ba-$mode.out")
     kill $rp 2>/dev/null
     label=$([ $mode = auto ] && echo direct || echo relay)
-    med=$(echo "$rtt" | awk '{printf "%.1f / %.1f ms", $1 / 1000, $2 / 1000}')
+    med=$(echo "$rtt" | awk '{printf "%d / %d us", $1, $2}')
     thr=$(echo "$bulk" | awk '{ if ($2 > 0) printf "%.1f MB/s (%d ms)", $1 / $2 / 1000, $2; else print "-" }')
     printf '%-8s %-28s %s\n' "$label" "$med" "$thr"
 done
