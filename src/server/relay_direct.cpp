@@ -66,6 +66,23 @@ size_t candidates_with_reflexive(const Session& s, const p2p_direct& d, p2p_cand
 void Relay::on_direct(Session& s, const uint8_t* payload, size_t len) {
     p2p_direct d;
     uint8_t cmd = payload[0];
+    // Every OFFER counts in the connection's window, malformed or refused
+    // ones too: the limit is on what a client makes the server do.
+    bool over_limit = false;
+    if (cmd == P2P_CMD_DIRECT_OFFER) {
+        uint64_t now = clock_->now_ms();
+        if (now - s.direct_window_start_ms >= kDirectOfferWindowMs) {
+            s.direct_window_start_ms = now;
+            s.direct_offers = 0;
+        }
+        over_limit = s.direct_offers >= kDirectOffers;
+        if (!over_limit) ++s.direct_offers;
+    }
+    if (over_limit) {
+        ++stats_.direct_offers_limited;
+        reply(s, cmd, P2P_STATUS_LIMIT);
+        return;
+    }
     if (p2p_direct_parse(payload, len, &d) != P2P_PARSE_OK ||
         (s.device != nullptr && s.device->key() == peer_of(d))) {
         if (cmd == P2P_CMD_DIRECT_OFFER) ++stats_.direct_offers_refused;
@@ -103,16 +120,6 @@ uint8_t Relay::forward_direct(Session& from, std::string_view target, bool both_
 void Relay::direct_offer(Session& s, const p2p_direct& d) {
     std::string_view target = peer_of(d);
     uint64_t now = clock_->now_ms();
-    if (now - s.direct_window_start_ms >= kDirectOfferWindowMs) {
-        s.direct_window_start_ms = now;
-        s.direct_offers = 0;
-    }
-    if (s.direct_offers >= kDirectOffers) {
-        ++stats_.direct_offers_limited;
-        reply(s, P2P_CMD_DIRECT_OFFER, P2P_STATUS_LIMIT);
-        return;
-    }
-    ++s.direct_offers;
     // The target's session, for the attempt; forward_direct checks again.
     Device* td = devices_.find(target);
     uint64_t target_session = td != nullptr && td->online() ? td->holder->session_id : 0;

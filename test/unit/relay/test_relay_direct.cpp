@@ -129,18 +129,21 @@ void test_rate_limit(void**) {
     Pair p = registered_pair(w);
     uint8_t st = 0;
     int events = 0;
-    for (uint32_t i = 0; i < kDirectOffers; ++i) assert_int_not_equal(offer_from(w, *p.a, *p.b, "b", &st, &events), 0);
-    assert_int_equal(offer_from(w, *p.a, *p.b, "b", &st, &events), 0);
-    assert_int_equal(st, P2P_STATUS_LIMIT);
-    assert_int_equal(events, kDirectOffers);
     // Malformed offers count too: they cost the server as much.
     w.in(*p.a, Bytes{P2P_CMD_DIRECT_OFFER});
     w.expect(*p.a, {rep(P2P_CMD_DIRECT_OFFER, P2P_STATUS_BAD_ARGUMENT)});
+    for (uint32_t i = 1; i < kDirectOffers; ++i) assert_int_not_equal(offer_from(w, *p.a, *p.b, "b", &st, &events), 0);
+    assert_int_equal(offer_from(w, *p.a, *p.b, "b", &st, &events), 0);
+    assert_int_equal(st, P2P_STATUS_LIMIT);
+    assert_int_equal(events, kDirectOffers - 1);
+    // Over the limit, even a malformed one gets 7.
+    w.in(*p.a, Bytes{P2P_CMD_DIRECT_OFFER});
+    w.expect(*p.a, {rep(P2P_CMD_DIRECT_OFFER, P2P_STATUS_LIMIT)});
     // Another connection is not limited by this one.
     assert_int_not_equal(offer_from(w, *p.b, *p.a, "a"), 0);
     w.advance(kDirectOfferWindowMs);
     assert_int_not_equal(offer_from(w, *p.a, *p.b, "b"), 0);
-    assert_int_equal(w.relay.stats().direct_offers_limited, 1);
+    assert_int_equal(w.relay.stats().direct_offers_limited, 2);
     w.finish();
 }
 
