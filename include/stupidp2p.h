@@ -121,7 +121,9 @@ int32_t stupid_p2p_init(const uint8_t *server_ip, const int32_t server_port);
  * callback of the handle runs once deinit has returned, also when it was
  * called from one of them (the thread then stops dispatching, finishes
  * and frees the handle itself after that callback returns). deinit never
- * waits for a host name lookup: one in progress is abandoned. */
+ * waits for a host name lookup: one in progress is abandoned. Messages
+ * sent on a direct path and not yet acknowledged by the peer are given
+ * command_timeout_ms to be (not when deinit is called from a callback). */
 void stupid_p2p_deinit(int32_t fd);
 
 /* REGISTER: binds the NUL-terminated device_id (1..255 bytes) to this

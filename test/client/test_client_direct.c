@@ -18,6 +18,8 @@
  *    proof back to it, are closed; the right proof is answered with the
  *    library's proof and USE, and the SWITCH mark follows through the
  *    relay: the protocol of man/stupidp2p.7 byte for byte;
+ *  - a handle closed right after its last send_to on a path: the peer
+ *    still gets every message (deinit waits for the acknowledgement);
  *  - offers that cross (both ask at once) make one path, both ways;
  *  - a peer with the direct option OFF declines: the path stays RELAY and
  *    messages keep flowing through the relay.
@@ -421,6 +423,33 @@ static void test_raw_peer_and_strangers(void **state)
     ct_rec_destroy(&ra);
 }
 
+/* A program that sends and closes at once loses nothing: deinit waits
+ * for the peer's acknowledgement of what is in flight on the path. */
+static void test_send_then_deinit(void **state)
+{
+    struct p2p_server *srv = *state;
+    struct pair x;
+    pair_open(srv, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
+    ct_ok(stupid_p2p_connect_direct(x.a, ID("bob")));
+    wait_direct(x.a, "bob", x.b, "alice");
+    /* 2000 messages of 2 KiB: more than the sockets' buffers take at
+     * once, so that some wait in the library when deinit is called. The
+     * recorder keeps the text before the NUL. */
+    enum { N = 2000, SIZE = 2048 };
+    static char m[SIZE];
+    memset(m, 'x', sizeof m);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(m, 32, "ab %d", i);
+        m[n] = 0;
+        ct_ok(stupid_p2p_send_to(x.a, "bob", 3, m, SIZE));
+    }
+    stupid_p2p_deinit(x.a);
+    expect_sequence(&x.rb, "alice", "ab", N);
+    stupid_p2p_deinit(x.b);
+    ct_rec_destroy(&x.ra);
+    ct_rec_destroy(&x.rb);
+}
+
 struct offer_arg {
     int32_t h;
     const char *to;
@@ -488,6 +517,7 @@ int main(void)
         TC_SERVER_TEST(test_direct_on_loopback),
         TC_SERVER_TEST(test_direct_killed_mid_stream),
         TC_SERVER_TEST(test_raw_peer_and_strangers),
+        TC_SERVER_TEST(test_send_then_deinit),
         TC_SERVER_TEST(test_crossing_offers),
         TC_SERVER_TEST(test_declined_stays_relayed),
     };

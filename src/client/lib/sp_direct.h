@@ -714,6 +714,7 @@ static void sp_direct_on_reply(struct sp_handle *h, const struct sp_pending *req
     struct sp_peer *p = sp_peer_find(h, req->id, req->id_len);
     char id[4 * P2P_ID_MAX + 1];
     sp_escape(id, sizeof id, req->id, req->id_len);
+    pthread_cond_broadcast(&h->direct_cond); /* deinit may wait for re-sends */
     if (req->cmd != P2P_CMD_DIRECT_OFFER) {
         if (m->status != P2P_STATUS_OK)
             sp_log(h, STUPID_P2P_LOG_INFO, "request %02x for \"%s\" refused (status %u)", req->cmd, id, m->status);
@@ -1017,12 +1018,11 @@ static void sp_direct_acked(struct sp_handle *h, struct sp_peer *p, uint64_t seq
  * when the path must end (why set). */
 static int sp_direct_path_readable(struct sp_handle *h, struct sp_peer *p, const char **why)
 {
+    /* What came before an end or error is still delivered (below). */
+    int ended = 0;
     if (!p->pin_blocked) {
         int r = sp_direct_read(p->path_fd, &p->pin);
-        if (r < 0) {
-            *why = "the connection closed";
-            return -1;
-        }
+        ended = r < 0;
         if (r > 0)
             p->last_rx = sp_now_ms();
     }
@@ -1065,6 +1065,10 @@ static int sp_direct_path_readable(struct sp_handle *h, struct sp_peer *p, const
         sp_buf_consume(&p->pin, f.consumed);
     }
     sp_buf_trim(&p->pin, 1u << 18);
+    if (ended) {
+        *why = "the connection closed";
+        return -1;
+    }
     if (p->in_delivered != delivered_before) {
         uint8_t ack[P2P_LINK_ACK_SIZE];
         size_t n = p2p_encode_link_ack(ack, p->in_delivered);
@@ -1295,6 +1299,19 @@ static void sp_direct_tick(struct sp_handle *h, uint64_t now)
 }
 
 /* ---- the callers' side ----------------------------------------------------------------------- */
+
+/* 1 while messages sent on a direct path are not acknowledged, or re-sent
+ * ones not answered by the relay (mu held): deinit waits for these. */
+static int sp_direct_unsettled_locked(const struct sp_handle *h)
+{
+    for (const struct sp_peer *p = h->peers; p != NULL; p = p->next)
+        if (p->phase == SP_D_DIRECT && !p->broken && p->unacked > 0)
+            return 1;
+    for (const struct sp_pending *q = h->req_head; q != NULL; q = q->next)
+        if (q->kind == SP_REQ_DIRECT && q->cmd == P2P_CMD_SEND_TO)
+            return 1;
+    return 0;
+}
 
 /* send_to on the direct path, if the peer has one (mu held; the caller's
  * thread). Returns 1 with *rc set when it went (or failed) there, 0 when

@@ -296,6 +296,22 @@ void stupid_p2p_deinit(int32_t fd)
         sp_release(h);
         return;
     }
+    /* send_to on a direct path returns once the message is queued: give
+     * the peer a moment (command_timeout_ms at most) to acknowledge what
+     * is in flight, as a relayed send_to would have waited for the
+     * server. Not from a callback: the thread that reads the ACKs is the
+     * caller then. */
+    if (!pthread_equal(pthread_self(), h->thread)) {
+        struct timespec until = sp_deadline_ts(h->opt.command_timeout_ms);
+        while (sp_direct_unsettled_locked(h) && !h->closing)
+            if (pthread_cond_timedwait(&h->direct_cond, &h->mu, &until) == ETIMEDOUT)
+                break;
+        if (h->closing) { /* a concurrent deinit won */
+            pthread_mutex_unlock(&h->mu);
+            sp_release(h);
+            return;
+        }
+    }
     h->closing = 1;
     __atomic_store_n(&h->muted, 1, __ATOMIC_RELEASE);
     for (struct sp_pending *p = h->req_head; p; p = p->next)
