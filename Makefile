@@ -75,6 +75,7 @@ COMMON_OBJ  := $(call obj,$(COMMON_SRC))
 # the library also get whatever else src/common holds (CRYPTO_OBJ, for
 # test/support).
 LIB_COMMON_OBJ := $(call obj,src/common/codec.c src/common/sha256.c src/common/hmac_sha256.c \
+                             src/common/direct_proof.c \
                              src/common/auth_proof.c)
 CRYPTO_OBJ  := $(filter-out $(LIB_COMMON_OBJ),$(COMMON_OBJ))
 SERVER_OBJ  := $(call obj,$(SERVER_SRC))
@@ -154,6 +155,7 @@ UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call co
 UNIT_LINK_test_codec          := $(call cobj,codec)
 UNIT_LINK_test_sha256         := $(call cobj,sha256 hmac_sha256)
 UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec)
+UNIT_LINK_test_direct         := $(call cobj,direct_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
 UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire nats_protocol)
@@ -174,7 +176,7 @@ UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io
 UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay relay_auth relay_cluster auth_table base64url devices close_reason hash os_random log) \
+RELAY_TEST_LINK := $(call sobj,relay relay_auth relay_cluster relay_direct auth_table base64url devices close_reason hash os_random log) \
                    $(call cobj,codec auth_proof sha256 hmac_sha256)
 # The connection's tests run the real relay over socketpairs.
 UNIT_LINK_test_connection     := $(call sobj,connection event_loop poller io ring_buffer \
@@ -230,6 +232,12 @@ $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/f
 $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
 
+# The NAT test bed's device (test/natbed/*.sh run it in network namespaces;
+# scripts/natbed-figures.sh too).
+NATPEER := $(BUILD)/test/natbed/natpeer
+$(NATPEER): $(BUILD)/test/natbed/natpeer.c.o $(LIBP2P)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ -lpthread
+
 # The soak's load generator (scripts/soak.sh builds and runs it).
 $(BUILD)/test/soak/soak: $(BUILD)/test/soak/soak.c.o $(COMMON_OBJ)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
@@ -251,7 +259,7 @@ $(BUILD)/test/cluster/cluster_bench: $(BUILD)/test/cluster/cluster_bench.c.o $(S
 test-deps:
 	@sh scripts/ensure-test-deps.sh
 
-tests: $(ALL) $(TEST_BIN) $(BENCH)
+tests: $(ALL) $(TEST_BIN) $(BENCH) $(NATPEER)
 
 # The build under `make test` runs in parallel (JOBS, default: every core).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)

@@ -123,7 +123,9 @@ int32_t stupid_p2p_init(const uint8_t *server_ip, const int32_t server_port);
  * callback of the handle runs once deinit has returned, also when it was
  * called from one of them (the thread then stops dispatching, finishes
  * and frees the handle itself after that callback returns). deinit never
- * waits for a host name lookup: one in progress is abandoned. */
+ * waits for a host name lookup: one in progress is abandoned. Messages
+ * sent on a direct path and not yet acknowledged by the peer are given
+ * command_timeout_ms to be (not when deinit is called from a callback). */
 void stupid_p2p_deinit(int32_t fd);
 
 /* REGISTER: binds the NUL-terminated device_id (1..255 bytes) to this
@@ -283,6 +285,30 @@ typedef void (*stupid_p2p_state_cb)(int32_t handle, stupid_p2p_state_t state,
 typedef void (*stupid_p2p_log_cb)(int32_t handle, stupid_p2p_log_level_t level,
                                   const char *message, void *user_data);
 
+/* Direct paths (stupidp2p(3), DIRECT PATHS): the path a device's send_to's
+ * to one peer take, reported by stupid_p2p_path and the path callback. */
+typedef enum {
+    STUPID_P2P_PATH_RELAY = 1,  /* through the relay server               */
+    STUPID_P2P_PATH_DIRECT = 2  /* on a TCP connection between the two
+                                   devices, punched through their NATs or
+                                   made across their LAN                   */
+} stupid_p2p_path_t;
+
+/* Values of the direct option. */
+enum {
+    STUPID_P2P_DIRECT_OFF = 0,    /* decline every offer; paths only where
+                                     stupid_p2p_connect_direct asks        */
+    STUPID_P2P_DIRECT_ACCEPT = 1, /* accept the offers of peers            */
+    STUPID_P2P_DIRECT_AUTO = 2    /* accept, and try a direct path to every
+                                     peer this device send_to's            */
+};
+
+/* The path of this device's send_to's to peer changed. Runs on the
+ * handle's thread, like the other callbacks. */
+typedef void (*stupid_p2p_path_cb)(int32_t handle, const uint8_t *peer,
+                                   size_t peer_len, stupid_p2p_path_t path,
+                                   void *user_data);
+
 /* Options for stupid_p2p_init_ex. Fill with stupid_p2p_options_init, then
  * change what you need. Times are milliseconds. Fields are only ever added
  * at the end: a program built against an older, smaller struct passes its
@@ -337,6 +363,13 @@ typedef struct {
                                     on the current connection is the stats'
                                     drop_in_force                          */
     stupid_p2p_gap_cb on_gap;    /* NULL: GAPs are only counted (stats)    */
+    /* Added in 0.4 (older structs get the defaults). */
+    int32_t direct;              /* STUPID_P2P_DIRECT_OFF, _ACCEPT or _AUTO
+                                    (OFF)                                  */
+    int32_t direct_keepalive_ms; /* a direct path is pinged this often, and
+                                    given up when nothing came for three
+                                    times as long; 100 .. 25000   (25000)  */
+    stupid_p2p_path_cb on_path;  /* NULL: see stupid_p2p_path             */
 } stupid_p2p_options_t;
 
 /* Fills *options with the defaults above. */
@@ -414,6 +447,24 @@ int32_t stupid_p2p_send(int32_t handle, const void *data, size_t len);
  * max_frame - 2 - id_len. */
 int32_t stupid_p2p_send_to(int32_t handle, const void *id, size_t id_len,
                            const void *data, size_t len);
+
+/* Offers a direct path to the device id (protocol v2, a server of 0.4 or
+ * later): the two devices try to connect to each other, and once they
+ * have, this device's send_to's to it travel on that connection
+ * (stupidp2p(3), DIRECT PATHS). Waits for the server's answer to the
+ * offer only, then returns; the rest happens in the background, reported
+ * by the path callback and stupid_p2p_path. Returns NO_ERROR (the offer
+ * is on its way, or a path exists or is being made already), OFFLINE,
+ * NOT_AUTHORIZED (the two devices may not reach each other both ways),
+ * UNSUPPORTED (a v1 session or peer), LIMIT (the server's rate limit, or
+ * this handle already follows 32 peers), NOT_REGISTERED, TIMEOUT, or
+ * another code as above. A path that fails or dies is tried again later,
+ * with back-off, as long as the handle lives. */
+int32_t stupid_p2p_connect_direct(int32_t handle, const void *id, size_t id_len);
+
+/* The path this device's send_to's to id take now: STUPID_P2P_PATH_RELAY
+ * or STUPID_P2P_PATH_DIRECT (positive), or a negative code. */
+int32_t stupid_p2p_path(int32_t handle, const void *id, size_t id_len);
 
 /* A received message, owned by the caller of stupid_p2p_recv. */
 typedef struct {

@@ -10,7 +10,9 @@
 # skip, saying why. As root with apt-get, missing packages are installed
 # (each optional one on its own, so that one the archive lacks does not stop
 # the others); otherwise we stop with the exact command to run when CMocka
-# is missing, and print it for the optional ones.
+# is missing, and print it for the optional ones. iptables and iproute2 (ip,
+# tc) build the NAT test bed (test/natbed/); without them, or without root,
+# its cases skip by name.
 set -u
 
 # Debian installs nats-server in /usr/sbin, which a user's PATH may lack;
@@ -30,6 +32,8 @@ have_nats_server || optional="$optional nats-server"
 command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 ||
     optional="$optional stunnel4"
 command -v openssl >/dev/null 2>&1 || optional="$optional openssl"
+command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || optional="$optional iptables"
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || optional="$optional iproute2"
 
 [ -z "$missing$optional" ] && exit 0
 
@@ -53,6 +57,11 @@ if ! { command -v stunnel4 || command -v stunnel; } >/dev/null 2>&1 ||
     ! command -v openssl >/dev/null 2>&1; then
     echo "make test: stunnel or openssl is not installed, so the Python client's TLS tests will be skipped." >&2
     echo "    To run them: sudo apt-get install stunnel4 openssl" >&2
+fi
+if ! { command -v iptables || [ -x /usr/sbin/iptables ]; } >/dev/null 2>&1 ||
+    ! { command -v ip || [ -x /usr/sbin/ip ]; } >/dev/null 2>&1; then
+    echo "make test: iptables or iproute2 is not installed, so the NAT test bed (test/natbed) will be skipped." >&2
+    echo "    To run it (as root): apt-get install iptables iproute2" >&2
 fi
 if ! pkg-config --exists cmocka 2>/dev/null; then
     echo "make test needs CMocka, which is not installed. Run:" >&2

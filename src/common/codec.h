@@ -181,6 +181,7 @@ enum p2p_message_kind {
     P2P_MSG_PRESENCE,        /* [0b][state][id_len][id]                      */
     P2P_MSG_BYE,             /* [0e][reason][text]                           */
     P2P_MSG_GAP,             /* [0f][id_len][id][frames u32][bytes u64]      */
+    P2P_MSG_DIRECT,          /* 0x18..0x1B: split with p2p_direct_parse      */
     P2P_MSG_UNKNOWN          /* any other command byte: to be ignored        */
 };
 
@@ -197,6 +198,9 @@ struct p2p_message {
     /* REPLY to AUTH with status 1: the step it answers, and in data the
      * 32-byte server nonce (step 1) or server signature (step 2). */
     uint8_t step;
+    /* REPLY to DIRECT_OFFER with status 1: the attempt id, and in data the
+     * 32-byte attempt secret. */
+    uint32_t attempt;
     const uint8_t *id;       /* DELIVER: sender; PRESENCE: the device; GAP:
                                 the publisher (id_len 0: the others)         */
     size_t id_len;
@@ -212,11 +216,135 @@ struct p2p_message {
 /* Classifies and splits a non-empty payload from the server. MALFORMED: a
  * reply without its status, a successful HELLO reply shorter than its 11
  * bytes, an AUTH success reply that is not exactly [8c][01][1 or 2][32
- * bytes], a DELIVER or PRESENCE whose id is empty or overruns the payload, a
+ * bytes], a DIRECT_OFFER success reply that is not exactly its 38 bytes,
+ * a DELIVER or PRESENCE whose id is empty or overruns the payload, a
  * BYE without its reason, a GAP whose id or counts overrun the payload.
  * Bytes after a GAP's counts are ignored. */
 enum p2p_parse_result p2p_message_parse(const uint8_t *payload, size_t len,
                                         struct p2p_message *out);
+
+/* ---- direct paths (stupidp2p(7), DIRECT PATHS) ------------------------------ */
+
+/* One address a device may be reached at: [kind u8][port u16][addr_len u8:
+ * 4 or 16][addr]. */
+struct p2p_candidate {
+    uint8_t kind;            /* P2P_CANDIDATE_LAN or _REFLEXIVE             */
+    uint16_t port;           /* never 0                                     */
+    uint8_t addr_len;        /* 4 (IPv4) or 16 (IPv6)                       */
+    uint8_t addr[16];
+};
+#define P2P_CANDIDATE_MAX_SIZE 20u
+/* An event may carry the server's reflexive candidate too. */
+#define P2P_DIRECT_EVENT_CANDIDATES_MAX (P2P_DIRECT_CANDIDATES_MAX + 1u)
+/* The largest DIRECT_* payload, request or event (an OFFER event with a
+ * 255-byte id and 9 IPv6 candidates is 508 bytes). */
+#define P2P_DIRECT_MAX 512u
+/* The success reply to DIRECT_OFFER: [90][01][attempt u32][secret]. */
+#define P2P_DIRECT_OFFER_REPLY_SIZE (6u + P2P_DIRECT_SECRET_SIZE)
+
+/* A DIRECT_* request (0x10..0x14) or event (0x18..0x1B), split. Fields a
+ * command does not use are zero/NULL; pointers point into the payload. */
+struct p2p_direct {
+    uint8_t cmd;
+    const uint8_t *id;       /* the peer: target, offerer or sender          */
+    size_t id_len;
+    uint32_t attempt;        /* all but the OFFER request                    */
+    const uint8_t *secret;   /* OFFER event: P2P_DIRECT_SECRET_SIZE bytes    */
+    const uint8_t *nonce;    /* OFFER, and an accepting ANSWER: 32 bytes     */
+    uint16_t local_port;     /* OFFER, accepting ANSWER                      */
+    uint8_t accept;          /* ANSWER: P2P_DIRECT_ACCEPT or _DECLINE        */
+    uint8_t mark_kind;       /* MARK                                         */
+    uint64_t seq;            /* MARK                                         */
+    uint8_t outcome;         /* RESULT                                       */
+    uint32_t elapsed_ms;     /* RESULT                                       */
+    size_t candidate_count;
+    struct p2p_candidate candidates[P2P_DIRECT_EVENT_CANDIDATES_MAX];
+};
+
+/* Splits a DIRECT_* payload (len >= 1, payload[0] one of the ten codes).
+ * A request (0x10..0x14) that does not have its layout exactly is
+ * BAD_ARGUMENT: an id of 0 bytes or running past the payload, a length
+ * that does not add up, an ANSWER's accept byte other than 0 or 1, a MARK
+ * kind or RESULT outcome that is not defined, more than
+ * P2P_DIRECT_CANDIDATES_MAX candidates, a candidate of another kind than
+ * LAN, with port 0 or an addr_len other than 4 and 16. An event
+ * (0x18..0x1B) that does not is MALFORMED; events may carry one more
+ * candidate and REFLEXIVE ones. Any other command byte is BAD_ARGUMENT. */
+enum p2p_parse_result p2p_direct_parse(const uint8_t *payload, size_t len, struct p2p_direct *out);
+
+/* Encoders; each returns the bytes written into out (P2P_DIRECT_MAX bytes
+ * suffice for any of them). ids are 1..P2P_ID_MAX bytes; cands[0..n) with
+ * n at most P2P_DIRECT_EVENT_CANDIDATES_MAX. cmd picks the request or the
+ * event of the same layout. */
+/* OFFER request: [10][id_len][target][nonce 32][local_port u16][n][cands]. */
+size_t p2p_encode_direct_offer(uint8_t *out, const uint8_t *target, size_t target_len,
+                               const uint8_t nonce[P2P_DIRECT_NONCE_SIZE], uint16_t local_port,
+                               const struct p2p_candidate *cands, size_t n);
+/* OFFER event: [18][id_len][offerer][attempt u32][secret 32][nonce 32]
+ * [local_port u16][n][cands]. */
+size_t p2p_encode_direct_offer_event(uint8_t *out, const uint8_t *offerer, size_t offerer_len,
+                                     uint32_t attempt, const uint8_t secret[P2P_DIRECT_SECRET_SIZE],
+                                     const uint8_t nonce[P2P_DIRECT_NONCE_SIZE], uint16_t local_port,
+                                     const struct p2p_candidate *cands, size_t n);
+/* ANSWER (cmd 0x11 or 0x19): [cmd][id_len][id][attempt u32][accept], and
+ * when accept is 1: [nonce 32][local_port u16][n][cands] (nonce may be NULL
+ * when declining). */
+size_t p2p_encode_direct_answer(uint8_t *out, uint8_t cmd, const uint8_t *id, size_t id_len,
+                                uint32_t attempt, uint8_t accept,
+                                const uint8_t *nonce, uint16_t local_port,
+                                const struct p2p_candidate *cands, size_t n);
+/* SYNC (0x12 or 0x1A): [cmd][id_len][id][attempt u32]. */
+size_t p2p_encode_direct_sync(uint8_t *out, uint8_t cmd, const uint8_t *id, size_t id_len,
+                              uint32_t attempt);
+/* MARK (0x13 or 0x1B): [cmd][id_len][id][attempt u32][kind u8][seq u64]. */
+size_t p2p_encode_direct_mark(uint8_t *out, uint8_t cmd, const uint8_t *id, size_t id_len,
+                              uint32_t attempt, uint8_t kind, uint64_t seq);
+/* RESULT: [14][id_len][peer][attempt u32][outcome u8][elapsed_ms u32]. */
+size_t p2p_encode_direct_result(uint8_t *out, const uint8_t *peer, size_t peer_len,
+                                uint32_t attempt, uint8_t outcome, uint32_t elapsed_ms);
+/* The success reply to OFFER: [90][01][attempt u32][secret 32]. out:
+ * P2P_DIRECT_OFFER_REPLY_SIZE bytes. */
+size_t p2p_encode_direct_offer_reply(uint8_t *out, uint32_t attempt,
+                                     const uint8_t secret[P2P_DIRECT_SECRET_SIZE]);
+
+/* ---- the direct connection between two devices (link frames) ---------------- */
+
+#define P2P_LINK_PROOF_SIZE (6u + P2P_DIRECT_MAC_SIZE) /* [01][role][attempt][mac] */
+#define P2P_LINK_DATA_HEAD_SIZE 9u                      /* [03][seq u64]           */
+#define P2P_LINK_ACK_SIZE 9u                            /* [04][seq u64]           */
+
+enum p2p_link_kind {
+    P2P_LINK_KIND_UNKNOWN = 0, /* a frame type this side does not know: ignored */
+    P2P_LINK_KIND_PROOF,
+    P2P_LINK_KIND_USE,
+    P2P_LINK_KIND_DATA,
+    P2P_LINK_KIND_ACK,
+    P2P_LINK_KIND_PING
+};
+
+struct p2p_link {
+    enum p2p_link_kind kind;
+    uint8_t role;            /* PROOF                                        */
+    uint32_t attempt;        /* PROOF                                        */
+    const uint8_t *mac;      /* PROOF: 32 bytes                              */
+    uint64_t seq;            /* DATA, ACK                                    */
+    const uint8_t *data;     /* DATA                                         */
+    size_t data_len;
+};
+
+size_t p2p_encode_link_proof(uint8_t *out, uint8_t role, uint32_t attempt,
+                             const uint8_t mac[P2P_DIRECT_MAC_SIZE]);
+size_t p2p_encode_link_use(uint8_t *out);                     /* 1 byte  */
+size_t p2p_encode_link_data_head(uint8_t *out, uint64_t seq); /* 9 bytes */
+size_t p2p_encode_link_ack(uint8_t *out, uint64_t seq);       /* 9 bytes */
+size_t p2p_encode_link_ping(uint8_t *out);                    /* 1 byte  */
+
+/* Splits a non-empty link payload. MALFORMED: a PROOF that is not exactly
+ * 38 bytes or names a role other than 1 and 2, a DATA shorter than its 9
+ * bytes of head, an ACK not exactly 9 bytes. USE and PING ignore any bytes
+ * after the type, as unknown types are ignored whole: later versions may
+ * add to them. */
+enum p2p_parse_result p2p_link_parse(const uint8_t *payload, size_t len, struct p2p_link *out);
 
 #ifdef __cplusplus
 }

@@ -34,8 +34,21 @@ enum p2p_command {
     P2P_EVT_PRESENCE = 0x0B,     /* server -> v2 client: state, id_len, id*/
     P2P_CMD_AUTH = 0x0C,         /* step u8, then per step (see below)    */
     P2P_EVT_BYE = 0x0E,          /* server -> v2 client: reason, text     */
-    P2P_EVT_GAP = 0x0F           /* server -> v2 client: id_len, id,
+    P2P_EVT_GAP = 0x0F,          /* server -> v2 client: id_len, id,
                                     frames u32, bytes u64 (drop policy)   */
+    /* Direct paths (v2 only; stupidp2p(7), DIRECT PATHS). Requests carry
+     * [id_len][peer id] first; all but OFFER then the attempt id (u32). */
+    P2P_CMD_DIRECT_OFFER = 0x10,   /* target, nonce, local port, candidates */
+    P2P_CMD_DIRECT_ANSWER = 0x11,  /* offerer, attempt, accept [, nonce,
+                                      local port, candidates]             */
+    P2P_CMD_DIRECT_SYNC = 0x12,    /* target, attempt                      */
+    P2P_CMD_DIRECT_MARK = 0x13,    /* peer, attempt, kind u8, seq u64      */
+    P2P_CMD_DIRECT_RESULT = 0x14,  /* peer, attempt, outcome u8, ms u32    */
+    /* ... and the events the server forwards them as, naming the sender. */
+    P2P_EVT_DIRECT_OFFER = 0x18,   /* offerer, attempt, secret, nonce, ... */
+    P2P_EVT_DIRECT_ANSWER = 0x19,  /* target, attempt, accept [, ...]      */
+    P2P_EVT_DIRECT_SYNC = 0x1A,    /* offerer, attempt                     */
+    P2P_EVT_DIRECT_MARK = 0x1B     /* peer, attempt, kind, seq             */
 };
 
 /* A reply's command byte is the request's with this bit set. Requests with
@@ -87,6 +100,31 @@ enum p2p_auth_step { P2P_AUTH_STEP_START = 1, P2P_AUTH_STEP_PROOF = 2 };
 #define P2P_AUTH_NONCE_SIZE 32u   /* client and server nonces           */
 #define P2P_AUTH_PROOF_SIZE 32u   /* ClientProof, ServerSignature       */
 #define P2P_AUTH_MAX_FAILURES 3u  /* failed step 2s before BYE 6        */
+
+/* Direct paths (stupidp2p(7), DIRECT PATHS). */
+#define P2P_DIRECT_SECRET_SIZE 32u   /* the attempt secret, from the server */
+#define P2P_DIRECT_NONCE_SIZE 32u    /* each side's nonce                   */
+#define P2P_DIRECT_MAC_SIZE 32u      /* a proof on the direct connection    */
+#define P2P_DIRECT_CANDIDATES_MAX 8u /* candidates a client may offer       */
+/* Candidate kinds: a listening socket on one of the device's addresses, and
+ * the address the server sees for the device's relay connection (added by
+ * the server, first in the list it forwards). */
+enum p2p_candidate_kind { P2P_CANDIDATE_LAN = 1, P2P_CANDIDATE_REFLEXIVE = 2 };
+enum p2p_direct_answer { P2P_DIRECT_DECLINE = 0, P2P_DIRECT_ACCEPT = 1 };
+/* DIRECT_MARK kinds: from now on my SEND_TOs to you travel on the direct
+ * path (SWITCH), or through the relay again (FALLBACK). */
+enum p2p_mark_kind { P2P_MARK_SWITCH = 1, P2P_MARK_FALLBACK = 2 };
+/* DIRECT_RESULT outcomes. */
+enum p2p_direct_outcome { P2P_DIRECT_OUTCOME_DIRECT = 1, P2P_DIRECT_OUTCOME_FAILED = 2 };
+/* Frames on a direct connection between two devices (the same framing). */
+enum p2p_link_frame {
+    P2P_LINK_PROOF = 0x01, /* role u8, attempt u32, mac[32]               */
+    P2P_LINK_USE = 0x02,   /* (nothing): the offerer chose this connection */
+    P2P_LINK_DATA = 0x03,  /* seq u64, data                               */
+    P2P_LINK_ACK = 0x04,   /* seq u64: every message up to seq delivered   */
+    P2P_LINK_PING = 0x05   /* (nothing): keepalive                        */
+};
+enum p2p_direct_role { P2P_ROLE_OFFERER = 1, P2P_ROLE_TARGET = 2 };
 
 /* Protocol versions. A connection is v1 until HELLO negotiates 2. */
 #define P2P_VERSION_1 1u

@@ -76,6 +76,14 @@ Connection::Connection(ConnectionContext& ctx, int fd, const PeerAddress& peer, 
 
 Connection::~Connection() { free_gap_table(); }
 
+bool Connection::address(SessionAddress* out) const {
+    if (peer_.family != AF_INET && peer_.family != AF_INET6) return false;
+    out->len = peer_.family == AF_INET ? 4 : 16;
+    std::memcpy(out->bytes, peer_.bytes, out->len);
+    out->port = peer_.port;
+    return true;
+}
+
 const char* Connection::peer() const {
     static char buffers[4][64];
     static unsigned next = 0;

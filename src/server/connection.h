@@ -176,6 +176,7 @@ class Connection final : public EventHandler,
     void close(CloseReason reason) override;
     const char* label() const override;
     const char* peer() const override;
+    bool address(SessionAddress* out) const override;
 
     int fd() const { return fd_; }
     ConnState state() const { return state_; }

@@ -47,7 +47,8 @@ Relay::Relay(const RelayLimits& limits, const HashKey& key, const Clock* clock,
     : v1_head_len_(p2p_encode_send_head(v1_head_)),
       limits_(limits),
       clock_(clock != nullptr ? clock : system_clock()),
-      devices_(key, limits.max_devices, budget) {}
+      devices_(key, limits.max_devices, budget),
+      direct_(limits.max_direct_attempts) {}
 
 // ---- output helpers --------------------------------------------------------
 
@@ -241,6 +242,9 @@ void Relay::on_frame(Session& s, const uint8_t* payload, size_t len) {
             else fail(s, req.cmd, P2P_STATUS_BAD_ARGUMENT);
             return;
         case P2P_CMD_AUTH: on_auth(s, req, ok); return;
+        case P2P_CMD_DIRECT_OFFER ... P2P_CMD_DIRECT_RESULT:
+            if (is_v2(s)) on_direct(s, payload, len);
+            return;  // v1 ignores them, as every command it does not know
         default: break;
     }
     if (!is_v2(s)) return;  // v1: the original ignored unknown commands silently

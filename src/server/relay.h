@@ -58,8 +58,8 @@
 #include "clock.h"
 #include "cluster_hooks.h"
 #include "codec.h"
-#include "codec.h"
 #include "devices.h"
+#include "direct_attempts.h"
 #include "hash.h"
 #include "memory_budget.h"
 #include "session.h"
@@ -69,6 +69,7 @@ struct RelayLimits {
     uint32_t idle_timeout_s = 300;     // announced in the HELLO reply
     uint32_t max_subs = 4096;          // per session
     uint32_t max_devices = 1000000;    // entries in the device table
+    uint32_t max_direct_attempts = 4096;  // open direct-path attempts (a power of two)
 };
 
 // Damping (see above), documented in stupidp2p(7) and p2pServer(8).
@@ -76,6 +77,9 @@ constexpr uint64_t kPresenceWindowMs = 1000;
 constexpr uint8_t kPresenceChanges = 4;
 constexpr uint64_t kTakeoverWindowMs = 10000;
 constexpr uint8_t kTakeovers = 10;
+// DIRECT_OFFERs one connection may make in a window (relay_direct.cpp).
+constexpr uint64_t kDirectOfferWindowMs = 10000;
+constexpr uint32_t kDirectOffers = 8;
 
 struct RelayStats {
     uint64_t frames_in = 0;
@@ -87,6 +91,15 @@ struct RelayStats {
     uint64_t subscribe_limit = 0;    // SUBSCRIBEs refused for --max-subs
     uint64_t auth_successes = 0;
     uint64_t auth_failures = 0;      // failed AUTH step 2s, every connection
+    // Direct paths (relay_direct.cpp).
+    uint64_t direct_offers = 0;          // forwarded to their target
+    uint64_t direct_offers_refused = 0;  // refused (reach, offline, v1, table full, ...)
+    uint64_t direct_offers_limited = 0;  // refused by the per-connection rate limit
+    uint64_t direct_accepted = 0;        // ANSWERs forwarded, accepting
+    uint64_t direct_declined = 0;        // ANSWERs forwarded, declining
+    uint64_t direct_marks = 0;           // DIRECT_MARKs forwarded
+    uint64_t direct_results_direct = 0;  // RESULTs reported: a direct path was made
+    uint64_t direct_results_failed = 0;  // RESULTs reported: none was
 };
 
 // What installing an auth table did to the sessions (Relay::install_auth).
@@ -193,6 +206,23 @@ class Relay {
         return d != nullptr ? held(*d) : cluster_ != nullptr && cluster_->held_elsewhere(id);
     }
 
+    // relay_direct.cpp: the DIRECT_* requests (payload[0] 0x10..0x14, v2).
+    void on_direct(Session& s, const uint8_t* payload, size_t len);
+    void direct_offer(Session& s, const p2p_direct& d);
+    void direct_answer(Session& s, const p2p_direct& d);
+    void direct_sync(Session& s, const p2p_direct& d);
+    void direct_mark(Session& s, const p2p_direct& d);
+    void direct_result(Session& s, const p2p_direct& d);
+    // Forwards one DIRECT_* event (encoded, naming `from`'s id) to the
+    // connection holding `target`: the one place where a direct-path frame
+    // crosses from one device to another, as a SEND_TO's delivery does, so
+    // that a cluster can route it to the relay where the target is. Returns
+    // the status for the sender: 1, or 5 (from may not reach target; with
+    // both_ways also the reverse), 3 (offline, or held by another
+    // connection than only_session when that is not 0), 6 (a v1 session).
+    uint8_t forward_direct(Session& from, std::string_view target, bool both_ways,
+                           uint64_t only_session, const uint8_t* frame, size_t len);
+
     // relay_auth.cpp
     void on_auth(Session& s, const p2p_request& req, bool parsed);
     void auth_start(Session& s, const p2p_request& req);
@@ -269,4 +299,5 @@ class Relay {
     std::unique_ptr<AuthTable> auth_;  // null: no auth file
     bool auth_required_ = false;
     ClusterHooks* cluster_ = nullptr;  // null: no other relays
+    DirectAttempts direct_;
 };

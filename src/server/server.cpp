@@ -540,6 +540,21 @@ void Server::render_metrics(std::string& out, MetricsText::Form form) const {
              "AUTH exchanges completed (step 2), by result.");
     m.sample("result", "success", relay.auth_successes);
     m.sample("result", "failure", relay.auth_failures);
+    m.family("stupidp2p_direct_offers_total", "counter",
+             "DIRECT_OFFERs, by what became of them (direct paths, stupidp2p(7)).");
+    m.sample("result", "forwarded", relay.direct_offers);
+    m.sample("result", "refused", relay.direct_offers_refused);
+    m.sample("result", "rate_limited", relay.direct_offers_limited);
+    m.family("stupidp2p_direct_answers_total", "counter", "DIRECT_ANSWERs forwarded, by answer.");
+    m.sample("answer", "accept", relay.direct_accepted);
+    m.sample("answer", "decline", relay.direct_declined);
+    m.family("stupidp2p_direct_marks_total", "counter",
+             "DIRECT_MARKs forwarded (switches between relay and direct path).");
+    m.sample(relay.direct_marks);
+    m.family("stupidp2p_direct_results_total", "counter",
+             "DIRECT_RESULTs reported by clients, one per side and attempt, by outcome.");
+    m.sample("outcome", "direct", relay.direct_results_direct);
+    m.sample("outcome", "failed", relay.direct_results_failed);
     m.family("stupidp2p_frames_in_total", "counter", "Non-empty frames received from clients.");
     m.sample(relay.frames_in);
     m.family("stupidp2p_bytes_in_total", "counter", "Bytes received from clients.");

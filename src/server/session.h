@@ -45,6 +45,14 @@ struct AuthChallenge {
     uint8_t server_nonce[P2P_AUTH_NONCE_SIZE];
 };
 
+// The address and port a session's connection comes from, as the server
+// sees it (for direct paths, the device's reflexive candidate).
+struct SessionAddress {
+    uint8_t len = 0;  // 4 (IPv4) or 16 (IPv6); 0: none
+    uint8_t bytes[16] = {};
+    uint16_t port = 0;
+};
+
 class Session {
    public:
     Session() = default;
@@ -61,6 +69,11 @@ class Session {
     // The peer's address ("1.2.3.4:5"), for structured log lines; nullptr
     // where there is none (test sessions).
     virtual const char* peer() const { return nullptr; }
+    // The peer's address as bytes; false where there is none.
+    virtual bool address(SessionAddress* out) const {
+        (void)out;
+        return false;
+    }
 
     // The fields of a log line about this session (log.h, LOG_EVENT).
     LogEvent log_event(const char* event, std::string_view id = {},
@@ -87,6 +100,9 @@ class Session {
     bool ended = false;         // the relay is done with it: no frames, no deliveries
     uint8_t auth_failures = 0;  // failed AUTH step 2s on this connection
     std::unique_ptr<AuthChallenge> auth_challenge;  // AUTH step 2 awaited
+    // DIRECT_OFFERs in the current rate window (relay_direct.cpp).
+    uint64_t direct_window_start_ms = 0;
+    uint32_t direct_offers = 0;
 
    protected:
     ~Session() = default;  // owned and destroyed as the implementing type

@@ -88,6 +88,7 @@ struct ct_rec {
     stupid_p2p_cause_t causes[256];
     int n_connected, n_disconnected;
     int bad_nul;
+    int n_direct, n_relay;           /* path changes (test_client_direct) */
 };
 
 static inline void ct_rec_init(struct ct_rec *r)

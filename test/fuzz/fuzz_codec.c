@@ -3,8 +3,9 @@
  * the input is a byte stream as either side might receive it. Every frame
  * p2p_frame_parse finds is handed to both payload parsers, and what they
  * return is checked: pointers inside the payload, lengths that add up, and
- * for each layout with an encoder (AUTH's included), that encoding the
- * parsed fields gives back the payload's bytes exactly. Any disagreement aborts.
+ * for each layout with an encoder (AUTH's and the direct paths' included,
+ * and the frames of a direct connection), that encoding the parsed fields
+ * gives back the payload's bytes exactly. Any disagreement aborts.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +25,73 @@ static void check(int ok)
 static int inside(const uint8_t *p, size_t n, const uint8_t *base, size_t len)
 {
     return p == NULL ? n == 0 : (p >= base && n <= len && (size_t)(p - base) <= len - n);
+}
+
+/* A DIRECT_* request or event that parsed: every field inside the payload,
+ * and the encoder of its layout gives the payload back. */
+static void check_direct(const uint8_t *payload, size_t len)
+{
+    struct p2p_direct d;
+    if (p2p_direct_parse(payload, len, &d) != P2P_PARSE_OK)
+        return;
+    check(d.cmd == payload[0] && d.id_len >= 1 && inside(d.id, d.id_len, payload, len));
+    check(d.secret == NULL || inside(d.secret, P2P_DIRECT_SECRET_SIZE, payload, len));
+    check(d.nonce == NULL || inside(d.nonce, P2P_DIRECT_NONCE_SIZE, payload, len));
+    check(d.candidate_count <= P2P_DIRECT_EVENT_CANDIDATES_MAX);
+    uint8_t buf[P2P_DIRECT_MAX];
+    size_t n = 0;
+    switch (d.cmd) {
+    case P2P_CMD_DIRECT_OFFER:
+        n = p2p_encode_direct_offer(buf, d.id, d.id_len, d.nonce, d.local_port, d.candidates, d.candidate_count);
+        break;
+    case P2P_EVT_DIRECT_OFFER:
+        n = p2p_encode_direct_offer_event(buf, d.id, d.id_len, d.attempt, d.secret, d.nonce, d.local_port,
+                                          d.candidates, d.candidate_count);
+        break;
+    case P2P_CMD_DIRECT_ANSWER:
+    case P2P_EVT_DIRECT_ANSWER:
+        n = p2p_encode_direct_answer(buf, d.cmd, d.id, d.id_len, d.attempt, d.accept, d.nonce, d.local_port,
+                                     d.candidates, d.candidate_count);
+        break;
+    case P2P_CMD_DIRECT_SYNC:
+    case P2P_EVT_DIRECT_SYNC:
+        n = p2p_encode_direct_sync(buf, d.cmd, d.id, d.id_len, d.attempt);
+        break;
+    case P2P_CMD_DIRECT_MARK:
+    case P2P_EVT_DIRECT_MARK:
+        n = p2p_encode_direct_mark(buf, d.cmd, d.id, d.id_len, d.attempt, d.mark_kind, d.seq);
+        break;
+    case P2P_CMD_DIRECT_RESULT:
+        n = p2p_encode_direct_result(buf, d.id, d.id_len, d.attempt, d.outcome, d.elapsed_ms);
+        break;
+    default:
+        abort();
+    }
+    check(n == len && memcmp(buf, payload, len) == 0);
+}
+
+/* Any payload as a frame of a direct connection. */
+static void check_link(const uint8_t *payload, size_t len)
+{
+    struct p2p_link l;
+    if (p2p_link_parse(payload, len, &l) != P2P_PARSE_OK)
+        return;
+    uint8_t buf[P2P_LINK_PROOF_SIZE];
+    switch (l.kind) {
+    case P2P_LINK_KIND_PROOF:
+        check(p2p_encode_link_proof(buf, l.role, l.attempt, l.mac) == len && memcmp(buf, payload, len) == 0);
+        break;
+    case P2P_LINK_KIND_DATA:
+        check(inside(l.data, l.data_len, payload, len));
+        check(p2p_encode_link_data_head(buf, l.seq) + l.data_len == len &&
+              memcmp(buf, payload, P2P_LINK_DATA_HEAD_SIZE) == 0);
+        break;
+    case P2P_LINK_KIND_ACK:
+        check(p2p_encode_link_ack(buf, l.seq) == len && memcmp(buf, payload, len) == 0);
+        break;
+    default:
+        break;
+    }
 }
 
 static void check_request(const uint8_t *payload, size_t len)
@@ -115,6 +183,9 @@ static void check_message(const uint8_t *payload, size_t len)
         check(h == P2P_GAP_FIXED + m.id_len && h <= len && memcmp(gap, payload, h) == 0);
         break;
     }
+    case P2P_MSG_DIRECT:
+        check_direct(payload, len);
+        break;
     case P2P_MSG_UNKNOWN:
         break;
     }
@@ -139,6 +210,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(copy, f.payload, f.length);
             check_request(copy, f.length);
             check_message(copy, f.length);
+            check_direct(copy, f.length);
+            check_link(copy, f.length);
             free(copy);
         }
         off += f.consumed;

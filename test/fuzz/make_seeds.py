@@ -38,6 +38,29 @@ server = [
     b"\x86\x00", b"\x0e\x04server shutting down", b"\x03" + b"x" * 2000, b"\x88\x04",
     b"\x8c\x01\x01" + bytes(range(0xe0, 0x100)), b"\x8c\x01\x02" + bytes(32), b"\x8c\x05",
 ]
+# Direct paths (stupidp2p(7), DIRECT PATHS): the worked example's frames,
+# and the frames of a direct connection.
+att = struct.pack(">I", 7)
+lan_a = b"\x01" + struct.pack(">H", 50001) + b"\x04" + bytes([192, 168, 1, 10])
+refl_a = b"\x02" + struct.pack(">H", 40001) + b"\x04" + bytes([198, 51, 100, 7])
+lan6 = b"\x01" + struct.pack(">H", 9) + b"\x10" + bytes(16)
+nonce_a, nonce_b = bytes(range(0xa0, 0xc0)), bytes(range(0xc0, 0xe0))
+requests += [
+    b"\x10\x03bob" + nonce_a + struct.pack(">H", 40001) + b"\x02" + lan_a + lan6,
+    b"\x11\x05alice" + att + b"\x01" + nonce_b + struct.pack(">H", 40002) + b"\x00",
+    b"\x11\x05alice" + att + b"\x00", b"\x12\x03bob" + att,
+    b"\x13\x03bob" + att + b"\x02" + struct.pack(">Q", 5),
+    b"\x14\x03bob" + att + b"\x01" + struct.pack(">I", 81),
+]
+server += [
+    b"\x18\x05alice" + att + bytes(32) + nonce_a + struct.pack(">H", 40001) + b"\x02" + refl_a + lan_a,
+    b"\x19\x03bob" + att + b"\x01" + nonce_b + struct.pack(">H", 40002) + b"\x01" + refl_a,
+    b"\x19\x03bob" + att + b"\x00", b"\x1a\x05alice" + att,
+    b"\x1b\x05alice" + att + b"\x01" + struct.pack(">Q", 1), b"\x90\x01" + att + bytes(32),
+    # link frames
+    b"\x01\x01" + att + bytes(range(32)), b"\x02", b"\x03" + struct.pack(">Q", 1) + b"hi",
+    b"\x04" + struct.pack(">Q", 1), b"\x05",
+]
 codec = [("request_%02d" % i, frame(p)) for i, p in enumerate(requests)]
 codec += [("server_%02d" % i, frame(p)) for i, p in enumerate(server)]
 codec += [("stream_requests", b"".join(frame(p) for p in requests)),
@@ -96,5 +119,18 @@ relay = [
     ("auth_fail", feed(0, hello_v2) + (cmd(0, 0xC0) + cmd(0, 0xC1)) * 3),
     ("auth_takeover", feed(0, hello_v2) + cmd(0, 0xC0) + cmd(0, 0xC3) + feed(1, hello_v2) +
      cmd(1, 0xC0) + cmd(1, 0xC3) + feed(2, frame(b"\x01c"))),
+    # A direct-path rendezvous between "a" and "b": attempt 1 of a fresh
+    # relay, offered, answered, synced, marked, reported; then a flood of
+    # offers (the rate limit) and a v1 session's offer.
+    ("direct_rendezvous", feed(0, hello_v2 + frame(b"\x01a")) + feed(1, hello_v2 + frame(b"\x01b")) +
+     feed(0, frame(b"\x10\x01b" + bytes(32) + b"\x9c\x41\x01" + lan_a)) +
+     feed(1, frame(b"\x11\x01a" + struct.pack(">I", 1) + b"\x01" + bytes(32) + b"\x9c\x42\x00")) +
+     feed(0, frame(b"\x12\x01b" + struct.pack(">I", 1))) +
+     feed(0, frame(b"\x13\x01b" + struct.pack(">I", 1) + b"\x01" + struct.pack(">Q", 1))) +
+     feed(0, frame(b"\x14\x01b" + struct.pack(">I", 1) + b"\x01" + bytes(4))) +
+     feed(1, frame(b"\x14\x01a" + struct.pack(">I", 1) + b"\x02" + bytes(4)))),
+    ("direct_flood", feed(0, hello_v2 + frame(b"\x01a")) + feed(1, hello_v2 + frame(b"\x01b")) +
+     feed(0, frame(b"\x10\x01b" + bytes(32) + b"\x00\x01\x00") * 10) +
+     feed(2, frame(b"\x01c") + frame(b"\x10\x01b" + bytes(32) + b"\x00\x01\x00"))),
 ]
 write("relay", relay)

@@ -1,7 +1,8 @@
 /*
  * test_v2_unknown_commands.c - command bytes a v2 server does not take from
  * clients (stupidp2p(7), REQUESTS AND REPLIES): the event codes 0x09, 0x0B,
- * 0x0E and the reserved 0x0D, 0x0F..0x7F get [cmd|0x80, 06] in a v2
+ * 0x0E, 0x18..0x1B and the reserved 0x0D, 0x15..0x17, 0x1C..0x7F get
+ * [cmd|0x80, 06] in a v2
  * session and are ignored in a v1 session, as are empty frames in both.
  * Command bytes >= 0x80 in v2 are protocol errors: test_v2_bye.c.
  */
@@ -24,7 +25,7 @@
 
 /* Server-to-client codes, reserved codes and the top of the range, each
  * with and without data. */
-static const uint8_t unknown[] = {0x09, 0x0B, 0x0D, 0x0E, 0x0F, 0x10, 0x40, 0x7E, 0x7F};
+static const uint8_t unknown[] = {0x09, 0x0B, 0x0D, 0x0E, 0x0F, 0x15, 0x18, 0x1B, 0x1C, 0x40, 0x7E, 0x7F};
 
 static void test_unknown_v2_answered_6(void **state)
 {

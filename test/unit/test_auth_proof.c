@@ -107,41 +107,6 @@ static void put_frame(uint8_t *buf, size_t *n, const uint8_t *payload, size_t le
     *n += 4 + len;
 }
 
-/* Every token of exactly two hex digits between the markers, in order. */
-static size_t bytes_of_man_example(uint8_t *out, size_t cap)
-{
-    FILE *f = fopen("man/stupidp2p.7", "r");
-    if (f == NULL)
-        fail_msg("cannot open man/stupidp2p.7: run from the top of the tree");
-    char line[512];
-    int inside = 0, seen_end = 0;
-    size_t n = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (strstr(line, "AUTH-EXAMPLE-BEGIN") != NULL) {
-            inside = 1;
-            continue;
-        }
-        if (strstr(line, "AUTH-EXAMPLE-END") != NULL) {
-            seen_end = 1;
-            break;
-        }
-        if (!inside || line[0] == '.')
-            continue;
-        for (char *tok = strtok(line, " \t\n"); tok != NULL; tok = strtok(NULL, " \t\n")) {
-            unsigned v;
-            char extra;
-            if (strlen(tok) == 2 && sscanf(tok, "%2x%c", &v, &extra) == 1 &&
-                strspn(tok, "0123456789abcdef") == 2) {
-                assert_true(n < cap);
-                out[n++] = (uint8_t)v;
-            }
-        }
-    }
-    fclose(f);
-    assert_true(inside && seen_end);
-    return n;
-}
-
 static void test_example_in_man_page(void **state)
 {
     (void)state;
@@ -177,7 +142,7 @@ static void test_example_in_man_page(void **state)
     put_frame(want, &n, p, p2p_encode_auth_reply(p, P2P_AUTH_STEP_PROOF, server_sig));
 
     uint8_t page[1024];
-    size_t got = bytes_of_man_example(page, sizeof page);
+    size_t got = man_example_bytes("AUTH-EXAMPLE", page, sizeof page);
     if (got != n || memcmp(page, want, n) != 0) {
         size_t i = 0;
         while (i < got && i < n && page[i] == want[i])

@@ -2,7 +2,7 @@
  * p2pClient - the stupidP2P terminal client (see p2pClient(1)).
  *
  *   p2pClient -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS]
- *             [--token-file FILE] [--drop]
+ *             [--token-file FILE] [--drop] [--direct]
  *
  * Registers MY_ID, waits until OTHER_ID is online, subscribes to it, then
  * sends every line of standard input and prints every message received as
@@ -31,6 +31,10 @@
  * output, "missed N messages (B bytes) from ID", among the received data,
  * where the missing messages would have been. A server that does not know
  * the policy is said so on standard error, at every connection.
+ *
+ * With --direct, lines go to OTHER_ID alone (SEND_TO) instead of to every
+ * subscriber, and the library tries for a direct path to it (stupidp2p(3),
+ * Direct paths); each change of path is a line on standard error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,7 +75,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s -s HOST -p PORT -m MY_ID -o OTHER_ID [-w SECONDS] [--token-file FILE]\n"
-            "                 [--drop]\n"
+            "                 [--drop] [--direct]\n"
             "       %s --help\n"
             "\n"
             "Connects to a stupidP2P server, registers MY_ID, waits for OTHER_ID to be\n"
@@ -89,6 +93,8 @@ static void usage(FILE *f)
             "      --drop            when this client falls behind, let the server drop\n"
             "                        messages rather than disconnect it; each gap is a line\n"
             "                        \"missed N messages (B bytes) from ID\" on standard output\n"
+            "      --direct          send lines to OTHER_ID alone, on a direct connection\n"
+            "                        through the NATs when one can be made\n"
             "  -h, --help            print this help and exit\n"
             "\n"
             "Exit status: 0 done, 1 the server refused a command, 2 usage error,\n"
@@ -237,6 +243,17 @@ static const char *cause_text(stupid_p2p_cause_t c)
     case STUPID_P2P_CAUSE_ID_LOST: return "another device holds this id";
     default: return "unknown cause";
     }
+}
+
+/* With --direct: a line on standard error at every change of path. */
+static void on_path(int32_t handle, const uint8_t *peer, size_t len, stupid_p2p_path_t path, void *user)
+{
+    (void)handle, (void)user;
+    flockfile(stderr);
+    fputs("path to ", stderr);
+    put_escaped(stderr, peer, len);
+    fputs(path == STUPID_P2P_PATH_DIRECT ? ": direct\n" : ": relay\n", stderr);
+    funlockfile(stderr);
 }
 
 /* One line when a connection is lost, with its cause, and one when it is
@@ -388,10 +405,11 @@ int main(int argc, char **argv)
         {"my-id", required_argument, NULL, 'm'},  {"other-id", required_argument, NULL, 'o'},
         {"wait", required_argument, NULL, 'w'},   {"help", no_argument, NULL, 'h'},
         {"token-file", required_argument, NULL, 'T'}, {"drop", no_argument, NULL, 'D'},
+        {"direct", no_argument, NULL, 'X'},
         {NULL, 0, NULL, 0}};
     const char *host = NULL, *my_id = NULL, *other = NULL, *token_file = NULL;
     long port = 0, wait_s = 30;
-    int ch;
+    int ch, direct = 0;
     while ((ch = getopt_long(argc, argv, "s:p:m:o:w:h", longopts, NULL)) != -1) {
         switch (ch) {
         case 's': host = optarg; break;
@@ -411,6 +429,7 @@ int main(int argc, char **argv)
             break;
         case 'T': token_file = optarg; break;
         case 'D': episode.drop = 1; break;
+        case 'X': direct = 1; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -453,6 +472,10 @@ int main(int argc, char **argv)
     opt.on_presence = on_presence;
     opt.on_state = on_state;
     opt.on_log = on_log;
+    if (direct) {
+        opt.direct = STUPID_P2P_DIRECT_AUTO;
+        opt.on_path = on_path;
+    }
     /* Connection losses are on_state's one line each; the library's own
      * warnings about them would repeat it. Errors still show. */
     opt.log_level = STUPID_P2P_LOG_ERROR;
@@ -511,6 +534,12 @@ int main(int argc, char **argv)
         subscribed = 1;
     }
     fprintf(stderr, "subscribe device:%s success\n", other);
+    if (direct) {
+        r = stupid_p2p_connect_direct(h, other, ol);
+        if (r != STUPID_P2P_NO_ERROR)
+            fprintf(stderr, "%s: no direct path to %s: %s; using the relay\n", progname, other,
+                    stupid_p2p_strerror(r));
+    }
     fprintf(stderr, "input and receive(input 'quit' to quit): \n");
 
     char *line = NULL;
@@ -523,7 +552,7 @@ int main(int argc, char **argv)
             break;
         if (n == 0)
             continue;
-        r = stupid_p2p_send(h, line, (size_t)n);
+        r = direct ? stupid_p2p_send_to(h, other, ol, line, (size_t)n) : stupid_p2p_send(h, line, (size_t)n);
         if (r != STUPID_P2P_NO_ERROR) {
             fprintf(stderr, "%s: send failed: %s\n", progname, stupid_p2p_strerror(r));
         } else {

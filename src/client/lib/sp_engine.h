@@ -82,6 +82,7 @@
 
 static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause);
 static void sp_attempt_start(struct sp_handle *h);
+static void sp_direct_relay_lost(struct sp_handle *h); /* sp_direct.h */
 
 /* ---- causes ------------------------------------------------------------------ */
 
@@ -169,42 +170,56 @@ static size_t sp_encode_head(uint8_t *head, uint8_t cmd, const uint8_t *id, size
     }
 }
 
-/* Appends one frame: the header, an encoded head, then data. Returns 0 or
- * -1 (too long, or out of memory: nothing appended). */
-static int sp_out_frame(struct sp_handle *h, const uint8_t *head, size_t head_len, const uint8_t *data,
-                        size_t len)
+/* Appends one frame to b: the header, an encoded head, then data. Returns
+ * 0 or -1 (too long, or out of memory: nothing appended). */
+static int sp_frame_to(struct sp_buf *b, const uint8_t *head, size_t head_len, const uint8_t *data, size_t len)
 {
     size_t plen = head_len + len;
-    if (plen > UINT32_MAX || sp_buf_reserve(&h->out, P2P_FRAME_HEADER_SIZE + plen) != 0)
+    if (plen > UINT32_MAX || sp_buf_reserve(b, P2P_FRAME_HEADER_SIZE + plen) != 0)
         return -1;
     uint8_t hdr[P2P_FRAME_HEADER_SIZE];
     p2p_frame_header_encode(hdr, (uint32_t)plen);
-    (void)sp_buf_append(&h->out, hdr, sizeof hdr);
-    (void)sp_buf_append(&h->out, head, head_len);
-    (void)sp_buf_append(&h->out, data, len);
+    (void)sp_buf_append(b, hdr, sizeof hdr);
+    (void)sp_buf_append(b, head, head_len);
+    (void)sp_buf_append(b, data, len);
     return 0;
 }
 
-/* Writes what the kernel takes. Returns 0 (bytes may remain: the thread
- * waits for POLLOUT) or -1 on a socket error (the thread's read sees it
- * too and ends the connection). */
-static int sp_flush_locked(struct sp_handle *h)
+/* sp_frame_to the relay connection's output queue (mu held). */
+static int sp_out_frame(struct sp_handle *h, const uint8_t *head, size_t head_len, const uint8_t *data,
+                        size_t len)
 {
-    while (h->fd >= 0 && sp_buf_used(&h->out) > 0) {
+    return sp_frame_to(&h->out, head, head_len, data, len);
+}
+
+/* Writes what the kernel takes of b to fd. Returns 0 (bytes may remain:
+ * wait for POLLOUT), or an errno. */
+static int sp_send_buf(int fd, struct sp_buf *b)
+{
+    while (fd >= 0 && sp_buf_used(b) > 0) {
         size_t n = 0;
         int err = 0;
-        enum sp_io_result r = sp_io_send(h->fd, sp_buf_head(&h->out), sp_buf_used(&h->out), &n, &err);
+        enum sp_io_result r = sp_io_send(fd, sp_buf_head(b), sp_buf_used(b), &n, &err);
         if (r == SP_IO_OK) {
-            sp_buf_consume(&h->out, n);
+            sp_buf_consume(b, n);
             continue;
         }
-        if (r == SP_IO_AGAIN)
-            return 0;
-        sp_log(h, STUPID_P2P_LOG_INFO, "send: %s", strerror(err));
-        return -1;
+        return r == SP_IO_AGAIN ? 0 : err;
     }
-    sp_buf_trim(&h->out, 1u << 20);
+    sp_buf_trim(b, 1u << 20);
     return 0;
+}
+
+/* Writes what the kernel takes of the relay output. Returns 0 (bytes may
+ * remain: the thread waits for POLLOUT) or -1 on a socket error (the
+ * thread's read sees it too and ends the connection). */
+static int sp_flush_locked(struct sp_handle *h)
+{
+    int err = sp_send_buf(h->fd, &h->out);
+    if (err == 0)
+        return 0;
+    sp_log(h, STUPID_P2P_LOG_INFO, "send: %s", strerror(err));
+    return -1;
 }
 
 /* Queues an encoded request with its FIFO node. Returns 0, or -1 (the
@@ -594,6 +609,7 @@ static void sp_connection_lost(struct sp_handle *h, stupid_p2p_cause_t cause)
         return;
     }
     sp_log(h, STUPID_P2P_LOG_WARNING, "disconnected: %s", sp_cause_name(cause));
+    sp_direct_relay_lost(h);
     sp_notify_state(h, STUPID_P2P_STATE_DISCONNECTED, cause);
     sp_schedule_backoff(h);
 }
@@ -848,6 +864,9 @@ static void sp_on_gap(struct sp_handle *h, const struct p2p_message *m)
     h->opt.on_gap(h->id, m->id_len > 0 ? pub : NULL, m->id_len, m->gap_frames, m->gap_bytes, h->opt.user_data);
     sp_callback_end(h, began);
 }
+/* Direct paths come in here: they use the output, delivery and callback
+ * helpers above, and the dispatch below uses them. */
+#include "sp_direct.h"
 
 /* The server now holds req's id for this connection (a REGISTER or an
  * AUTH succeeded; mu held). */
@@ -1079,6 +1098,8 @@ static void sp_on_reply(struct sp_handle *h, const struct p2p_message *m)
         h->hb_outstanding = 0;
     } else if (req->cmd == P2P_CMD_AUTH) {
         status = sp_on_auth_reply(h, req, m, &flush_failed);
+    } else if (kind == SP_REQ_DIRECT) {
+        sp_direct_on_reply(h, req, m);
     } else if (kind != SP_REQ_PROBE && kind != SP_REQ_ID_PROBE) {
         sp_apply_reply(h, req, m->status);
     }
@@ -1162,8 +1183,15 @@ static void sp_dispatch(struct sp_handle *h, uint8_t *payload, uint32_t n)
     switch (m.kind) {
     case P2P_MSG_V1_DELIVERY: /* no sender id */
     case P2P_MSG_DELIVER:
+        /* A message re-sent through the relay after a direct path ended,
+         * which the path delivered already, is dropped (sp_direct.h). */
+        if (m.id_len > 0 && sp_direct_skip(h, m.id, m.id_len))
+            break;
         /* m.data points into payload: the same bytes, writable. */
         sp_deliver(h, m.id, m.id_len, payload + (m.data - payload), m.data_len);
+        break;
+    case P2P_MSG_DIRECT:
+        sp_direct_on_event(h, payload, n);
         break;
     case P2P_MSG_PRESENCE:
         sp_on_presence(h, &m);
@@ -1352,14 +1380,20 @@ static void *sp_thread_main(void *arg)
             sp_on_deadline(h, due);
             continue;
         }
-        if (h->deadline != h->timer_armed) {
-            int e = sp_io_timer_arm(h->tfd, h->deadline);
+        if (h->direct_deadline != 0 && due >= h->direct_deadline) {
+            sp_direct_tick(h, due);
+            continue;
+        }
+        uint64_t wake_at = sp_min_deadline(h->deadline, h->direct_deadline);
+        if (wake_at != h->timer_armed) {
+            int e = sp_io_timer_arm(h->tfd, wake_at);
             if (e != 0)
                 sp_log(h, STUPID_P2P_LOG_ERROR, "timerfd_settime: %s", strerror(e));
-            h->timer_armed = h->deadline;
+            h->timer_armed = wake_at;
         }
         enum { P_WAKE, P_TIMER, P_MORE };
-        struct pollfd pfd[4];
+        struct pollfd pfd[4 + SP_DIRECT_POLL_MAX];
+        struct sp_dpoll dmap[4 + SP_DIRECT_POLL_MAX];
         nfds_t nfd = P_MORE, sock = 0, resolver = 0;
         pfd[P_WAKE].fd = h->efd;
         pfd[P_WAKE].events = POLLIN;
@@ -1375,6 +1409,8 @@ static void *sp_thread_main(void *arg)
             pfd[resolver].fd = h->resolving->efd;
             pfd[resolver].events = POLLIN;
         }
+        nfds_t direct_from = nfd;
+        nfd = sp_direct_poll_set(h, pfd, dmap, nfd);
         for (nfds_t i = 0; i < nfd; i++)
             pfd[i].revents = 0;
         if (poll(pfd, nfd, -1) == -1) {
@@ -1397,11 +1433,17 @@ static void *sp_thread_main(void *arg)
             sp_on_resolver_done(h);
         if (sock != 0 && pfd[sock].revents && pfd[sock].fd == h->fd)
             sp_on_socket(h, pfd[sock].revents);
+        for (nfds_t i = direct_from; i < nfd && !sp_muted(h); i++)
+            if (pfd[i].revents)
+                sp_direct_on_poll(h, &dmap[i], pfd[i].fd, pfd[i].revents);
         if (sp_muted(h))
             continue; /* deinit began (maybe in a callback just now): leave */
         uint64_t now = sp_now_ms();
         if (h->deadline != 0 && now >= h->deadline)
             sp_on_deadline(h, now);
+        /* Direct-path timers, and attempts callers asked for (they wake
+         * the thread through the eventfd). */
+        sp_direct_tick(h, sp_now_ms());
     }
 
     sp_abandon_resolver(h);

@@ -57,7 +57,9 @@ enum sp_req_kind {
     SP_REQ_RESTORE = 3,    /* re-register / re-subscribe after reconnect   */
     SP_REQ_HEARTBEAT = 4,  /* periodic heartbeat                           */
     SP_REQ_RETRY_SUB = 5,  /* v1: retry of a subscription the server refused */
-    SP_REQ_ID_PROBE = 6    /* v1 restore: is our id held by someone else?  */
+    SP_REQ_ID_PROBE = 6,   /* v1 restore: is our id held by someone else?  */
+    SP_REQ_DIRECT = 7      /* a direct-path request, or a re-sent message
+                              (sp_direct.h); the id is the peer's          */
 };
 
 /* What an AUTH exchange needs between its two steps. The keys are a copy
@@ -109,6 +111,8 @@ enum sp_phase {
     SP_PH_FAILED_INIT = 6  /* the first attempt failed: the thread ends   */
 };
 
+struct sp_peer; /* sp_direct.h */
+
 struct sp_handle {
     int32_t id;
     stupid_p2p_options_t opt;
@@ -152,6 +156,10 @@ struct sp_handle {
     pthread_cond_t q_cond;
     uint64_t n_received, n_dropped, n_reconnects;
     uint64_t n_gap_events, n_missed_messages, n_missed_bytes; /* saturating */
+    struct sp_peer *peers;     /* direct-path state, one per peer (sp_direct.h) */
+    unsigned n_peers;
+    pthread_cond_t direct_cond; /* a peer's offer was answered, or room
+                                  freed in a direct path's window         */
 
     /* ---- atomic (__atomic builtins): read by any thread ---- */
     int muted;                 /* deinit has begun: no callback runs any
@@ -186,6 +194,7 @@ struct sp_handle {
      * a reconnect, or a BYE 6 withdrew it: NOT_AUTHORIZED): the cause the
      * next CONNECTED reports, else NONE. */
     stupid_p2p_cause_t id_lost_cause;
+    uint64_t direct_deadline;  /* the earliest direct-path timer, 0: none */
     unsigned conn_auth_refusals; /* AUTH step 2s refused (8c 05) on this
                                   connection: at P2P_AUTH_MAX_FAILURES the
                                   server's BYE 6 is its counter, not a

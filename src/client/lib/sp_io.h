@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -97,7 +98,9 @@ static int sp_io_connect_result(int fd)
 
 /* A TCP socket for `family`, non-blocking, close-on-exec, TCP_NODELAY (a
  * command is one small frame waiting for its reply: Nagle would only add
- * latency). Returns the fd or -1 with *err set. */
+ * latency) and SO_REUSEADDR (a direct path dials from the relay
+ * connection's own port, and Linux lets a second socket bind a port in use
+ * only when both set it: socket(7)). Returns the fd or -1 with *err set. */
 static int sp_io_socket(int family, int *err)
 {
     int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -106,9 +109,62 @@ static int sp_io_socket(int family, int *err)
         return -1;
     }
     int one = 1;
-    /* Failure only costs latency: ignore it. */
+    /* Failure only costs latency, or a direct path: ignore it. */
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     return fd;
+}
+
+/* bind(2). Returns 0 or an errno. */
+static int sp_io_bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    return bind(fd, sa, len) == 0 ? 0 : errno;
+}
+
+/* A listening socket of `family` on an ephemeral port of every address
+ * (backlog 8). Returns the fd or -1 with *err set. */
+static int sp_io_listen_any(int family, int *err)
+{
+    int fd = sp_io_socket(family, err);
+    if (fd == -1)
+        return -1;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_family = (sa_family_t)family;
+    socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if ((*err = sp_io_bind(fd, (struct sockaddr *)&ss, len)) != 0 || listen(fd, 8) == -1) {
+        if (*err == 0)
+            *err = errno;
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* accept4(2), non-blocking and close-on-exec. Returns the fd, or -1 with
+ * *err (EAGAIN: none waiting). ECONNABORTED is retried. */
+static int sp_io_accept(int lfd, int *err)
+{
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            int one = 1;
+            (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            return fd;
+        }
+        int e = errno;
+        if (e == EINTR || e == ECONNABORTED)
+            continue;
+        *err = e == EWOULDBLOCK ? EAGAIN : e;
+        return -1;
+    }
+}
+
+/* getsockname(2) into *ss. Returns 0 or an errno. */
+static int sp_io_local_address(int fd, struct sockaddr_storage *ss, socklen_t *len)
+{
+    *len = sizeof *ss;
+    return getsockname(fd, (struct sockaddr *)ss, len) == 0 ? 0 : errno;
 }
 
 /* close(2) whose EINTR is not retried (Linux frees the fd anyway). */

@@ -96,6 +96,8 @@ void stupid_p2p_options_init(stupid_p2p_options_t *o)
     o->log_level = STUPID_P2P_LOG_INFO;
     o->max_frame_limit = SP_MAX_FRAME_LIMIT_DEFAULT;
     o->takeover_retries = SP_TAKEOVER_RETRIES_DEFAULT;
+    o->direct = STUPID_P2P_DIRECT_OFF;
+    o->direct_keepalive_ms = SP_DIRECT_KEEPALIVE_MAX_MS;
 }
 
 /* 1 if token[0..len) is a token as stupidp2p(7) defines it: 1 to 256
@@ -121,7 +123,9 @@ static int sp_options_valid(const stupid_p2p_options_t *o)
            o->recv_queue_max_bytes > 0 && (o->protocol_version == 1 || o->protocol_version == 2) &&
            o->max_frame_limit >= SP_MAX_FRAME_LIMIT_MIN && o->max_frame_limit <= SP_MAX_FRAME_LIMIT_MAX &&
            o->takeover_retries >= 0 &&
-           (o->slow_consumer == STUPID_P2P_SLOW_DISCONNECT || o->slow_consumer == STUPID_P2P_SLOW_DROP);
+           (o->slow_consumer == STUPID_P2P_SLOW_DISCONNECT || o->slow_consumer == STUPID_P2P_SLOW_DROP) &&
+           o->direct >= STUPID_P2P_DIRECT_OFF && o->direct <= STUPID_P2P_DIRECT_AUTO &&
+           o->direct_keepalive_ms >= SP_DIRECT_KEEPALIVE_MIN_MS && o->direct_keepalive_ms <= SP_DIRECT_KEEPALIVE_MAX_MS;
 }
 
 /* ---- handle creation and destruction --------------------------------------------- */
@@ -132,6 +136,7 @@ static void sp_handle_free(struct sp_handle *h)
     while ((p = sp_pending_pop(h)) != NULL)
         sp_pending_free(p);
     sp_sub_clear(h);
+    sp_peers_free(h);
     sp_queue_clear(h);
     sp_buf_free(&h->out);
     sp_buf_free(&h->in);
@@ -143,6 +148,7 @@ static void sp_handle_free(struct sp_handle *h)
     sp_io_close(h->tfd);
     sp_io_close(h->efd);
     explicit_bzero(&h->keys, sizeof h->keys);
+    pthread_cond_destroy(&h->direct_cond);
     pthread_cond_destroy(&h->q_cond);
     pthread_cond_destroy(&h->init_cond);
     pthread_condattr_destroy(&h->cattr);
@@ -193,7 +199,10 @@ static struct sp_handle *sp_handle_new(const char *host, int32_t port, const stu
     ok = ca && pthread_condattr_setclock(&h->cattr, CLOCK_MONOTONIC) == 0;
     int c1 = ok && pthread_cond_init(&h->init_cond, &h->cattr) == 0;
     int c2 = c1 && pthread_cond_init(&h->q_cond, &h->cattr) == 0;
-    if (!c2) {
+    int c3 = c2 && pthread_cond_init(&h->direct_cond, &h->cattr) == 0;
+    if (!c3) {
+        if (c2)
+            pthread_cond_destroy(&h->q_cond);
         if (c1)
             pthread_cond_destroy(&h->init_cond);
         if (ca)
@@ -289,12 +298,29 @@ void stupid_p2p_deinit(int32_t fd)
         sp_release(h);
         return;
     }
+    /* send_to on a direct path returns once the message is queued: give
+     * the peer a moment (command_timeout_ms at most) to acknowledge what
+     * is in flight, as a relayed send_to would have waited for the
+     * server. Not from a callback: the thread that reads the ACKs is the
+     * caller then. */
+    if (!pthread_equal(pthread_self(), h->thread)) {
+        struct timespec until = sp_deadline_ts(h->opt.command_timeout_ms);
+        while (sp_direct_unsettled_locked(h) && !h->closing)
+            if (pthread_cond_timedwait(&h->direct_cond, &h->mu, &until) == ETIMEDOUT)
+                break;
+        if (h->closing) { /* a concurrent deinit won */
+            pthread_mutex_unlock(&h->mu);
+            sp_release(h);
+            return;
+        }
+    }
     h->closing = 1;
     __atomic_store_n(&h->muted, 1, __ATOMIC_RELEASE);
     for (struct sp_pending *p = h->req_head; p; p = p->next)
         if (p->has_cond)
             pthread_cond_signal(&p->cond);
     pthread_cond_broadcast(&h->q_cond);
+    pthread_cond_broadcast(&h->direct_cond);
     pthread_mutex_unlock(&h->mu);
     sp_io_wake(h->efd);
 
@@ -373,6 +399,7 @@ static int32_t sp_command(int32_t handle, struct sp_cmd *c, int *status)
     size_t head_len = sp_encode_head(head, c->cmd, c->id, c->id_len);
     uint8_t nonce[P2P_AUTH_NONCE_SIZE];
     int rand_err = c->cmd == P2P_CMD_REGISTER ? sp_io_random(nonce, sizeof nonce) : 0;
+    struct timespec until = sp_deadline_ts(h->opt.command_timeout_ms);
     pthread_mutex_lock(&h->mu);
     c->auth = c->cmd == P2P_CMD_REGISTER && h->has_token;
     uint8_t wire_cmd = c->auth ? P2P_CMD_AUTH : c->cmd;
@@ -387,6 +414,9 @@ static int32_t sp_command(int32_t handle, struct sp_cmd *c, int *status)
         rc = STUPID_P2P_BAD_PARAM;
     } else if (c->cmd == P2P_CMD_SEND_TO && !h->hello_answered) {
         rc = STUPID_P2P_UNSUPPORTED; /* the original would never answer */
+    } else if (c->cmd == P2P_CMD_SEND_TO && sp_direct_send_locked(h, c->id, c->id_len, c->data, c->len, &until, &rc)) {
+        /* It went on the direct path (rc: as if the server had said 1). */
+        *status = P2P_STATUS_OK;
     } else if (c->auth && h->version < 2) {
         rc = STUPID_P2P_UNSUPPORTED; /* AUTH is v2; never REGISTER instead */
     } else if (c->auth && rand_err != 0) {
@@ -403,7 +433,6 @@ static int32_t sp_command(int32_t handle, struct sp_cmd *c, int *status)
          * will meet) are the thread's business. */
         if (sp_flush_locked(h) != 0 || sp_buf_used(&h->out) > 0)
             sp_io_wake(h->efd);
-        struct timespec until = sp_deadline_ts(h->opt.command_timeout_ms);
         while (!p->done && !h->closing) {
             int w = pthread_cond_timedwait(&p->cond, &h->mu, &until);
             if (w == ETIMEDOUT)
@@ -602,6 +631,76 @@ int32_t stupid_p2p_send_to(int32_t handle, const void *id, size_t id_len, const 
     int status = 0;
     int32_t rc = sp_command(handle, &c, &status);
     return rc != STUPID_P2P_NO_ERROR ? rc : sp_status_code(status);
+}
+
+/* ---- direct paths ----------------------------------------------------------------------- */
+
+int32_t stupid_p2p_connect_direct(int32_t handle, const void *id, size_t id_len)
+{
+    if (handle <= 0 || !sp_id_ok(id, id_len))
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL)
+        return STUPID_P2P_ERROR_COMMOND;
+    if (pthread_equal(pthread_self(), h->thread)) {
+        sp_release(h);
+        return STUPID_P2P_WRONG_THREAD;
+    }
+    struct timespec until = sp_deadline_ts(h->opt.command_timeout_ms);
+    int32_t rc = STUPID_P2P_NO_ERROR;
+    struct sp_peer *p = NULL;
+    pthread_mutex_lock(&h->mu);
+    if (h->closing)
+        rc = STUPID_P2P_CLOSED;
+    else if (h->state != STUPID_P2P_STATE_CONNECTED)
+        rc = STUPID_P2P_RESTARTING;
+    else if (h->version < 2)
+        rc = STUPID_P2P_UNSUPPORTED;
+    else if (!h->has_id)
+        rc = STUPID_P2P_NOT_REGISTERED;
+    else if (h->reg_len == id_len && memcmp(h->reg_id, id, id_len) == 0)
+        rc = STUPID_P2P_BAD_ARGUMENT;
+    else if ((p = sp_peer_get(h, id, id_len)) == NULL)
+        rc = STUPID_P2P_LIMIT;
+    if (rc == STUPID_P2P_NO_ERROR) {
+        p->wanted = 1;
+        if (p->phase == SP_D_IDLE) {
+            /* An attempt now, whatever the back-off said. */
+            p->retry_at = 0;
+            p->offer_done = 0;
+            sp_io_wake(h->efd);
+            while (!p->offer_done && !h->closing) {
+                if (pthread_cond_timedwait(&h->direct_cond, &h->mu, &until) == ETIMEDOUT)
+                    break;
+            }
+            if (h->closing)
+                rc = STUPID_P2P_CLOSED;
+            else if (!p->offer_done)
+                rc = STUPID_P2P_TIMEOUT;
+            else if (p->offer_status == SP_STATUS_LOST)
+                rc = STUPID_P2P_NET_ERROR;
+            else if (p->offer_status != P2P_STATUS_OK)
+                rc = sp_status_code(p->offer_status);
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return rc;
+}
+
+int32_t stupid_p2p_path(int32_t handle, const void *id, size_t id_len)
+{
+    if (handle <= 0 || !sp_id_ok(id, id_len))
+        return STUPID_P2P_BAD_PARAM;
+    struct sp_handle *h = sp_acquire(handle);
+    if (h == NULL)
+        return STUPID_P2P_ERROR_COMMOND;
+    pthread_mutex_lock(&h->mu);
+    struct sp_peer *p = sp_peer_find(h, id, id_len);
+    int32_t path = p != NULL && p->phase == SP_D_DIRECT && !p->broken ? STUPID_P2P_PATH_DIRECT : STUPID_P2P_PATH_RELAY;
+    pthread_mutex_unlock(&h->mu);
+    sp_release(h);
+    return path;
 }
 
 /* ---- receiving ----------------------------------------------------------------------- */

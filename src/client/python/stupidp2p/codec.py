@@ -57,6 +57,14 @@ AUTH_PROOF_REQ_SIZE = 2 + P.AUTH_PROOF_SIZE        # [0c][02][proof]
 AUTH_REPLY_SIZE = 3 + P.AUTH_NONCE_SIZE            # [8c][01][step][nonce or signature]
 GAP_FIXED = 14                        # GAP without its id
 GAP_MAX = GAP_FIXED + P.ID_MAX        # [0f][id_len][id][frames u32][bytes u64]
+# Direct paths (stupidp2p(7), DIRECT PATHS): sizes only, for now.
+CANDIDATE_MAX_SIZE = 20               # [kind][port u16][addr_len][addr 16]
+DIRECT_EVENT_CANDIDATES_MAX = P.DIRECT_CANDIDATES_MAX + 1  # and the reflexive one
+DIRECT_MAX = 512                      # the largest DIRECT_* payload
+DIRECT_OFFER_REPLY_SIZE = 6 + P.DIRECT_SECRET_SIZE  # [90][01][attempt u32][secret]
+LINK_PROOF_SIZE = 6 + P.DIRECT_MAC_SIZE  # [01][role][attempt u32][mac]
+LINK_DATA_HEAD_SIZE = 9               # [03][seq u64]
+LINK_ACK_SIZE = 9                     # [04][seq u64]
 
 _HEADER = struct.Struct(">I")
 _HELLO_REPLY = struct.Struct(">BBBII")
