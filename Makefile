@@ -158,7 +158,7 @@ UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec
 UNIT_LINK_test_direct         := $(call cobj,direct_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
-UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire nats_protocol)
+UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire nats_protocol) $(call cobj,codec)
 UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
                                  $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
@@ -166,8 +166,8 @@ UNIT_LINK_test_devices        := $(call sobj,devices hash os_random)
 UNIT_LINK_test_log            := $(call sobj,log)
 UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
-UNIT_LINK_test_cluster_wire   := $(call sobj,cluster_wire nats_protocol)
-UNIT_LINK_test_cluster_view   := $(call sobj,cluster_view cluster_wire nats_protocol hash os_random)
+UNIT_LINK_test_cluster_wire   := $(call sobj,cluster_wire nats_protocol) $(call cobj,codec)
+UNIT_LINK_test_cluster_view   := $(call sobj,cluster_view cluster_wire nats_protocol hash os_random) $(call cobj,codec)
 # The link against real nats-server processes (test/support/nats_cluster.c)
 # and fake servers in a thread of the test.
 UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \
