@@ -22,7 +22,12 @@
  *    still gets every message (deinit waits for the acknowledgement);
  *  - offers that cross (both ask at once) make one path, both ways;
  *  - a peer with the direct option OFF declines: the path stays RELAY and
- *    messages keep flowing through the relay.
+ *    messages keep flowing through the relay;
+ *  - the two handles on different relays of a cluster (three relays and
+ *    nats-server, test/support/cluster.h; skipped without nats-server):
+ *    the rendezvous crosses the relays and makes a path both ways, on
+ *    which send_to's in both directions arrive once and in order while
+ *    neither relay delivers any of them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,6 +44,7 @@
 
 #include "auth.h"
 #include "client_util.h"
+#include "cluster.h"
 #include "direct_proof.h"
 #include "v2.h"
 
@@ -75,14 +81,19 @@ struct pair {
     int32_t a, b;
 };
 
-static void pair_open(const struct p2p_server *srv, struct pair *x, int32_t mode_a, int32_t mode_b)
+static void pair_open_on(uint16_t port_a, uint16_t port_b, struct pair *x, int32_t mode_a, int32_t mode_b)
 {
     ct_rec_init(&x->ra);
     ct_rec_init(&x->rb);
-    x->a = open_direct(srv->port, &x->ra, mode_a);
-    x->b = open_direct(srv->port, &x->rb, mode_b);
+    x->a = open_direct(port_a, &x->ra, mode_a);
+    x->b = open_direct(port_b, &x->rb, mode_b);
     ct_ok(stupid_p2p_register(x->a, ID("alice")));
     ct_ok(stupid_p2p_register(x->b, ID("bob")));
+}
+
+static void pair_open(const struct p2p_server *srv, struct pair *x, int32_t mode_a, int32_t mode_b)
+{
+    pair_open_on(srv->port, srv->port, x, mode_a, mode_b);
 }
 
 static void pair_close(struct pair *x)
@@ -510,6 +521,43 @@ static void test_declined_stays_relayed(void **state)
     pair_close(&x);
 }
 
+/* Both handles' messages go direct across two relays: the relays'
+ * deliveries (stupidp2p_deliveries_total) do not move while they flow. */
+static void test_direct_across_relays(void **state)
+{
+    CL_REQUIRE_NATS();
+    struct relay_cluster *c = *state;
+    struct pair x;
+    pair_open_on(cl_port(c, 0), cl_port(c, 1), &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
+    int32_t a = x.a, b = x.b;
+    struct ct_rec *ra = &x.ra, *rb = &x.rb;
+    /* Each relay knows the other's device (a claim's NATS hop). */
+    int64_t until = ct_now_ms() + CT_WAIT_MS;
+    while ((stupid_p2p_check_alive(a, ID("bob")) != 1 || stupid_p2p_check_alive(b, ID("alice")) != 1) &&
+           ct_now_ms() < until)
+        usleep(2000);
+    ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
+    wait_direct(a, "bob", b, "alice");
+    assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_direct == 1));
+    assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_direct == 1));
+
+    double before0 = cl_metric(c, 0, "stupidp2p_deliveries_total");
+    double before1 = cl_metric(c, 1, "stupidp2p_deliveries_total");
+    enum { N = 500 };
+    send_numbered(a, "bob", "ab", 0, N);
+    send_numbered(b, "alice", "ba", 0, N);
+    expect_sequence(rb, "alice", "ab", N);
+    expect_sequence(ra, "bob", "ba", N);
+    assert_true(cl_metric(c, 0, "stupidp2p_deliveries_total") == before0);
+    assert_true(cl_metric(c, 1, "stupidp2p_deliveries_total") == before1);
+    assert_int_equal(CT_GET(ra, ra->n_relay), 0);
+    assert_int_equal(CT_GET(rb, rb->n_relay), 0);
+    pair_close(&x);
+    /* Both RESULTs were counted on the offerer's relay, where the attempt was. */
+    cl_wait_metric(c, 0, "stupidp2p_direct_results_total{outcome=\"direct\"}", 2, CL_WAIT_MS);
+    assert_true(cl_metric(c, 1, "stupidp2p_direct_results_total{outcome=\"direct\"}") == 0);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -520,6 +568,7 @@ int main(void)
         TC_SERVER_TEST(test_send_then_deinit),
         TC_SERVER_TEST(test_crossing_offers),
         TC_SERVER_TEST(test_declined_stays_relayed),
+        CL_TEST(test_direct_across_relays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
