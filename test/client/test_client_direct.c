@@ -138,6 +138,16 @@ static void wait_counter(const struct p2p_server *srv, const char *needle)
     }
 }
 
+/* Until alice (a) and bob (b) see each other online: at once on one
+ * server, a claim's NATS hop later across relays. Bounded. */
+static void wait_known_across(int32_t a, int32_t b)
+{
+    int64_t until = ct_now_ms() + CT_WAIT_MS;
+    while ((stupid_p2p_check_alive(a, ID("bob")) != 1 || stupid_p2p_check_alive(b, ID("alice")) != 1) &&
+           ct_now_ms() < until)
+        usleep(2000);
+}
+
 static void wait_direct(int32_t a, const char *peer_of_a, int32_t b, const char *peer_of_b)
 {
     int64_t until = ct_now_ms() + CT_WAIT_MS;
@@ -215,12 +225,13 @@ static void test_direct_on_loopback(void **state)
 }
 
 /* Shuts down the first TCP socket of this process connected to 127.0.0.1
- * on another port than the server's: one end of the direct path. The
+ * on another port than the servers' (relay_a, relay_b: the same one when
+ * there is one server): one end of the direct path. The
  * library's descriptors are not touched by number (the library may close
  * and reuse one meanwhile): each is duplicated with pidfd_getfd(2), and the
  * duplicate examined and shut down; shutdown acts on the socket, whichever
  * descriptor names it. */
-static int cut_direct_socket(uint16_t server_port)
+static int cut_direct_socket(uint16_t relay_a, uint16_t relay_b)
 {
     int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     assert_true(pidfd >= 0);
@@ -238,7 +249,7 @@ static int cut_direct_socket(uint16_t server_port)
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
         if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
-            peer.sin_family == AF_INET && ntohs(peer.sin_port) != server_port)
+            peer.sin_family == AF_INET && ntohs(peer.sin_port) != relay_a && ntohs(peer.sin_port) != relay_b)
             cut = shutdown(fd, SHUT_RDWR) == 0;
         close(fd);
     }
@@ -274,13 +285,15 @@ static void *send_thread(void *arg)
     return NULL;
 }
 
-static void test_direct_killed_mid_stream(void **state)
+/* alice on relay_a, bob on relay_b (the same server, or two of a
+ * cluster), a direct path, messages flowing both ways, the path cut. */
+static void killed_mid_stream(uint16_t relay_a, uint16_t relay_b)
 {
-    struct p2p_server *srv = *state;
     struct pair x;
-    pair_open(srv, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
+    pair_open_on(relay_a, relay_b, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
     int32_t a = x.a, b = x.b;
     struct ct_rec *ra = &x.ra, *rb = &x.rb;
+    wait_known_across(a, b);
     ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
     wait_direct(a, "bob", b, "alice");
 
@@ -292,7 +305,7 @@ static void test_direct_killed_mid_stream(void **state)
     /* Mid-stream: once a few hundred have arrived each way. */
     assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_msgs >= 300));
     assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_msgs >= 300));
-    assert_true(cut_direct_socket(srv->port));
+    assert_true(cut_direct_socket(relay_a, relay_b));
     void *ra_ret, *rb_ret;
     pthread_join(ta, &ra_ret);
     pthread_join(tb, &rb_ret);
@@ -309,6 +322,12 @@ static void test_direct_killed_mid_stream(void **state)
     assert_int_equal(CT_GET(rb, rb->n_msgs), N);
     assert_int_equal(CT_GET(ra, ra->n_msgs), N);
     pair_close(&x);
+}
+
+static void test_direct_killed_mid_stream(void **state)
+{
+    struct p2p_server *srv = *state;
+    killed_mid_stream(srv->port, srv->port);
 }
 
 /* ---- a peer made of raw frames ----------------------------------------------------- */
@@ -531,11 +550,7 @@ static void test_direct_across_relays(void **state)
     pair_open_on(cl_port(c, 0), cl_port(c, 1), &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
     int32_t a = x.a, b = x.b;
     struct ct_rec *ra = &x.ra, *rb = &x.rb;
-    /* Each relay knows the other's device (a claim's NATS hop). */
-    int64_t until = ct_now_ms() + CT_WAIT_MS;
-    while ((stupid_p2p_check_alive(a, ID("bob")) != 1 || stupid_p2p_check_alive(b, ID("alice")) != 1) &&
-           ct_now_ms() < until)
-        usleep(2000);
+    wait_known_across(a, b);
     ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
     wait_direct(a, "bob", b, "alice");
     assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_direct == 1));
@@ -558,6 +573,18 @@ static void test_direct_across_relays(void **state)
     assert_true(cl_metric(c, 1, "stupidp2p_direct_results_total{outcome=\"direct\"}") == 0);
 }
 
+/* The path between two relays' clients cut mid-stream: both fall back,
+ * the FALLBACK marks and the re-sent messages cross the relays, and every
+ * message arrives once, in order. */
+static void test_direct_killed_across_relays(void **state)
+{
+    CL_REQUIRE_NATS();
+    struct relay_cluster *c = *state;
+    killed_mid_stream(cl_port(c, 0), cl_port(c, 1));
+    assert_true(cl_metric(c, 0, "stupidp2p_direct_marks_total") >= 2);
+    assert_true(cl_metric(c, 1, "stupidp2p_direct_marks_total") >= 2);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -569,6 +596,7 @@ int main(void)
         TC_SERVER_TEST(test_crossing_offers),
         TC_SERVER_TEST(test_declined_stays_relayed),
         CL_TEST(test_direct_across_relays),
+        CL_TEST(test_direct_killed_across_relays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
