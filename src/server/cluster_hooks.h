@@ -74,8 +74,8 @@ class ClusterHooks : public FollowWatcher {
 // that came from another relay.
 enum class RemoteDelivery : uint8_t {
     delivered,
-    not_here,     // the target is not held here (any more); for a direct-path
-                  // step also: not by that connection, no such attempt here
-    refused,      // the auth file's PEERS do not let the sender reach the target
-    refused_v1,   // a v1 target that does not subscribe to the sender
+    not_here,    // the target is not held here (any more); for a direct-path
+                 // step also: not by that connection, no such attempt here
+    refused,     // the auth file's PEERS do not let the sender reach the target
+    refused_v1,  // a v1 target that does not subscribe to the sender
 };

@@ -239,8 +239,8 @@ bool cluster_parse_direct(const uint8_t* p, size_t len, ClusterDirect* out) {
     out->frame = p + kClusterDirectHeader;
     out->len = len - kClusterDirectHeader;
     uint8_t cmd = out->frame[0];
-    bool step = cmd == P2P_CMD_DIRECT_RESULT ||
-                (cmd >= P2P_EVT_DIRECT_OFFER && cmd <= P2P_EVT_DIRECT_MARK);
+    bool step =
+        cmd == P2P_CMD_DIRECT_RESULT || (cmd >= P2P_EVT_DIRECT_OFFER && cmd <= P2P_EVT_DIRECT_MARK);
     return step && p2p_direct_parse(out->frame, out->len, &out->step) == P2P_PARSE_OK;
 }
 

@@ -236,8 +236,8 @@ void Relay::direct_answer(Session& s, const p2p_direct& d) {
               forward_direct(s, peer_of(d), true, DirectEnd{offerer_relay, 0}, event, len));
         return;
     }
-    uint8_t status = forward_direct(s, a->offerer_id(), true, DirectEnd{0, a->offerer_session},
-                                    event, len);
+    uint8_t status =
+        forward_direct(s, a->offerer_id(), true, DirectEnd{0, a->offerer_session}, event, len);
     if (status != P2P_STATUS_OK || d.accept != P2P_DIRECT_ACCEPT) {
         direct_.remove(*a);
     } else {
@@ -281,7 +281,7 @@ void Relay::direct_mark(Session& s, const p2p_direct& d) {
 void Relay::count_result(DirectAttempt& a, bool* reported, const p2p_direct& d, const char* who) {
     *reported = true;
     ++(d.outcome == P2P_DIRECT_OUTCOME_DIRECT ? stats_.direct_results_direct
-                                               : stats_.direct_results_failed);
+                                              : stats_.direct_results_failed);
     LOG_DEBUG("%s: direct-path attempt %u %s after %u ms", who, a.id,
               d.outcome == P2P_DIRECT_OUTCOME_DIRECT ? "connected" : "failed", d.elapsed_ms);
     if (a.offerer_reported && a.target_reported) direct_.remove(a);
@@ -334,7 +334,8 @@ RemoteDelivery Relay::deliver_remote_direct(std::string_view target, const Direc
                                             size_t len) {
     std::string_view from = peer_of(step);
     if (from == target || !may_reach(auth_.get(), target, from)) return RemoteDelivery::refused;
-    if (step.cmd == P2P_EVT_DIRECT_ANSWER) return remote_direct_answer(target, hop, step, frame, len);
+    if (step.cmd == P2P_EVT_DIRECT_ANSWER)
+        return remote_direct_answer(target, hop, step, frame, len);
     if (step.cmd == P2P_CMD_DIRECT_RESULT) return remote_direct_result(target, hop, step);
     Device* d = devices_.find(target);
     if (d == nullptr || !d->online() || d->holder->ended) return RemoteDelivery::not_here;
@@ -350,10 +351,10 @@ RemoteDelivery Relay::remote_direct_answer(std::string_view offerer, const Direc
         a->offerer_id() != offerer || a->target_id() != peer_of(step))
         return RemoteDelivery::not_here;
     Device* d = devices_.find(offerer);
-    uint8_t status = d != nullptr && d->online() && !d->holder->ended
-                         ? deliver_direct(a->target_id(), *d->holder, true, a->offerer_session,
-                                          frame, len)
-                         : uint8_t{P2P_STATUS_OFFLINE};
+    uint8_t status =
+        d != nullptr && d->online() && !d->holder->ended
+            ? deliver_direct(a->target_id(), *d->holder, true, a->offerer_session, frame, len)
+            : uint8_t{P2P_STATUS_OFFLINE};
     bool accepted = step.accept == P2P_DIRECT_ACCEPT;
     if (status != P2P_STATUS_OK || !accepted) {
         direct_.remove(*a);

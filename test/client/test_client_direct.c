@@ -248,8 +248,9 @@ static int cut_direct_socket(uint16_t relay_a, uint16_t relay_b)
         struct stat st;
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
-        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
-            peer.sin_family == AF_INET && ntohs(peer.sin_port) != relay_a && ntohs(peer.sin_port) != relay_b)
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            getpeername(fd, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET &&
+            ntohs(peer.sin_port) != relay_a && ntohs(peer.sin_port) != relay_b)
             cut = shutdown(fd, SHUT_RDWR) == 0;
         close(fd);
     }

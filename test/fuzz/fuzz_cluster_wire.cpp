@@ -94,7 +94,8 @@ void direct_message(const uint8_t* p, size_t len) {
     check(d.len <= P2P_DIRECT_MAX);
     uint8_t cmd = d.frame[0];
     check(cmd == d.step.cmd);
-    check(cmd == P2P_CMD_DIRECT_RESULT || (cmd >= P2P_EVT_DIRECT_OFFER && cmd <= P2P_EVT_DIRECT_MARK));
+    check(cmd == P2P_CMD_DIRECT_RESULT ||
+          (cmd >= P2P_EVT_DIRECT_OFFER && cmd <= P2P_EVT_DIRECT_MARK));
     check(d.step.id_len >= 1 && inside(d.step.id, d.step.id_len, p, len));
 }
 

@@ -75,9 +75,9 @@ static void answer_across(int target, int offerer, const char *offerer_id, const
                           uint32_t attempt)
 {
     uint8_t out[P2P_DIRECT_MAX], ev[P2P_DIRECT_MAX + 16];
-    size_t len = p2p_encode_direct_answer(out, P2P_CMD_DIRECT_ANSWER, (const uint8_t *)offerer_id,
-                                          strlen(offerer_id), attempt, P2P_DIRECT_ACCEPT, k_nonce_b,
-                                          4002, NULL, 0);
+    size_t len =
+        p2p_encode_direct_answer(out, P2P_CMD_DIRECT_ANSWER, (const uint8_t *)offerer_id, strlen(offerer_id),
+                                 attempt, P2P_DIRECT_ACCEPT, k_nonce_b, 4002, NULL, 0);
     tc_send_frame(target, out, len);
     tc_expect_reply(target, P2P_CMD_DIRECT_ANSWER, P2P_STATUS_OK);
     struct p2p_direct d;
@@ -93,8 +93,9 @@ static void answer_across(int target, int offerer, const char *offerer_id, const
 static void send_sync(int fd, const char *target_id, uint32_t attempt, uint8_t status)
 {
     uint8_t out[P2P_DIRECT_MAX];
-    tc_send_frame(fd, out, p2p_encode_direct_sync(out, P2P_CMD_DIRECT_SYNC, (const uint8_t *)target_id,
-                                                  strlen(target_id), attempt));
+    tc_send_frame(fd, out,
+                  p2p_encode_direct_sync(out, P2P_CMD_DIRECT_SYNC, (const uint8_t *)target_id,
+                                         strlen(target_id), attempt));
     tc_expect_reply(fd, P2P_CMD_DIRECT_SYNC, status);
 }
 

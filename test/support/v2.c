@@ -175,8 +175,8 @@ void tc_expect_reflexive(const struct p2p_candidate *c, uint16_t port)
     assert_int_equal(c->port, port);
 }
 
-void tc_send_offer(int fd, const char *target, const uint8_t nonce[32],
-                   const struct p2p_candidate *c, size_t n)
+void tc_send_offer(int fd, const char *target, const uint8_t nonce[32], const struct p2p_candidate *c,
+                   size_t n)
 {
     uint8_t out[P2P_DIRECT_MAX];
     size_t len = p2p_encode_direct_offer(out, (const uint8_t *)target, strlen(target), nonce, 4001, c, n);

@@ -76,7 +76,7 @@ void tc_expect_reflexive(const struct p2p_candidate *c, uint16_t port);
 
 /* Sends DIRECT_OFFER to target with nonce, local_port 4001 and c[0..n)
  * (no reply awaited). */
-void tc_send_offer(int fd, const char *target, const uint8_t nonce[32],
-                   const struct p2p_candidate *c, size_t n);
+void tc_send_offer(int fd, const char *target, const uint8_t nonce[32], const struct p2p_candidate *c,
+                   size_t n);
 
 #endif /* STUPIDP2P_TEST_V2_H */

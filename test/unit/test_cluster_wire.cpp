@@ -155,10 +155,10 @@ void test_direct(void**) {
     size_t n = p2p_encode_direct_sync(frame, P2P_EVT_DIRECT_SYNC,
                                       reinterpret_cast<const uint8_t*>("me"), 2, 0xA0B0C0D0u);
     Bytes m = direct(d, frame, n);
-    const Bytes want = {1,    8,    1,    2,    3,    4,    5,    6,    7,    8,    0x11, 0x12,
-                        0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26,
-                        0x27, 0x28, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x38, 0x1A, 2,
-                        'm',  'e',  0xA0, 0xB0, 0xC0, 0xD0};
+    const Bytes want = {1,    8,    1,    2,    3,    4,    5,    6,    7,    8,    0x11,
+                        0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x21, 0x22, 0x23, 0x24,
+                        0x25, 0x26, 0x27, 0x28, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37,
+                        0x38, 0x1A, 2,    'm',  'e',  0xA0, 0xB0, 0xC0, 0xD0};
     assert_true(m == want);
     ClusterKind kind;
     assert_true(cluster_payload_kind(m.data(), m.size(), &kind));
@@ -173,7 +173,8 @@ void test_direct(void**) {
     assert_int_equal(p.step.id_len, 2);
     assert_memory_equal(p.step.id, "me", 2);
     assert_int_equal(p.step.attempt, 0xA0B0C0D0u);
-    every_prefix_refused(m, [&](const uint8_t* q, size_t k) { return cluster_parse_direct(q, k, &p); });
+    every_prefix_refused(
+        m, [&](const uint8_t* q, size_t k) { return cluster_parse_direct(q, k, &p); });
     // Trailing bytes make the step malformed.
     Bytes longer = m;
     longer.push_back(0);
@@ -203,8 +204,10 @@ void test_direct(void**) {
                 return p2p_encode_direct_answer(frame, P2P_EVT_DIRECT_ANSWER, id, 4, 5,
                                                 P2P_DIRECT_ACCEPT, nonce, 81, &c, 1);
             case P2P_EVT_DIRECT_MARK:
-                return p2p_encode_direct_mark(frame, P2P_EVT_DIRECT_MARK, id, 4, 5, P2P_MARK_SWITCH, 1);
-            default: return p2p_encode_direct_result(frame, id, 4, 5, P2P_DIRECT_OUTCOME_DIRECT, 30);
+                return p2p_encode_direct_mark(frame, P2P_EVT_DIRECT_MARK, id, 4, 5, P2P_MARK_SWITCH,
+                                              1);
+            default:
+                return p2p_encode_direct_result(frame, id, 4, 5, P2P_DIRECT_OUTCOME_DIRECT, 30);
         }
     };
     for (uint8_t cmd : {uint8_t{P2P_EVT_DIRECT_OFFER}, uint8_t{P2P_EVT_DIRECT_ANSWER},
@@ -214,7 +217,8 @@ void test_direct(void**) {
         assert_int_equal(p.step.cmd, cmd);
         assert_int_equal(p.step.id_len, 4);
         assert_int_equal(p.step.attempt, 5);
-        every_prefix_refused(one, [&](const uint8_t* q, size_t k) { return cluster_parse_direct(q, k, &p); });
+        every_prefix_refused(
+            one, [&](const uint8_t* q, size_t k) { return cluster_parse_direct(q, k, &p); });
     }
     // Requests other than RESULT never cross (they are answered where they
     // are made), nor replies, nor anything else.
@@ -224,7 +228,8 @@ void test_direct(void**) {
     n = p2p_encode_direct_mark(frame, P2P_CMD_DIRECT_MARK, id, 4, 5, P2P_MARK_SWITCH, 1);
     request = direct(d, frame, n);
     assert_false(cluster_parse_direct(request.data(), request.size(), &p));
-    for (uint8_t cmd : {uint8_t{0x03}, uint8_t{0x09}, uint8_t{0x90}, uint8_t{0x1C}, uint8_t{0xFF}}) {
+    for (uint8_t cmd :
+         {uint8_t{0x03}, uint8_t{0x09}, uint8_t{0x90}, uint8_t{0x1C}, uint8_t{0xFF}}) {
         frame[0] = cmd;
         Bytes other = direct(d, frame, 8);
         if (cluster_parse_direct(other.data(), other.size(), &p)) fail_msg("0x%02x taken", cmd);
@@ -379,12 +384,9 @@ void test_snapshot(void**) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_node_names),
-        cmocka_unit_test(test_subjects),
-        cmocka_unit_test(test_data),
-        cmocka_unit_test(test_send_to),
-        cmocka_unit_test(test_direct),
-        cmocka_unit_test(test_control_messages),
+        cmocka_unit_test(test_node_names), cmocka_unit_test(test_subjects),
+        cmocka_unit_test(test_data),       cmocka_unit_test(test_send_to),
+        cmocka_unit_test(test_direct),     cmocka_unit_test(test_control_messages),
         cmocka_unit_test(test_snapshot),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

@@ -274,7 +274,13 @@ struct TwoRelays {
         assert_true(p.hop.to_relay == from.peer->incarnation);
         p2p_direct step;
         assert_int_equal(p2p_direct_parse(p.frame.data(), p.frame.size(), &step), P2P_PARSE_OK);
-        return to.relay.deliver_remote_direct(p.target, p.hop, step, p.frame.data(), p.frame.size());
+        return to.relay.deliver_remote_direct(p.target, p.hop, step, p.frame.data(),
+                                              p.frame.size());
+    }
+    void expect_carry(LinkedCluster& from, World& to, RemoteDelivery want, uint64_t from_relay = 0,
+                      std::source_location at = std::source_location::current()) {
+        int got = static_cast<int>(carry(from, to, from_relay));
+        _assert_int_equal(got, static_cast<int>(want), at.file_name(), static_cast<int>(at.line()));
     }
 };
 
@@ -307,22 +313,22 @@ void expect_event(World& w, Session& s, uint8_t cmd, uint32_t attempt) {
 
 void test_across_relays_only_the_parties(void**) {
     TwoRelays k;
-    Session& a = registered(k.a, "a");   // session 1 of relay a
-    Session& c = registered(k.a, "c");   // session 2 of relay a
-    registered(k.b, "x");                // session 1 of relay b
-    Session& b = registered(k.b, "b");   // session 2 of relay b: c's number
+    Session& a = registered(k.a, "a");  // session 1 of relay a
+    Session& c = registered(k.a, "c");  // session 2 of relay a
+    registered(k.b, "x");               // session 1 of relay b
+    Session& b = registered(k.b, "b");  // session 2 of relay b: c's number
     uint32_t id = offer_across(k, a, "b");
-    assert_int_equal(static_cast<int>(k.carry(k.la, k.b)), static_cast<int>(RemoteDelivery::delivered));
+    k.expect_carry(k.la, k.b, RemoteDelivery::delivered);
     expect_event(k.b, b, P2P_EVT_DIRECT_OFFER, id);
     // The answer: 1 from relay b; relay a takes it only from the relay the
     // offer went to.
     k.b.in(b, answer("a", id, P2P_DIRECT_ACCEPT));
     k.b.expect(b, {rep(P2P_CMD_DIRECT_ANSWER, 1)});
     Published kept = k.lb.out.back();
-    assert_int_equal(static_cast<int>(k.carry(k.lb, k.a, 3333)), static_cast<int>(RemoteDelivery::not_here));
+    k.expect_carry(k.lb, k.a, RemoteDelivery::not_here, 3333);
     k.a.expect_nothing(a);
     k.lb.out.push_back(kept);
-    assert_int_equal(static_cast<int>(k.carry(k.lb, k.a)), static_cast<int>(RemoteDelivery::delivered));
+    k.expect_carry(k.lb, k.a, RemoteDelivery::delivered);
     expect_event(k.a, a, P2P_EVT_DIRECT_ANSWER, id);
     assert_int_equal(k.a.relay.stats().direct_accepted, 1);
     assert_int_equal(k.b.relay.stats().direct_accepted, 0);
@@ -334,14 +340,13 @@ void test_across_relays_only_the_parties(void**) {
     k.a.in(a, sync_req("b", id));
     k.a.expect(a, {rep(P2P_CMD_DIRECT_SYNC, 1)});
     assert_true(k.la.out.back().hop.to_session == b.session_id);
-    assert_int_equal(static_cast<int>(k.carry(k.la, k.b)), static_cast<int>(RemoteDelivery::delivered));
+    k.expect_carry(k.la, k.b, RemoteDelivery::delivered);
     expect_event(k.b, b, P2P_EVT_DIRECT_SYNC, id);
     // The target's RESULT is counted on the offerer's relay, once.
     for (int i = 0; i < 2; ++i) {
         k.b.in(b, result("a", id));
         k.b.expect(b, {rep(P2P_CMD_DIRECT_RESULT, 1)});
-        assert_int_equal(static_cast<int>(k.carry(k.lb, k.a)),
-                         static_cast<int>(i == 0 ? RemoteDelivery::delivered : RemoteDelivery::not_here));
+        k.expect_carry(k.lb, k.a, i == 0 ? RemoteDelivery::delivered : RemoteDelivery::not_here);
     }
     assert_int_equal(k.a.relay.stats().direct_results_direct, 1);
     assert_int_equal(k.b.relay.stats().direct_results_direct, 0);
@@ -361,22 +366,22 @@ void test_across_relays_dropped_where_found(void**) {
     k.b.expect(old, {rep(P2P_CMD_REGISTER, 1)});
     // A v1 target on relay b: relay a cannot know (1), relay b refuses.
     offer_across(k, a, "old");
-    assert_int_equal(static_cast<int>(k.carry(k.la, k.b)), static_cast<int>(RemoteDelivery::refused_v1));
+    k.expect_carry(k.la, k.b, RemoteDelivery::refused_v1);
     k.b.expect_nothing(old);
     // The offerer reconnected before the answer: dropped on its relay, and
     // the attempt is over.
     uint32_t id = offer_across(k, a, "b");
-    k.carry(k.la, k.b);
+    k.expect_carry(k.la, k.b, RemoteDelivery::delivered);
     expect_event(k.b, b, P2P_EVT_DIRECT_OFFER, id);
     a.close(CloseReason::peer_closed);
     Session& again = registered(k.a, "a");
     k.b.in(b, answer("a", id, P2P_DIRECT_ACCEPT));
     k.b.expect(b, {rep(P2P_CMD_DIRECT_ANSWER, 1)});
-    assert_int_equal(static_cast<int>(k.carry(k.lb, k.a)), static_cast<int>(RemoteDelivery::not_here));
+    k.expect_carry(k.lb, k.a, RemoteDelivery::not_here);
     k.a.expect_nothing(again);
     k.b.in(b, result("a", id));
     k.b.expect(b, {rep(P2P_CMD_DIRECT_RESULT, 1)});
-    assert_int_equal(static_cast<int>(k.carry(k.lb, k.a)), static_cast<int>(RemoteDelivery::not_here));
+    k.expect_carry(k.lb, k.a, RemoteDelivery::not_here);
     assert_int_equal(k.a.relay.stats().direct_results_direct, 0);
     k.a.finish();
     k.b.finish();
