@@ -17,7 +17,11 @@
  *    no SYNC either (3 to the offerer, the attempt is over);
  *  - PEERS across relays, both ways: an offer between devices that may not
  *    reach each other is refused (5) on the offerer's relay and counted
- *    there, and nothing reaches the target.
+ *    there, and nothing reaches the target;
+ *  - malformed direct-path messages published on a relay's subject by a
+ *    stranger on NATS (cut short, a request that never crosses, trailing
+ *    bytes, an unknown kind) are counted and dropped, and one for an
+ *    earlier run of the relay is dropped as not here; the relay goes on.
  * Client-library paths across relays are test/client/test_client_cluster_direct.c.
  */
 #include <stdarg.h>
@@ -26,7 +30,9 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -275,11 +281,96 @@ static void test_peers_across_relays(void **state)
     tc_close(bob);
 }
 
+/* A stranger on NATS server 0 of the cluster: PUB of each payload to
+ * subject, then PING, and PONG awaited (NATS has taken them, in order). */
+static void nats_publish(struct relay_cluster *c, const char *subject, const uint8_t *const *payloads,
+                         const size_t *lens, int n)
+{
+    char url[64];
+    nats_node_url(&c->nats, 0, url, sizeof url);
+    int fd = tc_connect((uint16_t)atoi(strrchr(url, ':') + 1));
+    static const char hello[] = "CONNECT {\"verbose\":false,\"pedantic\":false}\r\n";
+    tc_send_raw(fd, hello, sizeof hello - 1);
+    for (int i = 0; i < n; i++) {
+        char head[200];
+        int h = snprintf(head, sizeof head, "PUB %s %zu\r\n", subject, lens[i]);
+        tc_send_raw(fd, head, (size_t)h);
+        tc_send_raw(fd, payloads[i], lens[i]);
+        tc_send_raw(fd, "\r\n", 2);
+    }
+    tc_send_raw(fd, "PING\r\n", 6);
+    char in[4096];
+    size_t got = 0;
+    int64_t until = cl_now_ms() + CL_WAIT_MS;
+    while (got < sizeof in - 1) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (cl_now_ms() > until || poll(&p, 1, 100) < 0)
+            tc_fail("NATS did not answer PING");
+        if (p.revents == 0)
+            continue;
+        ssize_t r = read(fd, in + got, sizeof in - 1 - got);
+        if (r <= 0)
+            tc_fail("NATS closed the connection");
+        got += (size_t)r;
+        in[got] = '\0';
+        if (strstr(in, "PONG\r\n") != NULL)
+            break;
+        if (strstr(in, "-ERR") != NULL)
+            tc_fail("NATS: %s", in);
+    }
+    close(fd);
+}
+
+static void test_malformed_counted_and_dropped(void **state)
+{
+    CL_REQUIRE_NATS();
+    struct relay_cluster *c = *state;
+    static const char malformed[] = "stupidp2p_cluster_dropped_total{reason=\"malformed\"}";
+    int alice, bob;
+    connect_pair(c, &alice, &bob);
+    /* Direct messages for bob on relay 1 (node r1), from nobody. */
+    uint8_t head[34] = {1, 8};
+    uint8_t sync_event[P2P_DIRECT_MAX], sync_request[P2P_DIRECT_MAX];
+    size_t ev_len = p2p_encode_direct_sync(sync_event, P2P_EVT_DIRECT_SYNC, ID("alice"), 5);
+    size_t req_len = p2p_encode_direct_sync(sync_request, P2P_CMD_DIRECT_SYNC, ID("alice"), 5);
+    uint8_t cut[40], request[80], trailing[80], unknown[40], stale[80];
+    memcpy(cut, head, 34);
+    memcpy(cut + 34, sync_event, 3);
+    memcpy(request, head, 34);
+    memcpy(request + 34, sync_request, req_len);
+    memcpy(trailing, head, 34);
+    memcpy(trailing + 34, sync_event, ev_len);
+    trailing[34 + ev_len] = 0;
+    memcpy(unknown, cut, sizeof unknown);
+    unknown[1] = 9;
+    memcpy(stale, head, 34);
+    stale[25] = 1; /* to relay: incarnation 1, not relay 1's */
+    memcpy(stale + 34, sync_event, ev_len);
+    const uint8_t *bad[] = {head, cut, request, trailing, unknown};
+    const size_t bad_lens[] = {10, 37, 34 + req_len, 34 + ev_len + 1, 37};
+    double before = cl_metric(c, 1, malformed);
+    nats_publish(c, "sp.to.r1.626f62", bad, bad_lens, 5);
+    cl_wait_metric(c, 1, malformed, before + 5, CL_WAIT_MS);
+    const uint8_t *old[] = {stale};
+    const size_t old_len[] = {34 + ev_len};
+    double not_here = cl_metric(c, 1, k_not_here);
+    nats_publish(c, "sp.to.r1.626f62", old, old_len, 1);
+    cl_wait_metric(c, 1, k_not_here, not_here + 1, CL_WAIT_MS);
+    assert_true(cl_metric(c, 1, malformed) == before + 5);
+    tc_expect_nothing_pending(bob);
+    /* The relay goes on: a rendezvous across it still works. */
+    uint32_t attempt = offer_across(alice, bob, "bob", "alice");
+    answer_across(bob, alice, "alice", "bob", attempt);
+    tc_close(alice);
+    tc_close(bob);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         CL_TEST(test_rendezvous_across_relays),
         CL_TEST(test_takeover_and_move_during_attempt),
+        CL_TEST(test_malformed_counted_and_dropped),
         cmocka_unit_test_setup_teardown(test_peers_across_relays, auth_setup, auth_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
