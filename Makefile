@@ -64,7 +64,7 @@ CLI_SRC     := $(wildcard src/client/cli/*.c)
 SUPPORT_SRC := $(wildcard test/support/*.c)
 UNIT_SRC    := $(wildcard test/unit/*.cpp) $(wildcard test/unit/*.c) $(wildcard test/unit/relay/test_*.cpp)
 INTEG_SRC   := $(wildcard test/integration/*.c)
-FUZZERS     := codec relay
+FUZZERS     := codec relay cluster_wire
 CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
@@ -158,7 +158,7 @@ UNIT_LINK_test_auth_proof     := $(call cobj,auth_proof sha256 hmac_sha256 codec
 UNIT_LINK_test_direct         := $(call cobj,direct_proof sha256 hmac_sha256 codec)
 UNIT_LINK_test_io             := $(call sobj,io)
 UNIT_LDFLAGS_test_io          := -Wl,--wrap=readv,--wrap=sendmsg,--wrap=accept4
-UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire nats_protocol)
+UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire nats_protocol) $(call cobj,codec)
 UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
                                  $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
@@ -166,8 +166,8 @@ UNIT_LINK_test_devices        := $(call sobj,devices hash os_random)
 UNIT_LINK_test_log            := $(call sobj,log)
 UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
-UNIT_LINK_test_cluster_wire   := $(call sobj,cluster_wire nats_protocol)
-UNIT_LINK_test_cluster_view   := $(call sobj,cluster_view cluster_wire nats_protocol hash os_random)
+UNIT_LINK_test_cluster_wire   := $(call sobj,cluster_wire nats_protocol) $(call cobj,codec)
+UNIT_LINK_test_cluster_view   := $(call sobj,cluster_view cluster_wire nats_protocol hash os_random) $(call cobj,codec)
 # The link against real nats-server processes (test/support/nats_cluster.c)
 # and fake servers in a thread of the test.
 UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \
@@ -224,12 +224,16 @@ UNIT_LINK_test_bench_buf := $(BUILD)/test/bench/bench_buf.c.o
 # (test/fuzz/corpus/NAME/, found from the program's name).
 FUZZ_LINK_codec := $(call cobj,codec)
 FUZZ_LINK_relay := $(RELAY_TEST_LINK)
+FUZZ_LINK_cluster_wire := $(call sobj,cluster_wire nats_protocol) $(call cobj,codec)
 $(BUILD)/test/fuzz/replay.c.o: CPPFLAGS += -DFUZZ_CORPUS_ROOT=\"$(abspath test/fuzz/corpus)\"
 
 $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_codec)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
 
 $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
+	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/test/fuzz/fuzz_cluster_wire: $(BUILD)/test/fuzz/fuzz_cluster_wire.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_cluster_wire)
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
 
 # The NAT test bed's device (test/natbed/*.sh run it in network namespaces;
@@ -290,6 +294,8 @@ fuzz_objs = $(patsubst %,$(FUZZ_BUILD)/%.o,$(1))
 FUZZ_BIN_codec := $(call fuzz_objs,test/fuzz/fuzz_codec.c src/common/codec.c)
 FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp \
                     $(patsubst $(BUILD)/%.o,%,$(RELAY_TEST_LINK)))
+FUZZ_BIN_cluster_wire := $(call fuzz_objs,test/fuzz/fuzz_cluster_wire.cpp \
+                    $(patsubst $(BUILD)/%.o,%,$(FUZZ_LINK_cluster_wire)))
 
 $(FUZZ_BUILD)/%.c.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(@D)

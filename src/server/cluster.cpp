@@ -174,7 +174,7 @@ void Cluster::on_nats_message(const NatsMessage& msg) {
     if (msg.sid == sid_hb_) return on_heartbeat(msg);
     if (msg.sid == sid_snap_ || msg.sid == sid_inbox_) return on_snapshot(msg);
     if (msg.sid == sid_sync_all_ || msg.sid == sid_sync_me_) return on_sync_request(msg);
-    if (msg.sid == sid_to_) return on_send_to(msg);
+    if (msg.sid == sid_to_) return on_to(msg);
     on_data(msg);  // an sp.d.<id> subscription
 }
 
@@ -286,31 +286,80 @@ void Cluster::on_data(const NatsMessage& msg) {
     }
 }
 
-void Cluster::sent_to(std::string_view from, std::string_view target, const uint8_t* data,
-                      size_t len) {
+bool Cluster::publish_to_holder(std::string_view target, const uint8_t* head, size_t head_len,
+                                const uint8_t* data, size_t len) {
     flush_batch();  // what the sender sent before goes first
     const ViewEntry* e = view_.find(target);
-    if (e == nullptr || e->node().self()) return;  // the relay asked held_elsewhere() first
+    if (e == nullptr || e->node().self()) return false;  // the relay asked the view first
     char subject[kClusterSubjectMax];
     size_t n = cluster_subject_send_to(subject, sizeof subject, e->node().name(), target);
-    uint8_t head[kClusterSendToHeaderMax];
-    size_t head_len = cluster_encode_send_to_header(head, from);
-    if (n != 0 && head_len != 0 &&
-        link_.publish_parts(std::string_view(subject, n), head, head_len, data, len))
-        ++stats_.send_to_out;
+    return n != 0 && head_len != 0 &&
+           link_.publish_parts(std::string_view(subject, n), head, head_len, data, len);
 }
 
-void Cluster::on_send_to(const NatsMessage& msg) {
+void Cluster::sent_to(std::string_view from, std::string_view target, const uint8_t* data,
+                      size_t len) {
+    uint8_t head[kClusterSendToHeaderMax];
+    size_t head_len = cluster_encode_send_to_header(head, from);
+    if (publish_to_holder(target, head, head_len, data, len)) ++stats_.send_to_out;
+}
+
+void Cluster::on_to(const NatsMessage& msg) {
     uint8_t id[255];
     size_t id_len = cluster_subject_id(msg.subject, subject_to_prefix_, id);
+    ClusterKind kind;
+    if (id_len == 0 || !cluster_payload_kind(msg.payload, msg.payload_len, &kind))
+        return bad_message(msg, "not a SEND_TO or direct-path message");
+    if (kind == ClusterKind::direct) return on_direct(msg, as_view(id, id_len));
+    on_send_to(msg, as_view(id, id_len));
+}
+
+void Cluster::on_send_to(const NatsMessage& msg, std::string_view target) {
     ClusterSendTo m;
-    if (id_len == 0 || !cluster_parse_send_to(msg.payload, msg.payload_len, &m))
+    if (!cluster_parse_send_to(msg.payload, msg.payload_len, &m))
         return bad_message(msg, "not a SEND_TO message");
-    switch (relay_.deliver_remote_to(as_view(id, id_len), m.sender, m.data, m.len)) {
+    switch (relay_.deliver_remote_to(target, m.sender, m.data, m.len)) {
         case RemoteDelivery::delivered: ++stats_.send_to_in; break;
         case RemoteDelivery::not_here: ++stats_.send_to_not_here; break;
         case RemoteDelivery::refused:
         case RemoteDelivery::refused_v1: ++stats_.send_to_refused; break;
+    }
+}
+
+uint64_t Cluster::holder_relay(std::string_view id) const {
+    const ViewEntry* e = view_.find(id);
+    return e == nullptr || e->node().self() ? 0 : e->node().incarnation();
+}
+
+void Cluster::sent_direct(std::string_view target, const DirectHop& hop, const uint8_t* frame,
+                          size_t len) {
+    ClusterDirect d;
+    d.from_relay = incarnation_;
+    d.from_session = hop.from_session;
+    d.to_relay = hop.to_relay;
+    d.to_session = hop.to_session;
+    uint8_t head[kClusterDirectHeader];
+    cluster_encode_direct_header(head, d);
+    if (publish_to_holder(target, head, sizeof head, frame, len)) ++stats_.direct_out;
+}
+
+void Cluster::on_direct(const NatsMessage& msg, std::string_view target) {
+    ClusterDirect d;
+    if (!cluster_parse_direct(msg.payload, msg.payload_len, &d))
+        return bad_message(msg, "not a direct-path message");
+    if (d.to_relay != 0 && d.to_relay != incarnation_) {
+        ++stats_.direct_not_here;  // for an earlier run of this relay
+        return;
+    }
+    DirectHop hop;
+    hop.from_relay = d.from_relay;
+    hop.from_session = d.from_session;
+    hop.to_session = d.to_session;
+    switch (relay_.deliver_remote_direct(target, hop, d.step, d.frame, d.len)) {
+        case RemoteDelivery::delivered: ++stats_.direct_in; break;
+        case RemoteDelivery::not_here: ++stats_.direct_not_here; break;
+        case RemoteDelivery::refused:
+        case RemoteDelivery::refused_v1: ++stats_.direct_refused; break;
     }
 }
 

@@ -66,6 +66,10 @@ struct ClusterStats {
     uint64_t send_to_in = 0;        // delivered here
     uint64_t send_to_not_here = 0;  // the target had moved or gone
     uint64_t send_to_refused = 0;   // PEERS, or a v1 target not subscribed to the sender
+    uint64_t direct_out = 0;        // direct-path steps published (relay_direct.cpp)
+    uint64_t direct_in = 0;         // taken here (forwarded to a device, or a RESULT counted)
+    uint64_t direct_not_here = 0;   // no such device, connection or attempt here (any more)
+    uint64_t direct_refused = 0;    // PEERS, a v1 target, or the sender's own id
     uint64_t claims_out = 0;        // claims published (reasserted ones included)
     uint64_t releases_out = 0;
     uint64_t claims_in = 0;         // claims and releases received
@@ -130,11 +134,14 @@ class Cluster final : public ClusterHooks,
 
     // ClusterHooks (cluster_hooks.h)
     bool held_elsewhere(std::string_view id) const override { return view_.held_elsewhere(id); }
+    uint64_t holder_relay(std::string_view id) const override;
     void claimed(std::string_view id, bool authenticated) override;
     void released(std::string_view id) override;
     void sent(std::string_view from, const uint8_t* data, size_t len) override;
     void sent_to(std::string_view from, std::string_view target, const uint8_t* data,
                  size_t len) override;
+    void sent_direct(std::string_view target, const DirectHop& hop, const uint8_t* frame,
+                     size_t len) override;
     void first_follower(std::string_view id) override;
     void last_follower_gone(std::string_view id) override;
 
@@ -181,7 +188,15 @@ class Cluster final : public ClusterHooks,
     // The node a control message is from, or nullptr (ignored, counted).
     ClusterNode* heard_from(const ClusterControl& c);
     void on_data(const NatsMessage& msg);
-    void on_send_to(const NatsMessage& msg);
+    // Publishes head then data to sp.to.<node>.<target> for the relay that
+    // holds target, after the batch of SENDs; false when none does or the
+    // link dropped it.
+    bool publish_to_holder(std::string_view target, const uint8_t* head, size_t head_len,
+                           const uint8_t* data, size_t len);
+    // sp.to.<node>.<id>: a SEND_TO, or a direct-path step.
+    void on_to(const NatsMessage& msg);
+    void on_send_to(const NatsMessage& msg, std::string_view target);
+    void on_direct(const NatsMessage& msg, std::string_view target);
     void on_ownership(const NatsMessage& msg);
     void on_heartbeat(const NatsMessage& msg);
     void on_snapshot(const NatsMessage& msg);

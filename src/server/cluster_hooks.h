@@ -26,12 +26,25 @@ enum class RemoteChange : uint8_t {
     moved,  // another relay's session took it over from another (a takeover)
 };
 
+// The two ends of a direct-path step that crosses relays (relay_direct.cpp):
+// a relay is named by its incarnation (unique in the cluster), a
+// connection by its session id on that relay.
+struct DirectHop {
+    uint64_t from_relay = 0;    // the sender's relay: set by the cluster room
+    uint64_t from_session = 0;  // the sender's connection there
+    uint64_t to_relay = 0;      // the target's relay; 0: whichever holds it
+    uint64_t to_session = 0;    // the target's connection; 0: whichever holds it
+};
+
 // FollowWatcher (devices.h): the first local subscriber of an id, and the
 // last one gone, start and end this relay's interest in the id's data.
 class ClusterHooks : public FollowWatcher {
    public:
     // Whether a session of another relay holds id, in this relay's view.
     virtual bool held_elsewhere(std::string_view id) const = 0;
+    // The incarnation of the other relay that holds id in this relay's
+    // view, or 0 when none does.
+    virtual uint64_t holder_relay(std::string_view id) const = 0;
     // A local session now holds id (REGISTER, or AUTH when authenticated),
     // taking it over from whoever held it, here or elsewhere.
     virtual void claimed(std::string_view id, bool authenticated) = 0;
@@ -45,15 +58,24 @@ class ClusterHooks : public FollowWatcher {
     // relay holds (held_elsewhere); PEERS were checked here.
     virtual void sent_to(std::string_view from, std::string_view target, const uint8_t* data,
                          size_t len) = 0;
+    // A DIRECT_* step (an event, or a RESULT naming its sender: frame) from
+    // the local connection hop.from_session, for the holder of `target` on
+    // the relay holder_relay(target) (hop.to_relay, when not 0, is that
+    // one); checks were made here. It travels in the order of the sender's
+    // SEND_TOs.
+    virtual void sent_direct(std::string_view target, const DirectHop& hop, const uint8_t* frame,
+                             size_t len) = 0;
 
    protected:
     ~ClusterHooks() = default;
 };
 
-// What became of a SEND_TO that came from another relay.
+// What became of a SEND_TO, or of a direct-path step (relay_direct.cpp),
+// that came from another relay.
 enum class RemoteDelivery : uint8_t {
     delivered,
-    not_here,     // the target is not held here (any more)
-    refused,      // the auth file's PEERS do not let the sender reach the target
-    refused_v1,   // a v1 target that does not subscribe to the sender
+    not_here,    // the target is not held here (any more); for a direct-path
+                 // step also: not by that connection, no such attempt here
+    refused,     // the auth file's PEERS do not let the sender reach the target
+    refused_v1,  // a v1 target that does not subscribe to the sender
 };

@@ -127,6 +127,15 @@ size_t cluster_encode_send_to_header(uint8_t* out, std::string_view sender) {
     return 3 + sender.size();
 }
 
+void cluster_encode_direct_header(uint8_t* out, const ClusterDirect& d) {
+    out[0] = kClusterWireVersion;
+    out[1] = static_cast<uint8_t>(ClusterKind::direct);
+    put_u64(out + 2, d.from_relay);
+    put_u64(out + 10, d.from_session);
+    put_u64(out + 18, d.to_relay);
+    put_u64(out + 26, d.to_session);
+}
+
 size_t cluster_encode_control(uint8_t* out, size_t cap, const ClusterControl& c) {
     if (!is_control(c.kind) || !cluster_node_name_valid(c.node)) return 0;
     size_t body = 0;
@@ -172,7 +181,7 @@ size_t cluster_encode_entry(uint8_t* out, size_t cap, std::string_view id, uint6
 }
 
 bool cluster_payload_kind(const uint8_t* p, size_t len, ClusterKind* kind) {
-    if (len < 2 || p[0] != kClusterWireVersion || p[1] < 1 || p[1] > 7) return false;
+    if (len < 2 || p[0] != kClusterWireVersion || p[1] < 1 || p[1] > 8) return false;
     *kind = static_cast<ClusterKind>(p[1]);
     return true;
 }
@@ -216,6 +225,23 @@ bool cluster_parse_send_to(const uint8_t* p, size_t len, ClusterSendTo* out) {
     out->data = p + 3 + sender_len;
     out->len = len - 3 - sender_len;
     return true;
+}
+
+bool cluster_parse_direct(const uint8_t* p, size_t len, ClusterDirect* out) {
+    ClusterKind kind;
+    if (!cluster_payload_kind(p, len, &kind) || kind != ClusterKind::direct ||
+        len <= kClusterDirectHeader || len - kClusterDirectHeader > P2P_DIRECT_MAX)
+        return false;
+    out->from_relay = get_u64(p + 2);
+    out->from_session = get_u64(p + 10);
+    out->to_relay = get_u64(p + 18);
+    out->to_session = get_u64(p + 26);
+    out->frame = p + kClusterDirectHeader;
+    out->len = len - kClusterDirectHeader;
+    uint8_t cmd = out->frame[0];
+    bool step =
+        cmd == P2P_CMD_DIRECT_RESULT || (cmd >= P2P_EVT_DIRECT_OFFER && cmd <= P2P_EVT_DIRECT_MARK);
+    return step && p2p_direct_parse(out->frame, out->len, &out->step) == P2P_PARSE_OK;
 }
 
 bool cluster_parse_control(const uint8_t* p, size_t len, ClusterControl* out) {

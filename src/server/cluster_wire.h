@@ -7,7 +7,8 @@
 // Subjects ("<id>" is a device id as a lowercase hex token, nats_protocol.h;
 // "<node>" a relay's node name, itself a token):
 //   sp.d.<id>               data: SENDs from the relay holding <id>
-//   sp.to.<node>.<id>       a SEND_TO <id>, for the relay <node> that holds it
+//   sp.to.<node>.<id>       a SEND_TO <id>, or a direct-path step for <id>,
+//                           for the relay <node> that holds it
 //   sp.own.<id>             a claim of <id> by a relay, or its release
 //   sp.hb.<node>            the heartbeat of relay <node>
 //   sp.snap.<node>          the holdings of relay <node>, for everyone
@@ -22,6 +23,10 @@
 //              [length u32][data]: consecutive SENDs of one device,
 //              batched (cluster.h)
 //   send_to    [1][2][sender id length u8][sender id] then the data
+//   direct     [1][8][from relay u64][from session u64][to relay u64]
+//              [to session u64] then one DIRECT_* payload (codec.h): an
+//              event 0x18..0x1B, or a RESULT 0x14 naming its sender
+//              (relay_direct.cpp; "relay" is an incarnation, 0 for none)
 //   control    [1][kind][flags u8][incarnation u64][node name length u8]
 //              [node name] then, by kind:
 //     claim, release   [claim timestamp u64]           (the id: the subject)
@@ -38,6 +43,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "codec.h"
+
 constexpr uint8_t kClusterWireVersion = 1;
 // A node name: 1..64 of [A-Za-z0-9_-] (a subject token, and readable in
 // logs).
@@ -49,6 +56,8 @@ constexpr size_t kClusterDataHeader = 2 + 8 + 8;
 constexpr size_t kClusterDataEntryHeader = 4;
 // Bytes a send_to message adds before the data, at most.
 constexpr size_t kClusterSendToHeaderMax = 3 + 255;
+// Bytes a direct message adds before its DIRECT_* payload.
+constexpr size_t kClusterDirectHeader = 2 + 4 * 8;
 // Bytes of a control header, at most (the longest node name).
 constexpr size_t kClusterControlHeaderMax = 3 + 8 + 1 + kClusterNodeNameMax;
 // Control messages other than snapshots fit in this.
@@ -64,6 +73,7 @@ enum class ClusterKind : uint8_t {
     heartbeat = 5,
     snapshot = 6,
     sync_request = 7,
+    direct = 8,
 };
 
 // Control flags.
@@ -107,6 +117,20 @@ struct ClusterSendTo {
     size_t len = 0;
 };
 
+// A direct-path step between two devices on different relays: the
+// sender's end (its relay's incarnation, its connection's session id) and
+// the end it is for (0 for "any": whichever relay, whichever session holds
+// the target), then the DIRECT_* payload, split.
+struct ClusterDirect {
+    uint64_t from_relay = 0;
+    uint64_t from_session = 0;
+    uint64_t to_relay = 0;
+    uint64_t to_session = 0;
+    const uint8_t* frame = nullptr;
+    size_t len = 0;
+    p2p_direct step{};  // frame, split: step.id is the sender's id
+};
+
 // Any control message; the fields its kind has are set.
 struct ClusterControl {
     ClusterKind kind = ClusterKind::claim;
@@ -130,6 +154,9 @@ void cluster_encode_entry_length(uint8_t* out, uint32_t len);
 // The header of a send_to message into out (at least kClusterSendToHeaderMax
 // bytes); returns its length, 0 for an empty or overlong sender.
 size_t cluster_encode_send_to_header(uint8_t* out, std::string_view sender);
+// The header of a direct message into out (kClusterDirectHeader bytes); the
+// caller appends the DIRECT_* payload.
+void cluster_encode_direct_header(uint8_t* out, const ClusterDirect& d);
 // A whole control message (not a snapshot's entries: the caller appends
 // them) into out[0..cap); returns its length or 0 (an invalid node name,
 // out too small).
@@ -148,6 +175,9 @@ bool cluster_payload_kind(const uint8_t* p, size_t len, ClusterKind* kind);
 bool cluster_parse_data(const uint8_t* p, size_t len, ClusterData* out);
 bool cluster_parse_send_to(const uint8_t* p, size_t len, ClusterSendTo* out);
 bool cluster_parse_control(const uint8_t* p, size_t len, ClusterControl* out);
+// A direct message parses only if its payload is one DIRECT_* event
+// (0x18..0x1B) or RESULT (0x14) that p2p_direct_parse() accepts whole.
+bool cluster_parse_direct(const uint8_t* p, size_t len, ClusterDirect* out);
 
 // Walks the SENDs of a data message that cluster_parse_data() accepted.
 class ClusterDataReader {

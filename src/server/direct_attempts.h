@@ -4,8 +4,9 @@
 // forwarded only for an attempt that exists, between its two sessions, once,
 // and RESULTs are counted once per side.
 //
-// What it keeps: the two ids and the two connections' session ids, the
-// time and a few flags. Never an address: candidates, the reflexive
+// What it keeps: the two ids and the two connections' session ids (and,
+// when the target is on another relay of a cluster, that relay's
+// incarnation), the time and a few flags. Never an address: candidates, the reflexive
 // address, the nonces and the secret are forwarded and forgotten.
 //
 // Why a ring indexed by the attempt id: ids are handed out in sequence, so
@@ -32,6 +33,10 @@ struct DirectAttempt {
     uint32_t id = 0;  // 0: free
     uint64_t created_ms = 0;
     uint64_t offerer_session = 0;
+    // In a cluster, the incarnation of the relay holding the target when
+    // it is another (0: this one); its target_session is then the one that
+    // answered, 0 until it did (relay_direct.cpp).
+    uint64_t target_relay = 0;
     uint64_t target_session = 0;
     bool answered = false;  // an ANSWER was forwarded (accepting or not)
     bool accepted = false;

@@ -172,6 +172,12 @@ class Relay {
     // A SEND_TO target from `from` on another relay, to its holder here.
     RemoteDelivery deliver_remote_to(std::string_view target, std::string_view from,
                                      const uint8_t* data, size_t len);
+    // A direct-path step from the device step.id on another relay
+    // (hop.from_relay) for target here (relay_direct.cpp): an event for its
+    // holder (hop.to_session, when not 0, must be that connection), or an
+    // ANSWER or RESULT for an attempt this relay opened for target.
+    RemoteDelivery deliver_remote_direct(std::string_view target, const DirectHop& hop,
+                                         const p2p_direct& step, const uint8_t* frame, size_t len);
     // Whether a REGISTER may claim id here (not a protected id, nor any
     // under --auth-required): a claim elsewhere of an id REGISTER may not
     // take must be authenticated.
@@ -213,15 +219,38 @@ class Relay {
     void direct_sync(Session& s, const p2p_direct& d);
     void direct_mark(Session& s, const p2p_direct& d);
     void direct_result(Session& s, const p2p_direct& d);
+    // Where a direct-path step may go: the relay holding the target (its
+    // incarnation in the cluster; 0: this relay) and the connection (its
+    // session id there; 0: whichever holds the target). Both 0: wherever
+    // the target is (a MARK, like a SEND_TO).
+    struct DirectEnd {
+        uint64_t relay = 0;
+        uint64_t session = 0;
+    };
     // Forwards one DIRECT_* event (encoded, naming `from`'s id) to the
-    // connection holding `target`: the one place where a direct-path frame
-    // crosses from one device to another, as a SEND_TO's delivery does, so
-    // that a cluster can route it to the relay where the target is. Returns
-    // the status for the sender: 1, or 5 (from may not reach target; with
-    // both_ways also the reverse), 3 (offline, or held by another
-    // connection than only_session when that is not 0), 6 (a v1 session).
-    uint8_t forward_direct(Session& from, std::string_view target, bool both_ways,
+    // connection holding `target`, here or, in a cluster, on another relay
+    // (ClusterHooks::sent_direct): the one place where a direct-path frame
+    // crosses from one device to another, as a SEND_TO's delivery does.
+    // Returns the status for the sender: 1, or 5 (from may not reach
+    // target; with both_ways also the reverse), 3 (offline, or not where
+    // `only` says), 6 (a v1 session here; one on another relay is refused
+    // there, and counted).
+    uint8_t forward_direct(Session& from, std::string_view target, bool both_ways, DirectEnd only,
+                           const uint8_t* frame, size_t len);
+    // The local half of forward_direct, also for steps from other relays:
+    // the frame to `to` (which holds the target) if it is only_session (or
+    // that is 0), a v2 session, and (both_ways) may reach `from`.
+    uint8_t deliver_direct(std::string_view from, Session& to, bool both_ways,
                            uint64_t only_session, const uint8_t* frame, size_t len);
+    // The other relay holding id, or 0 (held here, or offline).
+    uint64_t remote_holder(std::string_view id) const;
+    // Counts a RESULT from one side of a, once (*reported).
+    void count_result(DirectAttempt& a, bool* reported, const p2p_direct& d, const char* who);
+    // Steps from another relay for the offerer held here.
+    RemoteDelivery remote_direct_answer(std::string_view offerer, const DirectHop& hop,
+                                        const p2p_direct& step, const uint8_t* frame, size_t len);
+    RemoteDelivery remote_direct_result(std::string_view offerer, const DirectHop& hop,
+                                        const p2p_direct& step);
 
     // relay_auth.cpp
     void on_auth(Session& s, const p2p_request& req, bool parsed);

@@ -14,6 +14,10 @@
 //  - PEERS are checked at the sender's relay, before the status is
 //    decided, and again here against this relay's auth file (all relays
 //    of a cluster load the same one; a refusal here means they differ).
+//  - Direct-path steps from the other relays enter through
+//    deliver_remote_direct(), in relay_direct.cpp with the rest of the
+//    rendezvous (the same rules: what cannot be checked at the sender's
+//    relay is dropped here and counted).
 #include "log.h"
 #include "relay.h"
 #include "relay_helpers.h"

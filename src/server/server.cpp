@@ -619,6 +619,13 @@ void Server::render_cluster_metrics(MetricsText& m) const {
     m.sample("kind", "send_in", c.data_in);
     m.sample("kind", "send_to_out", c.send_to_out);
     m.sample("kind", "send_to_in", c.send_to_in);
+    m.family("stupidp2p_cluster_direct_total", "counter",
+             "Direct-path steps (DIRECT_* events, RESULTs) crossing relays, by what became of "
+             "them.");
+    m.sample("kind", "out", c.direct_out);
+    m.sample("kind", "in", c.direct_in);
+    m.sample("kind", "not_here", c.direct_not_here);
+    m.sample("kind", "refused", c.direct_refused);
     m.family("stupidp2p_cluster_dropped_total", "counter",
              "Messages to or from the other relays that were not delivered, by reason.");
     m.sample("reason", "nats_disconnected", l.dropped_disconnected);

@@ -22,7 +22,12 @@
  *    still gets every message (deinit waits for the acknowledgement);
  *  - offers that cross (both ask at once) make one path, both ways;
  *  - a peer with the direct option OFF declines: the path stays RELAY and
- *    messages keep flowing through the relay.
+ *    messages keep flowing through the relay;
+ *  - the two handles on different relays of a cluster (three relays and
+ *    nats-server, test/support/cluster.h; skipped without nats-server):
+ *    the rendezvous crosses the relays and makes a path both ways, on
+ *    which send_to's in both directions arrive once and in order while
+ *    neither relay delivers any of them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -39,6 +44,7 @@
 
 #include "auth.h"
 #include "client_util.h"
+#include "cluster.h"
 #include "direct_proof.h"
 #include "v2.h"
 
@@ -75,14 +81,19 @@ struct pair {
     int32_t a, b;
 };
 
-static void pair_open(const struct p2p_server *srv, struct pair *x, int32_t mode_a, int32_t mode_b)
+static void pair_open_on(uint16_t port_a, uint16_t port_b, struct pair *x, int32_t mode_a, int32_t mode_b)
 {
     ct_rec_init(&x->ra);
     ct_rec_init(&x->rb);
-    x->a = open_direct(srv->port, &x->ra, mode_a);
-    x->b = open_direct(srv->port, &x->rb, mode_b);
+    x->a = open_direct(port_a, &x->ra, mode_a);
+    x->b = open_direct(port_b, &x->rb, mode_b);
     ct_ok(stupid_p2p_register(x->a, ID("alice")));
     ct_ok(stupid_p2p_register(x->b, ID("bob")));
+}
+
+static void pair_open(const struct p2p_server *srv, struct pair *x, int32_t mode_a, int32_t mode_b)
+{
+    pair_open_on(srv->port, srv->port, x, mode_a, mode_b);
 }
 
 static void pair_close(struct pair *x)
@@ -125,6 +136,16 @@ static void wait_counter(const struct p2p_server *srv, const char *needle)
         kill(srv->pid, SIGUSR1);
         usleep(20000);
     }
+}
+
+/* Until alice (a) and bob (b) see each other online: at once on one
+ * server, a claim's NATS hop later across relays. Bounded. */
+static void wait_known_across(int32_t a, int32_t b)
+{
+    int64_t until = ct_now_ms() + CT_WAIT_MS;
+    while ((stupid_p2p_check_alive(a, ID("bob")) != 1 || stupid_p2p_check_alive(b, ID("alice")) != 1) &&
+           ct_now_ms() < until)
+        usleep(2000);
 }
 
 static void wait_direct(int32_t a, const char *peer_of_a, int32_t b, const char *peer_of_b)
@@ -204,12 +225,13 @@ static void test_direct_on_loopback(void **state)
 }
 
 /* Shuts down the first TCP socket of this process connected to 127.0.0.1
- * on another port than the server's: one end of the direct path. The
+ * on another port than the servers' (relay_a, relay_b: the same one when
+ * there is one server): one end of the direct path. The
  * library's descriptors are not touched by number (the library may close
  * and reuse one meanwhile): each is duplicated with pidfd_getfd(2), and the
  * duplicate examined and shut down; shutdown acts on the socket, whichever
  * descriptor names it. */
-static int cut_direct_socket(uint16_t server_port)
+static int cut_direct_socket(uint16_t relay_a, uint16_t relay_b)
 {
     int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     assert_true(pidfd >= 0);
@@ -226,8 +248,9 @@ static int cut_direct_socket(uint16_t server_port)
         struct stat st;
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
-        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && getpeername(fd, (struct sockaddr *)&peer, &len) == 0 &&
-            peer.sin_family == AF_INET && ntohs(peer.sin_port) != server_port)
+        if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            getpeername(fd, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET &&
+            ntohs(peer.sin_port) != relay_a && ntohs(peer.sin_port) != relay_b)
             cut = shutdown(fd, SHUT_RDWR) == 0;
         close(fd);
     }
@@ -263,13 +286,15 @@ static void *send_thread(void *arg)
     return NULL;
 }
 
-static void test_direct_killed_mid_stream(void **state)
+/* alice on relay_a, bob on relay_b (the same server, or two of a
+ * cluster), a direct path, messages flowing both ways, the path cut. */
+static void killed_mid_stream(uint16_t relay_a, uint16_t relay_b)
 {
-    struct p2p_server *srv = *state;
     struct pair x;
-    pair_open(srv, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
+    pair_open_on(relay_a, relay_b, &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
     int32_t a = x.a, b = x.b;
     struct ct_rec *ra = &x.ra, *rb = &x.rb;
+    wait_known_across(a, b);
     ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
     wait_direct(a, "bob", b, "alice");
 
@@ -281,7 +306,7 @@ static void test_direct_killed_mid_stream(void **state)
     /* Mid-stream: once a few hundred have arrived each way. */
     assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_msgs >= 300));
     assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_msgs >= 300));
-    assert_true(cut_direct_socket(srv->port));
+    assert_true(cut_direct_socket(relay_a, relay_b));
     void *ra_ret, *rb_ret;
     pthread_join(ta, &ra_ret);
     pthread_join(tb, &rb_ret);
@@ -298,6 +323,12 @@ static void test_direct_killed_mid_stream(void **state)
     assert_int_equal(CT_GET(rb, rb->n_msgs), N);
     assert_int_equal(CT_GET(ra, ra->n_msgs), N);
     pair_close(&x);
+}
+
+static void test_direct_killed_mid_stream(void **state)
+{
+    struct p2p_server *srv = *state;
+    killed_mid_stream(srv->port, srv->port);
 }
 
 /* ---- a peer made of raw frames ----------------------------------------------------- */
@@ -510,6 +541,51 @@ static void test_declined_stays_relayed(void **state)
     pair_close(&x);
 }
 
+/* Both handles' messages go direct across two relays: the relays'
+ * deliveries (stupidp2p_deliveries_total) do not move while they flow. */
+static void test_direct_across_relays(void **state)
+{
+    CL_REQUIRE_NATS();
+    struct relay_cluster *c = *state;
+    struct pair x;
+    pair_open_on(cl_port(c, 0), cl_port(c, 1), &x, STUPID_P2P_DIRECT_AUTO, STUPID_P2P_DIRECT_ACCEPT);
+    int32_t a = x.a, b = x.b;
+    struct ct_rec *ra = &x.ra, *rb = &x.rb;
+    wait_known_across(a, b);
+    ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
+    wait_direct(a, "bob", b, "alice");
+    assert_true(CT_WAIT_FOR(ra, CT_WAIT_MS, ra->n_direct == 1));
+    assert_true(CT_WAIT_FOR(rb, CT_WAIT_MS, rb->n_direct == 1));
+
+    double before0 = cl_metric(c, 0, "stupidp2p_deliveries_total");
+    double before1 = cl_metric(c, 1, "stupidp2p_deliveries_total");
+    enum { N = 500 };
+    send_numbered(a, "bob", "ab", 0, N);
+    send_numbered(b, "alice", "ba", 0, N);
+    expect_sequence(rb, "alice", "ab", N);
+    expect_sequence(ra, "bob", "ba", N);
+    assert_true(cl_metric(c, 0, "stupidp2p_deliveries_total") == before0);
+    assert_true(cl_metric(c, 1, "stupidp2p_deliveries_total") == before1);
+    assert_int_equal(CT_GET(ra, ra->n_relay), 0);
+    assert_int_equal(CT_GET(rb, rb->n_relay), 0);
+    pair_close(&x);
+    /* Both RESULTs were counted on the offerer's relay, where the attempt was. */
+    cl_wait_metric(c, 0, "stupidp2p_direct_results_total{outcome=\"direct\"}", 2, CL_WAIT_MS);
+    assert_true(cl_metric(c, 1, "stupidp2p_direct_results_total{outcome=\"direct\"}") == 0);
+}
+
+/* The path between two relays' clients cut mid-stream: both fall back,
+ * the FALLBACK marks and the re-sent messages cross the relays, and every
+ * message arrives once, in order. */
+static void test_direct_killed_across_relays(void **state)
+{
+    CL_REQUIRE_NATS();
+    struct relay_cluster *c = *state;
+    killed_mid_stream(cl_port(c, 0), cl_port(c, 1));
+    assert_true(cl_metric(c, 0, "stupidp2p_direct_marks_total") >= 2);
+    assert_true(cl_metric(c, 1, "stupidp2p_direct_marks_total") >= 2);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -520,6 +596,8 @@ int main(void)
         TC_SERVER_TEST(test_send_then_deinit),
         TC_SERVER_TEST(test_crossing_offers),
         TC_SERVER_TEST(test_declined_stays_relayed),
+        CL_TEST(test_direct_across_relays),
+        CL_TEST(test_direct_killed_across_relays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

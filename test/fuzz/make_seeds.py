@@ -134,3 +134,36 @@ relay = [
      feed(2, frame(b"\x01c") + frame(b"\x10\x01b" + bytes(32) + b"\x00\x01\x00"))),
 ]
 write("relay", relay)
+
+
+# ---- cluster_wire: payloads on the cluster's NATS subjects (cluster_wire.h) --
+def control(kind, flags, node, body):
+    return bytes([1, kind, flags]) + struct.pack(">Q", 7) + bytes([len(node)]) + node + body
+
+
+def direct(step, to_session=0):
+    return b"\x01\x08" + struct.pack(">QQQQ", 11, 2, 22, to_session) + step
+
+
+reflexive = b"\x02\x9c\x41\x04\x7f\x00\x00\x01"
+cluster_wire = [
+    ("data", b"\x01\x01" + struct.pack(">QQ", 7, 1) + struct.pack(">I", 2) + b"hi" +
+     struct.pack(">I", 0)),
+    ("send_to", b"\x01\x02\x05alice" + b"hello"),
+    ("claim", control(3, 1, b"r0", struct.pack(">Q", 1000))),
+    ("release", control(4, 0, b"r0", struct.pack(">Q", 1000))),
+    ("heartbeat", control(5, 1, b"r1", struct.pack(">IQ", 2, 99))),
+    ("snapshot", control(6, 3, b"r2", struct.pack(">QI", 5, 0)) +
+     struct.pack(">Q", 1000) + b"\x01\x01a" + struct.pack(">Q", 1001) + b"\x00\x02bc"),
+    ("sync_request", control(7, 0, b"r0", b"")),
+    ("direct_offer", direct(b"\x18\x05alice" + struct.pack(">I", 1) + bytes(32) + bytes(32) +
+                            b"\x9c\x41\x01" + reflexive)),
+    ("direct_answer", direct(b"\x19\x03bob" + struct.pack(">I", 1) + b"\x01" + bytes(32) +
+                             b"\x9c\x42\x01" + reflexive)),
+    ("direct_decline", direct(b"\x19\x03bob" + struct.pack(">I", 1) + b"\x00")),
+    ("direct_sync", direct(b"\x1a\x05alice" + struct.pack(">I", 1), to_session=3)),
+    ("direct_mark", direct(b"\x1b\x05alice" + struct.pack(">IBQ", 1, 2, 9))),
+    ("direct_result", direct(b"\x14\x03bob" + struct.pack(">IBI", 1, 1, 30))),
+    ("subject_to", b"sp.to.r1.616c696365"),
+]
+write("cluster_wire", cluster_wire)

@@ -23,48 +23,28 @@
 #include "protocol.h"
 #include "v2.h"
 
-struct fixture {
-    struct relay_cluster c;
-    char dir[512];
-    char path[600];
-    const char *args[3];
-};
-
 /* cam: viewer only; viewer: everyone. */
 static int setup(void **state)
 {
-    static struct fixture f;
+    static struct cl_auth_cluster f;
     *state = &f;
-    if (nats_server_path() == NULL)
-        return 0;
     char text[4096] = "";
     tc_auth_line(text, sizeof text, "cam", TC_TOKEN_A, "viewer");
     tc_auth_line(text, sizeof text, "viewer", TC_TOKEN_B, "*");
-    tc_auth_dir(f.dir, sizeof f.dir);
-    snprintf(f.path, sizeof f.path, "%s/auth", f.dir);
-    tc_write_file(f.path, text, 0600);
-    f.args[0] = "--auth-file";
-    f.args[1] = f.path;
-    f.args[2] = NULL;
-    cl_start(&f.c, f.args, NULL);
+    cl_auth_start(&f, text);
     return 0;
 }
 
 static int teardown(void **state)
 {
-    struct fixture *f = *state;
-    if (f->c.count != 0) {
-        cl_stop(&f->c);
-        unlink(f->path);
-        rmdir(f->dir);
-    }
+    cl_auth_stop(*state);
     return 0;
 }
 
 static void test_protected_id_across_relays(void **state)
 {
     CL_REQUIRE_NATS();
-    struct fixture *f = *state;
+    struct cl_auth_cluster *f = *state;
     struct relay_cluster *c = &f->c;
     int cam = tc_auth_connect(cl_port(c, 0), "cam", TC_TOKEN_A);
     int viewer = tc_auth_connect(cl_port(c, 2), "viewer", TC_TOKEN_B);
@@ -109,7 +89,7 @@ static void test_protected_id_across_relays(void **state)
 static void test_unauthenticated_claim_does_not_take_a_protected_id(void **state)
 {
     CL_REQUIRE_NATS();
-    struct fixture *f = *state;
+    struct cl_auth_cluster *f = *state;
     struct relay_cluster *c = &f->c;
     cl_restart_relay_with(c, 2, NULL);
     int cam = tc_auth_connect(cl_port(c, 0), "cam", TC_TOKEN_A);

@@ -54,39 +54,9 @@ static struct p2p_candidate lan(uint16_t port, uint8_t last)
     return c;
 }
 
-static uint16_t local_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    return ntohs(a.sin_port);
-}
-
-/* Receives one frame and splits it as a DIRECT_* event of kind cmd; the
- * payload stays in buf. */
-static void expect_event(int fd, uint8_t cmd, uint8_t *buf, size_t cap, struct p2p_direct *d)
-{
-    ssize_t n = tc_recv_frame(fd, buf, cap, TC_WAIT_MS);
-    if (n <= 0)
-        tc_fail("no DIRECT event 0x%02x", cmd);
-    assert_int_equal(buf[0], cmd);
-    assert_int_equal(p2p_direct_parse(buf, (size_t)n, d), P2P_PARSE_OK);
-}
-
-static void expect_reflexive(const struct p2p_candidate *c, uint16_t port)
-{
-    static const uint8_t loopback[4] = {127, 0, 0, 1};
-    assert_int_equal(c->kind, P2P_CANDIDATE_REFLEXIVE);
-    assert_int_equal(c->addr_len, 4);
-    assert_memory_equal(c->addr, loopback, 4);
-    assert_int_equal(c->port, port);
-}
-
 static void send_offer(int fd, const char *target, const struct p2p_candidate *c, size_t n)
 {
-    uint8_t out[P2P_DIRECT_MAX];
-    size_t len = p2p_encode_direct_offer(out, (const uint8_t *)target, strlen(target), k_nonce_a, 4001, c, n);
-    tc_send_frame(fd, out, len);
+    tc_send_offer(fd, target, k_nonce_a, c, n);
 }
 
 static void test_rendezvous_on_the_wire(void **state)
@@ -100,13 +70,13 @@ static void test_rendezvous_on_the_wire(void **state)
     send_offer(alice, "bob", &mine, 1);
     uint8_t ev[P2P_DIRECT_MAX + 16], reply[64], out[P2P_DIRECT_MAX];
     struct p2p_direct d;
-    expect_event(bob, P2P_EVT_DIRECT_OFFER, ev, sizeof ev, &d);
+    tc_expect_direct_event(bob, P2P_EVT_DIRECT_OFFER, ev, sizeof ev, &d);
     assert_int_equal(d.id_len, 5);
     assert_memory_equal(d.id, "alice", 5);
     assert_memory_equal(d.nonce, k_nonce_a, 32);
     assert_int_equal(d.local_port, 4001);
     assert_int_equal(d.candidate_count, 2);
-    expect_reflexive(&d.candidates[0], local_port(alice));
+    tc_expect_reflexive(&d.candidates[0], tc_local_port(alice));
     assert_memory_equal(&d.candidates[1], &mine, sizeof mine);
     uint32_t attempt = d.attempt;
     uint8_t secret[32];
@@ -126,13 +96,13 @@ static void test_rendezvous_on_the_wire(void **state)
                                           k_nonce_b, 4002, &his, 1);
     tc_send_frame(bob, out, len);
     tc_expect_reply(bob, P2P_CMD_DIRECT_ANSWER, P2P_STATUS_OK);
-    expect_event(alice, P2P_EVT_DIRECT_ANSWER, ev, sizeof ev, &d);
+    tc_expect_direct_event(alice, P2P_EVT_DIRECT_ANSWER, ev, sizeof ev, &d);
     assert_memory_equal(d.id, "bob", 3);
     assert_int_equal(d.attempt, attempt);
     assert_int_equal(d.accept, P2P_DIRECT_ACCEPT);
     assert_memory_equal(d.nonce, k_nonce_b, 32);
     assert_int_equal(d.candidate_count, 2);
-    expect_reflexive(&d.candidates[0], local_port(bob));
+    tc_expect_reflexive(&d.candidates[0], tc_local_port(bob));
     assert_memory_equal(&d.candidates[1], &his, sizeof his);
 
     /* SYNC and MARK, forwarded byte for byte but for the id. */
@@ -256,13 +226,13 @@ static void test_peers_both_ways(void **state)
     send_offer(mallory, "bob", NULL, 0);
     uint8_t ev[P2P_DIRECT_MAX + 16];
     struct p2p_direct d;
-    expect_event(bob, P2P_EVT_DIRECT_OFFER, ev, sizeof ev, &d);
+    tc_expect_direct_event(bob, P2P_EVT_DIRECT_OFFER, ev, sizeof ev, &d);
     assert_int_equal(tc_recv_frame(mallory, ev, sizeof ev, TC_WAIT_MS), P2P_DIRECT_OFFER_REPLY_SIZE);
     tc_expect_nothing_pending(alice);
     tc_expect_nothing_pending(carol);
 
     send_offer(bob, "alice", NULL, 0);
-    expect_event(alice, P2P_EVT_DIRECT_OFFER, ev, sizeof ev, &d);
+    tc_expect_direct_event(alice, P2P_EVT_DIRECT_OFFER, ev, sizeof ev, &d);
     assert_memory_equal(d.id, "bob", 3);
     tc_close(alice);
     tc_close(bob);

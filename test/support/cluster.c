@@ -329,3 +329,26 @@ size_t cl_seq_payload(char *out, size_t cap, const char *name, unsigned seq)
     int n = snprintf(out, cap, "%.32s:%u", name, seq);
     return n < 0 ? 0 : (size_t)n;
 }
+
+void cl_auth_start(struct cl_auth_cluster *f, const char *text)
+{
+    memset(f, 0, sizeof *f);
+    if (nats_server_path() == NULL)
+        return;
+    tc_auth_dir(f->dir, sizeof f->dir);
+    snprintf(f->path, sizeof f->path, "%s/auth", f->dir);
+    tc_write_file(f->path, text, 0600);
+    f->args[0] = "--auth-file";
+    f->args[1] = f->path;
+    f->args[2] = NULL;
+    cl_start(&f->c, f->args, NULL);
+}
+
+void cl_auth_stop(struct cl_auth_cluster *f)
+{
+    if (f->c.count == 0)
+        return;
+    cl_stop(&f->c);
+    unlink(f->path);
+    rmdir(f->dir);
+}

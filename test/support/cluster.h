@@ -76,6 +76,18 @@ int cl_setup(void **state);
 int cl_teardown(void **state);
 #define CL_TEST(f) cmocka_unit_test_setup_teardown(f, cl_setup, cl_teardown)
 
+/* A cluster whose relays all load one auth file (--auth-file), written
+ * from text (tc_auth_line, auth.h) into a directory of its own. Without
+ * nats-server nothing is started (the test's CL_REQUIRE_NATS() skips). */
+struct cl_auth_cluster {
+    struct relay_cluster c;
+    char dir[512];
+    char path[600];
+    const char *args[3];
+};
+void cl_auth_start(struct cl_auth_cluster *f, const char *text);
+void cl_auth_stop(struct cl_auth_cluster *f);
+
 /* Waits until every running relay's link is up and it counts all running
  * relays alive; fails the test after CL_WAIT_MS. */
 void cl_wait_formed(struct relay_cluster *c);

@@ -9,8 +9,11 @@
 
 #include "v2.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "codec.h"
@@ -144,4 +147,38 @@ void tc_expect_bye_within(int fd, uint8_t reason, int timeout_ms)
 void tc_expect_bye(int fd, uint8_t reason)
 {
     tc_expect_bye_within(fd, reason, TC_WAIT_MS);
+}
+
+uint16_t tc_local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+void tc_expect_direct_event(int fd, uint8_t cmd, uint8_t *buf, size_t cap, struct p2p_direct *d)
+{
+    ssize_t n = tc_recv_frame(fd, buf, cap, TC_WAIT_MS);
+    if (n <= 0)
+        tc_fail("no DIRECT event 0x%02x", cmd);
+    assert_int_equal(buf[0], cmd);
+    assert_int_equal(p2p_direct_parse(buf, (size_t)n, d), P2P_PARSE_OK);
+}
+
+void tc_expect_reflexive(const struct p2p_candidate *c, uint16_t port)
+{
+    static const uint8_t loopback[4] = {127, 0, 0, 1};
+    assert_int_equal(c->kind, P2P_CANDIDATE_REFLEXIVE);
+    assert_int_equal(c->addr_len, 4);
+    assert_memory_equal(c->addr, loopback, 4);
+    assert_int_equal(c->port, port);
+}
+
+void tc_send_offer(int fd, const char *target, const uint8_t nonce[32], const struct p2p_candidate *c,
+                   size_t n)
+{
+    uint8_t out[P2P_DIRECT_MAX];
+    size_t len = p2p_encode_direct_offer(out, (const uint8_t *)target, strlen(target), nonce, 4001, c, n);
+    tc_send_frame(fd, out, len);
 }

@@ -59,4 +59,24 @@ int tc_utf8_valid(const uint8_t *s, size_t len);
 void tc_expect_bye_within(int fd, uint8_t reason, int timeout_ms);
 void tc_expect_bye(int fd, uint8_t reason);
 
+/* ---- direct paths (stupidp2p(7), DIRECT PATHS) ---- */
+struct p2p_candidate;
+struct p2p_direct;
+
+/* The local port of a connected IPv4 socket. */
+uint16_t tc_local_port(int fd);
+
+/* Receives one frame and splits it as a DIRECT_* event of kind cmd; the
+ * payload stays in buf, which d points into. */
+void tc_expect_direct_event(int fd, uint8_t cmd, uint8_t *buf, size_t cap, struct p2p_direct *d);
+
+/* c is the server's reflexive candidate for a connection from 127.0.0.1
+ * port `port`. */
+void tc_expect_reflexive(const struct p2p_candidate *c, uint16_t port);
+
+/* Sends DIRECT_OFFER to target with nonce, local_port 4001 and c[0..n)
+ * (no reply awaited). */
+void tc_send_offer(int fd, const char *target, const uint8_t nonce[32], const struct p2p_candidate *c,
+                   size_t n);
+
 #endif /* STUPIDP2P_TEST_V2_H */

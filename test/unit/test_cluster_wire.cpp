@@ -137,6 +137,113 @@ void test_send_to(void**) {
     assert_false(cluster_parse_send_to(empty_sender.data(), empty_sender.size(), &s));
 }
 
+// A direct message: the header for d, then frame.
+Bytes direct(const ClusterDirect& d, const uint8_t* frame, size_t len) {
+    Bytes m(kClusterDirectHeader);
+    cluster_encode_direct_header(m.data(), d);
+    m.insert(m.end(), frame, frame + len);
+    return m;
+}
+
+void test_direct(void**) {
+    ClusterDirect d;
+    d.from_relay = 0x0102030405060708ull;
+    d.from_session = 0x1112131415161718ull;
+    d.to_relay = 0x2122232425262728ull;
+    d.to_session = 0x3132333435363738ull;
+    uint8_t frame[P2P_DIRECT_MAX];
+    size_t n = p2p_encode_direct_sync(frame, P2P_EVT_DIRECT_SYNC,
+                                      reinterpret_cast<const uint8_t*>("me"), 2, 0xA0B0C0D0u);
+    Bytes m = direct(d, frame, n);
+    const Bytes want = {1,    8,    1,    2,    3,    4,    5,    6,    7,    8,    0x11,
+                        0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x21, 0x22, 0x23, 0x24,
+                        0x25, 0x26, 0x27, 0x28, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37,
+                        0x38, 0x1A, 2,    'm',  'e',  0xA0, 0xB0, 0xC0, 0xD0};
+    assert_true(m == want);
+    ClusterKind kind;
+    assert_true(cluster_payload_kind(m.data(), m.size(), &kind));
+    assert_int_equal(static_cast<int>(kind), static_cast<int>(ClusterKind::direct));
+    ClusterDirect p;
+    assert_true(cluster_parse_direct(m.data(), m.size(), &p));
+    assert_true(p.from_relay == d.from_relay && p.from_session == d.from_session);
+    assert_true(p.to_relay == d.to_relay && p.to_session == d.to_session);
+    assert_int_equal(p.len, n);
+    assert_ptr_equal(p.frame, m.data() + kClusterDirectHeader);
+    assert_int_equal(p.step.cmd, P2P_EVT_DIRECT_SYNC);
+    assert_int_equal(p.step.id_len, 2);
+    assert_memory_equal(p.step.id, "me", 2);
+    assert_int_equal(p.step.attempt, 0xA0B0C0D0u);
+    every_prefix_refused(
+        m, [&](const uint8_t* q, size_t k) { return cluster_parse_direct(q, k, &p); });
+    // Trailing bytes make the step malformed.
+    Bytes longer = m;
+    longer.push_back(0);
+    assert_false(cluster_parse_direct(longer.data(), longer.size(), &p));
+    // Not another kind, nor another version.
+    Bytes bad = m;
+    bad[1] = static_cast<uint8_t>(ClusterKind::send_to);
+    assert_false(cluster_parse_direct(bad.data(), bad.size(), &p));
+    bad = m;
+    bad[0] = 2;
+    assert_false(cluster_parse_direct(bad.data(), bad.size(), &p));
+
+    // Every step that may cross relays parses: the four events and RESULT.
+    const uint8_t nonce[P2P_DIRECT_NONCE_SIZE] = {7};
+    const uint8_t secret[P2P_DIRECT_SECRET_SIZE] = {9};
+    p2p_candidate c{};
+    c.kind = P2P_CANDIDATE_REFLEXIVE;
+    c.port = 4242;
+    c.addr_len = 4;
+    std::memcpy(c.addr, "\x7f\0\0\x01", 4);
+    const uint8_t* id = reinterpret_cast<const uint8_t*>("peer");
+    auto encode = [&](uint8_t cmd) -> size_t {
+        switch (cmd) {
+            case P2P_EVT_DIRECT_OFFER:
+                return p2p_encode_direct_offer_event(frame, id, 4, 5, secret, nonce, 80, &c, 1);
+            case P2P_EVT_DIRECT_ANSWER:
+                return p2p_encode_direct_answer(frame, P2P_EVT_DIRECT_ANSWER, id, 4, 5,
+                                                P2P_DIRECT_ACCEPT, nonce, 81, &c, 1);
+            case P2P_EVT_DIRECT_MARK:
+                return p2p_encode_direct_mark(frame, P2P_EVT_DIRECT_MARK, id, 4, 5, P2P_MARK_SWITCH,
+                                              1);
+            default:
+                return p2p_encode_direct_result(frame, id, 4, 5, P2P_DIRECT_OUTCOME_DIRECT, 30);
+        }
+    };
+    for (uint8_t cmd : {uint8_t{P2P_EVT_DIRECT_OFFER}, uint8_t{P2P_EVT_DIRECT_ANSWER},
+                        uint8_t{P2P_EVT_DIRECT_MARK}, uint8_t{P2P_CMD_DIRECT_RESULT}}) {
+        Bytes one = direct(d, frame, encode(cmd));
+        if (!cluster_parse_direct(one.data(), one.size(), &p)) fail_msg("step 0x%02x refused", cmd);
+        assert_int_equal(p.step.cmd, cmd);
+        assert_int_equal(p.step.id_len, 4);
+        assert_int_equal(p.step.attempt, 5);
+        every_prefix_refused(
+            one, [&](const uint8_t* q, size_t k) { return cluster_parse_direct(q, k, &p); });
+    }
+    // Requests other than RESULT never cross (they are answered where they
+    // are made), nor replies, nor anything else.
+    n = p2p_encode_direct_sync(frame, P2P_CMD_DIRECT_SYNC, id, 4, 5);
+    Bytes request = direct(d, frame, n);
+    assert_false(cluster_parse_direct(request.data(), request.size(), &p));
+    n = p2p_encode_direct_mark(frame, P2P_CMD_DIRECT_MARK, id, 4, 5, P2P_MARK_SWITCH, 1);
+    request = direct(d, frame, n);
+    assert_false(cluster_parse_direct(request.data(), request.size(), &p));
+    for (uint8_t cmd :
+         {uint8_t{0x03}, uint8_t{0x09}, uint8_t{0x90}, uint8_t{0x1C}, uint8_t{0xFF}}) {
+        frame[0] = cmd;
+        Bytes other = direct(d, frame, 8);
+        if (cluster_parse_direct(other.data(), other.size(), &p)) fail_msg("0x%02x taken", cmd);
+    }
+    // An event with an empty id, and one longer than any DIRECT_* payload.
+    const uint8_t empty_id[] = {P2P_EVT_DIRECT_SYNC, 0, 0, 0, 0, 5};
+    Bytes e = direct(d, empty_id, sizeof empty_id);
+    assert_false(cluster_parse_direct(e.data(), e.size(), &p));
+    Bytes huge = direct(d, frame, 1);
+    huge.resize(kClusterDirectHeader + P2P_DIRECT_MAX + 1, 0);
+    huge[kClusterDirectHeader] = P2P_EVT_DIRECT_OFFER;
+    assert_false(cluster_parse_direct(huge.data(), huge.size(), &p));
+}
+
 Bytes control(const ClusterControl& c) {
     uint8_t out[kClusterControlMax];
     size_t n = cluster_encode_control(out, sizeof out, c);
@@ -206,7 +313,7 @@ void test_control_messages(void**) {
     bad = claim;
     bad[1] = static_cast<uint8_t>(ClusterKind::data);
     assert_false(cluster_parse_control(bad.data(), bad.size(), &p));
-    bad[1] = 8;
+    bad[1] = 9;
     ClusterKind kind;
     assert_false(cluster_payload_kind(bad.data(), bad.size(), &kind));
     bad = claim;
@@ -277,11 +384,9 @@ void test_snapshot(void**) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_node_names),
-        cmocka_unit_test(test_subjects),
-        cmocka_unit_test(test_data),
-        cmocka_unit_test(test_send_to),
-        cmocka_unit_test(test_control_messages),
+        cmocka_unit_test(test_node_names), cmocka_unit_test(test_subjects),
+        cmocka_unit_test(test_data),       cmocka_unit_test(test_send_to),
+        cmocka_unit_test(test_direct),     cmocka_unit_test(test_control_messages),
         cmocka_unit_test(test_snapshot),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);

@@ -25,6 +25,12 @@ class FakeCluster final : public ClusterHooks {
     bool held_elsewhere(std::string_view id) const override {
         return elsewhere.count(std::string(id)) != 0;
     }
+    uint64_t holder_relay(std::string_view id) const override { return held_elsewhere(id) ? 7 : 0; }
+    void sent_direct(std::string_view target, const DirectHop&, const uint8_t* frame,
+                     size_t len) override {
+        calls.push_back("sent_direct >" + std::string(target) + " " +
+                        std::to_string(len != 0 ? frame[0] : 0));
+    }
     void claimed(std::string_view id, bool authenticated) override {
         elsewhere.erase(std::string(id));
         calls.push_back("claimed " + std::string(id) + (authenticated ? " auth" : ""));
