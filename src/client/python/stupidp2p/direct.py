@@ -712,6 +712,7 @@ class DirectPaths:
     def _offer(self, p: _Peer) -> None:
         cands, local_port = self._prepare(p)
         p.role = P.ROLE_OFFERER
+        p.peer_nonce = b""  # the ANSWER's
         log.info("offering a direct path to %s with %d LAN candidate(s)",
                  p.name, len(cands))
         p.started = p.offer_sent = _now()
@@ -1170,7 +1171,9 @@ class DirectPaths:
             accepted = sum(1 for c in p.conns if c.dial < 0)
             if accepted >= ACCEPTS_MAX or p.phase not in (
                     _Phase.DIALING, _Phase.DIAL_WAIT, _Phase.AWAIT_SYNC,
-                    _Phase.AWAIT_ANSWER) or not p.secret:
+                    _Phase.AWAIT_ANSWER) \
+                    or len(p.peer_nonce) != P.DIRECT_NONCE_SIZE:
+                # (Before the ANSWER no proof can be made or checked.)
                 s.close()
                 continue
             s.setblocking(False)

@@ -1,0 +1,354 @@
+"""Direct paths in the Python client (stupidp2p(7), DIRECT PATHS) on
+127.0.0.1, against the real server, where two clients reach each other over
+their LAN candidates (the relay connection's own address):
+
+* OnLoopbackTest: connect_direct makes a path both ways; path() and
+  on_path say DIRECT; send_to's in both directions arrive once and in
+  order, and the relay delivers none of them (its ``deliveries`` counter,
+  logged on SIGUSR1, does not move), while send() still goes through it.
+* SwitchTest: with ``direct=True`` the first send_to starts the attempt,
+  and messages keep flowing while the path is made: every one arrives once,
+  in order, across the switch.
+* FallbackTest: the path's socket is shut down from the test mid-stream,
+  with messages flowing both ways: both fall back to the relay by
+  themselves, the path is made again later, and every message arrives
+  exactly once and in order across both switches.
+* RawPeerTest: the test is the target, made of raw frames: the client's
+  offer and listener; a stranger with a wrong proof, and one sending the
+  client's own proof back, are closed and the path stays RELAY; the right
+  proof is answered with the client's proof and USE, and its SWITCH mark
+  follows through the relay: the protocol byte for byte.
+* DeclineTest: a peer with direct paths off declines: the path stays
+  RELAY, nothing more is tried, and messages still arrive.
+"""
+
+import re
+import signal
+import socket
+import threading
+import time
+import unittest
+from typing import Dict, List
+
+from p2p_support import Collector, ServerCase, read_payloads, wait_until
+from stupidp2p import DIRECT_ACCEPT, DIRECT_OFF, Path, codec
+from stupidp2p import protocol as P
+from stupidp2p.codec import frame, parse_link, parse_message
+from stupidp2p.direct_proof import direct_mac
+
+WAIT = 15.0  # seconds any one condition may take
+
+
+def counters(server) -> Dict[str, int]:
+    """The server's counters, fresh: SIGUSR1 makes it log them."""
+    before = server.output().count("counters:")
+    server.proc.send_signal(signal.SIGUSR1)
+    assert wait_until(lambda: server.output().count("counters:") > before,
+                      WAIT), "the server logged no counters"
+    line = [l for l in server.output().splitlines() if "counters:" in l][-1]
+    return {k: int(v) for k, v in re.findall(r" ([a-z_]+(?:\{[^}]*\})?)=(\d+)",
+                                              line)}
+
+
+def wait_counter(server, name: str, value: int) -> None:
+    assert wait_until(lambda: counters(server).get(name, -1) >= value, WAIT,
+                      0.02), "counter %s never reached %d" % (name, value)
+
+
+def recv_exact(s: socket.socket, n: int) -> bytes:
+    """``n`` bytes from ``s`` (its timeout bounds each wait)."""
+    out = b""
+    while len(out) < n:
+        data = s.recv(n - len(out))
+        if not data:
+            break
+        out += data
+    return out
+
+
+def receive(client, count: int, sender: str) -> List[str]:
+    """The texts of the next ``count`` messages (bounded in time)."""
+    got = []
+    deadline = time.monotonic() + WAIT * 2
+    while len(got) < count and time.monotonic() < deadline:
+        m = client.recv(timeout=1.0)
+        if m is not None:
+            assert m.sender == sender, m
+            got.append(m.text())
+    return got
+
+
+class Sender(threading.Thread):
+    """Sends "prefix K" for K in 0..count-1 to ``to``, retrying a send the
+    client could not make (a reconnect); ``sent`` counts them."""
+
+    def __init__(self, client, to: str, prefix: str, count: int,
+                 pause=None) -> None:
+        super().__init__(daemon=True)
+        self.client, self.to, self.prefix, self.count = (client, to, prefix,
+                                                         count)
+        self.pause = pause
+        self.sent = 0
+        self.error = None
+
+    def run(self) -> None:
+        try:
+            for k in range(self.count):
+                self.client.send_to(self.to, "%s %d" % (self.prefix, k),
+                                    wait=False)
+                self.sent = k + 1
+                if self.pause is not None:
+                    self.pause(k)
+        except Exception as exc:  # reported by the test
+            self.error = exc
+
+
+class DirectCase(ServerCase):
+    def pair(self, mode_a=True, mode_b=DIRECT_ACCEPT):
+        self.paths_a, self.paths_b = Collector(), Collector()
+        a = self.client(direct=mode_a, direct_keepalive=0.3,
+                        on_path=self.paths_a)
+        b = self.client(direct=mode_b, direct_keepalive=0.3,
+                        on_path=self.paths_b)
+        self.ida, self.idb = self.uid("alice"), self.uid("bob")
+        a.register(self.ida)
+        b.register(self.idb)
+        return a, b
+
+    def wait_direct(self, a, b):
+        self.assertTrue(wait_until(
+            lambda: a.path(self.idb) is Path.DIRECT
+            and b.path(self.ida) is Path.DIRECT, WAIT),
+            "no direct path within %g s" % WAIT)
+
+
+class OnLoopbackTest(DirectCase):
+    def test_path_both_ways_and_relay_idle(self):
+        a, b = self.pair(mode_a=DIRECT_OFF, mode_b=DIRECT_ACCEPT)
+        self.assertIs(a.path(self.idb), Path.RELAY)
+        marks = counters(self.server)["direct_marks"]
+        a.connect_direct(self.idb)
+        self.wait_direct(a, b)
+        self.assertTrue(self.paths_a.wait_for((self.idb, Path.DIRECT)))
+        self.assertTrue(self.paths_b.wait_for((self.ida, Path.DIRECT)))
+        # Both SWITCH marks went through the relay before the count.
+        wait_counter(self.server, "direct_marks", marks + 2)
+        before = counters(self.server)["deliveries"]
+        n = 300
+        for k in range(n):
+            a.send_to(self.idb, "a %d" % k, wait=(k % 50 == 0))
+            b.send_to(self.ida, "b %d" % k, wait=(k % 50 == 0))
+        self.assertEqual(receive(b, n, self.ida), ["a %d" % k
+                                                   for k in range(n)])
+        self.assertEqual(receive(a, n, self.idb), ["b %d" % k
+                                                   for k in range(n)])
+        self.assertEqual(counters(self.server)["deliveries"], before)
+        # A broadcast keeps the relay.
+        b.subscribe(self.ida)
+        a.send("to all")
+        m = b.recv(timeout=WAIT)
+        self.assertEqual((m.sender, m.text()), (self.ida, "to all"))
+        self.assertEqual(counters(self.server)["deliveries"], before + 1)
+        self.assertEqual(self.paths_a.items, [(self.idb, Path.DIRECT)])
+
+
+class SwitchTest(DirectCase):
+    def test_order_across_the_switch(self):
+        a, b = self.pair(mode_a=True, mode_b=True)
+        n = 3000
+        # The first send_to starts the attempt; the sender goes on while
+        # the path is made (paced so that the switch falls in the middle).
+        sender = Sender(a, self.idb, "m", n,
+                        pause=lambda k: k % 100 == 99 and time.sleep(0.01))
+        sender.start()
+        got = receive(b, n, self.ida)
+        sender.join(WAIT)
+        self.assertIsNone(sender.error)
+        self.assertEqual(got, ["m %d" % k for k in range(n)])
+        self.wait_direct(a, b)
+        self.assertEqual(self.paths_a.items[0], (self.idb, Path.DIRECT))
+
+
+class FallbackTest(DirectCase):
+    def test_cut_mid_stream_both_ways(self):
+        a, b = self.pair(mode_a=DIRECT_OFF, mode_b=DIRECT_ACCEPT)
+        a.connect_direct(self.idb)
+        self.wait_direct(a, b)
+        n = 4000
+
+        def pace(k):
+            if k % 100 == 99:
+                time.sleep(0.01)
+        sa = Sender(a, self.idb, "a", n, pace)
+        sb = Sender(b, self.ida, "b", n, pace)
+        sa.start()
+        sb.start()
+        self.assertTrue(wait_until(lambda: b.pending() > 100
+                                   and a.pending() > 100, WAIT))
+        # A seam: both stop taking ACKs in, as if the last ones were still
+        # on the wire when the path dies, so that each has delivered more
+        # than the other knows (J > X): the re-sent ones it has already
+        # must be dropped.
+        for c in (a, b):
+            c._direct._acked = lambda p, seq: None
+        pa, pb = a.pending(), b.pending()
+        self.assertTrue(wait_until(lambda: b.pending() > pb + 200
+                                   and a.pending() > pa + 200, WAIT))
+        # The cut: alice's end of the path, shut down under the library.
+        with a._direct._mu:
+            a._direct._peers[self.idb.encode()].path.shutdown(
+                socket.SHUT_RDWR)
+        self.assertTrue(self.paths_a.wait_for((self.idb, Path.RELAY), WAIT))
+        self.assertTrue(self.paths_b.wait_for((self.ida, Path.RELAY), WAIT))
+        for c in (a, b):
+            del c._direct._acked
+        got_b = receive(b, n, self.ida)
+        got_a = receive(a, n, self.idb)
+        for s in (sa, sb):
+            s.join(WAIT)
+            self.assertIsNone(s.error)
+        self.assertEqual(got_b, ["a %d" % k for k in range(n)])
+        self.assertEqual(got_a, ["b %d" % k for k in range(n)])
+        # Wanted still: the path is made again (after the back-off), and
+        # the order holds across that switch too.
+        self.assertTrue(wait_until(
+            lambda: self.paths_a.items.count((self.idb, Path.DIRECT)) >= 2,
+            WAIT))
+        self.wait_direct(a, b)
+        for k in range(100):
+            a.send_to(self.idb, "again %d" % k, wait=False)
+        self.assertEqual(receive(b, 100, self.ida),
+                         ["again %d" % k for k in range(100)])
+        self.assertEqual(b.pending(), 0)
+
+
+class RawPeerTest(DirectCase):
+    """The test plays bob, the target, with raw frames."""
+
+    def raw_bob(self):
+        s = socket.create_connection(("127.0.0.1", self.server.port))
+        self.addCleanup(s.close)
+        s.sendall(frame(codec.encode_hello(2))
+                  + frame(codec.encode_id_command(P.CMD_REGISTER,
+                                                  self.idb.encode())))
+        s.settimeout(WAIT)
+        return s, read_payloads(s)
+
+    def next_event(self, stream, command):
+        for payload in stream:
+            if payload[0] == command:
+                return parse_message(payload)
+        self.fail("the relay connection ended")
+
+    def closed_by_peer(self, s) -> bool:
+        s.settimeout(WAIT)
+        try:
+            while True:
+                data = s.recv(4096)
+                if not data:
+                    return True
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def test_strangers_closed_then_the_protocol(self):
+        self.ida, self.idb = self.uid("alice"), self.uid("bob")
+        paths = Collector()
+        a = self.client(direct=DIRECT_OFF, on_path=paths)
+        a.register(self.ida)
+        s, stream = self.raw_bob()
+        self.next_event(stream, P.CMD_REGISTER | P.REPLY_BIT)
+        a.connect_direct(self.idb)
+        offer = self.next_event(stream, P.EVT_DIRECT_OFFER)
+        self.assertEqual(offer.id, self.ida.encode())
+        # Her reflexive candidate first (her relay connection as the
+        # server sees it), then her LAN ones: 127.0.0.1 among them.
+        self.assertEqual(offer.candidates[0].kind, P.CANDIDATE_REFLEXIVE)
+        self.assertEqual(offer.candidates[0].port, offer.local_port)
+        lan = [c for c in offer.candidates if c.kind == P.CANDIDATE_LAN
+               and c.addr == bytes((127, 0, 0, 1))]
+        self.assertTrue(lan)
+        listen = ("127.0.0.1", lan[0].port)
+        nonce_b = bytes(range(0xc0, 0xe0))
+        s.sendall(frame(codec.encode_direct_answer(
+            P.CMD_DIRECT_ANSWER, self.ida.encode(), offer.attempt,
+            P.DIRECT_ACCEPT, nonce_b, 1, [])))
+        self.next_event(stream, P.CMD_DIRECT_ANSWER | P.REPLY_BIT)
+        sync = self.next_event(stream, P.EVT_DIRECT_SYNC)
+        self.assertEqual(sync.attempt, offer.attempt)
+
+        def mac(role, attempt=offer.attempt):
+            return direct_mac(offer.secret, role, attempt, self.ida.encode(),
+                              self.idb.encode(), offer.nonce, nonce_b)
+        closes = a._direct.stranger_closes
+        # A stranger: a proof of another attempt.
+        with socket.create_connection(listen, timeout=WAIT) as st:
+            st.sendall(frame(codec.encode_link_proof(
+                P.ROLE_TARGET, offer.attempt + 1,
+                mac(P.ROLE_TARGET, offer.attempt + 1))))
+            self.assertTrue(self.closed_by_peer(st))
+        # Her own proof sent back to her: its role is not the target's.
+        with socket.create_connection(listen, timeout=WAIT) as st:
+            st.settimeout(WAIT)
+            head = recv_exact(st, 4 + codec.LINK_PROOF_SIZE)
+            proof = parse_link(head[4:])
+            self.assertEqual(proof.mac, mac(P.ROLE_OFFERER))
+            st.sendall(head)
+            self.assertTrue(self.closed_by_peer(st))
+        self.assertEqual(a._direct.stranger_closes, closes + 2)
+        self.assertIs(a.path(self.idb), Path.RELAY)
+        # The right proof: her proof and USE, then her SWITCH mark through
+        # the relay.
+        with socket.create_connection(listen, timeout=WAIT) as st:
+            st.settimeout(WAIT)
+            st.sendall(frame(codec.encode_link_proof(P.ROLE_TARGET,
+                                                     offer.attempt,
+                                                     mac(P.ROLE_TARGET))))
+            want = (frame(codec.encode_link_proof(P.ROLE_OFFERER,
+                                                  offer.attempt,
+                                                  mac(P.ROLE_OFFERER)))
+                    + frame(codec.encode_link_use()))
+            self.assertEqual(recv_exact(st, len(want)), want)
+            mark = self.next_event(stream, P.EVT_DIRECT_MARK)
+            self.assertEqual((mark.id, mark.attempt, mark.mark, mark.seq),
+                             (self.ida.encode(), offer.attempt,
+                              P.MARK_SWITCH, 1))
+            self.assertTrue(paths.wait_for((self.idb, Path.DIRECT)))
+            # Her send_to's are DATA now, numbered from 1; our ACK frees
+            # them.
+            a.send_to(self.idb, "hi")
+            data = codec.encode_link_data_head(1) + b"hi"
+            self.assertEqual(recv_exact(st, 4 + len(data)),
+                             frame(data))
+            st.sendall(frame(codec.encode_link_ack(1)))
+            self.assertTrue(wait_until(lambda: not a._direct.unsettled(),
+                                       WAIT))
+
+
+class DeclineTest(DirectCase):
+    def test_declined_stays_relayed(self):
+        a, b = self.pair(mode_a=True, mode_b=DIRECT_OFF)
+        declines = counters(self.server)['direct_answers{answer="decline"}']
+        a.connect_direct(self.idb)  # the offer went; bob declines it
+        wait_counter(self.server, 'direct_answers{answer="decline"}',
+                     declines + 1)
+        offers = counters(self.server)['direct_offers{result="forwarded"}']
+        for k in range(200):
+            a.send_to(self.idb, "m %d" % k, wait=(k % 50 == 0))
+            b.send_to(self.ida, "n %d" % k, wait=(k % 50 == 0))
+        self.assertEqual(receive(b, 200, self.ida), ["m %d" % k
+                                                     for k in range(200)])
+        self.assertEqual(receive(a, 200, self.idb), ["n %d" % k
+                                                     for k in range(200)])
+        self.assertIs(a.path(self.idb), Path.RELAY)
+        self.assertIs(b.path(self.ida), Path.RELAY)
+        self.assertEqual(self.paths_a.items, [])
+        # Declined: no new offer, even with send_to's in AUTO mode.
+        self.assertEqual(
+            counters(self.server)['direct_offers{result="forwarded"}'],
+            offers)
+
+
+if __name__ == "__main__":
+    unittest.main()
