@@ -33,7 +33,8 @@ from typing import Dict, List
 from p2p_support import Collector, ServerCase, read_payloads, wait_until
 from stupidp2p import DIRECT_ACCEPT, DIRECT_OFF, Path, codec
 from stupidp2p import protocol as P
-from stupidp2p.codec import frame, parse_link, parse_message
+from stupidp2p.codec import (Delivery, Direct, frame, parse_link,
+                             parse_message)
 from stupidp2p.direct_proof import direct_mac
 
 WAIT = 15.0  # seconds any one condition may take
@@ -167,6 +168,47 @@ class SwitchTest(DirectCase):
         self.assertEqual(got, ["m %d" % k for k in range(n)])
         self.wait_direct(a, b)
         self.assertEqual(self.paths_a.items[0], (self.idb, Path.DIRECT))
+
+    def test_slow_relay_cannot_be_overtaken(self):
+        """A seam on bob's relay stream holds alice's relayed messages and
+        her SWITCH mark (the rendezvous events pass) until alice has sent
+        200 messages on the path: those must still come after the relayed
+        ones, held back until the mark."""
+        a, b = self.pair(mode_a=True, mode_b=DIRECT_ACCEPT)
+        gate = threading.Event()
+        held: List[object] = []
+        lock = threading.Lock()
+        dispatch = b._dispatch_event
+
+        def slow_relay(conn, msg):
+            with lock:
+                late = isinstance(msg, Delivery) or (
+                    isinstance(msg, Direct) and msg.command
+                    == P.EVT_DIRECT_MARK)
+                if not gate.is_set():
+                    if late:
+                        held.append((conn, msg))
+                        return
+                else:
+                    while held:
+                        dispatch(*held.pop(0))
+            dispatch(conn, msg)
+        b._dispatch_event = slow_relay
+        for k in range(50):
+            a.send_to(self.idb, "m %d" % k)  # the first starts the attempt
+        self.assertTrue(self.paths_a.wait_for((self.idb, Path.DIRECT), WAIT))
+        for k in range(50, 250):
+            a.send_to(self.idb, "m %d" % k)
+        # Her DATA has reached bob: it waits there (or, were the mark not
+        # waited for, it is queued).
+        peer = b._direct._peers[self.ida.encode()]
+        self.assertTrue(wait_until(lambda: peer.in_blocked or b.pending(),
+                                   WAIT))
+        self.assertEqual(b.pending(), 0, b.recv_all())  # nothing overtook
+        gate.set()
+        b.subscribe(self.ida)  # its PRESENCE event lets the held ones go
+        self.assertEqual(receive(b, 250, self.ida),
+                         ["m %d" % k for k in range(250)])
 
 
 class FallbackTest(DirectCase):
