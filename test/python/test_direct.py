@@ -5,10 +5,13 @@ their LAN candidates (the relay connection's own address):
 * OnLoopbackTest: connect_direct makes a path both ways; path() and
   on_path say DIRECT; send_to's in both directions arrive once and in
   order, and the relay delivers none of them (its ``deliveries`` counter,
-  logged on SIGUSR1, does not move), while send() still goes through it.
+  logged on SIGUSR1, does not move), while send() still goes through it;
+  a client closed right after its last send_to on a path: the peer still
+  gets every message (close waits for the acknowledgement).
 * SwitchTest: with ``direct=True`` the first send_to starts the attempt,
   and messages keep flowing while the path is made: every one arrives once,
-  in order, across the switch.
+  in order, across the switch; and with bob's relay stream held back (a
+  seam), the path's DATA waits for the SWITCH mark and what preceded it.
 * FallbackTest: the path's socket is shut down from the test mid-stream,
   with messages flowing both ways: both fall back to the relay by
   themselves, the path is made again later, and every message arrives
@@ -151,6 +154,22 @@ class OnLoopbackTest(DirectCase):
         self.assertEqual((m.sender, m.text()), (self.ida, "to all"))
         self.assertEqual(counters(self.server)["deliveries"], before + 1)
         self.assertEqual(self.paths_a.items, [(self.idb, Path.DIRECT)])
+
+
+    def test_close_right_after_sending(self):
+        """close() waits (within timeout) for what went out on a path to be
+        acknowledged: the peer gets every message."""
+        a, b = self.pair(mode_a=DIRECT_OFF, mode_b=DIRECT_ACCEPT)
+        a.connect_direct(self.idb)
+        self.wait_direct(a, b)
+        # More than the sockets' buffers hold: part is still in the
+        # client's own buffer when close() is called.
+        pad = "." * 20000
+        for k in range(300):
+            a.send_to(self.idb, "last %d %s" % (k, pad), wait=False)
+        a.close()
+        self.assertEqual(receive(b, 300, self.ida),
+                         ["last %d %s" % (k, pad) for k in range(300)])
 
 
 class SwitchTest(DirectCase):
