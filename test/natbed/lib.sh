@@ -3,8 +3,9 @@
 # Each case builds its own network of namespaces (ip netns, veth pairs and
 # bridges, all made inside the namespaces: the host's own namespace is
 # never touched beyond creating and deleting the test's namespaces), runs
-# p2pServer and test/natbed/natpeer in them, and removes everything when it
-# ends, whatever the way (trap on EXIT, INT, TERM; every wait bounded):
+# p2pServer and test/natbed/natpeer (or pypeer.py, the Python client's
+# device) in them, and removes everything when it ends, whatever the way
+# (trap on EXIT, INT, TERM; every wait bounded):
 #
 #   pub (203.0.113.0/24, bridge br0): the relay at 203.0.113.1
 #    |-- NAT ra 203.0.113.11 -- LAN 10.1.0.0/24 -- da 10.1.0.2 (+ others)
@@ -28,6 +29,7 @@ NB_ROOT=${NB_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 NB_BUILD=${P2P_BUILD:-$NB_ROOT/build}
 NB_SERVER=${P2P_SERVER:-$NB_ROOT/p2pServer}
 NB_PEER=${P2P_NATPEER:-$NB_BUILD/test/natbed/natpeer}
+NB_PYTHON=${PYTHON:-python3}
 NB_P="p2pnb$$"          # namespace prefix: unique per run
 NB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/natbed.XXXXXX")
 NB_NS=""                # namespaces made, for the clean-up
@@ -170,6 +172,19 @@ nb_peer() {
     ns=$1 name=$2
     shift 2
     ip netns exec "$NB_P$ns" "$NB_PEER" --server 203.0.113.1 --port "$NB_PORT" "$@" \
+        >"$NB_DIR/$name.out" 2>"$NB_DIR/$name.log" &
+    NB_LAST_PID=$!
+    NB_PIDS="$NB_PIDS $NB_LAST_PID"
+}
+
+# nb_pypeer NS NAME ARGS...: the Python client's device (pypeer.py, the
+# same options and output lines as natpeer) in NS, stdout in NAME.out,
+# stderr in NAME.log; sets NB_LAST_PID.
+nb_pypeer() {
+    ns=$1 name=$2
+    shift 2
+    ip netns exec "$NB_P$ns" env PYTHONPATH="$NB_ROOT/src/client/python" "$NB_PYTHON" \
+        "$NB_ROOT/test/natbed/pypeer.py" --server 203.0.113.1 --port "$NB_PORT" "$@" \
         >"$NB_DIR/$name.out" 2>"$NB_DIR/$name.log" &
     NB_LAST_PID=$!
     NB_PIDS="$NB_PIDS $NB_LAST_PID"
