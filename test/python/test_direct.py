@@ -20,7 +20,10 @@ their LAN candidates (the relay connection's own address):
   offer and listener; a stranger with a wrong proof, and one sending the
   client's own proof back, are closed and the path stays RELAY; the right
   proof is answered with the client's proof and USE, and its SWITCH mark
-  follows through the relay: the protocol byte for byte.
+  follows through the relay: the protocol byte for byte.  Then the test's
+  DATA is delivered once its SWITCH mark came, and acknowledged; a DATA
+  out of sequence makes the client fall back (its FALLBACK mark, the path
+  closed, its next message through the relay).
 * DeclineTest: a peer with direct paths off declines: the path stays
   RELAY, nothing more is tried, and messages still arrive.
 """
@@ -385,6 +388,30 @@ class RawPeerTest(DirectCase):
             st.sendall(frame(codec.encode_link_ack(1)))
             self.assertTrue(wait_until(lambda: not a._direct.unsettled(),
                                        WAIT))
+            # Our side: DATA waits for our SWITCH mark through the relay.
+            st.sendall(frame(codec.encode_link_data_head(1) + b"yo"))
+            s.sendall(frame(codec.encode_direct_mark(
+                P.CMD_DIRECT_MARK, self.ida.encode(), offer.attempt,
+                P.MARK_SWITCH, 1)))
+            self.next_event(stream, P.CMD_DIRECT_MARK | P.REPLY_BIT)
+            m = a.recv(timeout=WAIT)
+            self.assertEqual((m.sender, m.data), (self.idb, b"yo"))
+            link = read_payloads(st)
+            self.assertEqual(next(p for p in link if p[0] != P.LINK_PING),
+                             codec.encode_link_ack(1))
+            # A DATA out of sequence: she gives the path up, says so
+            # through the relay (her "hi" was acknowledged: 1), and closes
+            # it; her next message takes the relay.
+            st.sendall(frame(codec.encode_link_data_head(3) + b"?"))
+            mark = self.next_event(stream, P.EVT_DIRECT_MARK)
+            self.assertEqual((mark.attempt, mark.mark, mark.seq),
+                             (offer.attempt, P.MARK_FALLBACK, 1))
+            self.assertTrue(paths.wait_for((self.idb, Path.RELAY)))
+            self.assertEqual([p for p in link if p[0] != P.LINK_PING], [])
+            self.assertIsNone(a.recv(timeout=0))  # nor "?" nor "yo" again
+            a.send_to(self.idb, "after")
+            deliver = self.next_event(stream, P.EVT_DELIVER)
+            self.assertEqual(deliver, Delivery(self.ida.encode(), b"after"))
 
 
 class DeclineTest(DirectCase):

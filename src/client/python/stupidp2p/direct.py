@@ -206,7 +206,13 @@ class _Peer:
         # The path.
         self.path: Optional[socket.socket] = None
         self.broken = False       # a write failed: the thread falls back
-        self.pout = bytearray()   # frames not yet written
+        # Frames not yet written: our DATA (bounded by the window), our
+        # proof or USE, and at most one ACK and one PING: an ACK is queued
+        # only behind nothing (ACKs are cumulative: one owed is sent once
+        # the rest is out), so a peer that does not read cannot make it
+        # grow.
+        self.pout = bytearray()
+        self.ack_owed = False
         self.retx: Deque[Tuple[int, bytes, int]] = deque()  # (seq, data, frame size)
         self.unacked = 0
         self.next_seq = 1
@@ -355,7 +361,10 @@ class DirectPaths:
 
     def wait_settled(self, deadline: float) -> None:
         """Wait until nothing written to a path is unacknowledged, at most
-        until ``deadline`` (close: what was sent arrives)."""
+        until ``deadline`` (close: what was sent arrives).  Not on the
+        direct thread, which is the one that takes the ACKs in."""
+        if threading.current_thread() is self._thread:
+            return
         with self._cond:
             while any(p.phase is _Phase.DIRECT and not p.broken and p.unacked
                       for p in self._peers.values()):
@@ -834,19 +843,26 @@ class DirectPaths:
         del c.out[:n]
 
     def _flush(self, p: _Peer) -> None:
-        """Write what the path's socket takes; a failure marks it broken
-        (the thread falls back)."""
-        if p.path is None or not p.pout:
-            return
-        try:
-            n = p.path.send(p.pout, socket.MSG_NOSIGNAL)
-        except BlockingIOError:
-            return
-        except OSError:
-            p.broken = True
-            self.wake()
-            return
-        del p.pout[:n]
+        """Write what the path's socket takes, and the ACK owed once the
+        rest is out; a failure marks the path broken (the thread falls
+        back)."""
+        for _ in range(2):
+            if p.path is None:
+                return
+            if not p.pout and p.ack_owed:
+                p.ack_owed = False
+                p.pout += frame(encode_link_ack(p.in_delivered))
+            if not p.pout:
+                return
+            try:
+                n = p.path.send(p.pout, socket.MSG_NOSIGNAL)
+            except BlockingIOError:
+                return
+            except OSError:
+                p.broken = True
+                self.wake()
+                return
+            del p.pout[:n]
 
     def _established(self, p: _Peer, c: _Conn) -> None:
         """``c`` won: it becomes the path; the others and the listener
@@ -868,6 +884,7 @@ class DirectPaths:
         p.next_seq = 1
         p.acked = 0
         p.broken = False
+        p.ack_owed = False
         # The peer's side: a new numbering; the last path's count is kept
         # until its FALLBACK mark says what to skip.
         if p.in_attempt and not p.in_marked:
@@ -914,6 +931,7 @@ class DirectPaths:
             p.path.close()
             p.path = None
         p.pout = bytearray()
+        p.ack_owed = False
         p.retx.clear()
         p.pin = deque()
         p.decoder = None
@@ -1098,7 +1116,8 @@ class DirectPaths:
                         why = self._path_input(p, read=False)
                     if why is None and now - p.last_ping >= ka \
                             and p.phase is _Phase.DIRECT:
-                        p.pout += frame(encode_link_ping())
+                        if not p.pout:  # else bytes are on their way
+                            p.pout += frame(encode_link_ping())
                         p.last_ping = now
                         self._flush(p)
                     if why is not None and self._fallback(p, why):
@@ -1284,7 +1303,7 @@ class DirectPaths:
         if ended:
             return "the connection closed"
         if p.in_delivered != before and p.path is not None:
-            p.pout += frame(encode_link_ack(p.in_delivered))
+            p.ack_owed = True
             self._flush(p)
         return None
 
