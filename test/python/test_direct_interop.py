@@ -15,7 +15,6 @@ both as offerer and as target, and carry messages on it both ways.
 import os
 import subprocess
 import tempfile
-import time
 import unittest
 
 from p2p_support import REPO, ServerCase, wait_until

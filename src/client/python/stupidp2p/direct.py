@@ -290,7 +290,13 @@ class DirectPaths:
         self._peers: Dict[bytes, _Peer] = {}
         self._thread: Optional[threading.Thread] = None
         self._stopping = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # The direct thread's wake-up pair, made with the thread (a client
+        # without direct paths holds no more descriptors than before).
+        # Socket objects, not bare numbers: a wake racing with stop() then
+        # fails on the closed object instead of writing to whatever file
+        # took the number.
+        self._wake_r: Optional[socket.socket] = None
+        self._wake_w: Optional[socket.socket] = None
         self._queue_blocked = False  # a DATA waits for room in the queue
         self.stranger_closes = 0
         """Connections closed because their proof failed."""
@@ -305,6 +311,9 @@ class DirectPaths:
     def _start_locked(self) -> None:
         if self._thread is not None or self._stopping:
             return
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._thread = threading.Thread(target=self._main,
                                         name="stupidp2p-direct", daemon=True)
         self._thread.start()
@@ -324,11 +333,10 @@ class DirectPaths:
             for p in self._peers.values():
                 self._end_attempt(p)
                 self._close_path(p)
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            wake = (self._wake_r, self._wake_w)
+        for w in wake:
+            if w is not None:
+                w.close()
 
     @property
     def thread(self) -> Optional[threading.Thread]:
@@ -342,8 +350,11 @@ class DirectPaths:
     def wake(self) -> None:
         """Make the direct thread look at its state again (lock-free: the
         receive queue calls it with its own lock held)."""
+        w = self._wake_w
+        if w is None:
+            return  # no thread to wake
         try:
-            os.write(self._wake_w, b"x")
+            w.send(b"x")
         except OSError:
             pass  # full: a wake is pending already; closed: stopped
 
@@ -1001,9 +1012,10 @@ class DirectPaths:
                 continue
             owners = {fd: owner for fd, _, owner in fds}
             for fd, revents in ready:
-                if fd == self._wake_r:
+                if owners[fd] is None:  # woken: drain the pair
+                    wake = self._wake_r
                     try:
-                        while os.read(self._wake_r, 4096):
+                        while wake is not None and wake.recv(4096):
                             pass
                     except OSError:
                         pass
@@ -1016,8 +1028,9 @@ class DirectPaths:
                                               int]:
         """The sockets to poll, each with its owner, and the poll timeout
         in ms (until the next timer)."""
-        out: List[Tuple[int, int, object]] = [(self._wake_r, select.POLLIN,
-                                               None)]
+        assert self._wake_r is not None
+        out: List[Tuple[int, int, object]] = [(self._wake_r.fileno(),
+                                               select.POLLIN, None)]
         nxt: Optional[float] = None
 
         def due(t: float) -> None:
