@@ -8,6 +8,8 @@ their LAN candidates (the relay connection's own address):
   logged on SIGUSR1, does not move), while send() still goes through it;
   a client closed right after its last send_to on a path: the peer still
   gets every message (close waits for the acknowledgement).
+* CrossingTest: offers that cross (both ask at once) make one path, both
+  ways.
 * SwitchTest: with ``direct=True`` the first send_to starts the attempt,
   and messages keep flowing while the path is made: every one arrives once,
   in order, across the switch; and with bob's relay stream held back (a
@@ -23,7 +25,9 @@ their LAN candidates (the relay connection's own address):
   follows through the relay: the protocol byte for byte.  Then the test's
   DATA is delivered once its SWITCH mark came, and acknowledged; a DATA
   out of sequence makes the client fall back (its FALLBACK mark, the path
-  closed, its next message through the relay).
+  closed, its next message through the relay).  A target that stops
+  reading: the window bounds what waits for it, and send_to fails with
+  RequestTimeout when it stays full.
 * DeclineTest: a peer with direct paths off declines: the path stays
   RELAY, nothing more is tried, and messages still arrive.
 """
@@ -37,7 +41,9 @@ import unittest
 from typing import Dict, List
 
 from p2p_support import Collector, ServerCase, read_payloads, wait_until
-from stupidp2p import DIRECT_ACCEPT, DIRECT_OFF, Path, codec
+from stupidp2p import (DIRECT_ACCEPT, DIRECT_OFF, Path, RequestTimeout,
+                       codec)
+from stupidp2p.direct import WINDOW_BYTES
 from stupidp2p import protocol as P
 from stupidp2p.codec import (Delivery, Direct, frame, parse_link,
                              parse_message)
@@ -173,6 +179,40 @@ class OnLoopbackTest(DirectCase):
         a.close()
         self.assertEqual(receive(b, 300, self.ida),
                          ["last %d %s" % (k, pad) for k in range(300)])
+
+
+class CrossingTest(DirectCase):
+    def test_offers_that_cross_make_one_path(self):
+        """Both ask at once (direct off on both: only asked-for paths): the
+        smaller id's offer wins on both sides, one path, both ways."""
+        a, b = self.pair(mode_a=DIRECT_OFF, mode_b=DIRECT_OFF)
+        errors = []
+
+        def ask(c, peer):
+            try:
+                c.connect_direct(peer)
+            except Exception as exc:  # reported below
+                errors.append(exc)
+        threads = [threading.Thread(target=ask, args=(a, self.idb)),
+                   threading.Thread(target=ask, args=(b, self.ida))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(WAIT)
+        self.assertEqual(errors, [])
+        self.wait_direct(a, b)
+        pa = a._direct._peers[self.idb.encode()]
+        pb = b._direct._peers[self.ida.encode()]
+        self.assertEqual(pa.attempt, pb.attempt)
+        self.assertEqual({pa.role, pb.role}, {P.ROLE_OFFERER, P.ROLE_TARGET})
+        for k in range(100):
+            a.send_to(self.idb, "a %d" % k, wait=False)
+            b.send_to(self.ida, "b %d" % k, wait=False)
+        self.assertEqual(receive(b, 100, self.ida), ["a %d" % k
+                                                     for k in range(100)])
+        self.assertEqual(receive(a, 100, self.idb), ["b %d" % k
+                                                     for k in range(100)])
+        self.assertEqual(self.paths_a.items, [(self.idb, Path.DIRECT)])
 
 
 class SwitchTest(DirectCase):
@@ -316,11 +356,10 @@ class RawPeerTest(DirectCase):
         except socket.timeout:
             return False
 
-    def test_strangers_closed_then_the_protocol(self):
-        self.ida, self.idb = self.uid("alice"), self.uid("bob")
-        paths = Collector()
-        a = self.client(direct=DIRECT_OFF, on_path=paths)
-        a.register(self.ida)
+    def rendezvous(self, a):
+        """Bob's side of an attempt alice makes, up to her SYNC: returns
+        bob's relay socket and its payloads, her offer, her listener's
+        address and the proof's mac as a function of role and attempt."""
         s, stream = self.raw_bob()
         self.next_event(stream, P.CMD_REGISTER | P.REPLY_BIT)
         a.connect_direct(self.idb)
@@ -345,6 +384,28 @@ class RawPeerTest(DirectCase):
         def mac(role, attempt=offer.attempt):
             return direct_mac(offer.secret, role, attempt, self.ida.encode(),
                               self.idb.encode(), offer.nonce, nonce_b)
+        return s, stream, offer, listen, mac
+
+    def prove(self, listen, offer, mac):
+        """The right proof on a new connection to her listener: her proof
+        and USE come back.  Returns the connection."""
+        st = socket.create_connection(listen, timeout=WAIT)
+        self.addCleanup(st.close)
+        st.sendall(frame(codec.encode_link_proof(P.ROLE_TARGET,
+                                                 offer.attempt,
+                                                 mac(P.ROLE_TARGET))))
+        want = (frame(codec.encode_link_proof(P.ROLE_OFFERER, offer.attempt,
+                                              mac(P.ROLE_OFFERER)))
+                + frame(codec.encode_link_use()))
+        self.assertEqual(recv_exact(st, len(want)), want)
+        return st
+
+    def test_strangers_closed_then_the_protocol(self):
+        self.ida, self.idb = self.uid("alice"), self.uid("bob")
+        paths = Collector()
+        a = self.client(direct=DIRECT_OFF, on_path=paths)
+        a.register(self.ida)
+        s, stream, offer, listen, mac = self.rendezvous(a)
         closes = a._direct.stranger_closes
         # A stranger: a proof of another attempt.
         with socket.create_connection(listen, timeout=WAIT) as st:
@@ -364,16 +425,7 @@ class RawPeerTest(DirectCase):
         self.assertIs(a.path(self.idb), Path.RELAY)
         # The right proof: her proof and USE, then her SWITCH mark through
         # the relay.
-        with socket.create_connection(listen, timeout=WAIT) as st:
-            st.settimeout(WAIT)
-            st.sendall(frame(codec.encode_link_proof(P.ROLE_TARGET,
-                                                     offer.attempt,
-                                                     mac(P.ROLE_TARGET))))
-            want = (frame(codec.encode_link_proof(P.ROLE_OFFERER,
-                                                  offer.attempt,
-                                                  mac(P.ROLE_OFFERER)))
-                    + frame(codec.encode_link_use()))
-            self.assertEqual(recv_exact(st, len(want)), want)
+        with self.prove(listen, offer, mac) as st:
             mark = self.next_event(stream, P.EVT_DIRECT_MARK)
             self.assertEqual((mark.id, mark.attempt, mark.mark, mark.seq),
                              (self.ida.encode(), offer.attempt,
@@ -412,6 +464,30 @@ class RawPeerTest(DirectCase):
             a.send_to(self.idb, "after")
             deliver = self.next_event(stream, P.EVT_DELIVER)
             self.assertEqual(deliver, Delivery(self.ida.encode(), b"after"))
+
+
+    def test_peer_that_stops_reading(self):
+        """A target that takes the path and then reads nothing: what waits
+        for it is bounded by the window (4 MiB unacknowledged), and a
+        send_to that finds the window full fails after ``timeout``."""
+        self.ida, self.idb = self.uid("alice"), self.uid("bob")
+        a = self.client(direct=DIRECT_OFF, timeout=1.0)
+        a.register(self.ida)
+        s, stream, offer, listen, mac = self.rendezvous(a)
+        st = self.prove(listen, offer, mac)
+        self.next_event(stream, P.EVT_DIRECT_MARK)
+        self.assertIs(a.path(self.idb), Path.DIRECT)
+        body = b"x" * 60000
+        with self.assertRaises(RequestTimeout):
+            for _ in range(200):  # 12 MB: more than window and buffers
+                a.send_to(self.idb, body)
+        peer = a._direct._peers[self.idb.encode()]
+        with a._direct._mu:
+            self.assertGreater(peer.unacked, WINDOW_BYTES)
+            self.assertLessEqual(peer.unacked, WINDOW_BYTES + 2 * len(body))
+            self.assertLessEqual(len(peer.pout), peer.unacked)
+        self.assertIs(a.path(self.idb), Path.DIRECT)
+        st.close()
 
 
 class DeclineTest(DirectCase):
