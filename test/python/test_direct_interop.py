@@ -7,12 +7,15 @@ both as offerer and as target, and carry messages on it both ways.
   both sides (path(), and natpeer's "path direct"); 500 numbered messages
   arrive at the C side once each and in order ("complete 500"), and the
   relay's deliveries counter does not move meanwhile.
+  Then its path is cut mid-stream: the C side takes its FALLBACK mark and
+  drops the re-sent messages it has; all 3000 arrive once, in order.
 * COffersTest: the C device connects (connect_direct) to a Python client
   and times 50 round trips over the path; Python echoes each message back
   with send_to: both directions on the path, in order.
 """
 
 import os
+import socket
 import subprocess
 import tempfile
 import unittest
@@ -97,6 +100,35 @@ class PythonOffersTest(InteropCase):
         self.assertNotIn("ERROR", c.text())
         self.assertEqual(counters(self.server)["deliveries"], before)
         self.assertIs(a.path(peer), Path.DIRECT)
+
+
+    def test_python_falls_back_to_c(self):
+        """The Python side's path is cut mid-stream, after it stopped taking
+        the C side's ACKs in (a seam: the C side has delivered more than
+        the Python side knows): its FALLBACK mark and re-sent messages
+        reach the C receiver, which drops what it has: 3000 once each, in
+        order."""
+        me, peer = self.uid("py"), self.uid("c")
+        c = NatPeer(self, "--me", peer, "--peer", me, "--direct", "accept",
+                    "--job", "receive", "--count", "3000", "--seconds", "60")
+        self.assertTrue(c.wait_line("registered"), c.why())
+        a = self.client(direct=True, direct_keepalive=0.3)
+        a.register(me)
+        a.connect_direct(peer)
+        self.assertTrue(wait_until(lambda: a.path(peer) is Path.DIRECT,
+                                   WAIT), c.why())
+        for k in range(3000):
+            if k == 1000:
+                a._direct._acked = lambda p, seq: None
+            if k == 2000:
+                with a._direct._mu:
+                    a._direct._peers[peer.encode()].path.shutdown(
+                        socket.SHUT_RDWR)
+                del a._direct._acked
+            a.send_to(peer, "seq %d" % k, wait=(k % 100 == 0))
+        self.assertTrue(c.wait_line("complete 3000", WAIT * 2), c.why())
+        self.assertNotIn("ERROR", c.text())
+        self.assertIn("path relay", c.text())
 
 
 class COffersTest(InteropCase):

@@ -1782,12 +1782,12 @@ class Client:
         self._direct.relay_lost()
 
     def _dispatch(self, conn: _Connection, payload: bytes) -> None:
-        if conn.dead:
-            return  # killed meanwhile (close): its requests are failed
         msg = parse_message(payload)
         if not isinstance(msg, Reply):
             self._dispatch_event(conn, msg)
             return
+        if conn.dead:
+            return  # killed meanwhile (close): its requests were failed
         try:
             req = conn.pending.popleft()
         except IndexError:
