@@ -2,8 +2,10 @@
 
 Design
 ------
-One :class:`Client` owns at most one TCP connection at a time and two daemon
-threads (daemon, so that a program may exit with a client still open):
+One :class:`Client` owns at most one TCP connection to the server at a time
+(and, with direct paths, connections to other devices) and two daemon
+threads (a third with direct paths; daemon, so that a program may exit with
+a client still open):
 
 * the **I/O thread** reads and hands every complete frame to the
   dispatcher: replies complete the oldest pending request, data goes to the
@@ -89,8 +91,12 @@ connection without the policy is a protocol error.
 
 All wire layouts come from :mod:`stupidp2p.codec`.
 
-Callbacks run on the I/O thread: they must return quickly and must not wait
-for replies (a request that would wait raises :class:`RuntimeError` there;
+Direct paths (``direct=``, :meth:`Client.connect_direct`) add a third
+thread, started when they are first needed: :mod:`stupidp2p.direct`.
+
+Callbacks run on the I/O thread (``on_path`` on the I/O thread or the
+direct thread): they must return quickly and must not wait for replies (a
+request that would wait raises :class:`RuntimeError` on the I/O thread;
 ``send(..., wait=False)`` is allowed).
 """
 
@@ -1161,6 +1167,13 @@ class Client:
     def send_to(self, device_id: DeviceId, data: Data, *,
                 wait: bool = True) -> None:
         """Send ``data`` to the one device ``device_id`` (protocol v2).
+
+        While a direct path to the device exists (see :meth:`connect_direct`
+        and ``direct``), the message goes on it instead: the call returns
+        once it is written or queued there, whatever ``wait`` says, and a
+        path that dies sends it again through the relay if the device has
+        not acknowledged it.  It waits (within ``timeout``, then
+        :class:`RequestTimeout`) while the path has 4 MiB unacknowledged.
 
         Raises:
             TargetOffline: the device is not online.
