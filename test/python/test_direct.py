@@ -144,6 +144,12 @@ class OnLoopbackTest(DirectCase):
         self.wait_direct(a, b)
         self.assertTrue(self.paths_a.wait_for((self.idb, Path.DIRECT)))
         self.assertTrue(self.paths_b.wait_for((self.ida, Path.DIRECT)))
+        # Small writes leave at once on both ends, the dialed one and the
+        # accepted one (Nagle held each echo ~40 ms behind a delayed ACK).
+        for c, peer in ((a, self.idb), (b, self.ida)):
+            path = c._direct._peers[peer.encode()].path
+            self.assertTrue(path.getsockopt(socket.IPPROTO_TCP,
+                                            socket.TCP_NODELAY))
         # Both SWITCH marks went through the relay before the count.
         wait_counter(self.server, "direct_marks", marks + 2)
         before = counters(self.server)["deliveries"]

@@ -244,6 +244,16 @@ def _jitter(lo: float, hi: float) -> float:
     return random.uniform(lo, hi)
 
 
+def _no_delay(s: socket.socket) -> None:
+    """TCP_NODELAY: a message, an ACK or a PING is one small write that
+    must leave at once (Nagle's algorithm would hold it until the peer's
+    delayed ACK, some 40 ms)."""
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
 def _interface_addresses(loopback: bool) -> List[bytes]:
     """The IPv4 addresses of the interfaces that are up (loopback ones only
     when ``loopback``), from SIOCGIFFLAGS and SIOCGIFADDR (netdevice(7)):
@@ -811,6 +821,7 @@ class DirectPaths:
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _no_delay(s)
             s.setblocking(False)
             if reflexive:
                 # From the relay connection's own address and port: the
@@ -1209,6 +1220,7 @@ class DirectPaths:
                 s.close()
                 continue
             s.setblocking(False)
+            _no_delay(s)
             c = _Conn(-1)
             c.sock = s
             p.conns.append(c)
