@@ -743,8 +743,8 @@ class DirectPaths:
         cands, local_port = self._prepare(p)
         p.role = P.ROLE_OFFERER
         p.peer_nonce = b""  # the ANSWER's
-        log.info("offering a direct path to %s with %d LAN candidate(s)",
-                 p.name, len(cands))
+        log.info("offering a direct path to %s with %d LAN candidate(s), "
+                 "port %d", p.name, len(cands), cands[0].port if cands else 0)
         p.started = p.offer_sent = _now()
         p.step_deadline = p.started + STEP
         p.phase = _Phase.OFFERING
