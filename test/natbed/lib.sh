@@ -30,6 +30,11 @@ NB_BUILD=${P2P_BUILD:-$NB_ROOT/build}
 NB_SERVER=${P2P_SERVER:-$NB_ROOT/p2pServer}
 NB_PEER=${P2P_NATPEER:-$NB_BUILD/test/natbed/natpeer}
 NB_PYTHON=${PYTHON:-python3}
+# Alice's device: natpeer, or with NB_ALICE=python the Python client's
+# (pypeer.py): the py_*.sh wrappers run a case so (see nb_alice).
+NB_ALICE=${NB_ALICE:-c}
+NB_ALICE_IS=""          # for a case's closing line
+[ "$NB_ALICE" = python ] && NB_ALICE_IS=" (alice: the Python client)"
 NB_P="p2pnb$$"          # namespace prefix: unique per run
 NB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/natbed.XXXXXX")
 NB_NS=""                # namespaces made, for the clean-up
@@ -79,6 +84,8 @@ nb_init() {
     command -v iptables >/dev/null 2>&1 || nb_skip "$NB_NAME needs iptables: apt-get install iptables"
     [ -x "$NB_SERVER" ] || nb_skip "$NB_NAME: no p2pServer at $NB_SERVER (run make)"
     [ -x "$NB_PEER" ] || nb_skip "$NB_NAME: no natpeer at $NB_PEER (run make tests)"
+    [ "$NB_ALICE" != python ] || command -v "$NB_PYTHON" >/dev/null 2>&1 ||
+        nb_skip "$NB_NAME with the Python client needs $NB_PYTHON"
     trap nb_cleanup EXIT
     trap 'exit 1' INT TERM
     ip netns add "${NB_P}probe" 2>/dev/null || nb_skip "$NB_NAME: cannot create a network namespace here"
@@ -188,6 +195,16 @@ nb_pypeer() {
         >"$NB_DIR/$name.out" 2>"$NB_DIR/$name.log" &
     NB_LAST_PID=$!
     NB_PIDS="$NB_PIDS $NB_LAST_PID"
+}
+
+# nb_alice NS NAME ARGS...: alice's device, natpeer or (NB_ALICE=python)
+# pypeer.py, as nb_peer and nb_pypeer run them.
+nb_alice() {
+    if [ "$NB_ALICE" = python ]; then
+        nb_pypeer "$@"
+    else
+        nb_peer "$@"
+    fi
 }
 
 # nb_two_nats KIND_A KIND_B: pub and the relay, alice's device da behind
