@@ -150,7 +150,10 @@ class _Phase(enum.Enum):
     DIRECT = 6        # the path carries our send_to's
 
 
-_WAIT, _CONNECTING, _PROVING, _PROVEN = range(4)
+# A connection's states: closed for good (no timer), a dial waiting to be
+# retried at its deadline, connecting until it, our proof sent and the
+# other's awaited, (target) the offerer proved and USE awaited.
+_FREE, _WAIT, _CONNECTING, _PROVING, _PROVEN = range(5)
 _LOST = -1  # offer_status: the relay connection was lost meanwhile
 
 
@@ -172,6 +175,7 @@ class _Conn:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        self.state = _FREE
         self.out.clear()
         self.inbuf.clear()
 
@@ -377,8 +381,11 @@ class DirectPaths:
     def unsettled(self) -> bool:
         """True while a message written to a path is not acknowledged."""
         with self._mu:
-            return any(p.phase is _Phase.DIRECT and not p.broken
-                       and p.unacked for p in self._peers.values())
+            return self._unsettled_locked()
+
+    def _unsettled_locked(self) -> bool:
+        return any(p.phase is _Phase.DIRECT and not p.broken and p.unacked
+                   for p in self._peers.values())
 
     def wait_settled(self, deadline: float) -> None:
         """Wait until nothing written to a path is unacknowledged, at most
@@ -387,8 +394,7 @@ class DirectPaths:
         if threading.current_thread() is self._thread:
             return
         with self._cond:
-            while any(p.phase is _Phase.DIRECT and not p.broken and p.unacked
-                      for p in self._peers.values()):
+            while self._unsettled_locked():
                 left = deadline - _now()
                 if left <= 0 or not self._cond.wait(left):
                     return
@@ -1077,7 +1083,8 @@ class DirectPaths:
         if p.phase is _Phase.DIAL_WAIT:
             return p.dial_at
         if p.phase is _Phase.DIALING:
-            return min([p.punch_deadline] + [c.deadline for c in p.conns])
+            return min([p.punch_deadline] + [c.deadline for c in p.conns
+                                             if c.state != _FREE])
         if p.phase is _Phase.DIRECT:
             if self._resumable(p):
                 return now  # the SWITCH came, or room: go on at once
