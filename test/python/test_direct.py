@@ -496,6 +496,27 @@ class RawPeerTest(DirectCase):
         st.close()
 
 
+class TimerTest(unittest.TestCase):
+    def test_closed_connection_has_no_timer(self):
+        """A connection of an attempt closed before its deadline (a failed
+        proof) leaves the timers: the direct thread's poll waits for the
+        attempt's window, not for a deadline already past (it spun)."""
+        from stupidp2p.direct import (_PROVING, DirectPaths, _Conn, _Peer,
+                                      _Phase)
+        paths = DirectPaths(None, DIRECT_OFF, 25.0, None)
+        p = _Peer(b"bob")
+        now = time.monotonic()
+        p.phase = _Phase.DIALING
+        p.punch_deadline = now + 6
+        p.dials = [(("127.0.0.1", 9), False)]
+        c = _Conn(0)
+        c.sock = socket.socket()
+        c.state, c.deadline = _PROVING, now - 1  # and past its time
+        p.conns.append(c)
+        c.close()
+        self.assertEqual(paths._next_timer(p, now), p.punch_deadline)
+
+
 class DeclineTest(DirectCase):
     def test_declined_stays_relayed(self):
         a, b = self.pair(mode_a=True, mode_b=DIRECT_OFF)
