@@ -28,6 +28,8 @@ their LAN candidates (the relay connection's own address):
   closed, its next message through the relay).  A target that stops
   reading: the window bounds what waits for it, and send_to fails with
   RequestTimeout when it stays full.
+* TimerTest, AckBoundTest: a closed attempt connection leaves the timers;
+  ACKs a peer does not read do not pile up (one owed at most).
 * DeclineTest: a peer with direct paths off declines: the path stays
   RELAY, nothing more is tried, and messages still arrive.
 """
@@ -515,6 +517,41 @@ class TimerTest(unittest.TestCase):
         p.conns.append(c)
         c.close()
         self.assertEqual(paths._next_timer(p, now), p.punch_deadline)
+
+
+class AckBoundTest(unittest.TestCase):
+    def test_peer_that_does_not_read_our_acks(self):
+        """A peer that sends DATA and reads nothing: the ACKs that cannot
+        be written do not pile up (ACKs are cumulative: one is owed, and
+        at most one waits)."""
+        from stupidp2p.direct import DirectPaths, _Peer, _Phase
+
+        class Queue:  # the client's side: every message delivered
+            max_frame_limit = 1 << 16
+            delivered = 0
+
+            def _enqueue_direct(self, data, sender):
+                Queue.delivered += 1
+                return True
+        paths = DirectPaths(Queue(), DIRECT_OFF, 25.0, None)
+        mine, theirs = socket.socketpair()
+        self.addCleanup(mine.close)
+        self.addCleanup(theirs.close)
+        mine.setblocking(False)
+        try:
+            while True:  # their side reads nothing: fill the pipe
+                mine.send(b"\0" * 65536)
+        except BlockingIOError:
+            pass
+        p = _Peer(b"bob")
+        p.phase, p.path, p.in_switched = _Phase.DIRECT, mine, True
+        for k in range(1, 1001):
+            p.pin.append(codec.encode_link_data_head(k) + b"m")
+            self.assertIsNone(paths._path_input(p, read=False))
+        self.assertEqual(Queue.delivered, 1000)
+        self.assertLessEqual(len(p.pout),
+                             len(frame(codec.encode_link_ack(1000))))
+        self.assertTrue(p.ack_owed)
 
 
 class DeclineTest(DirectCase):
