@@ -8,6 +8,8 @@ their LAN candidates (the relay connection's own address):
   logged on SIGUSR1, does not move), while send() still goes through it;
   a client closed right after its last send_to on a path: the peer still
   gets every message (close waits for the acknowledgement).
+* FullQueueTest: a full receive queue holds the path (nothing dropped,
+  nothing acknowledged) until recv() makes room.
 * CrossingTest: offers that cross (both ask at once) make one path, both
   ways.
 * SwitchTest: with ``direct=True`` the first send_to starts the attempt,
@@ -187,6 +189,32 @@ class OnLoopbackTest(DirectCase):
         a.close()
         self.assertEqual(receive(b, 300, self.ida),
                          ["last %d %s" % (k, pad) for k in range(300)])
+
+
+class FullQueueTest(DirectCase):
+    def test_full_queue_holds_the_path(self):
+        """A receive queue that is full takes nothing from the path and
+        acknowledges nothing: the messages wait (in the sockets, and in the
+        sender's window) until recv() makes room; none is dropped."""
+        self.ida, self.idb = self.uid("alice"), self.uid("bob")
+        a = self.client(direct=DIRECT_OFF, direct_keepalive=10.0)
+        b = self.client(direct=DIRECT_ACCEPT, direct_keepalive=10.0,
+                        queue_size=50)
+        a.register(self.ida)
+        b.register(self.idb)
+        a.connect_direct(self.idb)
+        self.wait_direct(a, b)
+        for k in range(300):
+            a.send_to(self.idb, "m %d" % k, wait=False)
+        peer = b._direct._peers[self.ida.encode()]
+        self.assertTrue(wait_until(lambda: peer.in_blocked
+                                   and b.pending() == 50, WAIT))
+        self.assertTrue(a._direct.unsettled())  # not acknowledged
+        self.assertEqual(receive(b, 300, self.ida),
+                         ["m %d" % k for k in range(300)])
+        self.assertEqual(b.dropped, 0)
+        self.assertTrue(wait_until(lambda: not a._direct.unsettled(), WAIT))
+        self.assertIs(b.path(self.ida), Path.DIRECT)
 
 
 class CrossingTest(DirectCase):

@@ -1324,10 +1324,15 @@ class DirectPaths:
                 if link.seq != p.in_delivered + 1:
                     return "the peer's messages are out of sequence"
                 if not client._enqueue_direct(link.data, sender):
-                    # No room: neither delivered nor acknowledged.
-                    p.in_blocked = True
+                    # No room: neither delivered nor acknowledged, until
+                    # recv() makes room and wakes us (the flag is up before
+                    # the second look, so that a recv() in between is seen
+                    # either by the look or by recv()'s check of the flag).
                     self._queue_blocked = True
-                    break
+                    if not client._enqueue_direct(link.data, sender):
+                        p.in_blocked = True
+                        break
+                    self._queue_blocked = False
                 p.in_delivered = link.seq
             elif link.kind == P.LINK_ACK:
                 self._acked(p, link.seq)
