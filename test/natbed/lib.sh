@@ -3,8 +3,9 @@
 # Each case builds its own network of namespaces (ip netns, veth pairs and
 # bridges, all made inside the namespaces: the host's own namespace is
 # never touched beyond creating and deleting the test's namespaces), runs
-# p2pServer and test/natbed/natpeer in them, and removes everything when it
-# ends, whatever the way (trap on EXIT, INT, TERM; every wait bounded):
+# p2pServer and test/natbed/natpeer (or pypeer.py, the Python client's
+# device) in them, and removes everything when it ends, whatever the way
+# (trap on EXIT, INT, TERM; every wait bounded):
 #
 #   pub (203.0.113.0/24, bridge br0): the relay at 203.0.113.1
 #    |-- NAT ra 203.0.113.11 -- LAN 10.1.0.0/24 -- da 10.1.0.2 (+ others)
@@ -28,6 +29,12 @@ NB_ROOT=${NB_ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
 NB_BUILD=${P2P_BUILD:-$NB_ROOT/build}
 NB_SERVER=${P2P_SERVER:-$NB_ROOT/p2pServer}
 NB_PEER=${P2P_NATPEER:-$NB_BUILD/test/natbed/natpeer}
+NB_PYTHON=${PYTHON:-python3}
+# Alice's device: natpeer, or with NB_ALICE=python the Python client's
+# (pypeer.py): the py_*.sh wrappers run a case so (see nb_alice).
+NB_ALICE=${NB_ALICE:-c}
+NB_ALICE_IS=""          # for a case's closing line
+[ "$NB_ALICE" = python ] && NB_ALICE_IS=" (alice: the Python client)"
 NB_P="p2pnb$$"          # namespace prefix: unique per run
 NB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/natbed.XXXXXX")
 NB_NS=""                # namespaces made, for the clean-up
@@ -77,6 +84,8 @@ nb_init() {
     command -v iptables >/dev/null 2>&1 || nb_skip "$NB_NAME needs iptables: apt-get install iptables"
     [ -x "$NB_SERVER" ] || nb_skip "$NB_NAME: no p2pServer at $NB_SERVER (run make)"
     [ -x "$NB_PEER" ] || nb_skip "$NB_NAME: no natpeer at $NB_PEER (run make tests)"
+    [ "$NB_ALICE" != python ] || command -v "$NB_PYTHON" >/dev/null 2>&1 ||
+        nb_skip "$NB_NAME with the Python client needs $NB_PYTHON"
     trap nb_cleanup EXIT
     trap 'exit 1' INT TERM
     ip netns add "${NB_P}probe" 2>/dev/null || nb_skip "$NB_NAME: cannot create a network namespace here"
@@ -173,6 +182,29 @@ nb_peer() {
         >"$NB_DIR/$name.out" 2>"$NB_DIR/$name.log" &
     NB_LAST_PID=$!
     NB_PIDS="$NB_PIDS $NB_LAST_PID"
+}
+
+# nb_pypeer NS NAME ARGS...: the Python client's device (pypeer.py, the
+# same options and output lines as natpeer) in NS, stdout in NAME.out,
+# stderr in NAME.log; sets NB_LAST_PID.
+nb_pypeer() {
+    ns=$1 name=$2
+    shift 2
+    ip netns exec "$NB_P$ns" env PYTHONPATH="$NB_ROOT/src/client/python" "$NB_PYTHON" \
+        "$NB_ROOT/test/natbed/pypeer.py" --server 203.0.113.1 --port "$NB_PORT" "$@" \
+        >"$NB_DIR/$name.out" 2>"$NB_DIR/$name.log" &
+    NB_LAST_PID=$!
+    NB_PIDS="$NB_PIDS $NB_LAST_PID"
+}
+
+# nb_alice NS NAME ARGS...: alice's device, natpeer or (NB_ALICE=python)
+# pypeer.py, as nb_peer and nb_pypeer run them.
+nb_alice() {
+    if [ "$NB_ALICE" = python ]; then
+        nb_pypeer "$@"
+    else
+        nb_peer "$@"
+    fi
 }
 
 # nb_two_nats KIND_A KIND_B: pub and the relay, alice's device da behind

@@ -14,14 +14,18 @@ Two faces:
 holds AUTH's arithmetic and reads token files.  ``Client(..., token=...)``
 claims the id with AUTH; ``tls=True`` or ``ssl_context=`` connect with TLS;
 ``slow_consumer="drop"`` asks the server to drop messages rather than
-disconnect a client that falls behind, and to say how many (:class:`Gap`).
+disconnect a client that falls behind, and to say how many (:class:`Gap`);
+``direct=True`` makes direct paths to other devices for :meth:`Client.send_to`
+(:mod:`stupidp2p.direct`, :meth:`Client.connect_direct`, :class:`Path`).
 ``python3 -m stupidp2p chat --server HOST:PORT --me ID --peer ID`` is a
 terminal chat.
 """
 
-from . import auth, codec, protocol
+from . import auth, codec, direct_proof, protocol
 from .client import (SLOW_DISCONNECT, SLOW_DROP, Bye, Client, ConnectionState,
                      Gap, Message)
+from .direct import (DIRECT_ACCEPT, DIRECT_AUTO, DIRECT_OFF, PATH_DIRECT,
+                     PATH_RELAY, Path)
 from .compat import stupidP2PClient
 from .errors import (AuthError, BadArgument, ClientClosedError,
                      ClosedByServer, ConnectError, ConnectionLostError,
@@ -42,8 +46,9 @@ except ImportError:  # the source tree: the project's one version file
 
 __all__ = [
     "Client", "Message", "Gap", "Bye", "ConnectionState", "stupidP2PClient",
-    "SLOW_DISCONNECT", "SLOW_DROP",
-    "auth", "codec", "protocol", "P2PError", "ConnectError", "NotConnectedError",
+    "SLOW_DISCONNECT", "SLOW_DROP", "Path", "PATH_RELAY", "PATH_DIRECT",
+    "DIRECT_OFF", "DIRECT_ACCEPT", "DIRECT_AUTO",
+    "auth", "codec", "direct_proof", "protocol", "P2PError", "ConnectError", "NotConnectedError",
     "ConnectionLostError", "ClientClosedError", "ClosedByServer",
     "RequestTimeout", "ProtocolError", "MessageTooLarge", "RequestFailed",
     "NotRegistered", "TargetOffline", "BadArgument", "NotAuthorized", "Unsupported",

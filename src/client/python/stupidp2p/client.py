@@ -2,8 +2,10 @@
 
 Design
 ------
-One :class:`Client` owns at most one TCP connection at a time and two daemon
-threads (daemon, so that a program may exit with a client still open):
+One :class:`Client` owns at most one TCP connection to the server at a time
+(and, with direct paths, connections to other devices) and two daemon
+threads (a third with direct paths; daemon, so that a program may exit with
+a client still open):
 
 * the **I/O thread** reads and hands every complete frame to the
   dispatcher: replies complete the oldest pending request, data goes to the
@@ -89,8 +91,12 @@ connection without the policy is a protocol error.
 
 All wire layouts come from :mod:`stupidp2p.codec`.
 
-Callbacks run on the I/O thread: they must return quickly and must not wait
-for replies (a request that would wait raises :class:`RuntimeError` there;
+Direct paths (``direct=``, :meth:`Client.connect_direct`) add a third
+thread, started when they are first needed: :mod:`stupidp2p.direct`.
+
+Callbacks run on the I/O thread (``on_path`` on the I/O thread or the
+direct thread): they must return quickly and must not wait for replies (a
+request that would wait raises :class:`RuntimeError` on the I/O thread;
 ``send(..., wait=False)`` is allowed).
 """
 
@@ -113,17 +119,20 @@ from typing import (TYPE_CHECKING, Callable, Deque, Dict, Iterator, List,
 
 from . import protocol as P
 from .auth import AuthKeys, auth_message, client_proof, signature_valid
-from .codec import (ByeEvent, Delivery, FrameDecoder, GapEvent,
+from .codec import (ByeEvent, Delivery, Direct, FrameDecoder, GapEvent,
                     PresenceEvent, Reply, ServerMessage, encode_auth_proof,
                     encode_auth_start,
                     encode_hello, encode_id_command, encode_send_head,
                     encode_send_to_head, frame, parse_message)
+from .direct import (DIRECT_ACCEPT, DIRECT_AUTO, DIRECT_OFF, KEEPALIVE_RANGE,
+                     DirectPaths, Path)
+from .direct import _LOST as _DIRECT_LOST
 from .errors import (AuthError, BadArgument, ClientClosedError,
                      ClosedByServer, ConnectError, ConnectionLostError,
-                     IdTakenOver, MessageTooLarge, NotAuthorized,
-                     NotConnectedError, P2PError, ProtocolError,
-                     RequestFailed, RequestTimeout, Unsupported,
-                     error_for_status)
+                     IdTakenOver, LimitReached, MessageTooLarge,
+                     NotAuthorized, NotConnectedError, NotRegistered,
+                     P2PError, ProtocolError, RequestFailed, RequestTimeout,
+                     Unsupported, error_for_status)
 from .escape import escape
 
 if TYPE_CHECKING:  # ssl is imported when TLS is asked for
@@ -131,7 +140,8 @@ if TYPE_CHECKING:  # ssl is imported when TLS is asked for
 
 __all__ = ["Client", "Message", "Gap", "Received", "ConnectionState", "Bye",
            "DeviceId", "Data", "DEFAULT_MAX_FRAME_LIMIT",
-           "DEFAULT_QUEUE_BYTES", "SLOW_DISCONNECT", "SLOW_DROP"]
+           "DEFAULT_QUEUE_BYTES", "SLOW_DISCONNECT", "SLOW_DROP", "Path",
+           "DIRECT_OFF", "DIRECT_ACCEPT", "DIRECT_AUTO"]
 
 log = logging.getLogger("stupidp2p")
 # A library prints nothing unless the application configures logging.
@@ -274,6 +284,25 @@ def _recv_before(sock: socket.socket, deadline: float) -> bytes:
             return sock.recv(_RECV_CHUNK, socket.MSG_DONTWAIT)
         except BlockingIOError:
             pass
+
+
+def _connect_tcp(host: str, port: int, timeout: float) -> socket.socket:
+    """socket.create_connection with SO_REUSEADDR set before the connect: a
+    direct path dials from the relay connection's own port, and Linux lets
+    a second socket bind a port in use only when both set it (socket(7))."""
+    error: Optional[OSError] = None
+    for family, kind, proto, _, addr in socket.getaddrinfo(
+            host, port, 0, socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.settimeout(timeout)
+            sock.connect(addr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error if error is not None else OSError("no address for %s" % host)
 
 
 class _PlainIO:
@@ -507,10 +536,14 @@ class Bye:
 class _Request:
     """A request waiting for its reply on one connection's FIFO."""
 
-    __slots__ = ("command", "event", "status", "reply", "lost", "sent_at")
+    __slots__ = ("command", "event", "status", "reply", "lost", "sent_at",
+                 "on_reply")
 
-    def __init__(self, command: int, wait: bool) -> None:
+    def __init__(self, command: int, wait: bool,
+                 on_reply: Optional[Callable[[Reply], None]] = None) -> None:
         self.command = command
+        # Called with the reply on the I/O thread (a direct path's OFFER).
+        self.on_reply = on_reply
         self.event: Optional[threading.Event] = (
             threading.Event() if wait else None)
         self.status: Optional[int] = None
@@ -576,6 +609,7 @@ StateCallback = Callable[[ConnectionState], None]
 PresenceCallback = Callable[[str, bool], None]
 GapCallback = Callable[[Gap], None]
 IdLostCallback = Callable[[str, P2PError], None]
+PathCallback = Callable[[str, Path], None]
 
 
 class Client:
@@ -654,6 +688,21 @@ class Client:
         on_id_lost: ``f(device_id, reason)`` once, when the client gives
             up its id and stays connected without it (``reason`` as
             :attr:`id_lost`), right after the CONNECTED it comes with.
+        direct: direct paths to other devices (stupidp2p(7), DIRECT
+            PATHS; see :meth:`connect_direct`): ``False`` or
+            :data:`DIRECT_OFF` (the default: offers from other devices are
+            declined, and a path is made only to a peer named to
+            :meth:`connect_direct`), :data:`DIRECT_ACCEPT` (offers are
+            accepted), ``True`` or :data:`DIRECT_AUTO` (offers are
+            accepted, and the first :meth:`send_to` to a peer starts an
+            attempt to reach it directly), as the C library's option.
+        direct_keepalive: seconds between the PINGs on a direct path,
+            which is given up (fallback to the relay) when nothing came on
+            it for three times as long: 0.1 to 25 (25, often enough to keep
+            NAT mappings alive).
+        on_path: ``f(device_id, path)`` when the path of this client's
+            :meth:`send_to` messages to ``device_id`` changed to
+            :attr:`Path.DIRECT` or back to :attr:`Path.RELAY`.
         connect: connect in the constructor (else call :meth:`connect`).
 
     Raises:
@@ -682,6 +731,9 @@ class Client:
                  on_id_lost: Optional[IdLostCallback] = None,
                  slow_consumer: str = SLOW_DISCONNECT,
                  on_gap: Optional[GapCallback] = None,
+                 direct: Union[bool, str] = False,
+                 direct_keepalive: float = KEEPALIVE_RANGE[1],
+                 on_path: Optional[PathCallback] = None,
                  connect: bool = True) -> None:
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
@@ -700,6 +752,15 @@ class Client:
         if slow_consumer not in (SLOW_DISCONNECT, SLOW_DROP):
             raise ValueError("slow_consumer must be %r or %r, not %r"
                              % (SLOW_DISCONNECT, SLOW_DROP, slow_consumer))
+        if isinstance(direct, bool):
+            direct = DIRECT_AUTO if direct else DIRECT_OFF
+        if direct not in (DIRECT_OFF, DIRECT_ACCEPT, DIRECT_AUTO):
+            raise ValueError("direct must be a bool, %r, %r or %r, not %r"
+                             % (DIRECT_OFF, DIRECT_ACCEPT, DIRECT_AUTO,
+                                direct))
+        if not KEEPALIVE_RANGE[0] <= direct_keepalive <= KEEPALIVE_RANGE[1]:
+            raise ValueError("direct_keepalive must be %g to %g seconds"
+                             % KEEPALIVE_RANGE)
         self.host = host
         self.port = int(port)
         self.heartbeat = heartbeat
@@ -762,6 +823,7 @@ class Client:
         self._id_lost: Optional[P2PError] = None
         self._io_thread: Optional[threading.Thread] = None
         self._hb_thread: Optional[threading.Thread] = None
+        self._direct = DirectPaths(self, direct, direct_keepalive, on_path)
 
         self.dropped = 0
         """Messages dropped because the receive queue was full."""
@@ -813,6 +875,8 @@ class Client:
         self._set_state(ConnectionState.CONNECTED)
         self._io_thread.start()
         self._hb_thread.start()
+        if self._direct.mode != DIRECT_OFF:
+            self._direct.start()
 
     def close(self) -> None:
         """Close the connection and stop the threads.  Idempotent.
@@ -823,10 +887,14 @@ class Client:
         """
         if self._closed.is_set():
             return
+        # What went out on direct paths arrives: wait (within timeout) for
+        # its acknowledgement, as the C library's deinit does.
+        self._direct.wait_settled(time.monotonic() + self.timeout)
         self._closed.set()
         conn = self._conn
         if conn is not None:
             self._kill(conn, None)
+        self._direct.stop()
         self._set_state(ConnectionState.CLOSED)
         with self._queue_cond:
             self._queue_cond.notify_all()
@@ -1100,6 +1168,13 @@ class Client:
                 wait: bool = True) -> None:
         """Send ``data`` to the one device ``device_id`` (protocol v2).
 
+        While a direct path to the device exists (see :meth:`connect_direct`
+        and ``direct``), the message goes on it instead: the call returns
+        once it is written or queued there, whatever ``wait`` says, and a
+        path that dies sends it again through the relay if the device has
+        not acknowledged it.  It waits (within ``timeout``, then
+        :class:`RequestTimeout`) while the path has 4 MiB unacknowledged.
+
         Raises:
             TargetOffline: the device is not online.
             NotRegistered: this client holds no id.
@@ -1118,7 +1193,133 @@ class Client:
             raise MessageTooLarge("%d data bytes exceed the server's limit "
                                   "of %d" % (len(body),
                                              self.max_frame - 2 - len(raw)))
-        self._do(encode_send_to_head(raw), body, wait=wait)
+        head = encode_send_to_head(raw)
+        direct = self._direct
+        if direct.mode == DIRECT_OFF and not direct.has_peers():
+            self._do(head, body, wait=wait)
+            return
+        # On the direct path if there is one; else through the relay, the
+        # request written under the paths' lock (ordered with the SWITCH
+        # mark), its reply awaited outside it.
+        deadline = time.monotonic() + self.timeout
+        try:
+            started = direct.send_to(
+                raw, body, lambda: self._start_request(head, body, wait),
+                deadline)
+        except TimeoutError:
+            raise RequestTimeout("the direct path to %s stayed full for "
+                                 "%.3g s" % (escape(raw), self.timeout)) \
+                from None
+        if started is None:
+            return  # on the direct path
+        assert isinstance(started, tuple)
+        reply = self._finish_request(*started)
+        if reply is not None and reply.status != P.STATUS_OK:
+            raise error_for_status(P.CMD_SEND_TO, reply.status)
+
+    # ---- direct paths ---------------------------------------------------
+
+    def connect_direct(self, device_id: DeviceId) -> None:
+        """Offer a direct path to ``device_id`` and return once the server
+        has answered the offer (within ``timeout``); a path that exists or
+        is being made already returns at once.  The rest is reported by
+        ``on_path`` and :meth:`path`.  A failed attempt, and a path that
+        ends, are tried again later by themselves (after 1 to 2 seconds,
+        doubling with each failure in a row, up to 5 minutes) until the
+        peer declines.  See the README's "Direct paths".
+
+        Raises:
+            TargetOffline: the device is not online.
+            NotAuthorized: the two may not reach each other both ways.
+            Unsupported: a v1 connection or peer, or a server without
+                direct paths.
+            LimitReached: the server's limit of 8 offers in 10 seconds, or
+                32 peers followed by this client already.
+            NotRegistered: this client holds no id.
+            BadArgument: ``device_id`` is this client's own id.
+            RequestTimeout, NotConnectedError, ConnectionLostError,
+            ClientClosedError.
+        """
+        raw = self._checked_id(device_id)
+        if threading.current_thread() in (self._io_thread,
+                                          self._direct.thread):
+            raise RuntimeError("connect_direct cannot wait in a stupidp2p "
+                               "callback")
+        conn = self._usable_conn()
+        if conn.version < P.VERSION_2:
+            raise Unsupported(P.CMD_DIRECT_OFFER, P.STATUS_UNSUPPORTED,
+                              "direct paths need protocol v2; the server "
+                              "speaks v1")
+        if self._my_id is None:
+            raise NotRegistered(P.CMD_DIRECT_OFFER, P.STATUS_NOT_REGISTERED,
+                                "a direct path needs an id of this client's")
+        if raw == self._my_id:
+            raise BadArgument(P.CMD_DIRECT_OFFER, P.STATUS_BAD_ARGUMENT,
+                              "a direct path to this client's own id")
+        try:
+            status = self._direct.connect(
+                raw, time.monotonic() + self.timeout)
+        except LookupError as exc:
+            raise LimitReached(P.CMD_DIRECT_OFFER, P.STATUS_LIMIT,
+                               str(exc)) from None
+        if status is None:
+            if self._closed.is_set():
+                raise self._closed_error()
+            raise RequestTimeout("no answer to the DIRECT_OFFER within "
+                                 "%.3g s" % self.timeout)
+        if status == _DIRECT_LOST:
+            raise ConnectionLostError("connection lost while offering a "
+                                      "direct path")
+        if status != P.STATUS_OK:
+            raise error_for_status(P.CMD_DIRECT_OFFER, status)
+
+    def path(self, device_id: DeviceId) -> Path:
+        """The path of this client's :meth:`send_to` messages to
+        ``device_id`` now: :attr:`Path.DIRECT` or :attr:`Path.RELAY`."""
+        return self._direct.path(self._checked_id(device_id))
+
+    def _direct_request(self, payload: bytes,
+                        on_reply: Optional[Callable[[Reply], None]] = None) \
+            -> bool:
+        """A request of the direct paths' (DIRECT_*), written now and not
+        waited for; False when it could not be (no usable v2
+        connection)."""
+        conn = self._conn
+        if conn is None or conn.dead or conn.version < P.VERSION_2 \
+                or self._state is not ConnectionState.CONNECTED:
+            return False
+        try:
+            self._submit(conn, payload[0], frame(payload), False,
+                         time.monotonic() + self.timeout, on_reply)
+        except P2PError:
+            return False
+        return True
+
+    def _direct_resend(self, raw: bytes, body: bytes) -> bool:
+        """A message a dead path left unacknowledged, again through the
+        relay as a SEND_TO (not waited for)."""
+        conn = self._conn
+        if conn is None or conn.dead:
+            return False
+        try:
+            self._submit(conn, P.CMD_SEND_TO,
+                         frame(encode_send_to_head(raw), body), False,
+                         time.monotonic() + self.timeout)
+        except P2PError:
+            return False
+        return True
+
+    def _enqueue_direct(self, data: bytes, sender: str) -> bool:
+        """Queue a message from a direct path if the receive queue has room
+        for it now (and no tally of missed messages waits); False leaves
+        it unqueued and unacknowledged (direct thread)."""
+        with self._queue_cond:
+            if self._tally or not self._has_room(1, len(data)):
+                return False
+            self._queue.append(Message(data, sender))
+            self._queued_bytes += len(data)
+            self._queue_cond.notify()
+        return True
 
     # ---- receiving ------------------------------------------------------
 
@@ -1151,6 +1352,7 @@ class Client:
             self._queued_bytes -= _data_size(msg)
             if self._tally:
                 self._flush_tally()
+            self._direct.queue_drained()
             return msg
 
     def recv_all(self) -> List[Received]:
@@ -1161,6 +1363,7 @@ class Client:
             self._queue.clear()
             self._queued_bytes = 0
             out += self._tally.take()
+            self._direct.queue_drained()
             return out
 
     def pending(self) -> int:
@@ -1239,6 +1442,14 @@ class Client:
                     conn: Optional[_Connection] = None) -> Optional[Reply]:
         """:meth:`_call`, returning the whole reply, on ``conn`` if given
         (else the current connection)."""
+        return self._finish_request(*self._start_request(payload, data, wait,
+                                                         conn))
+
+    def _start_request(self, payload: bytes, data: bytes, wait: bool,
+                       conn: Optional[_Connection] = None) \
+            -> Tuple[_Request, float]:
+        """The first half of :meth:`_call_reply`: the request written;
+        returns it and its deadline."""
         command = payload[0]
         if wait and threading.current_thread() is self._io_thread:
             raise RuntimeError("a stupidp2p callback cannot wait for a reply "
@@ -1249,11 +1460,15 @@ class Client:
         elif self._closed.is_set():
             raise self._closed_error()
         deadline = time.monotonic() + self.timeout
-        req = self._submit(conn, command, frame(payload, data), wait,
-                           deadline)
-        if not wait:
+        return self._submit(conn, command, frame(payload, data), wait,
+                            deadline), deadline
+
+    def _finish_request(self, req: _Request, deadline: float) \
+            -> Optional[Reply]:
+        """The second half: waits for the reply of a request that waits."""
+        command = req.command
+        if req.event is None:
             return None
-        assert req.event is not None
         if not req.event.wait(max(0.0, deadline - time.monotonic())):
             raise RequestTimeout("no reply to %s within %.3g s" % (
                 P.COMMAND_NAMES.get(command, command), self.timeout))
@@ -1265,7 +1480,9 @@ class Client:
         return req.reply
 
     def _submit(self, conn: _Connection, command: int, data: bytes,
-                wait: bool, deadline: float) -> _Request:
+                wait: bool, deadline: float,
+                on_reply: Optional[Callable[[Reply], None]] = None) \
+            -> _Request:
         """Queue a request on ``conn``'s FIFO and write its frame ``data``,
         both before ``deadline``."""
         lock = self._send_lock
@@ -1278,7 +1495,7 @@ class Client:
         try:
             if conn.dead:
                 raise ConnectionLostError("connection lost")
-            req = _Request(command, wait)
+            req = _Request(command, wait, on_reply)
             # When the caller asked: what liveness measures the wait from.
             req.sent_at = deadline - self.timeout
             conn.pending.append(req)
@@ -1307,8 +1524,7 @@ class Client:
         and subscriptions."""
         self.connect_attempts += 1
         try:
-            sock = socket.create_connection((self.host, self.port),
-                                            timeout=self.connect_timeout)
+            sock = _connect_tcp(self.host, self.port, self.connect_timeout)
         except OSError as exc:
             raise ConnectError("cannot connect to %s:%d: %s"
                                % (self.host, self.port, exc)) from exc
@@ -1576,12 +1792,15 @@ class Client:
                 error = exc
                 break
         self._kill(conn, error)
+        self._direct.relay_lost()
 
     def _dispatch(self, conn: _Connection, payload: bytes) -> None:
         msg = parse_message(payload)
         if not isinstance(msg, Reply):
             self._dispatch_event(conn, msg)
             return
+        if conn.dead:
+            return  # killed meanwhile (close): its requests were failed
         try:
             req = conn.pending.popleft()
         except IndexError:
@@ -1595,6 +1814,12 @@ class Client:
         req.status = msg.status
         if req.event is not None:
             req.event.set()
+        elif req.on_reply is not None:
+            req.on_reply(msg)
+        elif msg.status != P.STATUS_OK and P.CMD_DIRECT_OFFER <= req.command \
+                <= P.CMD_DIRECT_RESULT:
+            log.info("%s refused (status %d)", P.COMMAND_NAMES[req.command],
+                     msg.status)
         elif msg.status != P.STATUS_OK:
             self.send_failures += 1
             log.warning("%s failed: status %d",
@@ -1604,8 +1829,12 @@ class Client:
     def _dispatch_event(self, conn: _Connection, msg: ServerMessage) -> None:
         """An event (anything but a reply) from the server."""
         if isinstance(msg, Delivery):
+            if self._direct.skip(msg.sender):
+                return  # re-sent after a fallback; delivered from the path
             sender = None if msg.sender is None else _id_str(msg.sender)
             self._enqueue(Message(msg.data, sender))
+        elif isinstance(msg, Direct):
+            self._direct.on_event(msg)
         elif isinstance(msg, PresenceEvent):
             self._callback(self.on_presence, _id_str(msg.device),
                            msg.state == P.PRESENCE_ONLINE)
@@ -1830,6 +2059,7 @@ class Client:
                      self.port, conn.version)
             self._set_state(ConnectionState.CONNECTED)
             self._report_id_loss()
+            self._direct.connected()
             return conn
 
     def _report_id_loss(self) -> None:

@@ -26,7 +26,7 @@ does.
 from __future__ import annotations
 
 import struct
-from typing import List, NamedTuple, Optional, Union
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import protocol as P
 from .errors import ProtocolError
@@ -43,6 +43,15 @@ __all__ = [
     "BadRequest", "Request", "parse_request",
     "HelloGrant", "AuthAnswer", "Reply", "Delivery", "PresenceEvent", "ByeEvent",
     "GapEvent", "UnknownFrame", "ServerMessage", "parse_message",
+    "CANDIDATE_MAX_SIZE", "DIRECT_EVENT_CANDIDATES_MAX", "DIRECT_MAX",
+    "DIRECT_OFFER_REPLY_SIZE", "LINK_PROOF_SIZE", "LINK_DATA_HEAD_SIZE",
+    "LINK_ACK_SIZE",
+    "Candidate", "OfferGrant", "Direct", "Link",
+    "encode_direct_offer", "encode_direct_offer_event",
+    "encode_direct_answer", "encode_direct_sync", "encode_direct_mark",
+    "encode_direct_result", "encode_direct_offer_reply", "parse_direct",
+    "encode_link_proof", "encode_link_use", "encode_link_data_head",
+    "encode_link_ack", "encode_link_ping", "parse_link",
 ]
 
 # Payload sizes, as in codec.h.
@@ -57,7 +66,7 @@ AUTH_PROOF_REQ_SIZE = 2 + P.AUTH_PROOF_SIZE        # [0c][02][proof]
 AUTH_REPLY_SIZE = 3 + P.AUTH_NONCE_SIZE            # [8c][01][step][nonce or signature]
 GAP_FIXED = 14                        # GAP without its id
 GAP_MAX = GAP_FIXED + P.ID_MAX        # [0f][id_len][id][frames u32][bytes u64]
-# Direct paths (stupidp2p(7), DIRECT PATHS): sizes only, for now.
+# Direct paths (stupidp2p(7), DIRECT PATHS).
 CANDIDATE_MAX_SIZE = 20               # [kind][port u16][addr_len][addr 16]
 DIRECT_EVENT_CANDIDATES_MAX = P.DIRECT_CANDIDATES_MAX + 1  # and the reflexive one
 DIRECT_MAX = 512                      # the largest DIRECT_* payload
@@ -70,6 +79,9 @@ _HEADER = struct.Struct(">I")
 _HELLO_REPLY = struct.Struct(">BBBII")
 _GRANT = struct.Struct(">BII")
 _GAP_COUNTS = struct.Struct(">IQ")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
 
 # ---- frames -------------------------------------------------------------
 
@@ -250,6 +262,329 @@ def encode_auth_reply(step: int, value: bytes) -> bytes:
     return bytes((P.CMD_AUTH | P.REPLY_BIT, P.STATUS_OK, step)) + value
 
 
+# ---- direct paths (stupidp2p(7), DIRECT PATHS) ------------------------------
+#
+# The DIRECT_* requests (0x10..0x14) and events (0x18..0x1B) travel on the
+# relay connection; the link frames (PROOF, USE, DATA, ACK, PING) on the
+# direct connection between two devices, in the same framing.
+
+
+class Candidate(NamedTuple):
+    """An address at which a device may be reached: ``kind``
+    (:data:`~stupidp2p.protocol.CANDIDATE_LAN` or ``_REFLEXIVE``), ``port``
+    (never 0) and ``addr``, 4 (IPv4) or 16 (IPv6) bytes in network order."""
+
+    kind: int
+    port: int
+    addr: bytes
+
+
+class OfferGrant(NamedTuple):
+    """What a successful DIRECT_OFFER reply carries."""
+
+    attempt: int
+    secret: bytes
+
+
+class Direct(NamedTuple):
+    """A DIRECT_* request or event, split; fields its layout lacks stay
+    empty or zero.  ``id`` is the target (requests) or the sending device
+    (events); ``candidates`` a tuple of :class:`Candidate`."""
+
+    command: int
+    id: bytes
+    attempt: int = 0          # all but the OFFER request
+    secret: bytes = b""       # OFFER event
+    nonce: bytes = b""        # OFFER; ANSWER when accepted
+    local_port: int = 0       # OFFER; ANSWER when accepted
+    candidates: Tuple[Candidate, ...] = ()
+    accept: int = 0           # ANSWER
+    mark: int = 0             # MARK: P.MARK_SWITCH or P.MARK_FALLBACK
+    seq: int = 0              # MARK
+    outcome: int = 0          # RESULT
+    elapsed_ms: int = 0       # RESULT
+
+
+def _fixed(value: bytes, size: int, what: str) -> bytes:
+    if len(value) != size:
+        raise ValueError("%s is %d bytes, not %d" % (what, size, len(value)))
+    return bytes(value)
+
+
+def _encode_candidates(cands: Sequence[Candidate], limit: int) -> bytes:
+    if len(cands) > limit:
+        raise ValueError("at most %d candidates, not %d"
+                         % (limit, len(cands)))
+    out = bytearray((len(cands),))
+    for c in cands:
+        if c.port == 0 or len(c.addr) not in (4, 16):
+            raise ValueError("a candidate has a port and 4 or 16 address "
+                             "bytes: %r" % (c,))
+        out += bytes((c.kind,)) + _U16.pack(c.port) + bytes((len(c.addr),))
+        out += c.addr
+    return bytes(out)
+
+
+def _direct_head(command: int, device_id: bytes, attempt: int) -> bytes:
+    return (bytes((command,)) + _id_length(device_id) + device_id
+            + _U32.pack(attempt))
+
+
+def encode_direct_offer(target: bytes, nonce: bytes, local_port: int,
+                        cands: Sequence[Candidate]) -> bytes:
+    """DIRECT_OFFER: ``[10][id_len][target][nonce 32][local_port u16]
+    [count][LAN candidates]``.
+
+    Raises:
+        ValueError: an id, nonce or candidate not of its form, or more than
+            8 candidates.
+    """
+    return (bytes((P.CMD_DIRECT_OFFER,)) + _id_length(target) + target
+            + _fixed(nonce, P.DIRECT_NONCE_SIZE, "a nonce")
+            + _U16.pack(local_port)
+            + _encode_candidates(cands, P.DIRECT_CANDIDATES_MAX))
+
+
+def encode_direct_offer_event(offerer: bytes, attempt: int, secret: bytes,
+                              nonce: bytes, local_port: int,
+                              cands: Sequence[Candidate]) -> bytes:
+    """The DIRECT_OFFER event: ``[18][id_len][offerer][attempt u32]
+    [secret 32][nonce 32][local_port u16][count][candidates]`` (up to 9:
+    the reflexive one first)."""
+    return (_direct_head(P.EVT_DIRECT_OFFER, offerer, attempt)
+            + _fixed(secret, P.DIRECT_SECRET_SIZE, "a secret")
+            + _fixed(nonce, P.DIRECT_NONCE_SIZE, "a nonce")
+            + _U16.pack(local_port)
+            + _encode_candidates(cands, DIRECT_EVENT_CANDIDATES_MAX))
+
+
+def encode_direct_answer(command: int, device_id: bytes, attempt: int,
+                         accept: int, nonce: bytes = b"", local_port: int = 0,
+                         cands: Sequence[Candidate] = ()) -> bytes:
+    """DIRECT_ANSWER (``command`` 0x11, ``device_id`` the offerer) or its
+    event (0x19, the target): ``[cmd][id_len][id][attempt u32][accept]``,
+    and when accepting ``[nonce 32][local_port u16][count][candidates]``;
+    a decline is those 7 + id_len bytes only."""
+    out = _direct_head(command, device_id, attempt) + bytes((accept,))
+    if accept != P.DIRECT_ACCEPT:
+        return out
+    limit = (P.DIRECT_CANDIDATES_MAX if command == P.CMD_DIRECT_ANSWER
+             else DIRECT_EVENT_CANDIDATES_MAX)
+    return (out + _fixed(nonce, P.DIRECT_NONCE_SIZE, "a nonce")
+            + _U16.pack(local_port) + _encode_candidates(cands, limit))
+
+
+def encode_direct_sync(command: int, device_id: bytes, attempt: int) \
+        -> bytes:
+    """DIRECT_SYNC (0x12, the target) or its event (0x1A, the offerer):
+    ``[cmd][id_len][id][attempt u32]``."""
+    return _direct_head(command, device_id, attempt)
+
+
+def encode_direct_mark(command: int, device_id: bytes, attempt: int,
+                       kind: int, seq: int) -> bytes:
+    """DIRECT_MARK (0x13, the peer) or its event (0x1B, the sender):
+    ``[cmd][id_len][id][attempt u32][kind][seq u64]``."""
+    return (_direct_head(command, device_id, attempt) + bytes((kind,))
+            + _U64.pack(seq))
+
+
+def encode_direct_result(peer: bytes, attempt: int, outcome: int,
+                         elapsed_ms: int) -> bytes:
+    """DIRECT_RESULT: ``[14][id_len][peer][attempt u32][outcome]
+    [elapsed_ms u32]``."""
+    return (_direct_head(P.CMD_DIRECT_RESULT, peer, attempt)
+            + bytes((outcome,)) + _U32.pack(min(elapsed_ms, 0xFFFFFFFF)))
+
+
+def encode_direct_offer_reply(attempt: int, secret: bytes) -> bytes:
+    """DIRECT_OFFER's success reply: ``[90][01][attempt u32][secret 32]``."""
+    return (bytes((P.CMD_DIRECT_OFFER | P.REPLY_BIT, P.STATUS_OK))
+            + _U32.pack(attempt)
+            + _fixed(secret, P.DIRECT_SECRET_SIZE, "a secret"))
+
+
+class _Reader:
+    """A cursor over a payload; a take past its end raises ValueError."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes, pos: int) -> None:
+        self.data = data
+        self.pos = pos
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise ValueError("the payload ends early")
+        self.pos += n
+        return bytes(self.data[self.pos - n:self.pos])
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(_U16.unpack(self.take(2))[0])
+
+    def u32(self) -> int:
+        return int(_U32.unpack(self.take(4))[0])
+
+    def u64(self) -> int:
+        return int(_U64.unpack(self.take(8))[0])
+
+
+def _take_candidates(r: _Reader, event: bool) -> Tuple[Candidate, ...]:
+    n = r.u8()
+    if n > (DIRECT_EVENT_CANDIDATES_MAX if event else P.DIRECT_CANDIDATES_MAX):
+        raise ValueError("%d candidates" % n)
+    out = []
+    for _ in range(n):
+        kind, port, addr_len = r.u8(), r.u16(), r.u8()
+        if not (kind == P.CANDIDATE_LAN
+                or (event and kind == P.CANDIDATE_REFLEXIVE)):
+            raise ValueError("a candidate of kind %d" % kind)
+        if port == 0 or addr_len not in (4, 16):
+            raise ValueError("a candidate of port 0 or addr_len %d"
+                             % addr_len)
+        out.append(Candidate(kind, port, r.take(addr_len)))
+    return tuple(out)
+
+
+_DIRECT_REQUESTS = range(P.CMD_DIRECT_OFFER, P.CMD_DIRECT_RESULT + 1)
+_DIRECT_EVENTS = range(P.EVT_DIRECT_OFFER, P.EVT_DIRECT_MARK + 1)
+
+
+def parse_direct(payload: bytes) -> Direct:
+    """Split a DIRECT_* request or event, which must have its layout exactly
+    (as ``p2p_direct_parse`` checks it): an id of 1 to 255 bytes, at most 8
+    candidates in a request (9 in an event), LAN ones only in a request, no
+    port 0, addr_len 4 or 16, a known accept, mark kind or outcome, and no
+    bytes left over.
+
+    Raises:
+        BadRequest: a request (0x10..0x14) not of its layout, or another
+            command byte.
+        ProtocolError: an event (0x18..0x1B) not of its layout.
+    """
+    cmd = payload[0] if payload else 0
+    event = cmd in _DIRECT_EVENTS
+    if not event and cmd not in _DIRECT_REQUESTS:
+        raise BadRequest(cmd, "0x%02x is not a DIRECT_* command" % cmd)
+    try:
+        return _parse_direct(payload, cmd, event)
+    except ValueError as exc:
+        what = "malformed DIRECT_* %s 0x%02x: %s" % (
+            "event" if event else "request", cmd, exc)
+        if event:
+            raise ProtocolError(what) from None
+        raise BadRequest(cmd, what) from None
+
+
+def _parse_direct(payload: bytes, cmd: int, event: bool) -> Direct:
+    r = _Reader(payload, 1)
+    id_len = r.u8()
+    if id_len == 0:
+        raise ValueError("an empty id")
+    device_id = r.take(id_len)
+    attempt = 0 if cmd == P.CMD_DIRECT_OFFER else r.u32()
+    d = Direct(cmd, device_id, attempt)
+    if cmd in (P.CMD_DIRECT_OFFER, P.EVT_DIRECT_OFFER):
+        secret = r.take(P.DIRECT_SECRET_SIZE) if event else b""
+        d = d._replace(secret=secret, nonce=r.take(P.DIRECT_NONCE_SIZE),
+                       local_port=r.u16(),
+                       candidates=_take_candidates(r, event))
+    elif cmd in (P.CMD_DIRECT_ANSWER, P.EVT_DIRECT_ANSWER):
+        accept = r.u8()
+        if accept == P.DIRECT_ACCEPT:
+            d = d._replace(accept=accept, nonce=r.take(P.DIRECT_NONCE_SIZE),
+                           local_port=r.u16(),
+                           candidates=_take_candidates(r, event))
+        elif accept != P.DIRECT_DECLINE:
+            raise ValueError("accept %d" % accept)
+    elif cmd in (P.CMD_DIRECT_MARK, P.EVT_DIRECT_MARK):
+        d = d._replace(mark=r.u8(), seq=r.u64())
+        if d.mark not in (P.MARK_SWITCH, P.MARK_FALLBACK):
+            raise ValueError("mark kind %d" % d.mark)
+    elif cmd == P.CMD_DIRECT_RESULT:
+        d = d._replace(outcome=r.u8(), elapsed_ms=r.u32())
+        if d.outcome not in (P.DIRECT_OUTCOME_DIRECT,
+                             P.DIRECT_OUTCOME_FAILED):
+            raise ValueError("outcome %d" % d.outcome)
+    if r.pos != len(payload):
+        raise ValueError("%d bytes left over" % (len(payload) - r.pos))
+    return d
+
+
+class Link(NamedTuple):
+    """A frame of a direct connection: ``kind`` its type byte (an unknown
+    one is to be ignored); PROOF has ``role``, ``attempt`` and ``mac``,
+    DATA ``seq`` and ``data``, ACK ``seq``."""
+
+    kind: int
+    role: int = 0
+    attempt: int = 0
+    mac: bytes = b""
+    seq: int = 0
+    data: bytes = b""
+
+
+def encode_link_proof(role: int, attempt: int, mac: bytes) -> bytes:
+    """PROOF: ``[01][role][attempt u32][mac 32]``."""
+    return (bytes((P.LINK_PROOF, role)) + _U32.pack(attempt)
+            + _fixed(mac, P.DIRECT_MAC_SIZE, "a mac"))
+
+
+def encode_link_use() -> bytes:
+    """USE: ``[02]``."""
+    return bytes((P.LINK_USE,))
+
+
+def encode_link_data_head(seq: int) -> bytes:
+    """The head of DATA: ``[03][seq u64]``; the message follows."""
+    return bytes((P.LINK_DATA,)) + _U64.pack(seq)
+
+
+def encode_link_ack(seq: int) -> bytes:
+    """ACK: ``[04][seq u64]``."""
+    return bytes((P.LINK_ACK,)) + _U64.pack(seq)
+
+
+def encode_link_ping() -> bytes:
+    """PING: ``[05]``."""
+    return bytes((P.LINK_PING,))
+
+
+def parse_link(payload: bytes) -> Link:
+    """Split a non-empty link payload (bytes after a USE or PING, and
+    frames of unknown types, are ignored).
+
+    Raises:
+        ProtocolError: a PROOF that is not exactly its 38 bytes or names
+            another role than 1 or 2, a DATA shorter than its head, an ACK
+            that is not exactly 9 bytes, or an empty payload.
+    """
+    n = len(payload)
+    if n == 0:
+        raise ProtocolError("an empty link frame")
+    kind = payload[0]
+    if kind == P.LINK_PROOF:
+        if n != LINK_PROOF_SIZE or payload[1] not in (P.ROLE_OFFERER,
+                                                      P.ROLE_TARGET):
+            raise ProtocolError("malformed PROOF of %d bytes" % n)
+        return Link(kind, role=payload[1],
+                    attempt=int(_U32.unpack_from(payload, 2)[0]),
+                    mac=bytes(payload[6:]))
+    if kind == P.LINK_DATA:
+        if n < LINK_DATA_HEAD_SIZE:
+            raise ProtocolError("DATA of %d bytes without its number" % n)
+        return Link(kind, seq=int(_U64.unpack_from(payload, 1)[0]),
+                    data=bytes(payload[LINK_DATA_HEAD_SIZE:]))
+    if kind == P.LINK_ACK:
+        if n != LINK_ACK_SIZE:
+            raise ProtocolError("malformed ACK of %d bytes" % n)
+        return Link(kind, seq=int(_U64.unpack_from(payload, 1)[0]))
+    return Link(kind)
+
+
 # ---- parsing requests (what a server reads) -------------------------------
 
 
@@ -361,12 +696,13 @@ class AuthAnswer(NamedTuple):
 class Reply(NamedTuple):
     """``[cmd|0x80][status][...]``: ``command`` has bit 7 cleared; ``grant``
     is set for a HELLO reply with status 1, ``auth`` for an AUTH reply with
-    status 1."""
+    status 1, ``direct`` for a DIRECT_OFFER reply with status 1."""
 
     command: int
     status: int
     grant: Optional[HelloGrant] = None
     auth: Optional[AuthAnswer] = None
+    direct: Optional[OfferGrant] = None
 
 
 class Delivery(NamedTuple):
@@ -410,7 +746,7 @@ class UnknownFrame(NamedTuple):
 
 
 ServerMessage = Union[Reply, Delivery, PresenceEvent, ByeEvent, GapEvent,
-                      UnknownFrame]
+                      Direct, UnknownFrame]
 
 
 def parse_message(payload: bytes) -> ServerMessage:
@@ -421,7 +757,10 @@ def parse_message(payload: bytes) -> ServerMessage:
             shorter than its 11 bytes, a successful AUTH reply that is not
             exactly ``[8c][01][1 or 2][32 bytes]``, a DELIVER or PRESENCE whose id is
             empty or overruns the payload, a BYE without its reason, a GAP
-            whose id or counts overrun the payload, or an empty payload.
+            whose id or counts overrun the payload, a successful
+            DIRECT_OFFER reply that is not exactly its 38 bytes, a
+            DIRECT_* event not of its layout (:func:`parse_direct`), or an
+            empty payload.
             (Bytes after a GAP's counts are ignored, as a later version may
             add fields there.)
     """
@@ -449,6 +788,12 @@ def parse_message(payload: bytes) -> ServerMessage:
                 raise ProtocolError("malformed AUTH reply of %d bytes" % n)
             return Reply(cmd, status,
                          auth=AuthAnswer(payload[2], bytes(payload[3:])))
+        if cmd == P.CMD_DIRECT_OFFER and status == P.STATUS_OK:
+            if n != DIRECT_OFFER_REPLY_SIZE:
+                raise ProtocolError("malformed DIRECT_OFFER reply of %d "
+                                    "bytes" % n)
+            return Reply(cmd, status, direct=OfferGrant(
+                int(_U32.unpack_from(payload, 2)[0]), bytes(payload[6:])))
         return Reply(cmd, status)
     if cmd == P.EVT_DELIVER:
         id_len = payload[1] if n >= 2 else 0
@@ -474,4 +819,6 @@ def parse_message(payload: bytes) -> ServerMessage:
         frames, nbytes = _GAP_COUNTS.unpack_from(payload, 2 + id_len)
         return GapEvent(bytes(payload[2:2 + id_len]) if id_len else None,
                         frames, nbytes)
+    if cmd in _DIRECT_EVENTS:
+        return parse_direct(payload)
     return UnknownFrame(cmd)

@@ -91,8 +91,7 @@ AUTH_NONCE_SIZE = 32
 AUTH_PROOF_SIZE = 32
 AUTH_MAX_FAILURES = 3
 
-# Direct paths (stupidp2p(7), DIRECT PATHS). The constants only: the
-# Python client does not make direct paths yet.
+# Direct paths (stupidp2p(7), DIRECT PATHS; made by stupidp2p.direct).
 CMD_DIRECT_OFFER = 0x10
 CMD_DIRECT_ANSWER = 0x11
 CMD_DIRECT_SYNC = 0x12
@@ -134,4 +133,9 @@ COMMAND_NAMES = {
     CMD_HELLO: "HELLO",
     CMD_SEND_TO: "SEND_TO",
     CMD_AUTH: "AUTH",
+    CMD_DIRECT_OFFER: "DIRECT_OFFER",
+    CMD_DIRECT_ANSWER: "DIRECT_ANSWER",
+    CMD_DIRECT_SYNC: "DIRECT_SYNC",
+    CMD_DIRECT_MARK: "DIRECT_MARK",
+    CMD_DIRECT_RESULT: "DIRECT_RESULT",
 }
