@@ -18,6 +18,9 @@
  *    proof back to it, are closed; the right proof is answered with the
  *    library's proof and USE, and the SWITCH mark follows through the
  *    relay: the protocol of man/stupidp2p.7 byte for byte;
+ *  - a raw peer that sends 20,000 messages on the path and never reads:
+ *    the library owes it one ACK rather than queueing one per read, and
+ *    sends it once the peer reads;
  *  - a handle closed right after its last send_to on a path: the peer
  *    still gets every message (deinit waits for the acknowledgement);
  *  - offers that cross (both ask at once) make one path, both ways;
@@ -39,6 +42,8 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <signal.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -224,22 +229,22 @@ static void test_direct_on_loopback(void **state)
     pair_close(&x);
 }
 
-/* Shuts down the first TCP socket of this process connected to 127.0.0.1
- * on another port than the servers' (relay_a, relay_b: the same one when
- * there is one server): one end of the direct path. The
- * library's descriptors are not touched by number (the library may close
- * and reuse one meanwhile): each is duplicated with pidfd_getfd(2), and the
- * duplicate examined and shut down; shutdown acts on the socket, whichever
+/* Calls act on every IPv4 socket of this process that has a peer, with
+ * the peer's port, until it has said yes (returned nonzero) `most` times;
+ * returns how many times it did. The library's descriptors are not
+ * touched by number (the library may close and reuse one meanwhile):
+ * each is duplicated with pidfd_getfd(2), and the duplicate examined and
+ * acted on; shutdown and setsockopt act on the socket, whichever
  * descriptor names it. */
-static int cut_direct_socket(uint16_t relay_a, uint16_t relay_b)
+static int each_connected_socket(int (*act)(int fd, uint16_t peer_port, void *arg), void *arg, int most)
 {
     int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
     assert_true(pidfd >= 0);
     DIR *d = opendir("/proc/self/fd");
     assert_non_null(d);
-    int cut = 0;
+    int yes = 0;
     struct dirent *e;
-    while (!cut && (e = readdir(d)) != NULL) {
+    while (yes < most && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
         int fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(e->d_name), 0);
@@ -249,14 +254,28 @@ static int cut_direct_socket(uint16_t relay_a, uint16_t relay_b)
         struct sockaddr_in peer;
         socklen_t len = sizeof peer;
         if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
-            getpeername(fd, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET &&
-            ntohs(peer.sin_port) != relay_a && ntohs(peer.sin_port) != relay_b)
-            cut = shutdown(fd, SHUT_RDWR) == 0;
+            getpeername(fd, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET)
+            yes += act(fd, ntohs(peer.sin_port), arg) != 0;
         close(fd);
     }
     closedir(d);
     close(pidfd);
-    return cut;
+    return yes;
+}
+
+static int shut_unless_relay(int fd, uint16_t port, void *arg)
+{
+    const uint16_t *relays = arg;
+    return port != relays[0] && port != relays[1] && shutdown(fd, SHUT_RDWR) == 0;
+}
+
+/* Shuts down the first TCP socket of this process connected to 127.0.0.1
+ * on another port than the servers' (relay_a, relay_b: the same one when
+ * there is one server): one end of the direct path. */
+static int cut_direct_socket(uint16_t relay_a, uint16_t relay_b)
+{
+    uint16_t relays[2] = {relay_a, relay_b};
+    return each_connected_socket(shut_unless_relay, relays, 1);
 }
 
 struct sender {
@@ -358,6 +377,84 @@ static int tcp_to(uint16_t port)
     return fd;
 }
 
+/* bob as raw frames, and what he learned of the attempt alice offered. */
+struct raw_bob {
+    int relay;        /* his connection to the server */
+    uint32_t attempt;
+    uint8_t secret[32], nonce_a[32], nonce_b[32];
+    uint16_t listener; /* alice's LAN listener on 127.0.0.1 */
+};
+
+/* alice (a, registered) offers a path to bob; he accepts and the SYNC
+ * comes: both may dial now. */
+static void raw_rendezvous(const struct p2p_server *srv, int32_t a, struct raw_bob *b)
+{
+    b->relay = tc_v2_connect(srv->port);
+    tc_register(b->relay, "bob", P2P_STATUS_OK);
+    ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
+    uint8_t buf[1024], out[P2P_DIRECT_MAX];
+    struct p2p_direct d;
+    recv_direct_event(b->relay, P2P_EVT_DIRECT_OFFER, buf, sizeof buf, &d);
+    assert_memory_equal(d.id, "alice", 5);
+    b->attempt = d.attempt;
+    memcpy(b->secret, d.secret, 32);
+    memcpy(b->nonce_a, d.nonce, 32);
+    memset(b->nonce_b, 0x5b, 32);
+    /* The reflexive candidate first, then the library's LAN listener on
+     * 127.0.0.1. */
+    assert_true(d.candidate_count >= 2);
+    assert_int_equal(d.candidates[0].kind, P2P_CANDIDATE_REFLEXIVE);
+    assert_int_equal(d.candidates[1].kind, P2P_CANDIDATE_LAN);
+    assert_int_equal(d.candidates[1].addr[0], 127);
+    b->listener = d.candidates[1].port;
+    size_t n = p2p_encode_direct_answer(out, P2P_CMD_DIRECT_ANSWER, ID("alice"), b->attempt, P2P_DIRECT_ACCEPT,
+                                        b->nonce_b, 1, NULL, 0);
+    tc_send_frame(b->relay, out, n);
+    recv_direct_event(b->relay, P2P_EVT_DIRECT_SYNC, buf, sizeof buf, &d);
+    assert_int_equal(d.attempt, b->attempt);
+}
+
+/* bob dials alice's listener from a socket whose receive buffer is rcvbuf
+ * (0: the default), proves himself, checks her proof, gets USE and her
+ * SWITCH mark: her path to him is direct. Returns his end of it. */
+static int raw_take_path(int32_t a, const struct raw_bob *b, int rcvbuf)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    if (rcvbuf > 0)
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(b->listener)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&to, sizeof to), 0);
+    uint8_t frame[P2P_LINK_PROOF_SIZE], mac[32], theirs[64], buf[1024];
+    p2p_direct_mac(b->secret, P2P_ROLE_TARGET, b->attempt, ID("alice"), ID("bob"), b->nonce_a, b->nonce_b, mac);
+    size_t n = p2p_encode_link_proof(frame, P2P_ROLE_TARGET, b->attempt, mac);
+    tc_send_frame(fd, frame, n);
+    assert_int_equal(tc_recv_frame(fd, theirs, sizeof theirs, CT_WAIT_MS), P2P_LINK_PROOF_SIZE);
+    struct p2p_link l;
+    assert_int_equal(p2p_link_parse(theirs, P2P_LINK_PROOF_SIZE, &l), P2P_PARSE_OK);
+    assert_int_equal(l.role, P2P_ROLE_OFFERER);
+    assert_true(p2p_direct_mac_valid(b->secret, P2P_ROLE_OFFERER, b->attempt, ID("alice"), ID("bob"), b->nonce_a,
+                                     b->nonce_b, l.mac));
+    static const uint8_t use[] = {P2P_LINK_USE};
+    tc_expect_frame(fd, use, 1);
+    /* The SWITCH mark through the relay. */
+    struct p2p_direct d;
+    recv_direct_event(b->relay, P2P_EVT_DIRECT_MARK, buf, sizeof buf, &d);
+    assert_int_equal(d.mark_kind, P2P_MARK_SWITCH);
+    assert_int_equal(d.seq, 1);
+    assert_int_equal(stupid_p2p_path(a, ID("bob")), STUPID_P2P_PATH_DIRECT);
+    return fd;
+}
+
+/* bob's SWITCH mark through the relay: alice delivers his DATA from now. */
+static void raw_switch(const struct raw_bob *b)
+{
+    uint8_t out[P2P_DIRECT_MAX];
+    size_t n = p2p_encode_direct_mark(out, P2P_CMD_DIRECT_MARK, ID("alice"), b->attempt, P2P_MARK_SWITCH, 1);
+    tc_send_frame(b->relay, out, n);
+}
+
 static void test_raw_peer_and_strangers(void **state)
 {
     struct p2p_server *srv = *state;
@@ -365,75 +462,37 @@ static void test_raw_peer_and_strangers(void **state)
     ct_rec_init(&ra);
     int32_t a = open_direct(srv->port, &ra, STUPID_P2P_DIRECT_AUTO);
     ct_ok(stupid_p2p_register(a, ID("alice")));
-    int bob = tc_v2_connect(srv->port);
-    tc_register(bob, "bob", P2P_STATUS_OK);
-
-    ct_ok(stupid_p2p_connect_direct(a, ID("bob")));
-    uint8_t buf[1024], out[P2P_DIRECT_MAX];
-    struct p2p_direct d;
-    recv_direct_event(bob, P2P_EVT_DIRECT_OFFER, buf, sizeof buf, &d);
-    assert_memory_equal(d.id, "alice", 5);
-    uint32_t attempt = d.attempt;
-    uint8_t secret[32], nonce_a[32], nonce_b[32];
-    memcpy(secret, d.secret, 32);
-    memcpy(nonce_a, d.nonce, 32);
-    memset(nonce_b, 0x5b, 32);
-    /* The reflexive candidate first, then the library's LAN listener on
-     * 127.0.0.1. */
-    assert_true(d.candidate_count >= 2);
-    assert_int_equal(d.candidates[0].kind, P2P_CANDIDATE_REFLEXIVE);
-    assert_int_equal(d.candidates[1].kind, P2P_CANDIDATE_LAN);
-    assert_int_equal(d.candidates[1].addr[0], 127);
-    uint16_t listener = d.candidates[1].port;
-    size_t n = p2p_encode_direct_answer(out, P2P_CMD_DIRECT_ANSWER, ID("alice"), attempt, P2P_DIRECT_ACCEPT, nonce_b,
-                                        1, NULL, 0);
-    tc_send_frame(bob, out, n);
-    recv_direct_event(bob, P2P_EVT_DIRECT_SYNC, buf, sizeof buf, &d);
-    assert_int_equal(d.attempt, attempt);
+    struct raw_bob b;
+    raw_rendezvous(srv, a, &b);
+    uint8_t buf[1024];
 
     /* A stranger with a made-up proof: closed. */
     uint8_t frame[P2P_LINK_PROOF_SIZE], mac[32], theirs[64];
     memset(mac, 0x11, sizeof mac);
-    int s1 = tcp_to(listener);
-    n = p2p_encode_link_proof(frame, P2P_ROLE_TARGET, attempt, mac);
+    int s1 = tcp_to(b.listener);
+    size_t n = p2p_encode_link_proof(frame, P2P_ROLE_TARGET, b.attempt, mac);
     tc_send_frame(s1, frame, n);
     /* The library speaks first: its own proof; then it closes on ours. */
     assert_int_equal(tc_recv_frame(s1, theirs, sizeof theirs, CT_WAIT_MS), P2P_LINK_PROOF_SIZE);
     tc_expect_closed(s1, CT_WAIT_MS, 0);
     close(s1);
     /* A stranger sending the library's own proof back: the role differs. */
-    int s2 = tcp_to(listener);
+    int s2 = tcp_to(b.listener);
     assert_int_equal(tc_recv_frame(s2, theirs, sizeof theirs, CT_WAIT_MS), P2P_LINK_PROOF_SIZE);
     tc_send_frame(s2, theirs, P2P_LINK_PROOF_SIZE);
     tc_expect_closed(s2, CT_WAIT_MS, 0);
     close(s2);
 
-    /* The real peer: its proof passes; the library's is right too; USE. */
-    int s3 = tcp_to(listener);
-    p2p_direct_mac(secret, P2P_ROLE_TARGET, attempt, ID("alice"), ID("bob"), nonce_a, nonce_b, mac);
-    n = p2p_encode_link_proof(frame, P2P_ROLE_TARGET, attempt, mac);
-    tc_send_frame(s3, frame, n);
-    assert_int_equal(tc_recv_frame(s3, theirs, sizeof theirs, CT_WAIT_MS), P2P_LINK_PROOF_SIZE);
-    struct p2p_link l;
-    assert_int_equal(p2p_link_parse(theirs, P2P_LINK_PROOF_SIZE, &l), P2P_PARSE_OK);
-    assert_int_equal(l.role, P2P_ROLE_OFFERER);
-    assert_true(p2p_direct_mac_valid(secret, P2P_ROLE_OFFERER, attempt, ID("alice"), ID("bob"), nonce_a, nonce_b,
-                                     l.mac));
-    static const uint8_t use[] = {P2P_LINK_USE};
-    tc_expect_frame(s3, use, 1);
-    /* The SWITCH mark through the relay; then DATA 1 on the path. */
-    recv_direct_event(bob, P2P_EVT_DIRECT_MARK, buf, sizeof buf, &d);
-    assert_int_equal(d.mark_kind, P2P_MARK_SWITCH);
-    assert_int_equal(d.seq, 1);
-    assert_int_equal(stupid_p2p_path(a, ID("bob")), STUPID_P2P_PATH_DIRECT);
+    /* The real peer: its proof passes; the library's is right too; USE,
+     * the SWITCH mark; then DATA 1 on the path. */
+    int s3 = raw_take_path(a, &b, 0);
     ct_ok(stupid_p2p_send_to(a, ID("bob"), "hi", 2));
     static const uint8_t data1[] = {P2P_LINK_DATA, 0, 0, 0, 0, 0, 0, 0, 1, 'h', 'i'};
     tc_expect_frame(s3, data1, sizeof data1);
     /* Our DATA 1 to the library is held until our SWITCH mark. */
     uint8_t ours[] = {P2P_LINK_DATA, 0, 0, 0, 0, 0, 0, 0, 1, 'y', 'o'};
     tc_send_frame(s3, ours, sizeof ours);
-    n = p2p_encode_direct_mark(out, P2P_CMD_DIRECT_MARK, ID("alice"), attempt, P2P_MARK_SWITCH, 1);
-    tc_send_frame(bob, out, n);
+    raw_switch(&b);
     assert_true(CT_WAIT_FOR(&ra, CT_WAIT_MS, ra.n_msgs == 1));
     assert_string_equal(ra.first[0], "yo");
     assert_string_equal(ra.sender[0], "bob");
@@ -449,9 +508,100 @@ static void test_raw_peer_and_strangers(void **state)
         break;
     }
     close(s3);
-    close(bob);
+    close(b.relay);
     stupid_p2p_deinit(a);
     ct_rec_destroy(&ra);
+}
+
+struct sndbuf_to {
+    uint16_t port;
+    int bytes;
+};
+
+static int set_sndbuf_if_to(int fd, uint16_t port, void *arg)
+{
+    const struct sndbuf_to *w = arg;
+    return port == w->port && setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &w->bytes, sizeof w->bytes) == 0;
+}
+
+static atomic_int never_reads_delivered;
+
+static void count_message(int32_t h, const uint8_t *sender, size_t slen, const uint8_t *data, size_t len, void *u)
+{
+    (void)h, (void)sender, (void)slen, (void)data, (void)len, (void)u;
+    atomic_fetch_add(&never_reads_delivered, 1);
+}
+
+/* A peer that sends on the path and never reads: the library owes it one
+ * ACK, for the highest number, instead of queueing one per read of its
+ * DATA (which grew the library's output without bound: about one ACK per
+ * two of the peer's messages here), and sends that ACK once the peer
+ * reads again. */
+static void test_peer_that_never_reads(void **state)
+{
+    struct p2p_server *srv = *state;
+    stupid_p2p_options_t o;
+    stupid_p2p_options_init(&o);
+    o.direct = STUPID_P2P_DIRECT_ACCEPT;
+    o.on_message = count_message;
+    int32_t a = stupid_p2p_init_ex("127.0.0.1", srv->port, &o);
+    assert_true(a >= 0);
+    ct_ok(stupid_p2p_register(a, ID("alice")));
+    struct raw_bob b;
+    raw_rendezvous(srv, a, &b);
+    int path = raw_take_path(a, &b, 4096);
+    /* The library's end: a small send buffer, so that what bob does not
+     * read backs up into the library soon. */
+    struct sockaddr_in me;
+    socklen_t ml = sizeof me;
+    assert_int_equal(getsockname(path, (struct sockaddr *)&me, &ml), 0);
+    struct sndbuf_to small = {ntohs(me.sin_port), 4096};
+    assert_int_equal(each_connected_socket(set_sndbuf_if_to, &small, 2), 1);
+    raw_switch(&b);
+
+    /* 20,000 one-byte messages, each sent once the one before was
+     * delivered, so that the library reads each on its own (and once
+     * queued an ACK for each); bob reads nothing meanwhile. */
+    enum { N = 20000 };
+    atomic_store(&never_reads_delivered, 0);
+    uint8_t data[P2P_LINK_DATA_HEAD_SIZE + 1];
+    int64_t deadline = ct_now_ms() + 60000;
+    for (uint64_t i = 1; i <= N; i++) {
+        size_t n = p2p_encode_link_data_head(data, i);
+        data[n] = 'x';
+        tc_send_frame(path, data, n + 1);
+        while ((uint64_t)atomic_load(&never_reads_delivered) < i) {
+            if (ct_now_ms() > deadline)
+                fail_msg("message %llu was not delivered", (unsigned long long)i);
+            sched_yield();
+        }
+    }
+
+    /* Now bob reads: ACKs (and PINGs) until the one for N, which must come
+     * although it was owed while bob did not read. The sockets' buffers
+     * between them held about a thousand ACKs when measured; one per
+     * message, as before, is 20,000. */
+    int acks = 0;
+    uint64_t last = 0;
+    uint8_t buf[64];
+    while (last != N) {
+        ssize_t got = tc_recv_frame(path, buf, sizeof buf, CT_WAIT_MS);
+        assert_true(got > 0);
+        if (got == 1 && buf[0] == P2P_LINK_PING)
+            continue;
+        struct p2p_link l;
+        assert_int_equal(p2p_link_parse(buf, (size_t)got, &l), P2P_PARSE_OK);
+        assert_int_equal(l.kind, P2P_LINK_KIND_ACK);
+        assert_true(l.seq > last);
+        last = l.seq;
+        acks++;
+    }
+    print_message("bob read %d ACKs for %d messages\n", acks, N);
+    assert_true(acks <= N / 4);
+    assert_int_equal(stupid_p2p_path(a, ID("bob")), STUPID_P2P_PATH_DIRECT);
+    close(path);
+    close(b.relay);
+    stupid_p2p_deinit(a);
 }
 
 /* A program that sends and closes at once loses nothing: deinit waits
@@ -593,6 +743,7 @@ int main(void)
         TC_SERVER_TEST(test_direct_on_loopback),
         TC_SERVER_TEST(test_direct_killed_mid_stream),
         TC_SERVER_TEST(test_raw_peer_and_strangers),
+        TC_SERVER_TEST(test_peer_that_never_reads),
         TC_SERVER_TEST(test_send_then_deinit),
         TC_SERVER_TEST(test_crossing_offers),
         TC_SERVER_TEST(test_declined_stays_relayed),

@@ -184,6 +184,8 @@ struct sp_peer {
     int in_closed;             /* no more direct DATA delivered from it    */
     int in_marked;             /* its FALLBACK mark came                   */
     uint64_t in_delivered;     /* highest DATA delivered                   */
+    int ack_owed;              /* in_delivered not acknowledged yet: the path's
+                                  output waits on the peer (one ACK, later) */
     uint32_t prev_attempt;     /* the path before, until its FALLBACK mark */
     uint64_t prev_delivered;
     uint32_t switch_seen;      /* attempt of the last SWITCH mark seen      */
@@ -296,6 +298,27 @@ static int sp_direct_flush_locked(struct sp_handle *h, struct sp_peer *p)
     p->broken = 1;
     sp_io_wake(h->efd);
     return -1;
+}
+
+/* Acknowledges what was delivered from the path (mu held). A peer that
+ * does not read our output would otherwise make it grow by one ACK per
+ * read of its DATA: while earlier output waits in pout, one ACK is owed
+ * instead, for the highest number, written once pout has drained. Returns
+ * 0, or -1 when memory ran out. */
+static int sp_direct_ack_locked(struct sp_handle *h, struct sp_peer *p)
+{
+    (void)sp_direct_flush_locked(h, p);
+    if (sp_buf_used(&p->pout) > 0) {
+        p->ack_owed = 1;
+        return 0;
+    }
+    p->ack_owed = 0;
+    uint8_t ack[P2P_LINK_ACK_SIZE];
+    size_t n = p2p_encode_link_ack(ack, p->in_delivered);
+    if (sp_frame_to(&p->pout, ack, n, NULL, 0) != 0)
+        return -1;
+    (void)sp_direct_flush_locked(h, p);
+    return 0;
 }
 
 /* ---- starting an attempt (the thread) ---------------------------------------- */
@@ -549,6 +572,7 @@ static void sp_direct_established(struct sp_handle *h, struct sp_peer *p, unsign
     c->fd = -1;
     sp_buf_free(&p->pout);
     p->pout = c->out; /* our proof or USE, if not written yet */
+    p->ack_owed = 0;
     memset(&c->out, 0, sizeof c->out);
     sp_buf_free(&p->pin);
     p->pin = c->in; /* what followed the other's proof */
@@ -617,6 +641,7 @@ static void sp_direct_close_path(struct sp_peer *p)
     p->unacked = 0;
     p->in_closed = 1;
     p->broken = 0;
+    p->ack_owed = 0;
 }
 
 /* Ends the path (thread): the FALLBACK mark and every unacknowledged
@@ -1070,12 +1095,8 @@ static int sp_direct_path_readable(struct sp_handle *h, struct sp_peer *p, const
         return -1;
     }
     if (p->in_delivered != delivered_before) {
-        uint8_t ack[P2P_LINK_ACK_SIZE];
-        size_t n = p2p_encode_link_ack(ack, p->in_delivered);
         pthread_mutex_lock(&h->mu);
-        int rc = sp_frame_to(&p->pout, ack, n, NULL, 0);
-        if (rc == 0)
-            (void)sp_direct_flush_locked(h, p);
+        int rc = sp_direct_ack_locked(h, p);
         pthread_mutex_unlock(&h->mu);
         if (rc != 0) {
             *why = "out of memory";
@@ -1103,7 +1124,8 @@ static nfds_t sp_direct_poll_set(struct sp_handle *h, struct pollfd *pfd, struct
             map[n++] = (struct sp_dpoll){p, -1};
         }
         if (p->path_fd >= 0) {
-            short ev = (short)((p->pin_blocked ? 0 : POLLIN) | (sp_buf_used(&p->pout) > 0 ? POLLOUT : 0));
+            short ev = (short)((p->pin_blocked ? 0 : POLLIN) |
+                               (sp_buf_used(&p->pout) > 0 || p->ack_owed ? POLLOUT : 0));
             pfd[n] = (struct pollfd){p->path_fd, ev, 0};
             map[n++] = (struct sp_dpoll){p, -2};
         }
@@ -1159,9 +1181,16 @@ static void sp_direct_on_poll(struct sp_handle *h, const struct sp_dpoll *m, int
         if (p->path_fd != fd)
             return;
         pthread_mutex_lock(&h->mu);
-        if (revents & POLLOUT)
+        int nomem = 0;
+        if ((revents & POLLOUT) && p->ack_owed)
+            nomem = sp_direct_ack_locked(h, p) != 0; /* the output first, then the ACK */
+        else if (revents & POLLOUT)
             (void)sp_direct_flush_locked(h, p);
         pthread_mutex_unlock(&h->mu);
+        if (nomem) {
+            sp_direct_fallback(h, p, "out of memory");
+            return;
+        }
         if ((revents & (POLLIN | POLLERR | POLLHUP)) && sp_direct_path_readable(h, p, &why) != 0) {
             sp_direct_fallback(h, p, why);
             return;
@@ -1260,9 +1289,11 @@ static void sp_direct_tick(struct sp_handle *h, uint64_t now)
                 break;
             }
             if (now - p->last_ping >= ka) {
+                /* Not behind output the peer has not taken: it would
+                 * not reach it sooner, and would pile up. */
                 uint8_t ping[1];
                 size_t n = p2p_encode_link_ping(ping);
-                if (sp_frame_to(&p->pout, ping, n, NULL, 0) == 0)
+                if (sp_buf_used(&p->pout) == 0 && sp_frame_to(&p->pout, ping, n, NULL, 0) == 0)
                     (void)sp_direct_flush_locked(h, p);
                 p->last_ping = now;
             }
