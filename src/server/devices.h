@@ -67,11 +67,16 @@ struct PresenceState {
 };
 
 // One device entry, allocated with its id in one block (see Devices).
+//
+// Memory: one Device per id online or followed, so its fields are ordered
+// for size: the 4-byte count and the 1-byte length share the last 8 bytes,
+// and the id follows at once (72 bytes before it on x86-64; 80 with the
+// count before the 8-aligned PresenceState).
 struct Device : ListHook<PresenceDampedTag> {
     Session* holder = nullptr;  // the session that registered it, if online
     IntrusiveList<Subscription, ByDevice> subscribers;
-    uint32_t subscriber_count = 0;
     PresenceState presence;
+    uint32_t subscriber_count = 0;
 
     std::string_view key() const { return std::string_view(id_bytes(), id_len); }
     bool online() const { return holder != nullptr; }
