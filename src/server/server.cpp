@@ -131,14 +131,14 @@ bool Server::start() {
     if (!options_.auth_file.empty() && !load_auth_file_now()) return false;
     if (!options_.cluster.empty() && !start_cluster()) return false;
 
-    connections_ = std::make_unique<ConnectionContext>(loop_, *relay_, &budget_);
-    ConnectionLimits& cl = connections_->limits;
+    ConnectionLimits cl;
     cl.max_frame = options_.max_frame;
     cl.max_output = options_.max_output;
     // An input ring holds at most one partial frame beyond what was parsed;
     // an output ring the cap plus the largest frame that may cross it.
     cl.in_ring_max = round_up_pow2(uint64_t{P2P_FRAME_HEADER_SIZE} + options_.max_frame);
     cl.out_ring_max = options_.max_output + 2 * P2P_SERVER_FRAME_SLACK;
+    connections_ = std::make_unique<ConnectionContext>(loop_, *relay_, &budget_, cl);
     connections_->scratch =
         static_cast<uint8_t*>(std::malloc(connection_scratch_size(options_.max_frame)));
     if (connections_->scratch == nullptr) {

@@ -82,6 +82,14 @@ class PayloadGuard final : public FrameObserver {
     std::vector<uint8_t> copy_;
 };
 
+// The rings' caps as the server sets them for the default limits.
+ConnectionLimits server_limits() {
+    ConnectionLimits l;
+    l.in_ring_max = 1u << 17;
+    l.out_ring_max = l.max_output + 2 * P2P_SERVER_FRAME_SLACK;
+    return l;
+}
+
 // The server's side of the world, with the test as the loop's Hooks.
 struct World final : EventLoop::Hooks {
     EventLoop loop;
@@ -96,10 +104,10 @@ struct World final : EventLoop::Hooks {
     uint64_t next_id = 1;
 
     explicit World(uint64_t budget_bytes = UINT64_MAX)
-        : budget(budget_bytes), relay(RelayLimits{}, kKey, &loop), ctx(loop, relay, &budget) {
+        : budget(budget_bytes),
+          relay(RelayLimits{}, kKey, &loop),
+          ctx(loop, relay, &budget, server_limits()) {
         assert_true(loop.init(this, 250));
-        ctx.limits.in_ring_max = 1u << 17;
-        ctx.limits.out_ring_max = ctx.limits.max_output + 2 * P2P_SERVER_FRAME_SLACK;
         scratch.resize(connection_scratch_size(ctx.limits.max_frame));
         ctx.scratch = scratch.data();
         guard.scratch = ctx.scratch;
