@@ -427,7 +427,7 @@ bool Connection::write_out() {
             next_write_at_ = out_.size() + kWriteThreshold;
             return true;
         }
-        write_error_ = r.err;
+        write_error_ = static_cast<int16_t>(r.err);  // errno values are small (< 4096)
         ctx_.loop.at_iteration_end(*this);
         return false;
     }

@@ -250,7 +250,7 @@ class Connection final : public EventHandler,
     uint32_t front_left_ = 0;       // bytes of the oldest output frame not yet written
     uint32_t next_write_at_ = 0;    // pending output at which to write within the iteration
     int fd_;
-    int write_error_ = 0;           // errno of a failed write inside enqueue, closed later
+    int16_t write_error_ = 0;       // errno of a failed write inside enqueue, closed later
     uint16_t bye_len_ = 0;          // the BYE's bytes at the end of the output, once queued
     int8_t output_class_ = -1;      // index in ctx_.output_class, -1 without storage
     ConnState state_ = ConnState::open;

@@ -383,6 +383,34 @@ void test_eviction_keeps_whole_frames(void**) {
     close(pub);
 }
 
+// Issue 12: what an idle client costs. Registered and subscribed, its
+// replies written, a connection holds no ring storage; and the object
+// itself stays within its 16-byte malloc step (on LP64: 312 bytes and
+// glibc's 8-byte header make 320; one byte more makes 336 for every
+// client, BENCHMARKS.md "Memory and connections per machine").
+void test_idle_connection_holds_only_itself(void**) {
+    if (sizeof(void*) == 8) assert_true(sizeof(Connection) <= 312);
+    World w;
+    int client = w.connect();
+    Connection* c = w.ctx.idle.front();
+    assert_non_null(c);
+    std::vector<uint8_t> bytes = id_frame(P2P_CMD_REGISTER, "idle-a");
+    std::vector<uint8_t> sub = id_frame(P2P_CMD_SUBSCRIBE, "idle-b");
+    bytes.insert(bytes.end(), sub.begin(), sub.end());
+    send_all(client, bytes.data(), bytes.size());
+    w.run_until([&] { return readable(client) >= 2 * (4 + 2); });
+    assert_int_equal(read_frame(client)[0], P2P_CMD_REGISTER | P2P_REPLY_BIT);
+    assert_int_equal(read_frame(client)[0], P2P_CMD_SUBSCRIBE | P2P_REPLY_BIT);
+    assert_int_equal(c->state(), ConnState::open);
+    assert_int_equal(c->pending_output(), 0);
+    assert_int_equal(c->buffered_input(), 0);
+    assert_int_equal(c->input_capacity(), 0);
+    assert_int_equal(c->output_capacity(), 0);
+    assert_int_equal(w.budget.used(), 0);  // the rings are charged here: they hold nothing
+    close(client);
+    w.run_until([&] { return w.ctx.idle.empty(); });
+}
+
 }  // namespace
 
 int main(void) {
@@ -392,6 +420,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_takeover_during_wrapped_frame, arm_watchdog,
                                         disarm_watchdog),
         cmocka_unit_test_setup_teardown(test_eviction_keeps_whole_frames, arm_watchdog,
+                                        disarm_watchdog),
+        cmocka_unit_test_setup_teardown(test_idle_connection_holds_only_itself, arm_watchdog,
                                         disarm_watchdog),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
