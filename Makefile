@@ -150,6 +150,7 @@ cobj = $(patsubst %,$(BUILD)/src/common/%.c.o,$(1))
 UNIT_LINK_test_ring_buffer    := $(call sobj,ring_buffer)
 UNIT_LINK_test_id_table       := $(call sobj,hash os_random)
 UNIT_LINK_test_intrusive_list :=
+UNIT_LINK_test_fixed_pool     := $(call sobj,fixed_pool)
 UNIT_LINK_test_event_loop     := $(call sobj,event_loop poller io log)
 UNIT_LINK_test_frame_codec    := $(call sobj,frame_reader ring_buffer) $(call cobj,codec)
 UNIT_LINK_test_codec          := $(call cobj,codec)
@@ -162,7 +163,7 @@ UNIT_LINK_test_options        := $(call sobj,options log nats_url cluster_wire n
 UNIT_LINK_test_auth_table     := $(call sobj,auth_table auth_file base64url hash os_random io log) \
                                  $(call cobj,auth_proof sha256 hmac_sha256)
 UNIT_LINK_test_listener       := $(call sobj,listener io)
-UNIT_LINK_test_devices        := $(call sobj,devices hash os_random)
+UNIT_LINK_test_devices        := $(call sobj,devices fixed_pool hash os_random)
 UNIT_LINK_test_log            := $(call sobj,log)
 UNIT_LINK_test_nats_protocol  := $(call sobj,nats_protocol)
 UNIT_LINK_test_nats_url       := $(call sobj,nats_url)
@@ -176,7 +177,7 @@ UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io
 UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.
-RELAY_TEST_LINK := $(call sobj,relay relay_auth relay_cluster relay_direct auth_table base64url devices close_reason hash os_random log) \
+RELAY_TEST_LINK := $(call sobj,relay relay_auth relay_cluster relay_direct auth_table base64url devices fixed_pool close_reason hash os_random log) \
                    $(call cobj,codec auth_proof sha256 hmac_sha256)
 # The connection's tests run the real relay over socketpairs.
 UNIT_LINK_test_connection     := $(call sobj,connection event_loop poller io ring_buffer \

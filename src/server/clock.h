@@ -27,3 +27,13 @@ class MonotonicClock final : public Clock {
                static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
     }
 };
+
+// Times kept in 32 bits: the low bits of a clock's milliseconds (they wrap
+// every 49.7 days), made whole again against now_ms. Exact for a time
+// within 2^31 ms (24.8 days) either side of now, past or future; for what
+// holds a time per client and needs it only that near (Connection).
+inline uint32_t ms32(uint64_t ms) { return static_cast<uint32_t>(ms); }
+inline uint64_t widen_ms32(uint64_t now_ms, uint32_t ms) {
+    auto delta = static_cast<int32_t>(ms - ms32(now_ms));
+    return now_ms + static_cast<uint64_t>(int64_t{delta});  // modulo 2^64: earlier when negative
+}

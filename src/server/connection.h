@@ -119,13 +119,17 @@ constexpr int kOutputClasses = 32;
 // What every connection of one server shares. Owned by the server, which
 // outlives its connections.
 struct ConnectionContext {
-    ConnectionContext(EventLoop& l, Relay& r, MemoryBudget* b = nullptr)
-        : loop(l), relay(r), budget(b) {}
+    ConnectionContext(EventLoop& l, Relay& r, MemoryBudget* b = nullptr,
+                      const ConnectionLimits& lim = ConnectionLimits{});
 
     EventLoop& loop;
     Relay& relay;
     MemoryBudget* budget;  // every ring is charged here (nullptr: none)
-    ConnectionLimits limits;
+    const ConnectionLimits limits;
+    // What every connection's input (output) ring refers to: its cap,
+    // first allocation and the budget.
+    const RingLimits input_rings;
+    const RingLimits output_rings;
     ConnectionStats stats;
     FrameObserver* observer = nullptr;
     // max(max_frame, read chunk) bytes: payloads that straddle a ring's
@@ -185,12 +189,12 @@ class Connection final : public EventHandler,
     uint32_t input_capacity() const { return in_.capacity(); }
     uint32_t output_capacity() const { return out_.capacity(); }
     bool dropping() const { return dropping_; }
-    uint64_t last_active_ms() const { return last_active_ms_; }  // open
-    uint64_t deadline_ms() const { return deadline_ms_; }        // draining, half_closed
-    uint64_t partial_since_ms() const { return partial_since_ms_; }  // on the partial list
+    uint64_t last_active_ms() const { return widen_ms(timer_ms_); }  // open
+    uint64_t deadline_ms() const { return widen_ms(timer_ms_); }     // draining, half_closed
+    uint64_t partial_since_ms() const { return widen_ms(partial_since_ms_); }  // on the partial list
     // Brings the linger deadline forward to at most ms.
     void cap_deadline(uint64_t ms) {
-        if (deadline_ms_ > ms) deadline_ms_ = ms;
+        if (deadline_ms() > ms) timer_ms_ = ms32(ms);
     }
 
     // At the memory limit: evicts the connection with the largest output
@@ -225,33 +229,40 @@ class Connection final : public EventHandler,
     bool emit_gap();
     void free_gap_table();
 
+    // Times are kept in 32 bits (clock.h, ms32): exact within 24.8 days of
+    // now, and what they serve is nearer: the idle and frame timeouts are
+    // at most 7 days (options.cpp), the linger deadline 5 s away.
+    uint64_t widen_ms(uint32_t ms) const { return widen_ms32(ctx_.loop.now_ms(), ms); }
     void log_io_error(const char* doing, int err) const;
     // The one place state_ changes.
     void transition(ConnState next);
 
+    // Fields ordered by size: there is one Connection per client, idle or
+    // not (BENCHMARKS.md, "Memory and connections per machine").
     ConnectionContext& ctx_;
     RingBuffer in_;
     RingBuffer out_;
-    uint64_t last_active_ms_ = 0;
-    uint64_t deadline_ms_ = 0;
-    uint64_t partial_since_ms_ = 0;
     // Drops not yet told, for publishers beyond the named ones.
     uint64_t gap_other_bytes_ = 0;
-    uint32_t gap_other_frames_ = 0;
     GapTable* gap_ = nullptr;       // named publishers' drops, while dropping
+    uint32_t gap_other_frames_ = 0;
+    // While open, when the last complete frame came (the idle timeout);
+    // from close() on, the linger deadline: a connection needs one of the
+    // two at a time. Both times in 32 bits (widen_ms).
+    uint32_t timer_ms_ = 0;
+    uint32_t partial_since_ms_ = 0;
     uint32_t front_left_ = 0;       // bytes of the oldest output frame not yet written
-    uint32_t bye_len_ = 0;          // the BYE's bytes at the end of the output, once queued
     uint32_t next_write_at_ = 0;    // pending output at which to write within the iteration
     int fd_;
-    int write_error_ = 0;           // errno of a failed write inside enqueue, closed later
-    int output_class_ = -1;         // index in ctx_.output_class, -1 without storage
-    uint32_t tracked_capacity_ = 0; // out_'s capacity when output_class_ was set
+    int16_t write_error_ = 0;       // errno of a failed write inside enqueue, closed later
+    uint16_t bye_len_ = 0;          // the BYE's bytes at the end of the output, once queued
+    int8_t output_class_ = -1;      // index in ctx_.output_class, -1 without storage
     ConnState state_ = ConnState::open;
     CloseReason cut_reason_ = CloseReason::slow_consumer;
-    bool cut_off_ = false;   // closed at the end of the iteration (cut_reason_)
-    bool dropping_ = false;  // drop policy engaged: deliveries dropped until caught up
-    bool evicted_ = false;   // its output was taken at the memory limit
-    bool peer_eof_ = false;  // the peer has shut down its side
-    bool reading_ = false;   // inside read_input: the relay may hold a pointer into in_
+    bool cut_off_ : 1 = false;   // closed at the end of the iteration (cut_reason_)
+    bool dropping_ : 1 = false;  // drop policy engaged: deliveries dropped until caught up
+    bool evicted_ : 1 = false;   // its output was taken at the memory limit
+    bool peer_eof_ : 1 = false;  // the peer has shut down its side
+    bool reading_ : 1 = false;   // inside read_input: the relay may hold a pointer into in_
     PeerAddress peer_;
 };

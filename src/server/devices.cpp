@@ -11,6 +11,7 @@ using invariants::broken;
 Devices::Devices(const HashKey& key, uint32_t max_devices, MemoryBudget* budget)
     : table_(key, siphash13, budget),
       subscriptions_(key, siphash13, budget),
+      subscription_pool_(sizeof(Subscription)),
       max_devices_(max_devices),
       budget_(budget) {}
 
@@ -20,7 +21,7 @@ Devices::~Devices() {
     table_.for_each([this](Device* d) {
         while (Subscription* sub = d->subscribers.pop_front()) {
             IntrusiveList<Subscription, BySession>::unlink(*sub);
-            delete sub;
+            free_subscription(sub);
         }
         d->~Device();
         ::operator delete(d);
@@ -90,15 +91,16 @@ bool Devices::subscribed(const Session& s, const Device& d) const {
 
 bool Devices::subscribe(Session& s, Device& d) {
     if (!budget_charge(budget_, sizeof(Subscription))) return false;
-    auto* sub = new (std::nothrow) Subscription;
-    if (sub == nullptr) {
+    void* block = subscription_pool_.allocate();
+    if (block == nullptr) {
         budget_release(budget_, sizeof(Subscription));
         return false;
     }
+    auto* sub = new (block) Subscription;
     sub->subscriber = &s;
     sub->device = &d;
     if (!subscriptions_.insert(sub)) {
-        delete sub;
+        free_subscription(sub);
         budget_release(budget_, sizeof(Subscription));
         return false;
     }
@@ -111,6 +113,11 @@ bool Devices::subscribe(Session& s, Device& d) {
     return true;
 }
 
+void Devices::free_subscription(Subscription* sub) {
+    sub->~Subscription();
+    subscription_pool_.free(sub);
+}
+
 void Devices::drop(Subscription* sub) {
     Device* d = sub->device;
     Session* s = sub->subscriber;
@@ -119,7 +126,7 @@ void Devices::drop(Subscription* sub) {
     IntrusiveList<Subscription, BySession>::unlink(*sub);
     --d->subscriber_count;
     --s->subscription_count;
-    delete sub;
+    free_subscription(sub);
     entry_bytes_ -= sizeof(Subscription);
     budget_release(budget_, sizeof(Subscription));
     if (d->subscriber_count == 0 && watcher_ != nullptr) watcher_->last_follower_gone(d->key());

@@ -69,7 +69,8 @@ NatsLink::NatsLink(EventLoop& loop, Listener& listener, NatsLinkOptions options)
     : loop_(loop),
       listener_(listener),
       options_(checked(std::move(options))),
-      out_(options_.max_output + kControlHeadroom, 4096),
+      out_limits_(options_.max_output + kControlHeadroom, 4096),
+      out_(out_limits_),
       hash_key_(random_key()),
       subs_(hash_key_) {
     servers_.reserve(kNatsMaxServers);

@@ -262,6 +262,7 @@ class NatsLink final : public EventHandler {
     size_t in_cap_ = 0;
     size_t in_max_ = 0;
     size_t skip_remaining_ = 0;  // bytes of an oversize message still to discard
+    RingLimits out_limits_;  // before out_, which refers to it
     RingBuffer out_;
 
     HashKey hash_key_;

@@ -14,23 +14,22 @@ uint32_t round_up_pow2(uint32_t n) {
 
 }  // namespace
 
-RingBuffer::RingBuffer(uint32_t max_bytes, uint32_t initial_capacity, MemoryBudget* budget)
-    : max_bytes_(max_bytes == 0 ? 1 : (max_bytes > kMaxCapacity ? kMaxCapacity : max_bytes)),
-      initial_capacity_(round_up_pow2(initial_capacity == 0 ? 1 : initial_capacity)),
-      budget_(budget) {}
+RingLimits::RingLimits(uint32_t max, uint32_t initial, MemoryBudget* charged)
+    : max_bytes(max == 0 ? 1 : (max > kMaxCapacity ? kMaxCapacity : max)),
+      initial_capacity(round_up_pow2(initial == 0 ? 1 : initial)),
+      budget(charged) {}
 
 RingBuffer::~RingBuffer() {
     std::free(data_);
-    budget_release(budget_, capacity_);
+    budget_release(limits_->budget, capacity_);
 }
 
 bool RingBuffer::grow(uint32_t needed) {
-    uint32_t cap = capacity_ ? capacity_
-                             : (regrow_capacity_ > initial_capacity_ ? regrow_capacity_
-                                                                    : initial_capacity_);
+    uint32_t initial = limits_->initial_capacity;
+    uint32_t cap = capacity_ ? capacity_ : (regrow_capacity_ > initial ? regrow_capacity_ : initial);
     while (cap < needed && cap < kMaxCapacity) cap <<= 1;
     // Never allocate beyond what max_bytes can use.
-    uint32_t limit = round_up_pow2(max_bytes_);
+    uint32_t limit = round_up_pow2(limits_->max_bytes);
     if (cap > limit) cap = limit;
     if (cap < needed) return false;
     return move_to(cap);
@@ -39,10 +38,10 @@ bool RingBuffer::grow(uint32_t needed) {
 // New storage of cap bytes (a power of two holding size()), the bytes moved
 // into it, the old storage freed.
 bool RingBuffer::move_to(uint32_t cap) {
-    if (!budget_charge(budget_, cap)) return false;
+    if (!budget_charge(limits_->budget, cap)) return false;
     auto* fresh = static_cast<uint8_t*>(std::malloc(cap));
     if (fresh == nullptr) {
-        budget_release(budget_, cap);
+        budget_release(limits_->budget, cap);
         return false;
     }
     // Lay the bytes out where the unchanged counters map under the new mask:
@@ -53,7 +52,7 @@ bool RingBuffer::move_to(uint32_t cap) {
     peek(fresh + start, 0, first);
     peek(fresh, first, n - first);
     std::free(data_);
-    budget_release(budget_, capacity_);
+    budget_release(limits_->budget, capacity_);
     data_ = fresh;
     capacity_ = cap;
     return true;
@@ -69,13 +68,14 @@ bool RingBuffer::shrink_to_fit(size_t spare) {
     uint64_t want = uint64_t{size()} + spare;
     if (want > kMaxCapacity) return false;
     uint32_t need = static_cast<uint32_t>(want);
-    uint32_t cap = round_up_pow2(need > initial_capacity_ ? need : initial_capacity_);
+    uint32_t initial = limits_->initial_capacity;
+    uint32_t cap = round_up_pow2(need > initial ? need : initial);
     if (cap >= capacity_) return false;
     return move_to(cap);
 }
 
 bool RingBuffer::reserve(size_t n) {
-    if (n > max_bytes_ - size()) return false;
+    if (n > limits_->max_bytes - size()) return false;
     uint32_t needed = size() + static_cast<uint32_t>(n);
     if (needed <= capacity_) return true;
     return grow(needed);
@@ -149,7 +149,8 @@ int RingBuffer::read_spans(struct iovec spans[2]) const { return spans_from(tail
 int RingBuffer::write_spans(struct iovec spans[2]) {
     // Free bytes of the allocation, but never more than max_bytes allows.
     uint32_t n = free_space();
-    if (n > max_bytes_ - size()) n = max_bytes_ - size();
+    uint32_t allowed = limits_->max_bytes - size();
+    if (n > allowed) n = allowed;
     return spans_from(head_, n, spans);
 }
 
@@ -185,7 +186,7 @@ bool RingBuffer::release() {
     if (!empty()) return false;
     if (capacity_ != 0) regrow_capacity_ = capacity_ < kRegrowMax ? capacity_ : kRegrowMax;
     std::free(data_);
-    budget_release(budget_, capacity_);
+    budget_release(limits_->budget, capacity_);
     data_ = nullptr;
     capacity_ = 0;
     return true;

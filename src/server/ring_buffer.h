@@ -21,6 +21,12 @@
 // like running out of memory) and given back when freed. While growing,
 // old and new storage are both held, and both charged.
 //
+// Limits: the cap, the first allocation and the budget are the same for
+// every ring of one kind (all connections' input rings, say), so a ring
+// refers to one RingLimits that its owner keeps alive, instead of holding
+// copies: the server holds two rings per client, idle or not (32 bytes
+// each instead of 40).
+//
 // Not thread-safe; no I/O here.
 #pragma once
 
@@ -31,15 +37,29 @@
 
 #include "memory_budget.h"
 
+// What the rings of one kind share; must outlive them.
+struct RingLimits {
+    static constexpr uint32_t kMaxCapacity = 1u << 30;
+
+    // max_bytes: the most a ring may ever hold (clamped to 1 ..
+    // kMaxCapacity). initial_capacity: the first allocation (rounded up to
+    // a power of two, at least 1). budget: charged for the storage
+    // (nullptr: none).
+    explicit RingLimits(uint32_t max_bytes, uint32_t initial_capacity = 1024,
+                        MemoryBudget* budget = nullptr);
+
+    const uint32_t max_bytes;
+    const uint32_t initial_capacity;
+    MemoryBudget* const budget;
+};
+
 class RingBuffer {
    public:
-    static constexpr uint32_t kMaxCapacity = 1u << 30;
+    static constexpr uint32_t kMaxCapacity = RingLimits::kMaxCapacity;
     static constexpr uint32_t kRegrowMax = 128u << 10;
 
-    // max_bytes: the most the ring may ever hold (1 .. kMaxCapacity).
-    // initial_capacity: the first allocation (rounded up to a power of two).
-    explicit RingBuffer(uint32_t max_bytes, uint32_t initial_capacity = 1024,
-                        MemoryBudget* budget = nullptr);
+    explicit RingBuffer(const RingLimits& limits) : limits_(&limits) {}
+    explicit RingBuffer(const RingLimits&&) = delete;  // it must outlive the ring
     ~RingBuffer();
     RingBuffer(const RingBuffer&) = delete;
     RingBuffer& operator=(const RingBuffer&) = delete;
@@ -47,7 +67,7 @@ class RingBuffer {
     uint32_t size() const { return head_ - tail_; }
     bool empty() const { return head_ == tail_; }
     uint32_t capacity() const { return capacity_; }
-    uint32_t max_bytes() const { return max_bytes_; }
+    uint32_t max_bytes() const { return limits_->max_bytes; }
     // Bytes that can be added without growing.
     uint32_t free_space() const { return capacity_ - size(); }
 
@@ -116,17 +136,15 @@ class RingBuffer {
     int spans_from(uint32_t from, uint32_t n, struct iovec spans[2]) const;
 
     uint8_t* data_ = nullptr;
+    const RingLimits* limits_;
     uint32_t capacity_ = 0;  // 0 or a power of two
     uint32_t head_ = 0;      // counter one past the newest byte
     uint32_t tail_ = 0;      // counter of the oldest byte
-    uint32_t max_bytes_;
-    uint32_t initial_capacity_;
     // The capacity of the last storage released, so that the next burst
-    // starts there instead of doubling up from initial_capacity_ again,
+    // starts there instead of doubling up from the initial capacity again,
     // copying at every step (a subscriber's output ring is released each
     // time it drains: the regrowth copies were a quarter of the
     // instructions of a fan-out). At most kRegrowMax, so that one huge
     // burst does not make every later one allocate that much.
     uint32_t regrow_capacity_ = 0;
-    MemoryBudget* budget_;
 };

@@ -131,14 +131,14 @@ bool Server::start() {
     if (!options_.auth_file.empty() && !load_auth_file_now()) return false;
     if (!options_.cluster.empty() && !start_cluster()) return false;
 
-    connections_ = std::make_unique<ConnectionContext>(loop_, *relay_, &budget_);
-    ConnectionLimits& cl = connections_->limits;
+    ConnectionLimits cl;
     cl.max_frame = options_.max_frame;
     cl.max_output = options_.max_output;
     // An input ring holds at most one partial frame beyond what was parsed;
     // an output ring the cap plus the largest frame that may cross it.
     cl.in_ring_max = round_up_pow2(uint64_t{P2P_FRAME_HEADER_SIZE} + options_.max_frame);
     cl.out_ring_max = options_.max_output + 2 * P2P_SERVER_FRAME_SLACK;
+    connections_ = std::make_unique<ConnectionContext>(loop_, *relay_, &budget_, cl);
     connections_->scratch =
         static_cast<uint8_t*>(std::malloc(connection_scratch_size(options_.max_frame)));
     if (connections_->scratch == nullptr) {
@@ -258,7 +258,10 @@ void Server::accept_connections(Listener& listener) {
         }
         if (int e = io_set_nodelay(r.fd); e != 0) LOG_DEBUG("TCP_NODELAY: %s", strerrordesc_np(e));
         PeerAddress peer = io_peer_address(reinterpret_cast<struct sockaddr*>(&r.peer), r.peer_len);
-        auto* conn = new (std::nothrow) Connection(*connections_, r.fd, peer, next_session_id_++);
+        void* block = connection_pool_.allocate();
+        auto* conn = block != nullptr
+                         ? new (block) Connection(*connections_, r.fd, peer, next_session_id_++)
+                         : nullptr;
         if (conn == nullptr) {
             LOG_ERROR("out of memory: refusing a connection");
             io_close(r.fd);
@@ -267,7 +270,7 @@ void Server::accept_connections(Listener& listener) {
         if (!loop_.add(r.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, conn)) {
             LOG_ERROR("%s: epoll_ctl: %s", conn->label(), strerrordesc_np(errno));
             io_close(r.fd);
-            delete conn;
+            free_connection(conn);
             continue;
         }
         ++live_connections_;
@@ -332,7 +335,7 @@ void Server::reap() {
     while (Connection* c = connections_->reap.pop_front()) {
         if (int e = io_close(c->fd()); e != 0) LOG_WARN("%s: close: %s", c->label(), strerrordesc_np(e));
         --live_connections_;
-        delete c;
+        free_connection(c);
         freed = true;
     }
     if (at_conn_limit_ && live_connections_ < max_conns_) {
@@ -340,6 +343,11 @@ void Server::reap() {
         at_conn_limit_ = false;
     }
     if (freed) resume_accept();  // a descriptor is free for a waiting client
+}
+
+void Server::free_connection(Connection* c) {
+    c->~Connection();
+    connection_pool_.free(c);
 }
 
 void Server::after_iteration(uint64_t) {

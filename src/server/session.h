@@ -93,7 +93,6 @@ class Session {
     uint64_t session_id = 0;    // for logs: "conn N"
     Device* device = nullptr;   // the id this session holds, if any
     IntrusiveList<Subscription, BySession> subscriptions;
-    uint32_t subscription_count = 0;
     uint8_t version = 1;        // 1 until HELLO negotiates 2
     bool quiet = false;         // v2 QUIET: successful sends not acknowledged
     bool drop_deliveries = false;  // v2 DROP: deliveries dropped, not the session
@@ -103,6 +102,8 @@ class Session {
     // DIRECT_OFFERs in the current rate window (relay_direct.cpp).
     uint64_t direct_window_start_ms = 0;
     uint32_t direct_offers = 0;
+    // Here, next to another 4-byte field, it saves 8 bytes per connection.
+    uint32_t subscription_count = 0;
 
    protected:
     ~Session() = default;  // owned and destroyed as the implementing type

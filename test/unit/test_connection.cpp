@@ -82,6 +82,14 @@ class PayloadGuard final : public FrameObserver {
     std::vector<uint8_t> copy_;
 };
 
+// The rings' caps as the server sets them for the default limits.
+ConnectionLimits server_limits() {
+    ConnectionLimits l;
+    l.in_ring_max = 1u << 17;
+    l.out_ring_max = l.max_output + 2 * P2P_SERVER_FRAME_SLACK;
+    return l;
+}
+
 // The server's side of the world, with the test as the loop's Hooks.
 struct World final : EventLoop::Hooks {
     EventLoop loop;
@@ -96,10 +104,10 @@ struct World final : EventLoop::Hooks {
     uint64_t next_id = 1;
 
     explicit World(uint64_t budget_bytes = UINT64_MAX)
-        : budget(budget_bytes), relay(RelayLimits{}, kKey, &loop), ctx(loop, relay, &budget) {
+        : budget(budget_bytes),
+          relay(RelayLimits{}, kKey, &loop),
+          ctx(loop, relay, &budget, server_limits()) {
         assert_true(loop.init(this, 250));
-        ctx.limits.in_ring_max = 1u << 17;
-        ctx.limits.out_ring_max = ctx.limits.max_output + 2 * P2P_SERVER_FRAME_SLACK;
         scratch.resize(connection_scratch_size(ctx.limits.max_frame));
         ctx.scratch = scratch.data();
         guard.scratch = ctx.scratch;
@@ -375,6 +383,54 @@ void test_eviction_keeps_whole_frames(void**) {
     close(pub);
 }
 
+// Issue 12: what an idle client costs. Registered and subscribed, its
+// replies written, a connection holds no ring storage; and the object
+// itself stays within the 304 bytes (on LP64) that BENCHMARKS.md's byte
+// table counts ("Memory and connections per machine"): the server pools
+// connections (fixed_pool.h), so every byte more is a byte more per
+// client. Raise the bound knowingly, with the table.
+void test_idle_connection_holds_only_itself(void**) {
+    if (sizeof(void*) == 8) assert_true(sizeof(Connection) <= 304);
+    World w;
+    int client = w.connect();
+    Connection* c = w.ctx.idle.front();
+    assert_non_null(c);
+    std::vector<uint8_t> bytes = id_frame(P2P_CMD_REGISTER, "idle-a");
+    std::vector<uint8_t> sub = id_frame(P2P_CMD_SUBSCRIBE, "idle-b");
+    bytes.insert(bytes.end(), sub.begin(), sub.end());
+    send_all(client, bytes.data(), bytes.size());
+    w.run_until([&] { return readable(client) >= 2 * (4 + 2); });
+    assert_int_equal(read_frame(client)[0], P2P_CMD_REGISTER | P2P_REPLY_BIT);
+    assert_int_equal(read_frame(client)[0], P2P_CMD_SUBSCRIBE | P2P_REPLY_BIT);
+    assert_int_equal(c->state(), ConnState::open);
+    assert_int_equal(c->pending_output(), 0);
+    assert_int_equal(c->buffered_input(), 0);
+    assert_int_equal(c->input_capacity(), 0);
+    assert_int_equal(c->output_capacity(), 0);
+    assert_int_equal(w.budget.used(), 0);  // the rings are charged here: they hold nothing
+    close(client);
+    w.run_until([&] { return w.ctx.idle.empty(); });
+}
+
+// The connection keeps its idle, frame and linger times in 32 bits
+// (clock.h): made whole against now, past and future, across the wrap of
+// the low 32 bits and as far as the 7 days the timeouts allow and beyond.
+void test_times_in_32_bits(void**) {
+    const uint64_t wraps[] = {0, 1ull << 32, 5ull << 32, (7ull << 32) - 3000};
+    const int64_t offsets[] = {0,         -1,          1,         -10,        5000,
+                               -5000,     -604800000,  604800000, -(1ll << 31), (1ll << 31) - 1,
+                               -4294967, 4294967};
+    for (uint64_t base : wraps) {
+        for (uint64_t now : {base + 5, base + 3000, base + 0xFFFFFFF0u, base + 0x80000000u}) {
+            if (now < (1ull << 31)) now += 1ull << 33;  // stay clear of 0
+            for (int64_t off : offsets) {
+                uint64_t t = now + static_cast<uint64_t>(off);
+                assert_int_equal(widen_ms32(now, ms32(t)), t);
+            }
+        }
+    }
+}
+
 }  // namespace
 
 int main(void) {
@@ -385,6 +441,9 @@ int main(void) {
                                         disarm_watchdog),
         cmocka_unit_test_setup_teardown(test_eviction_keeps_whole_frames, arm_watchdog,
                                         disarm_watchdog),
+        cmocka_unit_test_setup_teardown(test_idle_connection_holds_only_itself, arm_watchdog,
+                                        disarm_watchdog),
+        cmocka_unit_test(test_times_in_32_bits),
     };
     return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

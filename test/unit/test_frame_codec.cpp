@@ -126,13 +126,17 @@ struct CodecReceiver {
 
 struct RingReceiver {
     uint32_t max_payload;
+    RingLimits ring_limits;
     RingBuffer ring;
     std::unique_ptr<uint8_t[]> scratch;  // exactly max_payload bytes
     std::vector<Bytes> frames;
     int copied = 0;  // frames that came through scratch (straddled the wrap)
 
     RingReceiver(uint32_t max, uint32_t ring_max, uint32_t ring_initial, uint32_t start)
-        : max_payload(max), ring(ring_max, ring_initial), scratch(new uint8_t[max]) {
+        : max_payload(max),
+          ring_limits(ring_max, ring_initial),
+          ring(ring_limits),
+          scratch(new uint8_t[max]) {
         ring.set_counters_for_test(start);
     }
 
@@ -369,7 +373,8 @@ void test_parse_stream_whole_split_bytewise(void**) {
 // ---- next_frame over a RingBuffer ----------------------------------------
 
 void test_next_frame_whole(void**) {
-    RingBuffer ring(1u << 16, 64);
+    const RingLimits ring_limits(1u << 16, 64);
+    RingBuffer ring(ring_limits);
     std::unique_ptr<uint8_t[]> scratch(new uint8_t[kMax]);
     Bytes payload = {P2P_CMD_REGISTER, 'a', '\0', 0xFF};
     Bytes fr = frame_of(payload);
@@ -393,7 +398,8 @@ void test_next_frame_incomplete(void**) {
     Bytes fr = frame_of(pattern(3, 100));
     // Header incomplete (including an empty, never-allocated ring), then
     // payload incomplete: nothing until the last byte.
-    RingBuffer ring(1u << 16, 16);
+    const RingLimits ring_limits(1u << 16, 16);
+    RingBuffer ring(ring_limits);
     FrameView v{nullptr, 0};
     assert_int_equal(static_cast<int>(next_frame(ring, kMax, scratch.get(), &v)),
                      static_cast<int>(FrameStatus::incomplete));
@@ -411,7 +417,8 @@ void test_next_frame_incomplete(void**) {
 }
 
 void test_next_frame_empty_frame(void**) {
-    RingBuffer ring(1u << 16, 16);
+    const RingLimits ring_limits(1u << 16, 16);
+    RingBuffer ring(ring_limits);
     std::unique_ptr<uint8_t[]> scratch(new uint8_t[kMax]);
     const uint8_t two[] = {0, 0, 0, 0, 0, 0, 0, 1, 0x07};
     assert_true(ring.append(two, sizeof two));
@@ -434,7 +441,8 @@ void test_next_frame_max_and_too_long(void**) {
     const uint32_t max = P2P_DEFAULT_MAX_FRAME;
     std::unique_ptr<uint8_t[]> scratch(new uint8_t[max]);
     {
-        RingBuffer ring(max + 4, 1024);
+        const RingLimits ring_limits(max + 4, 1024);
+        RingBuffer ring(ring_limits);
         Bytes fr = frame_of(pattern(7, max));
         assert_true(ring.append(fr.data(), fr.size()));
         FrameView v{nullptr, 0};
@@ -444,7 +452,8 @@ void test_next_frame_max_and_too_long(void**) {
         assert_memory_equal(v.payload, fr.data() + 4, max);
     }
     {
-        RingBuffer ring(max + 4, 1024);
+        const RingLimits ring_limits(max + 4, 1024);
+        RingBuffer ring(ring_limits);
         Bytes h = header_of(max + 1);
         FrameView v{nullptr, 0};
         for (size_t i = 0; i < 3; ++i) {
@@ -459,7 +468,8 @@ void test_next_frame_max_and_too_long(void**) {
         assert_int_equal(ring.size(), 4);
     }
     {
-        RingBuffer ring(1u << 16, 16);
+        const RingLimits ring_limits(1u << 16, 16);
+        RingBuffer ring(ring_limits);
         const uint8_t ff[4] = {0xFF, 0xFF, 0xFF, 0xFF};
         assert_true(ring.append(ff, 4));
         FrameView v{nullptr, 0};
@@ -469,7 +479,8 @@ void test_next_frame_max_and_too_long(void**) {
     }
     {
         // max_payload 0: only empty frames pass.
-        RingBuffer ring(1u << 16, 16);
+        const RingLimits ring_limits(1u << 16, 16);
+        RingBuffer ring(ring_limits);
         const uint8_t one[5] = {0, 0, 0, 1, 0x07};
         assert_true(ring.append(one, 5));
         FrameView v{nullptr, 0};
@@ -482,7 +493,8 @@ void test_next_frame_max_and_too_long(void**) {
 // A frame placed at a chosen place in a ring of capacity 64 whose counters
 // start at `base`: its header starts at storage index `at`.
 void place_and_read(uint32_t base, uint32_t at, uint32_t len, bool expect_copy) {
-    RingBuffer ring(64, 64);
+    const RingLimits ring_limits(64, 64);
+    RingBuffer ring(ring_limits);
     ring.set_counters_for_test(base);
     std::unique_ptr<uint8_t[]> scratch(new uint8_t[64]);
     std::memset(scratch.get(), 0xCC, 64);

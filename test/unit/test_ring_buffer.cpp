@@ -73,7 +73,8 @@ void append_pattern(RingBuffer& r, uint32_t from, size_t n) {
 // ---------------------------------------------------------------------------
 
 void test_lazy_allocation(void**) {
-    RingBuffer r(4096, 64);
+    const RingLimits r_limits(4096, 64);
+    RingBuffer r(r_limits);
     assert_int_equal(r.capacity(), 0);
     assert_int_equal(r.size(), 0);
     assert_true(r.empty());
@@ -105,13 +106,15 @@ void test_lazy_allocation(void**) {
 }
 
 void test_initial_capacity_rounded_up(void**) {
-    RingBuffer r(4096, 100);
+    const RingLimits r_limits(4096, 100);
+    RingBuffer r(r_limits);
     assert_int_equal(r.capacity(), 0);
     const uint8_t x = 1;
     assert_true(r.append(&x, 1));
     assert_int_equal(r.capacity(), 128);
 
-    RingBuffer one(4096, 0);  // 0 is treated as 1
+    const RingLimits one_limits(4096, 0);
+    RingBuffer one(one_limits);  // 0 is treated as 1
     assert_true(one.append(&x, 1));
     assert_int_equal(one.capacity(), 1);
     assert_true(one.append(&x, 1));
@@ -119,7 +122,8 @@ void test_initial_capacity_rounded_up(void**) {
 }
 
 void test_append_peek_consume(void**) {
-    RingBuffer r(4096, 16);
+    const RingLimits r_limits(4096, 16);
+    RingBuffer r(r_limits);
     const char* msg = "hello, world";
     assert_true(r.append(msg, 12));
     assert_int_equal(r.size(), 12);
@@ -164,7 +168,8 @@ void test_append_peek_consume(void**) {
 
 // Read spans: the used bytes straddle the end of the storage.
 void test_read_spans_across_wrap(void**) {
-    RingBuffer r(4096, 16);
+    const RingLimits r_limits(4096, 16);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 12);
     r.consume(10);  // tail index 10, head index 12
     append_pattern(r, 12, 10);  // indices 12..15 then 0..5
@@ -201,7 +206,8 @@ void test_read_spans_across_wrap(void**) {
 
 // Write spans: the free bytes straddle the end; write into both and commit.
 void test_write_spans_across_wrap(void**) {
-    RingBuffer r(4096, 16);
+    const RingLimits r_limits(4096, 16);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 14);
     r.consume(10);  // tail 10, head 14: used 10..13, free 14..15 and 0..9
     struct iovec sp[2];
@@ -239,7 +245,8 @@ void test_write_spans_across_wrap(void**) {
 // The same with the counters about to overflow 32 bits: the masks must not
 // care.
 void test_spans_across_counter_overflow(void**) {
-    RingBuffer r(4096, 16);
+    const RingLimits r_limits(4096, 16);
+    RingBuffer r(r_limits);
     r.set_counters_for_test(0xFFFFFFFAu);  // index 10 of 16
     append_pattern(r, 0, 12);               // head wraps past 2^32
     assert_int_equal(r.size(), 12);
@@ -262,7 +269,8 @@ void test_spans_across_counter_overflow(void**) {
 
 // Growth doubles the capacity and keeps every byte in order.
 void test_growth_preserves_content(void**) {
-    RingBuffer r(1u << 20, 16);
+    const RingLimits r_limits(1u << 20, 16);
+    RingBuffer r(r_limits);
     uint32_t written = 0;
     uint32_t expected_cap = 16;
     while (written < 5000) {
@@ -280,7 +288,8 @@ void test_growth_preserves_content(void**) {
 // Growth while the bytes wrap: the old layout (split at the old end) must
 // become the new one (the oldest byte at tail & (new_cap - 1)).
 void grow_while_wrapped(uint32_t start) {
-    RingBuffer r(1u << 20, 16);
+    const RingLimits r_limits(1u << 20, 16);
+    RingBuffer r(r_limits);
     r.set_counters_for_test(start);
     append_pattern(r, 0, 16);
     r.consume(10);
@@ -323,7 +332,8 @@ void test_growth_while_wrapped(void**) {
 
 // Growth through reserve() and then write_spans/commit (the readv path).
 void test_reserve_then_write_spans(void**) {
-    RingBuffer r(1u << 16, 8);
+    const RingLimits r_limits(1u << 16, 8);
+    RingBuffer r(r_limits);
     r.set_counters_for_test(0xFFFFFFF8u);
     append_pattern(r, 0, 6);
     r.consume(4);  // 2 bytes at counters 0xFFFFFFFC..0xFFFFFFFD
@@ -347,7 +357,8 @@ void test_reserve_then_write_spans(void**) {
 
 // The cap: reserve/append fail past max_bytes and leave the ring unchanged.
 void test_max_bytes_cap(void**) {
-    RingBuffer r(100, 16);
+    const RingLimits r_limits(100, 16);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 100);
     assert_int_equal(r.size(), 100);
     assert_int_equal(r.capacity(), 128);
@@ -377,7 +388,8 @@ void test_max_bytes_cap(void**) {
 
 // An empty ring refuses a single append larger than the cap.
 void test_max_bytes_cap_on_empty_ring(void**) {
-    RingBuffer r(1000, 16);
+    const RingLimits r_limits(1000, 16);
+    RingBuffer r(r_limits);
     std::vector<uint8_t> v = pattern(0, 1001);
     assert_false(r.append(v.data(), v.size()));
     assert_true(r.empty());
@@ -390,21 +402,25 @@ void test_max_bytes_cap_on_empty_ring(void**) {
 // The storage never grows beyond max_bytes rounded up to a power of two,
 // even when the initial capacity asks for more.
 void test_capacity_bounded_by_max_bytes(void**) {
-    RingBuffer r(10, 1024);
+    const RingLimits r_limits(10, 1024);
+    RingBuffer r(r_limits);
     uint8_t x = 1;
     assert_true(r.append(&x, 1));
     assert_int_equal(r.capacity(), 16);
 
-    RingBuffer p(64, 1024);
+    const RingLimits p_limits(64, 1024);
+    RingBuffer p(p_limits);
     assert_true(p.append(&x, 1));
     assert_int_equal(p.capacity(), 64);
 
     // max_bytes 0 is treated as 1, above kMaxCapacity as kMaxCapacity.
-    RingBuffer z(0, 16);
+    const RingLimits z_limits(0, 16);
+    RingBuffer z(z_limits);
     assert_int_equal(z.max_bytes(), 1);
     assert_true(z.append(&x, 1));
     assert_false(z.append(&x, 1));
-    RingBuffer huge(0xFFFFFFFFu, 16);
+    const RingLimits huge_limits(0xFFFFFFFFu, 16);
+    RingBuffer huge(huge_limits);
     assert_int_equal(huge.max_bytes(), RingBuffer::kMaxCapacity);
 }
 
@@ -415,7 +431,8 @@ void test_capacity_bounded_by_max_bytes(void**) {
 // ring capped at 100, after which reserve()'s `max_bytes_ - size()` wrapped
 // around and stopped refusing.)
 void test_write_spans_respect_max_bytes(void**) {
-    RingBuffer r(100, 16);
+    const RingLimits r_limits(100, 16);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 90);
     assert_int_equal(r.capacity(), 128);
     struct iovec sp[2];
@@ -452,7 +469,8 @@ void test_write_spans_respect_max_bytes(void**) {
 // release() frees only an empty ring; afterwards the ring starts over at
 // its initial capacity and keeps working from the same counters.
 void test_release_only_when_empty(void**) {
-    RingBuffer r(4096, 16);
+    const RingLimits r_limits(4096, 16);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 40);
     assert_int_equal(r.capacity(), 64);
     assert_false(r.release());
@@ -486,7 +504,8 @@ void test_release_only_when_empty(void**) {
 // contiguous() points into the ring when the range does not straddle the
 // end, and is nullptr when it does or when it is out of range.
 void test_contiguous(void**) {
-    RingBuffer r(4096, 16);
+    const RingLimits r_limits(4096, 16);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 10);
     r.consume(10);
     append_pattern(r, 10, 12);  // indices 10..15, then 0..5
@@ -522,12 +541,14 @@ void test_contiguous(void**) {
 // that no null pointer reaches memcpy.
 void test_zero_length_append(void**) {
     uint8_t x = 7;
-    RingBuffer fresh(4096, 16);
+    const RingLimits fresh_limits(4096, 16);
+    RingBuffer fresh(fresh_limits);
     assert_true(fresh.append(&x, 0));
     assert_true(fresh.empty());
     assert_int_equal(fresh.capacity(), 0);
 
-    RingBuffer r(4096, 16);
+    const RingLimits r_limits(4096, 16);
+    RingBuffer r(r_limits);
     r.set_counters_for_test(0xFFFFFF00u);
     assert_true(r.append(&x, 0));
     assert_true(r.empty());
@@ -551,7 +572,8 @@ void test_zero_length_append(void**) {
 // first allocation of a lazy ring fails the same way.
 void test_grow_out_of_memory(void**) {
     MEM_LIMIT_REQUIRED();
-    RingBuffer r(RingBuffer::kMaxCapacity, 16);
+    const RingLimits r_limits(RingBuffer::kMaxCapacity, 16);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 10);
     r.consume(4);
     append_pattern(r, 10, 8);  // 14 bytes, wrapped in 16
@@ -572,7 +594,8 @@ void test_grow_out_of_memory(void**) {
     assert_int_equal(r.capacity(), 64);
     assert_true(peek_all(r) == pattern(4, 34));
 
-    RingBuffer lazy(RingBuffer::kMaxCapacity, 512u << 20);
+    const RingLimits lazy_limits(RingBuffer::kMaxCapacity, 512u << 20);
+    RingBuffer lazy(lazy_limits);
     bool allocated;
     {
         MemLimit lim(32u << 20);
@@ -612,7 +635,8 @@ void check_against_model(const RingBuffer& r, const std::deque<uint8_t>& model) 
 }
 
 void run_model(uint64_t seed, uint32_t start, uint32_t max_bytes, uint32_t initial, int steps) {
-    RingBuffer r(max_bytes, initial);
+    const RingLimits r_limits(max_bytes, initial);
+    RingBuffer r(r_limits);
     r.set_counters_for_test(start);
     std::deque<uint8_t> model;
     Rng rng{seed};
@@ -738,7 +762,8 @@ void test_model_randomized(void**) {
 void test_budget(void**) {
     MemoryBudget budget(10000);
     {
-        RingBuffer r(1u << 20, 1024, &budget);
+        const RingLimits r_limits(1u << 20, 1024, &budget);
+        RingBuffer r(r_limits);
         assert_int_equal(budget.used(), 0);
         append_pattern(r, 0, 100);
         assert_int_equal(budget.used(), 1024);
@@ -767,7 +792,8 @@ void test_budget(void**) {
 // in one allocation: no doubling from the initial capacity, no copies.
 void test_regrow_after_release(void**) {
     MemoryBudget budget;
-    RingBuffer r(1u << 22, 1024, &budget);
+    const RingLimits r_limits(1u << 22, 1024, &budget);
+    RingBuffer r(r_limits);
     append_pattern(r, 0, 70000);  // 1024 -> ... -> 131072
     assert_int_equal(r.capacity(), 131072);
     r.consume(70000);
@@ -792,7 +818,8 @@ void test_regrow_after_release(void**) {
 // difference back to the budget.
 void test_truncate_and_shrink(void**) {
     MemoryBudget budget;
-    RingBuffer r(1u << 20, 1024, &budget);
+    const RingLimits r_limits(1u << 20, 1024, &budget);
+    RingBuffer r(r_limits);
     r.set_counters_for_test(0xFFFFFF00u);
     append_pattern(r, 0, 60000);  // 65536 bytes of storage
     assert_int_equal(r.capacity(), 65536);
