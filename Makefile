@@ -64,7 +64,7 @@ CLI_SRC     := $(wildcard src/client/cli/*.c)
 SUPPORT_SRC := $(wildcard test/support/*.c)
 UNIT_SRC    := $(wildcard test/unit/*.cpp) $(wildcard test/unit/*.c) $(wildcard test/unit/relay/test_*.cpp)
 INTEG_SRC   := $(wildcard test/integration/*.c)
-FUZZERS     := codec relay
+FUZZERS     := codec relay nats
 CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
@@ -224,12 +224,16 @@ UNIT_LINK_test_bench_buf := $(BUILD)/test/bench/bench_buf.c.o
 # (test/fuzz/corpus/NAME/, found from the program's name).
 FUZZ_LINK_codec := $(call cobj,codec)
 FUZZ_LINK_relay := $(RELAY_TEST_LINK)
+FUZZ_LINK_nats  := $(call sobj,nats_protocol cluster_wire)
 $(BUILD)/test/fuzz/replay.c.o: CPPFLAGS += -DFUZZ_CORPUS_ROOT=\"$(abspath test/fuzz/corpus)\"
 
 $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_codec)
 	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^
 
 $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
+	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/test/fuzz/fuzz_nats: $(BUILD)/test/fuzz/fuzz_nats.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_nats)
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
 
 # The NAT test bed's device (test/natbed/*.sh run it in network namespaces;
@@ -290,6 +294,8 @@ fuzz_objs = $(patsubst %,$(FUZZ_BUILD)/%.o,$(1))
 FUZZ_BIN_codec := $(call fuzz_objs,test/fuzz/fuzz_codec.c src/common/codec.c)
 FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp \
                     $(patsubst $(BUILD)/%.o,%,$(RELAY_TEST_LINK)))
+FUZZ_BIN_nats  := $(call fuzz_objs,test/fuzz/fuzz_nats.cpp \
+                    $(patsubst $(BUILD)/%.o,%,$(FUZZ_LINK_nats)))
 
 $(FUZZ_BUILD)/%.c.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(@D)

@@ -134,3 +134,73 @@ relay = [
      feed(2, frame(b"\x01c") + frame(b"\x10\x01b" + bytes(32) + b"\x00\x01\x00"))),
 ]
 write("relay", relay)
+
+
+# ---- nats: a NATS server's stream as a relay reads it (see fuzz_nats.cpp) ---
+# The first byte is the harness's mode: bit 7 one raw cluster message, bit 6
+# small limits, bits 0..5 the chunk size (0: byte by byte).
+def u32(v):
+    return struct.pack(">I", v)
+
+
+def u64(v):
+    return struct.pack(">Q", v)
+
+
+def control(kind, node, body, flags=0, incarnation=7):
+    return bytes([1, kind, flags]) + u64(incarnation) + bytes([len(node)]) + node + body
+
+
+def entry(dev, ts=5, flags=0):
+    return u64(ts) + bytes([flags, len(dev)]) + dev
+
+
+node = b"r1"
+cluster = [
+    ("data", b"sp.d." + alice.hex().encode(),
+     bytes([1, 1]) + u64(7) + u64(1) + u32(2) + b"hi" + u32(0) + u32(3) + b"yo!"),
+    ("send_to", b"sp.to.r1." + bob.hex().encode(), bytes([1, 2, len(alice)]) + alice + b"hello"),
+    ("claim", b"sp.own." + alice.hex().encode(), control(3, node, u64(1000), flags=1)),
+    ("release", b"sp.own." + alice.hex().encode(), control(4, node, u64(1001))),
+    ("heartbeat", b"sp.hb.r1", control(5, node, u32(2) + u64(0x1234), flags=1)),
+    ("snapshot", b"sp.snap.r1",
+     control(6, node, u64(3) + u32(0), flags=3) + entry(alice) + entry(bob, 9, 1)),
+    ("snapshot_cut", b"sp.in.r2", control(6, node, u64(3) + u32(1)) + entry(alice)[:-2]),
+    ("sync", b"sp.sync", control(7, node, b"")),
+    ("foreign", b"sp.d.zz", b"\x02\x01junk"),
+]
+
+
+def msg(subject, payload, sid=1, reply=b""):
+    line = b"MSG " + subject + b" " + str(sid).encode() + (b" " + reply if reply else b"")
+    return line + b" " + str(len(payload)).encode() + b"\r\n" + payload + b"\r\n"
+
+
+def hmsg(subject, headers, payload, sid=2):
+    return (b"HMSG " + subject + b" " + str(sid).encode() + b" " + str(len(headers)).encode() + b" " +
+            str(len(headers) + len(payload)).encode() + b"\r\n" + headers + payload + b"\r\n")
+
+
+info = (b'INFO {"server_id":"NABC","server_name":"n1","version":"2.10.4","proto":1,'
+        b'"max_payload":1048576,"headers":true,"client_id":9,'
+        b'"connect_urls":["10.0.0.2:4222","[::1]:4223"],"ldm":false}\r\n')
+stream = info + b"PING\r\n" + b"".join(msg(s, p, sid=i + 1) for i, (_, s, p) in enumerate(cluster))
+nats = [
+    ("whole", b"\x3f" + stream),
+    ("byte_by_byte", b"\x00" + stream),
+    ("chunks", b"\x03" + stream),
+    ("control_ops", b"\x02" + b"PING\r\nPONG\r\n+OK\r\n-ERR 'Authorization Violation'\r\n"
+     b"-ERR 'Permissions Violation for Publish to \"sp.x\"'\r\n-ERR 'Stale Connection'\r\n"),
+    ("hmsg_503", b"\x04" + hmsg(b"sp.in.r1", b"NATS/1.0 503\r\n\r\n", b"")),
+    ("hmsg_headers", b"\x04" + hmsg(b"sp.d.61", b"NATS/1.0\r\nNats-Msg-Id: 42\r\nX: y\r\n\r\n",
+                                      cluster[0][2], sid=5)),
+    ("msg_reply", b"\x01" + msg(b"sp.sync", control(7, b"r2", b""), sid=3, reply=b"sp.in.r2")),
+    ("small_limits", b"\x45" + info.replace(b"1048576", b"64") + msg(b"sp.d.61", b"x" * 100)),
+    ("line_too_long", b"\x41" + b"MSG " + b"s" * 200 + b" 1 0\r\n\r\n"),
+    ("bad_payload_end", b"\x02" + b"MSG a 1 2\r\nabXY"),
+    ("unknown_op", b"\x02" + b"HTTP/1.1 400 Bad Request\r\n"),
+    ("bad_info", b"\x07" + b'INFO {"max_payload":"x"}\r\n'),
+    ("tabs_case", b"\x05" + b"msg\tsp.d.61\t 7  2\r\nhi\r\nping\r\n"),
+]
+nats += [("cluster_" + label, b"\x80" + bytes([len(s)]) + s + p) for label, s, p in cluster]
+write("nats", nats)
