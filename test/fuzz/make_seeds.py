@@ -204,3 +204,89 @@ nats = [
 ]
 nats += [("cluster_" + label, b"\x80" + bytes([len(s)]) + s + p) for label, s, p in cluster]
 write("nats", nats)
+
+
+# ---- client: a server's side of one handle (see fuzz_client.c) ------------
+# The first byte is the options, then records: 0 bytes, 1 answer, 2 time,
+# 3 event.
+OPT_V1, OPT_DROP, OPT_TOKEN, OPT_ID, OPT_SUBS, OPT_DIRECT, OPT_QUEUE, OPT_RECONNECT = (
+    1, 2, 4, 8, 16, 32, 64, 128)
+
+
+def raw(data):
+    out = b""
+    while data:
+        chunk, data = data[:255], data[255:]
+        out += bytes([0, len(chunk)]) + chunk
+    return out
+
+
+def ans(s=0x0f):  # 0x0f: a HELLO grant of 64 KiB, anything else: success
+    return bytes([1, s])
+
+
+def refuse(status):
+    return bytes([1, 0x80 | status])
+
+
+def ignore():  # the server does not answer (the original server and HELLO)
+    return bytes([1, 0xff])
+
+
+def tick(t):  # 1: the handle's deadline, 2: the direct paths'
+    return bytes([2, t])
+
+
+def ev(kind, hi=0, bit6=0):
+    """The event byte e with e % 10 == kind, (e >> 4) % 3 picking the id
+    ("a", "bb", "me") or the BYE reason ((e >> 4) % 9), bit 6 a flag."""
+    for e in range(256):
+        if e % 10 == kind and (e >> 4) % 9 == hi % 9 and (e >> 6) & 1 == bit6:
+            return bytes([3, e])
+    for e in range(256):
+        if e % 10 == kind and (e >> 4) % 9 == hi % 9:
+            return bytes([3, e])
+    raise ValueError((kind, hi, bit6))
+
+
+DELIVER, V1_DELIVERY, PRESENCE, GAP, BYE, D_OFFER, D_ANSWER, D_SYNC, D_MARK, WANT_PATH = range(10)
+handshake = ans() + ans()                  # HELLO granted, HEARTBEAT answered
+handshake_drop = ans() + ans() + ans()     # HELLO, HELLO with DROP, HEARTBEAT
+client = [
+    ("v2_first", bytes([0]) + handshake + ev(DELIVER, 3) + ev(PRESENCE, 1, 1) + ev(PRESENCE, 2) +
+     ev(DELIVER, 4)),
+    ("v1_original", bytes([0]) + ignore() + ans() + ev(V1_DELIVERY, 2) + tick(1) + ans() + tick(1)),
+    ("v1_asked", bytes([OPT_V1 | OPT_RECONNECT | OPT_ID | OPT_SUBS]) + ans() + ans(0x80) + ans() + ans() +
+     tick(1) + raw(frame(b"\x81\x01"))),
+    ("v1_probe", bytes([OPT_RECONNECT | OPT_ID]) + ignore() + ans() + ans() + ev(V1_DELIVERY, 3) + tick(1) +
+     ans(0xff) + ans() + ans() + ans()),
+    ("auth_restore", bytes([OPT_RECONNECT | OPT_ID | OPT_SUBS | OPT_TOKEN]) + handshake + ans(7) + ans() +
+     ans() + ans() + ev(DELIVER, 1) + ev(BYE, 1) + tick(1) + handshake + ans(9) + ans()),
+    ("auth_refused", bytes([OPT_RECONNECT | OPT_ID | OPT_SUBS | OPT_TOKEN]) + handshake + refuse(5) +
+     ans() + ans() + ev(BYE, 6)),
+    ("auth_wrong_signature", bytes([OPT_RECONNECT | OPT_ID | OPT_TOKEN]) + handshake + ans(7) +
+     raw(frame(b"\x8c\x01\x02" + bytes(32)))),
+    ("drop_gaps", bytes([OPT_RECONNECT | OPT_DROP | OPT_SUBS]) + handshake_drop + ans() + ans() +
+     ev(GAP, 0) + ev(GAP, 1, 1) + ev(DELIVER, 2)),
+    ("drop_refused", bytes([OPT_DROP]) + ans() + refuse(4) + ans() + ev(GAP, 1)),
+    ("register_refused", bytes([OPT_RECONNECT | OPT_ID | OPT_SUBS]) + handshake + refuse(5) + refuse(3) +
+     ans() + tick(1) + ans() + ev(BYE, 4)),
+    ("queue_full", bytes([OPT_QUEUE]) + handshake + b"".join(ev(DELIVER, i) for i in range(8))),
+    ("heartbeats", bytes([0]) + handshake + tick(1) + ans() + tick(1) + tick(1) + tick(1) + tick(1)),
+    ("handshake_timeout", bytes([OPT_RECONNECT | OPT_ID]) + ans() + tick(1) + tick(1) + handshake + ans()),
+    ("bad_grant", bytes([0]) + raw(frame(b"\x88\x01\x00" + bytes(8)))),
+    ("takeovers", bytes([OPT_RECONNECT | OPT_ID]) +
+     (handshake + ans() + ev(BYE, 1) + tick(1)) * 4 + handshake + ans()),
+    ("direct_target", bytes([OPT_RECONNECT | OPT_ID | OPT_DIRECT]) + handshake + ans() +
+     ev(D_OFFER, 3, 1) + ans() + ev(D_SYNC, 0) + tick(2) + ev(D_MARK, 0) + ev(D_MARK, 0, 1) + tick(2)),
+    ("direct_declined", bytes([OPT_RECONNECT | OPT_ID]) + handshake + ans() + ev(D_OFFER, 1) + ans()),
+    ("direct_offerer", bytes([OPT_RECONNECT | OPT_ID]) + handshake + ans() + ev(WANT_PATH, 0) + ans(3) +
+     ev(D_ANSWER, 3, 1) + ans() + tick(2) + tick(2) + ev(D_MARK, 0, 1)),
+    ("garbage", bytes([0]) + handshake + raw(bytes(range(256)))),
+    ("too_long", bytes([0]) + handshake + raw(struct.pack(">I", 1 << 24) + b"\x09")),
+    ("unmatched_reply", bytes([0]) + handshake + raw(frame(b"\x82\x01"))),
+    ("trickle", bytes([0]) + b"".join(raw(bytes([c])) for c in frame(b"\x88\x01\x02\x00\x01\x00\x00\x00\x00\x00\x1e")) +
+     ans(0xff) + ans(0xff) + b"".join(raw(bytes([c])) for c in frame(b"\x87\x01")) +
+     b"".join(raw(bytes([c])) for c in frame(b"\x09\x01a" + b"hello"))),
+]
+write("client", client)

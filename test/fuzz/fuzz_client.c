@@ -1,0 +1,534 @@
+/*
+ * fuzz_client.c - libFuzzer harness for the C client library
+ * (src/client/lib/) facing a hostile server: the real engine, run on the
+ * bytes a server sends, with no network and no thread.
+ *
+ * The seam. The library is one translation unit whose engine is static
+ * functions (sp_buf.h says why), and this file includes it, so the
+ * harness calls what the handle's thread would call, from its own thread:
+ * sp_attempt_start to connect, sp_on_socket when the socket is ready,
+ * sp_on_deadline and sp_direct_tick when time has passed. Nothing in the
+ * library knows it is being fuzzed. The one difference from a real run is
+ * connect(2), wrapped at link time (-Wl,--wrap=connect): the relay's
+ * address (127.0.0.1 port FUZZ_RELAY_PORT) gets one end of a socketpair,
+ * already connected, whose other end is the harness's fake server; any
+ * other address (a direct path's candidates, which come from the input)
+ * is refused, so that no packet ever leaves the process.
+ *
+ * The input: a first byte of options (FUZZ_OPT_*), then records, each a
+ * byte whose low 2 bits say what happens:
+ *   0 bytes   [n][n bytes] the server writes them (anything: a frame cut
+ *             anywhere, garbage, a lie)
+ *   1 answer  [s] the server answers the oldest request it has not
+ *             answered yet: correctly if s < 0x80 (HELLO granted, AUTH
+ *             challenged then signed with the right key, an OFFER given an
+ *             attempt, ...), not at all if s is 0xff (the original server
+ *             and HELLO), else with status s & 0x7f
+ *   2 time    [t] time passes: to the handle's deadline (t & 1: the
+ *             heartbeat, the handshake's timeout, the backoff's end and a
+ *             reconnection), and to the direct paths' (t & 2)
+ *   3 event   [e] the server sends a well-formed event chosen by e:
+ *             DELIVER, a v1 delivery, PRESENCE, GAP, BYE, the DIRECT_*
+ *             events; or the application asks for a direct path (what
+ *             stupid_p2p_connect_direct does before it waits)
+ * After each record the handle reads what came and writes what it has;
+ * the harness reads the client's frames, which must all be well-formed
+ * requests, and checks the handle's state: a connection phase has a
+ * socket and no other phase does, the request FIFO is empty without a
+ * connection, the receive queue is within its caps and adds up, ids and
+ * subscriptions have valid lengths. Every callback checks its arguments
+ * (lengths within bounds, NUL-terminated, NULL exactly when empty) and
+ * reads every byte it is given, and every log line must be printable
+ * ASCII (text from the network is escaped). At the end the server closes
+ * the connection: the handle must be disconnected, without socket or
+ * pending request, and is freed (LeakSanitizer checks the rest).
+ * With FUZZ_VERBOSE set in the environment, the library's log and the
+ * frames it sends go to stderr (to see what an input does).
+ */
+#include "stupidp2p.c" /* the library itself: see the file comment */
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+
+#define FUZZ_RELAY_PORT 1
+#define FUZZ_REQS 64
+#define FUZZ_OUT_MAX (1u << 20)
+
+enum {
+    FUZZ_OPT_V1 = 0x01,        /* protocol_version 1                         */
+    FUZZ_OPT_DROP = 0x02,      /* slow_consumer DROP                          */
+    FUZZ_OPT_TOKEN = 0x04,     /* a token: the id is claimed with AUTH         */
+    FUZZ_OPT_ID = 0x08,        /* reconnecting: the id "me" to restore         */
+    FUZZ_OPT_SUBS = 0x10,      /* reconnecting: subscriptions "a", "bb"        */
+    FUZZ_OPT_DIRECT = 0x20,    /* direct ACCEPT (else OFF)                     */
+    FUZZ_OPT_QUEUE = 0x40,     /* no message callback: a receive queue of 3    */
+    FUZZ_OPT_RECONNECT = 0x80  /* the first connection was made already        */
+};
+
+static void check(int ok)
+{
+    if (!ok)
+        abort();
+}
+
+/* ---- the harness's state --------------------------------------------------------- */
+
+/* A request not answered yet, with what a right answer needs. */
+struct fuzz_req {
+    uint8_t cmd, step, id_len;
+    uint8_t id[P2P_ID_MAX];
+    uint32_t attempt;
+};
+
+static struct fuzz_state {
+    struct sp_handle *h;
+    uint8_t opts;
+    struct fuzz_req reqs[FUZZ_REQS];
+    unsigned req_head, req_count;
+    int relay_dial;   /* a connect now is the handle's, to the relay */
+    int verbose;      /* FUZZ_VERBOSE set: the library's log on stderr */
+    /* AUTH: the last step 1 (id and client nonce) and the challenge sent. */
+    uint8_t auth_id[P2P_ID_MAX], auth_id_len;
+    uint8_t client_nonce[P2P_AUTH_NONCE_SIZE], server_nonce[P2P_AUTH_NONCE_SIZE];
+    uint32_t attempt; /* the last direct-path attempt number given out */
+    uint64_t sink;    /* every byte a callback gets is read into this */
+    size_t out_len;
+    uint8_t out[FUZZ_OUT_MAX]; /* the client's bytes not yet a whole frame (last:
+                                  not cleared between inputs) */
+} fz;
+
+/* ---- the fake relay's end of the connection --------------------------------- */
+
+static int server_fd = -1;
+
+int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len);
+int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    if (!fz.relay_dial || len < sizeof *in || sa->sa_family != AF_INET || in->sin_port != htons(FUZZ_RELAY_PORT) ||
+        in->sin_addr.s_addr != htonl(INADDR_LOOPBACK)) {
+        errno = ECONNREFUSED;
+        return -1;
+    }
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
+        abort();
+    check(dup3(sv[0], fd, O_CLOEXEC) == fd);
+    close(sv[0]);
+    if (server_fd != -1) /* the previous connection, which the client ended */
+        close(server_fd);
+    server_fd = sv[1];
+    fz.out_len = 0; /* what the old connection left is void */
+    fz.req_count = 0;
+    return 0;
+}
+
+/* ---- what the client sent ------------------------------------------------------ */
+
+static const char kToken[] = "tok-me";
+
+static void remember_request(const struct p2p_request *r, const uint8_t *payload, size_t len)
+{
+    if (fz.req_count == FUZZ_REQS)
+        return; /* the client never has this many outstanding; answers are the input's business */
+    struct fuzz_req *q = &fz.reqs[(fz.req_head + fz.req_count++) % FUZZ_REQS];
+    memset(q, 0, sizeof *q);
+    q->cmd = r->cmd;
+    if (r->id_len > 0) {
+        memcpy(q->id, r->id, r->id_len);
+        q->id_len = (uint8_t)r->id_len;
+    }
+    if (r->cmd == P2P_CMD_AUTH) {
+        q->step = r->step;
+        if (r->step == P2P_AUTH_STEP_START) {
+            memcpy(fz.auth_id, r->id, r->id_len);
+            fz.auth_id_len = (uint8_t)r->id_len;
+            memcpy(fz.client_nonce, r->data, P2P_AUTH_NONCE_SIZE);
+        }
+    }
+    struct p2p_direct d;
+    if (r->cmd >= P2P_CMD_DIRECT_OFFER && r->cmd <= P2P_CMD_DIRECT_RESULT) {
+        check(p2p_direct_parse(payload, len, &d) == P2P_PARSE_OK);
+        q->attempt = d.attempt;
+    }
+}
+
+/* Reads what the client wrote: every frame must be a request the server
+ * would accept the layout of. */
+static void drain_client(void)
+{
+    if (server_fd == -1)
+        return;
+    for (;;) {
+        ssize_t n = read(server_fd, fz.out + fz.out_len, sizeof fz.out - fz.out_len);
+        if (n <= 0) {
+            check(n == 0 || errno == EAGAIN || errno == ECONNRESET);
+            break;
+        }
+        fz.out_len += (size_t)n;
+        check(fz.out_len < sizeof fz.out);
+    }
+    size_t off = 0;
+    for (;;) {
+        struct p2p_frame f;
+        /* Nothing above what the server granted. */
+        enum p2p_frame_result r = p2p_frame_parse(fz.out + off, fz.out_len - off, fz.h->max_frame, &f);
+        if (r == P2P_FRAME_INCOMPLETE)
+            break;
+        check(r == P2P_FRAME_COMPLETE && f.length > 0);
+        struct p2p_request req;
+        check(p2p_request_parse(f.payload, f.length, &req) == P2P_PARSE_OK);
+        if (fz.verbose)
+            fprintf(stderr, "  client sent %02x (%u bytes)\n", f.payload[0], (unsigned)f.length);
+        remember_request(&req, f.payload, f.length);
+        off += f.consumed;
+    }
+    memmove(fz.out, fz.out + off, fz.out_len - off);
+    fz.out_len -= off;
+}
+
+/* The server writes payload as one frame (or raw bytes). */
+static void server_write(const uint8_t *bytes, size_t len)
+{
+    if (server_fd == -1)
+        return;
+    ssize_t n = send(server_fd, bytes, len, MSG_NOSIGNAL);
+    /* A socketpair takes far more than one record's bytes; the client may
+     * have closed its end. */
+    check(n == (ssize_t)len || (n == -1 && (errno == EPIPE || errno == ECONNRESET)));
+}
+
+static void server_frame(const uint8_t *payload, size_t len)
+{
+    uint8_t buf[P2P_FRAME_HEADER_SIZE + P2P_DIRECT_MAX + 64];
+    check(len <= sizeof buf - P2P_FRAME_HEADER_SIZE);
+    p2p_frame_header_encode(buf, (uint32_t)len);
+    memcpy(buf + P2P_FRAME_HEADER_SIZE, payload, len);
+    server_write(buf, P2P_FRAME_HEADER_SIZE + len);
+}
+
+/* ---- the server's side ---------------------------------------------------------- */
+
+static void answer(uint8_t s)
+{
+    if (fz.req_count == 0)
+        return;
+    struct fuzz_req *q = &fz.reqs[fz.req_head];
+    fz.req_head = (fz.req_head + 1) % FUZZ_REQS;
+    fz.req_count--;
+    uint8_t p[P2P_DIRECT_MAX];
+    size_t n;
+    if (s == 0xff)
+        return; /* ignored, as the original server ignores HELLO */
+    if (s & 0x80) {
+        n = p2p_encode_reply(p, q->cmd, s & 0x7f);
+    } else if (q->cmd == P2P_CMD_HELLO) {
+        /* max_frame 2 .. 2 MiB, an idle timeout of 0 .. 90 s */
+        n = p2p_encode_hello_reply(p, P2P_VERSION_2, 2u << (s % 21), 30u * ((s >> 5) & 3));
+    } else if (q->cmd == P2P_CMD_AUTH && q->step == P2P_AUTH_STEP_START) {
+        memset(fz.server_nonce, s, sizeof fz.server_nonce);
+        n = p2p_encode_auth_reply(p, P2P_AUTH_STEP_START, fz.server_nonce);
+    } else if (q->cmd == P2P_CMD_AUTH) {
+        struct p2p_auth_keys keys;
+        p2p_auth_keys_from_token(kToken, strlen(kToken), &keys);
+        uint8_t msg[P2P_AUTH_MESSAGE_MAX], sig[P2P_AUTH_PROOF_SIZE];
+        size_t len = p2p_auth_message(msg, fz.auth_id, fz.auth_id_len, fz.client_nonce, fz.server_nonce);
+        p2p_auth_server_signature(keys.server_key, msg, len, sig);
+        n = p2p_encode_auth_reply(p, P2P_AUTH_STEP_PROOF, sig);
+    } else if (q->cmd == P2P_CMD_DIRECT_OFFER) {
+        uint8_t secret[P2P_DIRECT_SECRET_SIZE];
+        memset(secret, s, sizeof secret);
+        n = p2p_encode_direct_offer_reply(p, ++fz.attempt, secret);
+    } else {
+        n = p2p_encode_reply(p, q->cmd, P2P_STATUS_OK);
+    }
+    server_frame(p, n);
+}
+
+static void event(uint8_t e)
+{
+    static const uint8_t *const ids[] = {(const uint8_t *)"a", (const uint8_t *)"bb", (const uint8_t *)"me"};
+    const uint8_t *id = ids[(e >> 4) % 3];
+    size_t id_len = strlen((const char *)id);
+    uint8_t p[P2P_DIRECT_MAX];
+    size_t n = 0;
+    uint8_t nonce[P2P_DIRECT_NONCE_SIZE] = {(uint8_t)e};
+    struct p2p_candidate cand = {P2P_CANDIDATE_LAN, 4040, 4, {127, 0, 0, 1}};
+    switch (e % 10) {
+    case 0: /* DELIVER: e >> 4 bytes of data */
+        n = p2p_encode_deliver_head(p, id, id_len);
+        memset(p + n, 'x', e >> 4);
+        n += e >> 4;
+        break;
+    case 1: /* a v1 delivery */
+        n = p2p_encode_send_head(p);
+        memset(p + n, 'y', e >> 4);
+        n += e >> 4;
+        break;
+    case 2:
+        n = p2p_encode_presence(p, (e >> 6) & 1 ? P2P_PRESENCE_ONLINE : P2P_PRESENCE_OFFLINE, id, id_len);
+        break;
+    case 3:
+        n = p2p_encode_gap(p, id, (e & 0x40) ? 0 : id_len, e, (uint64_t)e << 40);
+        break;
+    case 4: {
+        static const char text[] = "bye\n\x1b[31m"; /* a line end and a terminal escape */
+        n = p2p_encode_bye(p, (uint8_t)((e >> 4) % 9), text, sizeof text - 1);
+        break;
+    }
+    case 5: /* an offer from a peer: attempt e >> 4 */
+        fz.attempt = e >> 4;
+        n = p2p_encode_direct_offer_event(p, id, id_len, fz.attempt, nonce, nonce, 4041, &cand, (e >> 6) & 1);
+        break;
+    case 6:
+        n = p2p_encode_direct_answer(p, P2P_EVT_DIRECT_ANSWER, id, id_len, fz.attempt, (e >> 6) & 1, nonce, 4042,
+                                     &cand, 1);
+        break;
+    case 7:
+        n = p2p_encode_direct_sync(p, P2P_EVT_DIRECT_SYNC, id, id_len, fz.attempt);
+        break;
+    case 8:
+        n = p2p_encode_direct_mark(p, P2P_EVT_DIRECT_MARK, id, id_len, fz.attempt,
+                                   (e >> 6) & 1 ? P2P_MARK_FALLBACK : P2P_MARK_SWITCH, e >> 4);
+        break;
+    default: { /* the application wants a direct path to id */
+        struct sp_handle *h = fz.h;
+        pthread_mutex_lock(&h->mu);
+        struct sp_peer *peer = sp_peer_get(h, id, id_len);
+        if (peer != NULL) {
+            peer->wanted = 1;
+            if (peer->phase == SP_D_IDLE) {
+                peer->retry_at = 0;
+                peer->offer_done = 0;
+            }
+        }
+        pthread_mutex_unlock(&h->mu);
+        sp_direct_tick(h, sp_now_ms());
+        return;
+    }
+    }
+    server_frame(p, n);
+}
+
+/* ---- the handle ------------------------------------------------------------------- */
+
+static int printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return 0;
+    return 1;
+}
+
+static void read_all(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fz.sink += p[i];
+}
+
+static void on_message(int32_t handle, const uint8_t *sender, size_t sender_len, const uint8_t *data, size_t len,
+                       void *user)
+{
+    check(user == &fz && handle == fz.h->id);
+    check(sender_len <= P2P_ID_MAX && (sender == NULL) == (sender_len == 0));
+    check(sender == NULL || sender[sender_len] == 0);
+    check(data != NULL && data[len] == 0 && len <= fz.h->max_in);
+    read_all(sender, sender_len);
+    read_all(data, len);
+}
+
+static void on_presence(int32_t handle, const uint8_t *id, size_t id_len, int online, void *user)
+{
+    check(user == &fz && handle == fz.h->id);
+    check(id != NULL && id_len >= 1 && id_len <= P2P_ID_MAX && id[id_len] == 0 && (online == 0 || online == 1));
+    read_all(id, id_len);
+}
+
+static void on_gap(int32_t handle, const uint8_t *publisher, size_t publisher_len, uint32_t frames, uint64_t bytes,
+                   void *user)
+{
+    check(user == &fz && handle == fz.h->id);
+    check(publisher_len <= P2P_ID_MAX && (publisher == NULL) == (publisher_len == 0));
+    check(publisher == NULL || publisher[publisher_len] == 0);
+    read_all(publisher, publisher_len);
+    fz.sink += frames + bytes;
+}
+
+static void on_state(int32_t handle, stupid_p2p_state_t state, stupid_p2p_cause_t cause, void *user)
+{
+    check(user == &fz && handle == fz.h->id);
+    check(state == STUPID_P2P_STATE_CONNECTED || state == STUPID_P2P_STATE_CONNECTING ||
+          state == STUPID_P2P_STATE_DISCONNECTED);
+    check(strcmp(sp_cause_name(cause), "unknown") != 0);
+}
+
+static void on_log(int32_t handle, stupid_p2p_log_level_t level, const char *message, void *user)
+{
+    check(user == &fz && handle == fz.h->id);
+    check(level >= STUPID_P2P_LOG_ERROR && level <= STUPID_P2P_LOG_DEBUG);
+    check(strlen(message) < 1024 && printable(message));
+    if (fz.verbose)
+        fprintf(stderr, "  log %d: %s\n", (int)level, message);
+}
+
+static void on_path(int32_t handle, const uint8_t *peer, size_t peer_len, stupid_p2p_path_t path, void *user)
+{
+    check(user == &fz && handle == fz.h->id);
+    check(peer != NULL && peer_len >= 1 && peer_len <= P2P_ID_MAX);
+    check(path == STUPID_P2P_PATH_RELAY || path == STUPID_P2P_PATH_DIRECT);
+    read_all(peer, peer_len);
+}
+
+static int connection_phase(enum sp_phase ph)
+{
+    return ph == SP_PH_HANDSHAKE || ph == SP_PH_RESTORE || ph == SP_PH_CONNECTED;
+}
+
+/* What must hold between two wake-ups of the handle's thread. */
+static void check_handle(const struct sp_handle *h)
+{
+    check(connection_phase(h->phase) || h->phase == SP_PH_BACKOFF || h->phase == SP_PH_FAILED_INIT);
+    check(connection_phase(h->phase) == (h->fd >= 0));
+    check((h->phase == SP_PH_CONNECTED) == (h->state == STUPID_P2P_STATE_CONNECTED));
+    if (h->fd < 0)
+        check(h->req_head == NULL && h->req_tail == NULL && sp_buf_used(&h->out) == 0);
+    check(h->version == 1 || h->version == 2);
+    check(h->max_frame <= (uint32_t)h->opt.max_frame_limit);
+    check(h->max_in <= (uint32_t)h->opt.max_frame_limit + P2P_SERVER_FRAME_SLACK);
+    check(!h->has_id || (h->reg_len >= 1));
+    uint32_t count = 0;
+    size_t bytes = 0;
+    for (const struct sp_msg *m = h->q_head; m != NULL; m = m->next) {
+        check(m->pub.sender_len <= P2P_ID_MAX && m->pub.data[m->pub.length] == 0);
+        check(m->next != NULL || m == h->q_tail);
+        count++;
+        bytes += m->pub.length;
+    }
+    check(count == h->q_len && bytes == h->q_bytes);
+    check(count <= (uint32_t)h->opt.recv_queue_max && bytes <= (size_t)h->opt.recv_queue_max_bytes);
+    for (const struct sp_sub *s = h->subs; s != NULL; s = s->next) {
+        check(s->len >= 1);
+        for (const struct sp_sub *t = s->next; t != NULL; t = t->next)
+            check(t->len != s->len || memcmp(t->id, s->id, s->len) != 0);
+    }
+    unsigned peers = 0;
+    for (const struct sp_peer *p = h->peers; p != NULL; p = p->next)
+        check(++peers <= SP_DIRECT_PEERS_MAX && p->id_len >= 1);
+    check(peers == h->n_peers);
+}
+
+/* The handle's thread wakes up: the socket is readable and writable. */
+static void pump(struct sp_handle *h)
+{
+    if (connection_phase(h->phase))
+        sp_on_socket(h, POLLIN | POLLOUT);
+    drain_client();
+    check_handle(h);
+}
+
+static struct sp_handle *open_handle(uint8_t opts)
+{
+    stupid_p2p_options_t o;
+    stupid_p2p_options_init(&o);
+    o.protocol_version = (opts & FUZZ_OPT_V1) ? 1 : 2;
+    o.slow_consumer = (opts & FUZZ_OPT_DROP) ? STUPID_P2P_SLOW_DROP : STUPID_P2P_SLOW_DISCONNECT;
+    o.direct = (opts & FUZZ_OPT_DIRECT) ? STUPID_P2P_DIRECT_ACCEPT : STUPID_P2P_DIRECT_OFF;
+    if (opts & FUZZ_OPT_TOKEN) {
+        o.token = kToken;
+        o.token_len = strlen(kToken);
+    }
+    if (opts & FUZZ_OPT_QUEUE) {
+        o.recv_queue_max = 3;
+        o.recv_queue_max_bytes = 64;
+    } else {
+        o.on_message = on_message;
+    }
+    o.on_presence = on_presence;
+    o.on_gap = on_gap;
+    o.on_state = on_state;
+    o.on_log = on_log;
+    o.log_level = STUPID_P2P_LOG_DEBUG;
+    o.on_path = on_path;
+    o.user_data = &fz;
+    check(sp_options_valid(&o));
+    int32_t err = 0;
+    struct sp_handle *h = sp_handle_new("127.0.0.1", FUZZ_RELAY_PORT, &o, &err);
+    check(h != NULL);
+    if (opts & FUZZ_OPT_RECONNECT) {
+        pthread_mutex_lock(&h->mu);
+        h->init_done = 1;
+        if (opts & FUZZ_OPT_ID) {
+            h->has_id = 1;
+            h->reg_len = 2;
+            memcpy(h->reg_id, "me", 2);
+        }
+        if (opts & FUZZ_OPT_SUBS) {
+            sp_sub_add(h, (const uint8_t *)"a", 1);
+            sp_sub_add(h, (const uint8_t *)"bb", 2);
+        }
+        pthread_mutex_unlock(&h->mu);
+    }
+    return h;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    memset(&fz, 0, offsetof(struct fuzz_state, out));
+    fz.opts = data[0];
+    fz.verbose = getenv("FUZZ_VERBOSE") != NULL;
+    struct sp_handle *h = fz.h = open_handle(data[0]);
+    fz.relay_dial = 1;
+    sp_attempt_start(h); /* connects at once: see __wrap_connect */
+    fz.relay_dial = 0;
+    drain_client();
+    check_handle(h);
+    size_t off = 1;
+    while (off < size && h->phase != SP_PH_FAILED_INIT) {
+        uint8_t head = data[off++];
+        uint8_t arg = off < size ? data[off++] : 0;
+        switch (head & 3) {
+        case 0: {
+            size_t n = arg < size - off ? arg : size - off;
+            server_write(data + off, n);
+            off += n;
+            break;
+        }
+        case 1:
+            answer(arg);
+            break;
+        case 2: {
+            uint64_t now = sp_now_ms();
+            if ((arg & 1) && h->deadline != 0) {
+                fz.relay_dial = h->phase == SP_PH_BACKOFF; /* the backoff ends in a reconnection */
+                sp_on_deadline(h, h->deadline > now ? h->deadline : now);
+                fz.relay_dial = 0;
+            }
+            if ((arg & 2) && h->direct_deadline != 0)
+                sp_direct_tick(h, h->direct_deadline > now ? h->direct_deadline : now);
+            break;
+        }
+        default:
+            event(arg);
+            break;
+        }
+        pump(h);
+    }
+    /* The server goes away. */
+    if (server_fd != -1) {
+        close(server_fd);
+        server_fd = -1;
+    }
+    if (connection_phase(h->phase))
+        sp_on_socket(h, POLLIN);
+    check_handle(h);
+    check(h->phase == SP_PH_BACKOFF || h->phase == SP_PH_FAILED_INIT);
+    check(h->fd == -1 && h->req_head == NULL);
+    sp_handle_free(h);
+    return 0;
+}
