@@ -11,9 +11,10 @@
  * library knows it is being fuzzed. The one difference from a real run is
  * connect(2), wrapped at link time (-Wl,--wrap=connect): the relay's
  * address (127.0.0.1 port FUZZ_RELAY_PORT) gets one end of a socketpair,
- * already connected, whose other end is the harness's fake server; any
- * other address (a direct path's candidates, which come from the input)
- * is refused, so that no packet ever leaves the process.
+ * already connected, whose other end is the harness's fake server, and a
+ * direct path's dial to 127.0.0.1 port FUZZ_PEER_PORT gets the fake peer
+ * the same way; any other address (candidates come from the input) is
+ * refused, so that no packet ever leaves the process.
  *
  * The input: a first byte of options (FUZZ_OPT_*), then records, each a
  * byte whose low 2 bits say what happens:
@@ -31,9 +32,17 @@
  *             DELIVER, a v1 delivery, PRESENCE, GAP, BYE, the DIRECT_*
  *             events; or the application asks for a direct path (what
  *             stupid_p2p_connect_direct does before it waits)
+ * With bit 2 of the byte set, the record is the fake peer's, on the direct
+ * connection the client dialed (if any):
+ *   0 bytes   [n][n bytes] the peer writes them
+ *   1 proof   [a] the peer proves the attempt (a & 1: with a wrong mac;
+ *             a & 2: then USE)
+ *   2 close   [-] the peer closes the connection
+ *   3 frame   [e] a well-formed DATA, ACK, PING or USE
  * After each record the handle reads what came and writes what it has;
  * the harness reads the client's frames, which must all be well-formed
- * requests, and checks the handle's state: a connection phase has a
+ * requests (link frames on the direct connection), and checks the
+ * handle's state: a connection phase has a
  * socket and no other phase does, the request FIFO is empty without a
  * connection, the receive queue is within its caps and adds up, ids and
  * subscriptions have valid lengths. Every callback checks its arguments
@@ -55,6 +64,7 @@
 #include "fuzz.h"
 
 #define FUZZ_RELAY_PORT 1
+#define FUZZ_PEER_PORT 4040 /* the candidate of the harness's DIRECT_* events */
 #define FUZZ_REQS 64
 #define FUZZ_OUT_MAX (1u << 20)
 
@@ -90,41 +100,64 @@ static struct fuzz_state {
     struct fuzz_req reqs[FUZZ_REQS];
     unsigned req_head, req_count;
     int relay_dial;   /* a connect now is the handle's, to the relay */
+    int peer_fd;      /* the fake peer's end of a direct connection, or -1 */
     int verbose;      /* FUZZ_VERBOSE set: the library's log on stderr */
     /* AUTH: the last step 1 (id and client nonce) and the challenge sent. */
     uint8_t auth_id[P2P_ID_MAX], auth_id_len;
     uint8_t client_nonce[P2P_AUTH_NONCE_SIZE], server_nonce[P2P_AUTH_NONCE_SIZE];
     uint32_t attempt; /* the last direct-path attempt number given out */
     uint64_t sink;    /* every byte a callback gets is read into this */
-    size_t out_len;
-    uint8_t out[FUZZ_OUT_MAX]; /* the client's bytes not yet a whole frame (last:
-                                  not cleared between inputs) */
+    size_t out_len, link_len;
+    /* The client's bytes not yet a whole frame, to the relay and on the
+     * direct connection (last: not cleared between inputs). */
+    uint8_t out[FUZZ_OUT_MAX];
+    uint8_t link[FUZZ_OUT_MAX];
 } fz;
 
 /* ---- the fake relay's end of the connection --------------------------------- */
 
 static int server_fd = -1;
 
-int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len);
-int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
+static int is_loopback_port(const struct sockaddr *sa, socklen_t len, uint16_t port)
 {
     const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    if (!fz.relay_dial || len < sizeof *in || sa->sa_family != AF_INET || in->sin_port != htons(FUZZ_RELAY_PORT) ||
-        in->sin_addr.s_addr != htonl(INADDR_LOOPBACK)) {
-        errno = ECONNREFUSED;
-        return -1;
-    }
+    return len >= sizeof *in && sa->sa_family == AF_INET && in->sin_port == htons(port) &&
+           in->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+}
+
+/* Turns fd into one end of a new socketpair, connected at once; returns
+ * the other end. */
+static int socketpair_onto(int fd)
+{
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == -1)
         abort();
     check(dup3(sv[0], fd, O_CLOEXEC) == fd);
     close(sv[0]);
-    if (server_fd != -1) /* the previous connection, which the client ended */
-        close(server_fd);
-    server_fd = sv[1];
-    fz.out_len = 0; /* what the old connection left is void */
-    fz.req_count = 0;
-    return 0;
+    return sv[1];
+}
+
+/* The relay's address gets the fake relay; a direct path's dial to
+ * 127.0.0.1 port FUZZ_PEER_PORT gets the fake peer, one connection at a
+ * time; anything else is refused. */
+int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len);
+int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    if (fz.relay_dial && is_loopback_port(sa, len, FUZZ_RELAY_PORT)) {
+        if (server_fd != -1) /* the previous connection, which the client ended */
+            close(server_fd);
+        server_fd = socketpair_onto(fd);
+        fz.out_len = 0; /* what the old connection left is void */
+        fz.req_count = 0;
+        return 0;
+    }
+    if (!fz.relay_dial && fz.peer_fd == -1 && is_loopback_port(sa, len, FUZZ_PEER_PORT)) {
+        fz.peer_fd = socketpair_onto(fd);
+        fz.link_len = 0;
+        return 0;
+    }
+    errno = ECONNREFUSED;
+    return -1;
 }
 
 /* ---- what the client sent ------------------------------------------------------ */
@@ -257,7 +290,7 @@ static void event(uint8_t e)
     uint8_t p[P2P_DIRECT_MAX];
     size_t n = 0;
     uint8_t nonce[P2P_DIRECT_NONCE_SIZE] = {(uint8_t)e};
-    struct p2p_candidate cand = {P2P_CANDIDATE_LAN, 4040, 4, {127, 0, 0, 1}};
+    struct p2p_candidate cand = {P2P_CANDIDATE_LAN, FUZZ_PEER_PORT, 4, {127, 0, 0, 1}};
     switch (e % 10) {
     case 0: /* DELIVER: e >> 4 bytes of data */
         n = p2p_encode_deliver_head(p, id, id_len);
@@ -312,6 +345,127 @@ static void event(uint8_t e)
     }
     }
     server_frame(p, n);
+}
+
+/* ---- the peer's side of a direct connection -------------------------------------- */
+
+/* Reads what the client wrote on the direct connection: every frame must
+ * be a link frame of a known kind. EOF: the client closed it. */
+static void drain_peer(void)
+{
+    if (fz.peer_fd == -1)
+        return;
+    for (;;) {
+        ssize_t n = read(fz.peer_fd, fz.link + fz.link_len, sizeof fz.link - fz.link_len);
+        if (n == 0 || (n == -1 && errno == ECONNRESET)) {
+            close(fz.peer_fd);
+            fz.peer_fd = -1;
+            return;
+        }
+        if (n == -1) {
+            check(errno == EAGAIN);
+            break;
+        }
+        fz.link_len += (size_t)n;
+        check(fz.link_len < sizeof fz.link);
+    }
+    size_t off = 0;
+    for (;;) {
+        struct p2p_frame f;
+        enum p2p_frame_result r = p2p_frame_parse(fz.link + off, fz.link_len - off, P2P_DEFAULT_MAX_FRAME, &f);
+        if (r == P2P_FRAME_INCOMPLETE)
+            break;
+        struct p2p_link l;
+        check(r == P2P_FRAME_COMPLETE && f.length > 0);
+        check(p2p_link_parse(f.payload, f.length, &l) == P2P_PARSE_OK && l.kind != P2P_LINK_KIND_UNKNOWN);
+        if (fz.verbose)
+            fprintf(stderr, "  client sent link frame %02x (%u bytes)\n", f.payload[0], (unsigned)f.length);
+        off += f.consumed;
+    }
+    memmove(fz.link, fz.link + off, fz.link_len - off);
+    fz.link_len -= off;
+}
+
+static void peer_write(const uint8_t *bytes, size_t len)
+{
+    if (fz.peer_fd == -1)
+        return;
+    ssize_t n = send(fz.peer_fd, bytes, len, MSG_NOSIGNAL);
+    check(n == (ssize_t)len || (n == -1 && (errno == EPIPE || errno == ECONNRESET)));
+}
+
+static void peer_frame(const uint8_t *payload, size_t len)
+{
+    uint8_t buf[P2P_FRAME_HEADER_SIZE + P2P_LINK_PROOF_SIZE + 64];
+    check(len <= sizeof buf - P2P_FRAME_HEADER_SIZE);
+    p2p_frame_header_encode(buf, (uint32_t)len);
+    memcpy(buf + P2P_FRAME_HEADER_SIZE, payload, len);
+    peer_write(buf, P2P_FRAME_HEADER_SIZE + len);
+}
+
+/* The peer proves the attempt (a: bit 0, with a wrong mac; bit 1, then
+ * USE), as the other side of the client's first peer in an attempt:
+ * the secret and the nonces are the ones the relay carried to both. */
+static void peer_proof(uint8_t a)
+{
+    struct sp_handle *h = fz.h;
+    uint8_t mac[P2P_DIRECT_MAC_SIZE], frame[P2P_LINK_PROOF_SIZE];
+    size_t n = 0;
+    pthread_mutex_lock(&h->mu);
+    for (const struct sp_peer *p = h->peers; p != NULL && n == 0; p = p->next) {
+        if (p->phase != SP_D_DIALING && p->phase != SP_D_DIRECT)
+            continue;
+        int offerer = p->role == P2P_ROLE_OFFERER; /* the client's role */
+        uint8_t role = offerer ? P2P_ROLE_TARGET : P2P_ROLE_OFFERER;
+        p2p_direct_mac(p->secret, role, p->attempt, offerer ? h->reg_id : p->id, offerer ? h->reg_len : p->id_len,
+                       offerer ? p->id : h->reg_id, offerer ? p->id_len : h->reg_len,
+                       offerer ? p->my_nonce : p->peer_nonce, offerer ? p->peer_nonce : p->my_nonce, mac);
+        mac[0] ^= (uint8_t)(a & 1);
+        n = p2p_encode_link_proof(frame, role, p->attempt, mac);
+    }
+    pthread_mutex_unlock(&h->mu);
+    if (n == 0)
+        return;
+    peer_frame(frame, n);
+    if (a & 2)
+        peer_frame(frame, p2p_encode_link_use(frame));
+}
+
+/* A well-formed link frame from the peer, chosen by e. */
+static void peer_link_frame(uint8_t e)
+{
+    uint8_t p[P2P_LINK_DATA_HEAD_SIZE + 64];
+    size_t n;
+    switch (e % 4) {
+    case 0: /* DATA number (e >> 2) & 15, of e >> 6 bytes */
+        n = p2p_encode_link_data_head(p, (e >> 2) & 15);
+        memset(p + n, 'z', e >> 6);
+        n += e >> 6;
+        break;
+    case 1:
+        n = p2p_encode_link_ack(p, e >> 2);
+        break;
+    case 2:
+        n = p2p_encode_link_ping(p);
+        break;
+    default:
+        n = p2p_encode_link_use(p);
+        break;
+    }
+    peer_frame(p, n);
+}
+
+/* The handle's thread polls the direct sockets too (sp_thread_main). */
+static void poll_direct(struct sp_handle *h)
+{
+    struct pollfd pfd[SP_DIRECT_POLL_MAX];
+    struct sp_dpoll map[SP_DIRECT_POLL_MAX];
+    nfds_t n = sp_direct_poll_set(h, pfd, map, 0);
+    if (n == 0 || poll(pfd, n, 0) <= 0)
+        return;
+    for (nfds_t i = 0; i < n && !sp_muted(h); i++)
+        if (pfd[i].revents)
+            sp_direct_on_poll(h, &map[i], pfd[i].fd, pfd[i].revents);
 }
 
 /* ---- the handle ------------------------------------------------------------------- */
@@ -426,7 +580,9 @@ static void pump(struct sp_handle *h)
 {
     if (connection_phase(h->phase))
         sp_on_socket(h, POLLIN | POLLOUT);
+    poll_direct(h);
     drain_client();
+    drain_peer();
     check_handle(h);
 }
 
@@ -480,6 +636,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     memset(&fz, 0, offsetof(struct fuzz_state, out));
+    fz.peer_fd = -1;
     fz.opts = data[0];
     fz.verbose = getenv("FUZZ_VERBOSE") != NULL;
     struct sp_handle *h = fz.h = open_handle(data[0]);
@@ -492,6 +649,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (off < size && h->phase != SP_PH_FAILED_INIT) {
         uint8_t head = data[off++];
         uint8_t arg = off < size ? data[off++] : 0;
+        if (head & 4) { /* the peer of a direct connection */
+            switch (head & 3) {
+            case 0: {
+                size_t n = arg < size - off ? arg : size - off;
+                peer_write(data + off, n);
+                off += n;
+                break;
+            }
+            case 1:
+                peer_proof(arg);
+                break;
+            case 2:
+                if (fz.peer_fd != -1) {
+                    close(fz.peer_fd);
+                    fz.peer_fd = -1;
+                }
+                break;
+            default:
+                peer_link_frame(arg);
+                break;
+            }
+            pump(h);
+            continue;
+        }
         switch (head & 3) {
         case 0: {
             size_t n = arg < size - off ? arg : size - off;
@@ -519,10 +700,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         pump(h);
     }
-    /* The server goes away. */
+    /* The server and the peer go away. */
     if (server_fd != -1) {
         close(server_fd);
         server_fd = -1;
+    }
+    if (fz.peer_fd != -1) {
+        close(fz.peer_fd);
+        fz.peer_fd = -1;
     }
     if (connection_phase(h->phase))
         sp_on_socket(h, POLLIN);

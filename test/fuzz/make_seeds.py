@@ -250,6 +250,38 @@ def ev(kind, hi=0, bit6=0):
 
 
 DELIVER, V1_DELIVERY, PRESENCE, GAP, BYE, D_OFFER, D_ANSWER, D_SYNC, D_MARK, WANT_PATH = range(10)
+
+
+# The fake peer, on the direct connection the client dialed.
+def peer_raw(data):
+    return bytes([4, len(data)]) + data
+
+
+def peer_proof(wrong=False, use=False):
+    return bytes([5, (1 if wrong else 0) | (2 if use else 0)])
+
+
+def peer_close():
+    return bytes([6, 0])
+
+
+def peer_data(seq, n=0):  # a DATA frame numbered seq (0..15) of n (0..3) bytes
+    return bytes([7, n << 6 | seq << 2])
+
+
+def peer_ack(seq):
+    return bytes([7, (seq << 2 | 1) & 0xff])
+
+
+PEER_PING = bytes([7, 2])
+# The client as target: an offer from "a" with the peer's candidate,
+# answered, synced; the client dials the peer and proves itself.
+target_dials = (bytes([OPT_RECONNECT | OPT_ID | OPT_DIRECT]) + ans() + ans() + ans() + ev(D_OFFER, 3, 1) +
+                ans() + ev(D_SYNC, 0))
+# The client as offerer: asked for a path to "a", offered, accepted, syncs
+# and dials when its time comes.
+offerer_dials = (bytes([OPT_RECONNECT | OPT_ID]) + ans() + ans() + ans() + ev(WANT_PATH, 0) + ans(3) +
+                 ev(D_ANSWER, 3, 1) + ans() + tick(2))
 handshake = ans() + ans()                  # HELLO granted, HEARTBEAT answered
 handshake_drop = ans() + ans() + ans()     # HELLO, HELLO with DROP, HEARTBEAT
 client = [
@@ -282,6 +314,13 @@ client = [
     ("direct_declined", bytes([OPT_RECONNECT | OPT_ID]) + handshake + ans() + ev(D_OFFER, 1) + ans()),
     ("direct_offerer", bytes([OPT_RECONNECT | OPT_ID]) + handshake + ans() + ev(WANT_PATH, 0) + ans(3) +
      ev(D_ANSWER, 3, 1) + ans() + tick(2) + tick(2) + ev(D_MARK, 0, 1)),
+    ("path_target", target_dials + peer_proof(use=True) + ans() + ans() + ev(D_MARK, 0) +
+     peer_data(1, 3) + peer_data(2) + PEER_PING + peer_ack(0) + peer_close() + ans() + ans()),
+    ("path_offerer", offerer_dials + peer_proof() + ans() + ans() + ev(D_MARK, 0) + peer_data(1, 1) +
+     peer_ack(0) + tick(2) + ev(D_MARK, 0, 1) + ans()),
+    ("path_bad_proof", target_dials + peer_proof(wrong=True) + tick(2)),
+    ("path_early_data", target_dials + peer_proof() + peer_data(1, 2)),
+    ("path_garbage", target_dials + peer_proof(use=True) + ans() + ans() + peer_raw(bytes(range(40))) + ans()),
     ("garbage", bytes([0]) + handshake + raw(bytes(range(256)))),
     ("too_long", bytes([0]) + handshake + raw(struct.pack(">I", 1 << 24) + b"\x09")),
     ("unmatched_reply", bytes([0]) + handshake + raw(frame(b"\x82\x01"))),
@@ -293,4 +332,9 @@ client = [
 # restored its id with a 3-byte REGISTER (above the grant: a server closes
 # the connection for that). Now the client gives the id up instead.
 client += [("regress_small_grant", bytes.fromhex("8801 0001 002c 0f00 000f 010f 011f"))]
+# Found by fuzz_client (clang's UBSan; gcc's does not see it): a direct
+# path that fell back with nothing to re-send took the head of a buffer
+# never filled, NULL + 0.
+client += [("regress_null_head", bytes.fromhex("a801 0f01 0f01 0f03 c301 0f03 0705 0201 0f01 0f03 0807 c407"
+                                               "0807 0207 0106 0001 0f01 0f"))]
 write("client", client)
