@@ -100,6 +100,7 @@ static struct fuzz_state {
     struct fuzz_req reqs[FUZZ_REQS];
     unsigned req_head, req_count;
     int relay_dial;   /* a connect now is the handle's, to the relay */
+    int server_fd;    /* the fake relay's end of the connection, or -1 */
     int peer_fd;      /* the fake peer's end of a direct connection, or -1 */
     int verbose;      /* FUZZ_VERBOSE set: the library's log on stderr */
     /* AUTH: the last step 1 (id and client nonce) and the challenge sent. */
@@ -114,9 +115,7 @@ static struct fuzz_state {
     uint8_t link[FUZZ_OUT_MAX];
 } fz;
 
-/* ---- the fake relay's end of the connection --------------------------------- */
-
-static int server_fd = -1;
+/* ---- connect ------------------------------------------------------------------ */
 
 static int is_loopback_port(const struct sockaddr *sa, socklen_t len, uint16_t port)
 {
@@ -144,9 +143,9 @@ int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len);
 int __wrap_connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
     if (fz.relay_dial && is_loopback_port(sa, len, FUZZ_RELAY_PORT)) {
-        if (server_fd != -1) /* the previous connection, which the client ended */
-            close(server_fd);
-        server_fd = socketpair_onto(fd);
+        if (fz.server_fd != -1) /* the previous connection, which the client ended */
+            close(fz.server_fd);
+        fz.server_fd = socketpair_onto(fd);
         fz.out_len = 0; /* what the old connection left is void */
         fz.req_count = 0;
         return 0;
@@ -190,59 +189,103 @@ static void remember_request(const struct p2p_request *r, const uint8_t *payload
     }
 }
 
-/* Reads what the client wrote: every frame must be a request the server
- * would accept the layout of. */
-static void drain_client(void)
+/* ---- the harness's ends of the connections ----------------------------------- */
+
+/* Reads what the client wrote to *fd into buf[*len..cap); at EOF (the
+ * client closed its end) closes *fd and sets it to -1. */
+static void read_end(int *fd, uint8_t *buf, size_t *len, size_t cap)
 {
-    if (server_fd == -1)
-        return;
-    for (;;) {
-        ssize_t n = read(server_fd, fz.out + fz.out_len, sizeof fz.out - fz.out_len);
-        if (n <= 0) {
-            check(n == 0 || errno == EAGAIN || errno == ECONNRESET);
-            break;
+    while (*fd != -1) {
+        ssize_t n = read(*fd, buf + *len, cap - *len);
+        if (n == 0 || (n == -1 && errno == ECONNRESET)) {
+            close(*fd);
+            *fd = -1;
+        } else if (n == -1) {
+            check(errno == EAGAIN);
+            return;
+        } else {
+            *len += (size_t)n;
+            check(*len < cap);
         }
-        fz.out_len += (size_t)n;
-        check(fz.out_len < sizeof fz.out);
     }
+}
+
+/* Hands every whole frame of buf[0..*len) to each (none may be empty or
+ * longer than max) and keeps the rest. */
+static void each_frame(uint8_t *buf, size_t *len, uint32_t max, void (*each)(const uint8_t *p, uint32_t n))
+{
     size_t off = 0;
     for (;;) {
         struct p2p_frame f;
-        /* Nothing above what the server granted. */
-        enum p2p_frame_result r = p2p_frame_parse(fz.out + off, fz.out_len - off, fz.h->max_frame, &f);
+        enum p2p_frame_result r = p2p_frame_parse(buf + off, *len - off, max, &f);
         if (r == P2P_FRAME_INCOMPLETE)
             break;
         check(r == P2P_FRAME_COMPLETE && f.length > 0);
-        struct p2p_request req;
-        check(p2p_request_parse(f.payload, f.length, &req) == P2P_PARSE_OK);
-        if (fz.verbose)
-            fprintf(stderr, "  client sent %02x (%u bytes)\n", f.payload[0], (unsigned)f.length);
-        remember_request(&req, f.payload, f.length);
+        each(f.payload, f.length);
         off += f.consumed;
     }
-    memmove(fz.out, fz.out + off, fz.out_len - off);
-    fz.out_len -= off;
+    memmove(buf, buf + off, *len - off);
+    *len -= off;
 }
 
-/* The server writes payload as one frame (or raw bytes). */
-static void server_write(const uint8_t *bytes, size_t len)
+/* Writes bytes to the client on fd (nothing once it is closed): a
+ * socketpair takes far more than one record's bytes; the client may have
+ * closed its end. */
+static void write_end(int fd, const uint8_t *bytes, size_t len)
 {
-    if (server_fd == -1)
+    if (fd == -1)
         return;
-    ssize_t n = send(server_fd, bytes, len, MSG_NOSIGNAL);
-    /* A socketpair takes far more than one record's bytes; the client may
-     * have closed its end. */
+    ssize_t n = send(fd, bytes, len, MSG_NOSIGNAL);
     check(n == (ssize_t)len || (n == -1 && (errno == EPIPE || errno == ECONNRESET)));
 }
 
-static void server_frame(const uint8_t *payload, size_t len)
+/* Writes payload to fd as one frame. */
+static void frame_end(int fd, const uint8_t *payload, size_t len)
 {
     uint8_t buf[P2P_FRAME_HEADER_SIZE + P2P_DIRECT_MAX + 64];
     check(len <= sizeof buf - P2P_FRAME_HEADER_SIZE);
     p2p_frame_header_encode(buf, (uint32_t)len);
     memcpy(buf + P2P_FRAME_HEADER_SIZE, payload, len);
-    server_write(buf, P2P_FRAME_HEADER_SIZE + len);
+    write_end(fd, buf, P2P_FRAME_HEADER_SIZE + len);
 }
+
+/* A frame the client sent the relay: a request the server would accept
+ * the layout of. */
+static void on_request(const uint8_t *payload, uint32_t len)
+{
+    struct p2p_request req;
+    check(p2p_request_parse(payload, len, &req) == P2P_PARSE_OK);
+    if (fz.verbose)
+        fprintf(stderr, "  client sent %02x (%u bytes)\n", payload[0], (unsigned)len);
+    remember_request(&req, payload, len);
+}
+
+/* A frame the client sent on the direct connection: a link frame of a
+ * known kind. */
+static void on_link_frame(const uint8_t *payload, uint32_t len)
+{
+    struct p2p_link l;
+    check(p2p_link_parse(payload, len, &l) == P2P_PARSE_OK && l.kind != P2P_LINK_KIND_UNKNOWN);
+    if (fz.verbose)
+        fprintf(stderr, "  client sent link frame %02x (%u bytes)\n", payload[0], (unsigned)len);
+}
+
+static void drain_client(void)
+{
+    read_end(&fz.server_fd, fz.out, &fz.out_len, sizeof fz.out);
+    each_frame(fz.out, &fz.out_len, fz.h->max_frame, on_request); /* nothing above the grant */
+}
+
+static void drain_peer(void)
+{
+    read_end(&fz.peer_fd, fz.link, &fz.link_len, sizeof fz.link);
+    each_frame(fz.link, &fz.link_len, P2P_DEFAULT_MAX_FRAME, on_link_frame);
+}
+
+static void server_write(const uint8_t *bytes, size_t len) { write_end(fz.server_fd, bytes, len); }
+static void server_frame(const uint8_t *payload, size_t len) { frame_end(fz.server_fd, payload, len); }
+static void peer_write(const uint8_t *bytes, size_t len) { write_end(fz.peer_fd, bytes, len); }
+static void peer_frame(const uint8_t *payload, size_t len) { frame_end(fz.peer_fd, payload, len); }
 
 /* ---- the server's side ---------------------------------------------------------- */
 
@@ -348,60 +391,6 @@ static void event(uint8_t e)
 }
 
 /* ---- the peer's side of a direct connection -------------------------------------- */
-
-/* Reads what the client wrote on the direct connection: every frame must
- * be a link frame of a known kind. EOF: the client closed it. */
-static void drain_peer(void)
-{
-    if (fz.peer_fd == -1)
-        return;
-    for (;;) {
-        ssize_t n = read(fz.peer_fd, fz.link + fz.link_len, sizeof fz.link - fz.link_len);
-        if (n == 0 || (n == -1 && errno == ECONNRESET)) {
-            close(fz.peer_fd);
-            fz.peer_fd = -1;
-            return;
-        }
-        if (n == -1) {
-            check(errno == EAGAIN);
-            break;
-        }
-        fz.link_len += (size_t)n;
-        check(fz.link_len < sizeof fz.link);
-    }
-    size_t off = 0;
-    for (;;) {
-        struct p2p_frame f;
-        enum p2p_frame_result r = p2p_frame_parse(fz.link + off, fz.link_len - off, P2P_DEFAULT_MAX_FRAME, &f);
-        if (r == P2P_FRAME_INCOMPLETE)
-            break;
-        struct p2p_link l;
-        check(r == P2P_FRAME_COMPLETE && f.length > 0);
-        check(p2p_link_parse(f.payload, f.length, &l) == P2P_PARSE_OK && l.kind != P2P_LINK_KIND_UNKNOWN);
-        if (fz.verbose)
-            fprintf(stderr, "  client sent link frame %02x (%u bytes)\n", f.payload[0], (unsigned)f.length);
-        off += f.consumed;
-    }
-    memmove(fz.link, fz.link + off, fz.link_len - off);
-    fz.link_len -= off;
-}
-
-static void peer_write(const uint8_t *bytes, size_t len)
-{
-    if (fz.peer_fd == -1)
-        return;
-    ssize_t n = send(fz.peer_fd, bytes, len, MSG_NOSIGNAL);
-    check(n == (ssize_t)len || (n == -1 && (errno == EPIPE || errno == ECONNRESET)));
-}
-
-static void peer_frame(const uint8_t *payload, size_t len)
-{
-    uint8_t buf[P2P_FRAME_HEADER_SIZE + P2P_LINK_PROOF_SIZE + 64];
-    check(len <= sizeof buf - P2P_FRAME_HEADER_SIZE);
-    p2p_frame_header_encode(buf, (uint32_t)len);
-    memcpy(buf + P2P_FRAME_HEADER_SIZE, payload, len);
-    peer_write(buf, P2P_FRAME_HEADER_SIZE + len);
-}
 
 /* The peer proves the attempt (a: bit 0, with a wrong mac; bit 1, then
  * USE), as the other side of the client's first peer in an attempt:
@@ -636,7 +625,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size == 0)
         return 0;
     memset(&fz, 0, offsetof(struct fuzz_state, out));
-    fz.peer_fd = -1;
+    fz.server_fd = fz.peer_fd = -1;
     fz.opts = data[0];
     fz.verbose = getenv("FUZZ_VERBOSE") != NULL;
     struct sp_handle *h = fz.h = open_handle(data[0]);
@@ -701,9 +690,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pump(h);
     }
     /* The server and the peer go away. */
-    if (server_fd != -1) {
-        close(server_fd);
-        server_fd = -1;
+    if (fz.server_fd != -1) {
+        close(fz.server_fd);
+        fz.server_fd = -1;
     }
     if (fz.peer_fd != -1) {
         close(fz.peer_fd);
