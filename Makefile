@@ -224,7 +224,9 @@ UNIT_LINK_test_bench_buf := $(BUILD)/test/bench/bench_buf.c.o
 # (test/fuzz/corpus/NAME/, found from the program's name).
 FUZZ_LINK_codec := $(call cobj,codec)
 FUZZ_LINK_relay := $(RELAY_TEST_LINK)
-FUZZ_LINK_nats  := $(call sobj,nats_protocol cluster_wire)
+# The NATS harness feeds a real cluster room too (relay and link included).
+FUZZ_LINK_nats  := $(call sobj,nats_protocol cluster_wire cluster cluster_view nats_link nats_url \
+                     event_loop poller io ring_buffer) $(RELAY_TEST_LINK)
 # The client's harness includes the library's one source file (its engine
 # is static functions) and links what the library takes from src/common;
 # connect(2) is wrapped (see fuzz_client.c).

@@ -24,6 +24,10 @@
 // parse to the same fields; an INFO must leave NUL-terminated strings,
 // bounded counts and a max_payload limit within the ceiling.
 //
+// Every message also reaches a real cluster room (ClusterWorld below), as
+// the link would hand it over, with the view's and the relay's invariants
+// checked after each.
+//
 // Every message's subject and payload then go through the cluster decoder:
 // cluster_payload_kind(), the public entry point every receiver starts
 // from, then every parser in kDecoders, whatever the kind byte says (a
@@ -40,9 +44,13 @@
 #include <string_view>
 #include <vector>
 
+#include "cluster.h"
 #include "cluster_wire.h"
+#include "event_loop.h"
 #include "fuzz.h"
+#include "log.h"
 #include "nats_protocol.h"
+#include "relay.h"
 
 namespace {
 
@@ -193,6 +201,59 @@ void check_cluster_message(std::string_view subject, const uint8_t* payload, siz
     check(accepted <= 1);  // one layout per kind byte
 }
 
+// ---- the cluster room ---------------------------------------------------------
+
+// A relay of a cluster that receives what the stream carries, as the link
+// hands it over: the real Cluster room (cluster.cpp, its view and the
+// relay's side of it) on a Relay without sessions. The link never
+// connects (no server is configured: start() subscribes, then says it has
+// nothing to connect to), so what the room publishes is dropped and
+// counted; a MSG's sid picks the room's handler as on a real link (the
+// room's subscriptions are sids 1 to 7, an sp.d.<id> interest any other).
+// The loop is never run: its now_ms() stays 0, and each PING in the stream
+// is a tick of 250 ms for the room's timers. After each operation the
+// view's and the relay's own invariants must hold.
+class ClusterWorld {
+   public:
+    ClusterWorld() : relay_(RelayLimits(), HashKey{1, 2}, &loop_), cluster_(loop_, relay_, options(), nullptr) {
+        relay_.set_cluster(&cluster_);
+        (void)cluster_.start();
+        cluster_.on_nats_connected(NatsInfo());
+    }
+    ~ClusterWorld() { relay_.set_cluster(nullptr); }
+    ClusterWorld(const ClusterWorld&) = delete;
+    ClusterWorld& operator=(const ClusterWorld&) = delete;
+
+    void message(const NatsMessage& m) {
+        cluster_.on_nats_message(m);
+        check_invariants();
+    }
+    void tick() {
+        now_ += 250;
+        cluster_.on_tick(now_);
+        check_invariants();
+    }
+
+   private:
+    static ClusterOptions options() {
+        ClusterOptions o;
+        o.node_name = "self";
+        o.version = "fuzz";
+        o.max_entries = 64;  // small: the view fills up
+        return o;
+    }
+    void check_invariants() const {
+        char why[256];
+        check(cluster_.check_invariants(why, sizeof why));
+        check(relay_.check_invariants(why, sizeof why));
+    }
+
+    EventLoop loop_;
+    Relay relay_;
+    Cluster cluster_;
+    uint64_t now_ = 0;
+};
+
 // ---- the NATS parser --------------------------------------------------------
 
 // One operation as parsed, with every view as an offset into the stream,
@@ -338,9 +399,11 @@ NatsParser::Limits limits_for(uint8_t mode) {
     return l;
 }
 
-// The whole stream at once: each call sees the rest of it.
+// The whole stream at once: each call sees the rest of it. Messages go to
+// the cluster room too.
 End parse_whole(const uint8_t* s, size_t n, uint8_t mode, std::vector<Event>* events) {
     NatsParser parser(limits_for(mode));
+    ClusterWorld world;
     size_t off = 0;
     for (;;) {
         Bytes view(s + off, s + n);  // exact copy (see the file comment)
@@ -355,6 +418,8 @@ End parse_whole(const uint8_t* s, size_t n, uint8_t mode, std::vector<Event>* ev
             return End{r.status, r.error, off};
         }
         events->push_back(record(op, r, parser, view.data(), off, view.size()));
+        if (op.type == NatsOpType::msg || op.type == NatsOpType::hmsg) world.message(op.msg);
+        if (op.type == NatsOpType::ping) world.tick();
         off += r.consumed;
     }
 }
@@ -391,6 +456,8 @@ End parse_chunked(const uint8_t* s, size_t n, uint8_t mode, std::vector<Event>* 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    static bool quiet = (log_set_level(LogLevel::error), true);
+    (void)quiet;
     if (size == 0) return 0;
     uint8_t mode = data[0];
     const uint8_t* s = data + 1;

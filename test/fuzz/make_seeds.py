@@ -162,7 +162,7 @@ cluster = [
     ("send_to", b"sp.to.r1." + bob.hex().encode(), bytes([1, 2, len(alice)]) + alice + b"hello"),
     ("claim", b"sp.own." + alice.hex().encode(), control(3, node, u64(1000), flags=1)),
     ("release", b"sp.own." + alice.hex().encode(), control(4, node, u64(1001))),
-    ("heartbeat", b"sp.hb.r1", control(5, node, u32(2) + u64(0x1234), flags=1)),
+    ("heartbeat", b"sp.hb.r1", control(5, node, u32(2) + u64(0x1234))),
     ("snapshot", b"sp.snap.r1",
      control(6, node, u64(3) + u32(0), flags=3) + entry(alice) + entry(bob, 9, 1)),
     ("snapshot_cut", b"sp.in.r2", control(6, node, u64(3) + u32(1)) + entry(alice)[:-2]),
@@ -184,7 +184,13 @@ def hmsg(subject, headers, payload, sid=2):
 info = (b'INFO {"server_id":"NABC","server_name":"n1","version":"2.10.4","proto":1,'
         b'"max_payload":1048576,"headers":true,"client_id":9,'
         b'"connect_urls":["10.0.0.2:4222","[::1]:4223"],"ldm":false}\r\n')
-stream = info + b"PING\r\n" + b"".join(msg(s, p, sid=i + 1) for i, (_, s, p) in enumerate(cluster))
+# The harness's cluster room subscribes in this order (Cluster::start):
+# sp.own.* 1, sp.hb.* 2, sp.snap.* 3, sp.in.self 4, sp.sync 5, sp.sync.self 6,
+# sp.to.self.> 7; any other sid is an sp.d.<id> interest.
+sids = {"data": 8, "send_to": 7, "claim": 1, "release": 1, "heartbeat": 2, "snapshot": 3,
+        "snapshot_cut": 4, "sync": 5, "foreign": 9}
+cluster = [(label, s.replace(b"sp.to.r1.", b"sp.to.self."), p) for label, s, p in cluster]
+stream = info + b"PING\r\n" + b"".join(msg(s, p, sid=sids[label]) for label, s, p in cluster)
 nats = [
     ("whole", b"\x3f" + stream),
     ("byte_by_byte", b"\x00" + stream),
@@ -194,7 +200,12 @@ nats = [
     ("hmsg_503", b"\x04" + hmsg(b"sp.in.r1", b"NATS/1.0 503\r\n\r\n", b"")),
     ("hmsg_headers", b"\x04" + hmsg(b"sp.d.61", b"NATS/1.0\r\nNats-Msg-Id: 42\r\nX: y\r\n\r\n",
                                       cluster[0][2], sid=5)),
-    ("msg_reply", b"\x01" + msg(b"sp.sync", control(7, b"r2", b""), sid=3, reply=b"sp.in.r2")),
+    ("msg_reply", b"\x01" + msg(b"sp.sync", control(7, b"r2", b""), sid=5, reply=b"sp.in.r2")),
+    # Relay r1 heard, then silent: PINGs are the room's ticks.
+    ("cluster_ticks", b"\x3f" + msg(b"sp.hb.r1", control(5, node, u32(1) + u64(0)), sid=2) +
+     msg(b"sp.own." + alice.hex().encode(), control(3, node, u64(1000)), sid=1) + b"PING\r\n" * 12 +
+     msg(b"sp.hb.r1", control(5, node, u32(0) + u64(0), flags=1), sid=2)),
+    ("cluster_self_name", b"\x3f" + msg(b"sp.hb.self", control(5, b"self", u32(0) + u64(0)), sid=2)),
     ("small_limits", b"\x45" + info.replace(b"1048576", b"64") + msg(b"sp.d.61", b"x" * 100)),
     ("line_too_long", b"\x41" + b"MSG " + b"s" * 200 + b" 1 0\r\n\r\n"),
     ("bad_payload_end", b"\x02" + b"MSG a 1 2\r\nabXY"),
