@@ -89,14 +89,11 @@ static void check(int ok)
 
 /* A request not answered yet, with what a right answer needs. */
 struct fuzz_req {
-    uint8_t cmd, step, id_len;
-    uint8_t id[P2P_ID_MAX];
-    uint32_t attempt;
+    uint8_t cmd, step; /* step: AUTH's */
 };
 
 static struct fuzz_state {
     struct sp_handle *h;
-    uint8_t opts;
     struct fuzz_req reqs[FUZZ_REQS];
     unsigned req_head, req_count;
     int relay_dial;   /* a connect now is the handle's, to the relay */
@@ -168,25 +165,18 @@ static void remember_request(const struct p2p_request *r, const uint8_t *payload
     if (fz.req_count == FUZZ_REQS)
         return; /* the client never has this many outstanding; answers are the input's business */
     struct fuzz_req *q = &fz.reqs[(fz.req_head + fz.req_count++) % FUZZ_REQS];
-    memset(q, 0, sizeof *q);
     q->cmd = r->cmd;
-    if (r->id_len > 0) {
-        memcpy(q->id, r->id, r->id_len);
-        q->id_len = (uint8_t)r->id_len;
+    q->step = r->cmd == P2P_CMD_AUTH ? r->step : 0;
+    if (r->cmd == P2P_CMD_AUTH && r->step == P2P_AUTH_STEP_START) {
+        memcpy(fz.auth_id, r->id, r->id_len);
+        fz.auth_id_len = (uint8_t)r->id_len;
+        memcpy(fz.client_nonce, r->data, P2P_AUTH_NONCE_SIZE);
     }
-    if (r->cmd == P2P_CMD_AUTH) {
-        q->step = r->step;
-        if (r->step == P2P_AUTH_STEP_START) {
-            memcpy(fz.auth_id, r->id, r->id_len);
-            fz.auth_id_len = (uint8_t)r->id_len;
-            memcpy(fz.client_nonce, r->data, P2P_AUTH_NONCE_SIZE);
-        }
-    }
+    /* A DIRECT_* request has its layout exactly (p2p_direct_parse is the
+     * stricter parser). */
     struct p2p_direct d;
-    if (r->cmd >= P2P_CMD_DIRECT_OFFER && r->cmd <= P2P_CMD_DIRECT_RESULT) {
+    if (r->cmd >= P2P_CMD_DIRECT_OFFER && r->cmd <= P2P_CMD_DIRECT_RESULT)
         check(p2p_direct_parse(payload, len, &d) == P2P_PARSE_OK);
-        q->attempt = d.attempt;
-    }
 }
 
 /* ---- the harness's ends of the connections ----------------------------------- */
@@ -626,7 +616,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memset(&fz, 0, offsetof(struct fuzz_state, out));
     fz.server_fd = fz.peer_fd = -1;
-    fz.opts = data[0];
     fz.verbose = getenv("FUZZ_VERBOSE") != NULL;
     struct sp_handle *h = fz.h = open_handle(data[0]);
     fz.relay_dial = 1;
