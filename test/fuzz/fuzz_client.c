@@ -39,6 +39,12 @@
  *             a & 2: then USE)
  *   2 close   [-] the peer closes the connection
  *   3 frame   [e] a well-formed DATA, ACK, PING or USE
+ * With bit 3 set (and not bit 2), the application calls the library [a]:
+ * recv (not waiting), send_to, send, register, subscribe, unsubscribe,
+ * check_alive or connect_direct, on an id a picks. command_timeout_ms is
+ * 1: a call that waits for a reply gives up after a millisecond (nobody
+ * answers while it waits), leaving its request abandoned in the FIFO for
+ * the server's answer, as a real timeout does.
  * After each record the handle reads what came and writes what it has;
  * the harness reads the client's frames, which must all be well-formed
  * requests (link frames on the direct connection), and checks the
@@ -516,6 +522,60 @@ static void on_path(int32_t handle, const uint8_t *peer, size_t peer_len, stupid
     read_all(peer, peer_len);
 }
 
+/* ---- the application ---------------------------------------------------------------- */
+
+/* The application calls the library (see the file comment). */
+static void app_call(uint8_t a)
+{
+    static const char *const ids[] = {"a", "bb", "me"};
+    const char *id = ids[(a >> 3) % 3];
+    size_t id_len = strlen(id);
+    static const uint8_t data[21] = "from the application";
+    size_t len = (a >> 5) * 3u; /* 0 .. 21 bytes */
+    int32_t h = fz.h->id, rc;
+    switch (a % 8) {
+    case 0: {
+        stupid_p2p_message_t *m = NULL;
+        rc = stupid_p2p_recv(h, &m, 0);
+        check((rc == STUPID_P2P_NO_ERROR) == (m != NULL));
+        if (m != NULL) {
+            check(m->sender_len <= P2P_ID_MAX && m->sender[m->sender_len] == 0);
+            check(m->data != NULL && m->data[m->length] == 0);
+            read_all(m->data, m->length);
+        }
+        stupid_p2p_message_free(m);
+        break;
+    }
+    case 1:
+        rc = stupid_p2p_send_to(h, id, id_len, data, len);
+        break;
+    case 2:
+        rc = stupid_p2p_send(h, data, len);
+        break;
+    case 3:
+        rc = stupid_p2p_register(h, id, id_len);
+        break;
+    case 4:
+        rc = stupid_p2p_subscribe(h, id, id_len);
+        break;
+    case 5:
+        rc = stupid_p2p_unsubscribe(h, id, id_len);
+        break;
+    case 6:
+        rc = stupid_p2p_check_alive(h, id, id_len);
+        break;
+    default:
+        rc = stupid_p2p_connect_direct(h, id, id_len);
+        check(stupid_p2p_path(h, id, id_len) == STUPID_P2P_PATH_RELAY ||
+              stupid_p2p_path(h, id, id_len) == STUPID_P2P_PATH_DIRECT);
+        break;
+    }
+    check(stupid_p2p_strerror(rc) != NULL);
+    stupid_p2p_stats_t st;
+    check(stupid_p2p_get_stats(h, &st) == STUPID_P2P_NO_ERROR);
+    check(st.queue_length <= (uint32_t)fz.h->opt.recv_queue_max);
+}
+
 static int connection_phase(enum sp_phase ph)
 {
     return ph == SP_PH_HANDSHAKE || ph == SP_PH_RESTORE || ph == SP_PH_CONNECTED;
@@ -554,12 +614,17 @@ static void check_handle(const struct sp_handle *h)
     check(peers == h->n_peers);
 }
 
-/* The handle's thread wakes up: the socket is readable and writable. */
+/* One iteration of the handle's thread (sp_thread_main) that finds the
+ * socket readable and writable, its own deadline left to the time
+ * records (with a command timeout of 1 ms, real time would end every
+ * handshake); then the harness reads what the client wrote and checks the
+ * handle. */
 static void pump(struct sp_handle *h)
 {
     if (connection_phase(h->phase))
         sp_on_socket(h, POLLIN | POLLOUT);
     poll_direct(h);
+    sp_direct_tick(h, sp_now_ms()); /* and attempts the application asked for */
     drain_client();
     drain_peer();
     check_handle(h);
@@ -572,6 +637,7 @@ static struct sp_handle *open_handle(uint8_t opts)
     o.protocol_version = (opts & FUZZ_OPT_V1) ? 1 : 2;
     o.slow_consumer = (opts & FUZZ_OPT_DROP) ? STUPID_P2P_SLOW_DROP : STUPID_P2P_SLOW_DISCONNECT;
     o.direct = (opts & FUZZ_OPT_DIRECT) ? STUPID_P2P_DIRECT_ACCEPT : STUPID_P2P_DIRECT_OFF;
+    o.command_timeout_ms = 1; /* see app_call */
     if (opts & FUZZ_OPT_TOKEN) {
         o.token = kToken;
         o.token_len = strlen(kToken);
@@ -618,6 +684,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz.server_fd = fz.peer_fd = -1;
     fz.verbose = getenv("FUZZ_VERBOSE") != NULL;
     struct sp_handle *h = fz.h = open_handle(data[0]);
+    check(sp_reg_add(h) == 0); /* for the application's calls */
     fz.relay_dial = 1;
     sp_attempt_start(h); /* connects at once: see __wrap_connect */
     fz.relay_dial = 0;
@@ -627,6 +694,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while (off < size && h->phase != SP_PH_FAILED_INIT) {
         uint8_t head = data[off++];
         uint8_t arg = off < size ? data[off++] : 0;
+        if ((head & 12) == 8) {
+            app_call(arg);
+            pump(h);
+            continue;
+        }
         if (head & 4) { /* the peer of a direct connection */
             switch (head & 3) {
             case 0: {
@@ -692,6 +764,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_handle(h);
     check(h->phase == SP_PH_BACKOFF || h->phase == SP_PH_FAILED_INIT);
     check(h->fd == -1 && h->req_head == NULL);
+    sp_reg_remove(h, 0);
     sp_handle_free(h);
     return 0;
 }

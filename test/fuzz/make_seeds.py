@@ -285,6 +285,15 @@ def peer_ack(seq):
 
 
 PEER_PING = bytes([7, 2])
+
+# The application's calls (the harness's command timeout is 1 ms: each
+# that waits gives up, its request answered later by the fake server).
+RECV, APP_SEND_TO, APP_SEND, REGISTER, SUBSCRIBE, UNSUBSCRIBE, CHECK_ALIVE, CONNECT_DIRECT = range(8)
+A, BB, ME = range(3)
+
+
+def app(call, who=A, units=0):  # units: 3 bytes of data each (0..7)
+    return bytes([8, call | who << 3 | units << 5])
 # The client as target: an offer from "a" with the peer's candidate,
 # answered, synced; the client dials the peer and proves itself.
 target_dials = (bytes([OPT_RECONNECT | OPT_ID | OPT_DIRECT]) + ans() + ans() + ans() + ev(D_OFFER, 3, 1) +
@@ -332,6 +341,14 @@ client = [
     ("path_bad_proof", target_dials + peer_proof(wrong=True) + tick(2)),
     ("path_early_data", target_dials + peer_proof() + peer_data(1, 2)),
     ("path_garbage", target_dials + peer_proof(use=True) + ans() + ans() + peer_raw(bytes(range(40))) + ans()),
+    ("app_calls", bytes([OPT_QUEUE]) + handshake + app(REGISTER, ME) + ans() + app(SUBSCRIBE, A) + ans() +
+     app(APP_SEND_TO, A, 2) + ans() + app(APP_SEND, A, 1) + refuse(2) + ev(DELIVER, 0) + ev(DELIVER, 1) +
+     app(RECV) + app(RECV) + app(RECV) + app(CHECK_ALIVE, BB) + ans() + app(UNSUBSCRIBE, A) + ans() +
+     app(CONNECT_DIRECT, A) + ans(3) + tick(2)),
+    ("app_token", bytes([OPT_TOKEN]) + handshake + app(REGISTER, ME) + ans(5) + ans() + app(REGISTER, BB) +
+     refuse(5)),
+    ("app_on_path", offerer_dials + peer_proof() + ans() + ans() + ev(D_MARK, 0) + app(APP_SEND_TO, A, 3) +
+     app(APP_SEND_TO, A, 1) + peer_ack(1) + app(APP_SEND_TO, A) + peer_close() + ans() + ans() + ans()),
     ("garbage", bytes([0]) + handshake + raw(bytes(range(256)))),
     ("too_long", bytes([0]) + handshake + raw(struct.pack(">I", 1 << 24) + b"\x09")),
     ("unmatched_reply", bytes([0]) + handshake + raw(frame(b"\x82\x01"))),
