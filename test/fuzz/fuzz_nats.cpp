@@ -1,8 +1,9 @@
 // fuzz_nats.cpp - libFuzzer harness for what a relay reads from NATS: the
 // NATS client protocol parser (src/server/nats_protocol.cpp) fed a server's
-// byte stream, and the cluster decoder (src/server/cluster_wire.cpp) fed
-// every message that stream carries, as another relay (or anything else
-// that can publish on the cluster's subjects) would send it.
+// byte stream, and the cluster decoder (src/server/cluster_wire.cpp) and
+// the cluster room (src/server/cluster.cpp) fed every message that stream
+// carries, as another relay (or anything else that can publish on the
+// cluster's subjects) would send it.
 //
 // The first byte of the input says how (the rest is the stream):
 //   bit 7      the rest is not a NATS stream but one cluster message:
@@ -24,19 +25,20 @@
 // parse to the same fields; an INFO must leave NUL-terminated strings,
 // bounded counts and a max_payload limit within the ceiling.
 //
-// Every message also reaches a real cluster room (ClusterWorld below), as
-// the link would hand it over, with the view's and the relay's invariants
-// checked after each.
-//
-// Every message's subject and payload then go through the cluster decoder:
+// Every message's subject and payload go through the cluster decoder:
 // cluster_payload_kind(), the public entry point every receiver starts
 // from, then every parser in kDecoders, whatever the kind byte says (a
 // new kind that an existing parser takes is covered as it is; one with a
 // parser of its own needs one line there); a parser that accepts must
 // agree with the entry point, keep its pointers inside the payload, and
 // its encoder must give back the payload's bytes exactly, kind byte
-// included; snapshot entries are walked and re-encoded the same way. Subjects that decode to a device id
-// must encode back to the same subject. Any breach aborts.
+// included; snapshot entries are walked and re-encoded the same way.
+// Subjects that decode to a device id must encode back to the same
+// subject. Every message also reaches a real cluster room (ClusterWorld
+// below) as the link would hand it over, dispatched by its sid as the
+// room dispatches (a handler a new kind adds is reached as it is), with
+// the view's and the relay's invariants checked after each. Any breach
+// aborts.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
