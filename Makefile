@@ -64,7 +64,7 @@ CLI_SRC     := $(wildcard src/client/cli/*.c)
 SUPPORT_SRC := $(wildcard test/support/*.c)
 UNIT_SRC    := $(wildcard test/unit/*.cpp) $(wildcard test/unit/*.c) $(wildcard test/unit/relay/test_*.cpp)
 INTEG_SRC   := $(wildcard test/integration/*.c)
-FUZZERS     := codec relay cluster_wire
+FUZZERS     := codec relay nats client
 CLIENTT_SRC := $(wildcard test/client/*.c)
 
 obj = $(patsubst %,$(BUILD)/%.o,$(1))
@@ -225,7 +225,14 @@ UNIT_LINK_test_bench_buf := $(BUILD)/test/bench/bench_buf.c.o
 # (test/fuzz/corpus/NAME/, found from the program's name).
 FUZZ_LINK_codec := $(call cobj,codec)
 FUZZ_LINK_relay := $(RELAY_TEST_LINK)
-FUZZ_LINK_cluster_wire := $(call sobj,cluster_wire nats_protocol) $(call cobj,codec)
+# The NATS harness feeds a real cluster room too (relay and link included).
+FUZZ_LINK_nats  := $(call sobj,nats_protocol cluster_wire cluster cluster_view nats_link nats_url \
+                     event_loop poller io ring_buffer) $(RELAY_TEST_LINK)
+# The client's harness includes the library's one source file (its engine
+# is static functions) and links what the library takes from src/common;
+# connect(2) is wrapped (see fuzz_client.c).
+FUZZ_LINK_client := $(LIB_COMMON_OBJ)
+FUZZ_LDFLAGS_client := -Wl,--wrap=connect -lpthread
 $(BUILD)/test/fuzz/replay.c.o: CPPFLAGS += -DFUZZ_CORPUS_ROOT=\"$(abspath test/fuzz/corpus)\"
 
 $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_codec)
@@ -234,8 +241,11 @@ $(BUILD)/test/fuzz/fuzz_codec: $(BUILD)/test/fuzz/fuzz_codec.c.o $(BUILD)/test/f
 $(BUILD)/test/fuzz/fuzz_relay: $(BUILD)/test/fuzz/fuzz_relay.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_relay)
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
 
-$(BUILD)/test/fuzz/fuzz_cluster_wire: $(BUILD)/test/fuzz/fuzz_cluster_wire.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_cluster_wire)
+$(BUILD)/test/fuzz/fuzz_nats: $(BUILD)/test/fuzz/fuzz_nats.cpp.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_nats)
 	$(CXX) $(TEST_CXXFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/test/fuzz/fuzz_client: $(BUILD)/test/fuzz/fuzz_client.c.o $(BUILD)/test/fuzz/replay.c.o $(FUZZ_LINK_client)
+	$(CC) $(TEST_CFLAGS) $(LDFLAGS) -o $@ $^ $(FUZZ_LDFLAGS_client)
 
 # The NAT test bed's device (test/natbed/*.sh run it in network namespaces;
 # scripts/natbed-figures.sh too).
@@ -295,8 +305,11 @@ fuzz_objs = $(patsubst %,$(FUZZ_BUILD)/%.o,$(1))
 FUZZ_BIN_codec := $(call fuzz_objs,test/fuzz/fuzz_codec.c src/common/codec.c)
 FUZZ_BIN_relay := $(call fuzz_objs,test/fuzz/fuzz_relay.cpp \
                     $(patsubst $(BUILD)/%.o,%,$(RELAY_TEST_LINK)))
-FUZZ_BIN_cluster_wire := $(call fuzz_objs,test/fuzz/fuzz_cluster_wire.cpp \
-                    $(patsubst $(BUILD)/%.o,%,$(FUZZ_LINK_cluster_wire)))
+FUZZ_BIN_nats  := $(call fuzz_objs,test/fuzz/fuzz_nats.cpp \
+                    $(patsubst $(BUILD)/%.o,%,$(FUZZ_LINK_nats)))
+FUZZ_BIN_client := $(call fuzz_objs,test/fuzz/fuzz_client.c \
+                    $(patsubst $(BUILD)/%.o,%,$(FUZZ_LINK_client)))
+$(FUZZ_BUILD)/test/fuzz/fuzz_client.c.o: FUZZ_FLAGS += -Isrc/client/lib
 
 $(FUZZ_BUILD)/%.c.o: %.c $(FLAGS_FILE)
 	@mkdir -p $(@D)
@@ -307,7 +320,7 @@ $(FUZZ_BUILD)/%.cpp.o: %.cpp $(FLAGS_FILE)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -std=c++20 -fno-exceptions -fno-rtti -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_%: $$(FUZZ_BIN_$$*)
-	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ $^
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ $^ $(FUZZ_LDFLAGS_$*)
 
 fuzz: $(patsubst %,$(FUZZ_BUILD)/fuzz_%,$(FUZZERS))
 	@for f in $(FUZZERS); do \

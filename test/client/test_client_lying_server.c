@@ -8,7 +8,9 @@
  *    and a larger frame ends the connection at its header;
  *  - a grant that makes no sense (max_frame < 2, a version not asked for,
  *    a success reply without its grant) is a protocol error;
- *  - BYE text with control bytes reaches the log escaped.
+ *  - BYE text with control bytes reaches the log escaped;
+ *  - a request longer than the grant (an OFFER to a long id under a grant
+ *    of 256) is not sent: the server would close the connection.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -257,6 +259,53 @@ static void test_version_1_grant(void **state)
     ct_fake_stop(&f);
 }
 
+/* ---- requests above the grant ------------------------------------------------ */
+
+static int offers_seen; /* __atomic: written by the fake's thread */
+
+static int hook_count_offers(struct ct_fake *f, int conn, const struct p2p_request *req)
+{
+    (void)f;
+    (void)conn;
+    if (req->cmd != P2P_CMD_DIRECT_OFFER)
+        return 0;
+    __atomic_add_fetch(&offers_seen, 1, __ATOMIC_SEQ_CST);
+    return 1; /* unanswered: it should never have come */
+}
+
+/* A grant of 256, p2pServer's least --max-frame: an OFFER to a 255-byte
+ * id (292 bytes and more) does not fit, and a server closes the connection
+ * for a frame above its grant. The library used to send it (fuzz_client
+ * found the like with a smaller grant and a REGISTER); now the offer fails
+ * at once, nothing is sent, and the connection stays. */
+static void test_request_above_the_grant_not_sent(void **state)
+{
+    (void)state;
+    static struct ct_fake f;
+    static struct ct_rec rec;
+    ct_rec_init(&rec);
+    ct_fake_defaults(&f);
+    f.grant_max_frame = 256;
+    f.hook = hook_count_offers;
+    ct_fake_start_cfg(&f, CT_FAKE_V2, -1);
+    stupid_p2p_options_t o;
+    fast_options(&o, &rec, 1);
+    int32_t h = ct_open_opts(f.port, &o);
+    ct_ok(stupid_p2p_register(h, "me", 2));
+    uint8_t peer[P2P_ID_MAX];
+    memset(peer, 'p', sizeof peer);
+    int32_t rc = stupid_p2p_connect_direct(h, peer, sizeof peer);
+    fprintf(stderr, "  connect_direct: %d\n", rc);
+    assert_int_not_equal(rc, STUPID_P2P_NO_ERROR);
+    /* Answered after anything sent before it: no offer came. */
+    assert_int_equal(stupid_p2p_check_alive(h, "me", 2), 1);
+    assert_int_equal(__atomic_load_n(&offers_seen, __ATOMIC_SEQ_CST), 0);
+    assert_int_equal(CT_GET(&rec, rec.n_disconnected), 0);
+    stupid_p2p_deinit(h);
+    ct_fake_stop(&f);
+    ct_rec_destroy(&rec);
+}
+
 /* ---- BYE text ------------------------------------------------------------------ */
 
 static struct {
@@ -332,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_older_struct_gets_the_default_limit),
         cmocka_unit_test(test_nonsense_grants_fail),
         cmocka_unit_test(test_version_1_grant),
+        cmocka_unit_test(test_request_above_the_grant_not_sent),
         cmocka_unit_test(test_bye_text_is_escaped_in_the_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,7 +25,10 @@ struct sp_buf {
 };
 
 static size_t sp_buf_used(const struct sp_buf *b) { return b->len - b->off; }
-static const uint8_t *sp_buf_head(const struct sp_buf *b) { return b->data + b->off; }
+/* NULL for a buffer never filled (data NULL, off 0): NULL + 0 is undefined
+ * in C, and callers take the head of an empty buffer (a fallback with
+ * nothing to re-send). */
+static const uint8_t *sp_buf_head(const struct sp_buf *b) { return b->data == NULL ? NULL : b->data + b->off; }
 
 static void sp_buf_free(struct sp_buf *b)
 {

@@ -222,11 +222,28 @@ static int sp_flush_locked(struct sp_handle *h)
     return -1;
 }
 
-/* Queues an encoded request with its FIFO node. Returns 0, or -1 (the
- * node is freed). */
+/* 1 if a request payload of len bytes may be sent (mu held): a server
+ * closes the connection on a frame above the max_frame it granted
+ * (stupidp2p(7)). Ours grants at least 256, which every command with one
+ * id fits; AUTH and the DIRECT_* requests may not, and under a smaller
+ * grant from another server nothing with an id may. */
+static int sp_fits(const struct sp_handle *h, size_t len)
+{
+    return len <= h->max_frame;
+}
+
+/* Queues an encoded request with its FIFO node. Returns 0, or -1 (out of
+ * memory, or the request does not fit the server's max_frame: nothing is
+ * queued and the node is freed). */
 static int sp_queue_request(struct sp_handle *h, struct sp_pending *p, const uint8_t *head, size_t head_len,
                             const uint8_t *data, size_t len)
 {
+    if (!sp_fits(h, head_len + len)) {
+        sp_log(h, STUPID_P2P_LOG_ERROR, "a request %02x of %zu bytes exceeds the server's max_frame (%u): not sent",
+               head[0], head_len + len, (unsigned)h->max_frame);
+        sp_pending_free(p);
+        return -1;
+    }
     if (sp_out_frame(h, head, head_len, data, len) != 0) {
         sp_pending_free(p);
         return -1;
@@ -435,21 +452,33 @@ static void sp_on_connected(struct sp_handle *h)
 }
 
 /* Queues the renewal of every remembered subscription (mu held), counting
- * each queued request in *n. Returns 0 or -1. */
+ * each queued request in *n. A subscription that does not fit the
+ * server's max_frame is dropped, as a v2 refusal drops it. Returns 0 or
+ * -1. */
 static int sp_queue_sub_restores(struct sp_handle *h, unsigned *n)
 {
     int rc = 0;
-    for (struct sp_sub *s = h->subs; s && rc == 0; s = s->next) {
+    struct sp_sub *next;
+    for (struct sp_sub *s = h->subs; s && rc == 0; s = next) {
+        next = s->next;
         s->confirmed = 0;
+        uint8_t head[P2P_ID_HEAD_MAX];
+        if (!sp_fits(h, sp_encode_head(head, P2P_CMD_SUBSCRIBE, s->id, s->len))) {
+            sp_log(h, STUPID_P2P_LOG_ERROR, "a subscription does not fit the server's max_frame (%u): dropped",
+                   (unsigned)h->max_frame);
+            sp_sub_remove(h, s->id, s->len);
+            continue;
+        }
         rc = sp_internal_request(h, P2P_CMD_SUBSCRIBE, SP_REQ_RESTORE, s->id, s->len);
         *n += rc == 0;
     }
     return rc;
 }
 
-/* Gives up the remembered id because it could not be authenticated again
- * (mu held; the thread): the next CONNECTED reports
- * STUPID_P2P_CAUSE_NOT_AUTHORIZED, once. why: static text for the log. */
+/* Gives up the remembered id because it could not be claimed again (its
+ * AUTH failed, or the claim does not fit the server's max_frame; mu held;
+ * the thread): the next CONNECTED reports STUPID_P2P_CAUSE_NOT_AUTHORIZED,
+ * once. why: static text for the log. */
 static void sp_auth_give_up(struct sp_handle *h, const char *why)
 {
     char id[4 * P2P_ID_MAX + 1];
@@ -492,6 +521,13 @@ static void sp_send_restore(struct sp_handle *h)
     pthread_mutex_lock(&h->mu);
     if (h->has_id && h->has_token && h->version < 2)
         sp_auth_give_up(h, "the server speaks only protocol v1, which has no AUTH");
+    if (h->has_id) {
+        uint8_t claim[P2P_AUTH_START_MAX];
+        size_t len = h->has_token ? p2p_encode_auth_start(claim, h->reg_id, h->reg_len, nonce)
+                                  : sp_encode_head(claim, P2P_CMD_REGISTER, h->reg_id, h->reg_len);
+        if (!sp_fits(h, len))
+            sp_auth_give_up(h, "claiming it again does not fit the server's max_frame");
+    }
     int has_id = h->has_id, auth = has_id && h->has_token;
     if (auth && rand_err != 0) {
         sp_log(h, STUPID_P2P_LOG_ERROR, "getrandom: %s", strerror(rand_err));
