@@ -221,7 +221,9 @@ class FullQueueTest(DirectCase):
 class CrossingTest(DirectCase):
     def test_offers_that_cross_make_one_path(self):
         """Both ask at once (direct off on both: only asked-for paths): the
-        smaller id's offer wins on both sides, one path, both ways."""
+        smaller id's offer wins on both sides, one path, both ways (or, if
+        one offer came before the other side asked, the later one: see
+        the next test)."""
         a, b = self.pair(mode_a=DIRECT_OFF, mode_b=DIRECT_OFF)
         errors = []
 
