@@ -23,7 +23,9 @@
  *    sends it once the peer reads;
  *  - a handle closed right after its last send_to on a path: the peer
  *    still gets every message (deinit waits for the acknowledgement);
- *  - offers that cross (both ask at once) make one path, both ways;
+ *  - offers that cross (both ask at once) make one path, both ways; so do
+ *    two that do not quite cross (one declined because its target had not
+ *    asked yet, then the target's own);
  *  - a peer with the direct option OFF declines: the path stays RELAY and
  *    messages keep flowing through the relay;
  *  - the two handles on different relays of a cluster (three relays and
@@ -673,6 +675,30 @@ static void test_crossing_offers(void **state)
     pair_close(&x);
 }
 
+/* The interleaving of the crossing that does not quite cross, in order:
+ * alice's offer reaches bob before his own connect_direct (his direct
+ * option is off: he declines), then bob asks. Alice asked for a path
+ * herself, so she takes his offer: one path. Before, the decline had
+ * cleared her wanted flag, she declined his offer, and neither tried
+ * again. */
+static void test_declined_before_the_peer_asked(void **state)
+{
+    struct p2p_server *srv = *state;
+    struct pair x;
+    pair_open(srv, &x, STUPID_P2P_DIRECT_OFF, STUPID_P2P_DIRECT_OFF);
+    ct_ok(stupid_p2p_connect_direct(x.a, ID("bob")));
+    /* Counted before it is forwarded: it reaches alice before bob's offer. */
+    wait_counter(srv, "direct_answers{answer=\"decline\"}=1");
+    assert_int_equal(stupid_p2p_path(x.a, ID("bob")), STUPID_P2P_PATH_RELAY);
+    ct_ok(stupid_p2p_connect_direct(x.b, ID("alice")));
+    wait_direct(x.a, "bob", x.b, "alice");
+    send_numbered(x.a, "bob", "ab", 0, 10);
+    send_numbered(x.b, "alice", "ba", 0, 10);
+    expect_sequence(&x.rb, "alice", "ab", 10);
+    expect_sequence(&x.ra, "bob", "ba", 10);
+    pair_close(&x);
+}
+
 static void test_declined_stays_relayed(void **state)
 {
     struct p2p_server *srv = *state;
@@ -746,6 +772,7 @@ int main(void)
         TC_SERVER_TEST(test_peer_that_never_reads),
         TC_SERVER_TEST(test_send_then_deinit),
         TC_SERVER_TEST(test_crossing_offers),
+        TC_SERVER_TEST(test_declined_before_the_peer_asked),
         TC_SERVER_TEST(test_declined_stays_relayed),
         CL_TEST(test_direct_across_relays),
         CL_TEST(test_direct_killed_across_relays),

@@ -11,7 +11,8 @@ their LAN candidates (the relay connection's own address):
 * FullQueueTest: a full receive queue holds the path (nothing dropped,
   nothing acknowledged) until recv() makes room.
 * CrossingTest: offers that cross (both ask at once) make one path, both
-  ways.
+  ways; and so do two that do not quite cross: one declined because its
+  target had not asked yet, then the target's own.
 * SwitchTest: with ``direct=True`` the first send_to starts the attempt,
   and messages keep flowing while the path is made: every one arrives once,
   in order, across the switch; and with bob's relay stream held back (a
@@ -47,7 +48,7 @@ from typing import Dict, List
 from p2p_support import Collector, ServerCase, read_payloads, wait_until
 from stupidp2p import (DIRECT_ACCEPT, DIRECT_OFF, Path, RequestTimeout,
                        codec)
-from stupidp2p.direct import WINDOW_BYTES
+from stupidp2p.direct import WINDOW_BYTES, _Phase
 from stupidp2p import protocol as P
 from stupidp2p.codec import (Delivery, Direct, frame, parse_link,
                              parse_message)
@@ -220,7 +221,9 @@ class FullQueueTest(DirectCase):
 class CrossingTest(DirectCase):
     def test_offers_that_cross_make_one_path(self):
         """Both ask at once (direct off on both: only asked-for paths): the
-        smaller id's offer wins on both sides, one path, both ways."""
+        smaller id's offer wins on both sides, one path, both ways (or, if
+        one offer came before the other side asked, the later one: see
+        the next test)."""
         a, b = self.pair(mode_a=DIRECT_OFF, mode_b=DIRECT_OFF)
         errors = []
 
@@ -249,6 +252,30 @@ class CrossingTest(DirectCase):
         self.assertEqual(receive(a, 100, self.idb), ["b %d" % k
                                                      for k in range(100)])
         self.assertEqual(self.paths_a.items, [(self.idb, Path.DIRECT)])
+
+    def test_declined_before_the_peer_asked(self):
+        """The interleaving that made the test above fail under load, in
+        order: alice's offer reaches bob before his own connect_direct
+        (his direct is off: he declines it), then bob asks.  Alice asked
+        for a path herself, so she takes his offer: one path, bob's.
+        Before, her wanted flag, cleared by his decline, made her decline
+        it, and neither tried again."""
+        a, b = self.pair(mode_a=DIRECT_OFF, mode_b=DIRECT_OFF)
+        a.connect_direct(self.idb)
+        pa = a._direct._peers[self.idb.encode()]
+        # Bob's decline has come: alice's attempt is over, not retried.
+        self.assertTrue(wait_until(lambda: pa.phase is _Phase.IDLE
+                                   and not pa.wanted, WAIT))
+        self.assertIs(a.path(self.idb), Path.RELAY)
+        b.connect_direct(self.ida)
+        self.wait_direct(a, b)
+        pb = b._direct._peers[self.ida.encode()]
+        self.assertEqual(pa.attempt, pb.attempt)
+        self.assertEqual((pa.role, pb.role), (P.ROLE_TARGET, P.ROLE_OFFERER))
+        a.send_to(self.idb, "to bob")
+        b.send_to(self.ida, "to alice")
+        self.assertEqual(receive(b, 1, self.ida), ["to bob"])
+        self.assertEqual(receive(a, 1, self.idb), ["to alice"])
 
 
 class SwitchTest(DirectCase):

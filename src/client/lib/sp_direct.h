@@ -147,6 +147,11 @@ struct sp_peer {
     uint8_t role;              /* P2P_ROLE_OFFERER or _TARGET, in an attempt */
     int wanted;                /* try again after failures (connect_direct,
                                   or a send_to with the AUTO option)       */
+    int asked;                 /* named to connect_direct: its offers are
+                                  accepted whatever the direct option says;
+                                  unlike wanted, a decline does not clear
+                                  it (a peer that declined before it asked
+                                  itself, then offers, is accepted)        */
     int offer_done;            /* connect_direct: the OFFER was answered   */
     int offer_status;          /*   with this status                       */
     uint32_t attempt;
@@ -829,7 +834,7 @@ static void sp_direct_on_event(struct sp_handle *h, const uint8_t *payload, uint
     int fall_back = 0, resume = 0;
     switch (d.cmd) {
     case P2P_EVT_DIRECT_OFFER: {
-        int accept = h->opt.direct != STUPID_P2P_DIRECT_OFF || p->wanted;
+        int accept = h->opt.direct != STUPID_P2P_DIRECT_OFF || p->asked;
         if (accept && (p->phase == SP_D_OFFERING || p->phase == SP_D_AWAIT_ANSWER) && !sp_direct_yields(h, p))
             accept = 0; /* our own offer wins the crossing */
         if (accept && p->phase == SP_D_DIRECT) {
@@ -862,7 +867,9 @@ static void sp_direct_on_event(struct sp_handle *h, const uint8_t *payload, uint
         if (p->phase != SP_D_AWAIT_ANSWER || p->attempt != d.attempt)
             break;
         if (d.accept != P2P_DIRECT_ACCEPT) {
-            p->wanted = 0; /* the peer does not want direct paths */
+            /* The peer does not want direct paths: no retries (asked
+             * stays: an offer it makes once it asks is still taken). */
+            p->wanted = 0;
             sp_direct_attempt_failed(h, p, "declined by the peer", 0);
             break;
         }

@@ -663,7 +663,7 @@ int32_t stupid_p2p_connect_direct(int32_t handle, const void *id, size_t id_len)
     else if ((p = sp_peer_get(h, id, id_len)) == NULL)
         rc = STUPID_P2P_LIMIT;
     if (rc == STUPID_P2P_NO_ERROR) {
-        p->wanted = 1;
+        p->wanted = p->asked = 1;
         if (p->phase == SP_D_IDLE) {
             /* An attempt now, whatever the back-off said. */
             p->retry_at = 0;

@@ -188,6 +188,12 @@ class _Peer:
         self.phase = _Phase.IDLE
         self.role = 0
         self.wanted = False       # try again after failures
+        # Named to connect_direct: the peer's offers are accepted whatever
+        # ``direct`` says.  Unlike ``wanted``, a decline does not clear
+        # it: a peer that declined our offer (it had not asked yet) and
+        # then offers itself is accepted, whichever of the decline and
+        # its own connect_direct came first.
+        self.asked = False
         self.offer_done = True    # connect_direct: the OFFER was answered
         self.offer_status = P.STATUS_OK
         self.attempt = 0
@@ -418,7 +424,7 @@ class DirectPaths:
             p = self._peer_get(raw)
             if p is None:
                 raise LookupError("%d peers followed already" % PEERS_MAX)
-            p.wanted = True
+            p.wanted = p.asked = True
             if p.phase is not _Phase.IDLE:
                 return P.STATUS_OK
             p.retry_at = 0.0
@@ -532,8 +538,7 @@ class DirectPaths:
                 if p is None:
                     return
             if d.command == P.EVT_DIRECT_OFFER:
-                if p.phase is _Phase.DIRECT and (self.mode != DIRECT_OFF
-                                                 or p.wanted):
+                if p.phase is _Phase.DIRECT and self._accepts(p):
                     # The peer has given up this path already: fall back,
                     # then answer the offer as any other.
                     if self._fallback(p, "the peer offered a new path"):
@@ -563,7 +568,7 @@ class DirectPaths:
             self.on_event(d)
 
     def _on_offer(self, p: _Peer, d: Direct) -> None:
-        accept = self.mode != DIRECT_OFF or p.wanted
+        accept = self._accepts(p)
         if accept and p.phase in (_Phase.OFFERING, _Phase.AWAIT_ANSWER) \
                 and not self._yields(p):
             accept = False  # our own offer wins the crossing
@@ -587,7 +592,9 @@ class DirectPaths:
         if p.phase is not _Phase.AWAIT_ANSWER or p.attempt != d.attempt:
             return
         if d.accept != P.DIRECT_ACCEPT:
-            p.wanted = False  # the peer does not want direct paths
+            # The peer does not want direct paths: no retries (``asked``
+            # stays: an offer it makes once it asks is still taken).
+            p.wanted = False
             self._attempt_failed(p, "declined by the peer", False)
             return
         p.peer_nonce = d.nonce
@@ -655,6 +662,12 @@ class DirectPaths:
         if p is None and len(self._peers) < PEERS_MAX:
             p = self._peers[raw] = _Peer(raw)
         return p
+
+    def _accepts(self, p: _Peer) -> bool:
+        """True when the peer's offers are taken: direct paths are not off,
+        or this device asked for one to it (stupidp2p(3): a peer declines
+        when its option is off and it has not asked for a path itself)."""
+        return self.mode != DIRECT_OFF or p.asked
 
     def _yields(self, p: _Peer) -> bool:
         """True when our attempt gives way to the peer's offer that crossed
