@@ -173,7 +173,7 @@ UNIT_LINK_test_cluster_view   := $(call sobj,cluster_view cluster_wire nats_prot
 # and fake servers in a thread of the test.
 UNIT_LINK_test_nats_link      := $(call sobj,nats_link nats_protocol nats_url io \
                                    event_loop poller log ring_buffer hash os_random) \
-                                 $(BUILD)/test/support/nats_cluster.c.o
+                                 $(BUILD)/test/support/nats_cluster.c.o $(BUILD)/test/support/child.c.o
 UNIT_LDFLAGS_test_nats_link   := -pthread
 # The relay's tests (test/unit/relay/, one file per command) share a
 # fake session, relay_world.h.

@@ -12,8 +12,9 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
+
+#include "child.h"
 
 struct child {
     pid_t pid;
@@ -36,13 +37,11 @@ static void spawn_client(struct child *c, const char **argv, int capture_stdout)
     assert_int_equal(pipe2(in, O_CLOEXEC), 0);
     if (capture_stdout)
         assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    pid_t parent = getpid();
-    c->pid = fork();
+    c->pid = tc_fork_tied();
     assert_true(c->pid >= 0);
     if (c->pid == 0) {
         int o = capture_stdout ? out[1] : open("/dev/null", O_WRONLY);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent || o == -1 ||
-            dup2(in[0], STDIN_FILENO) == -1 || dup2(o, STDOUT_FILENO) == -1 || dup2(err, STDERR_FILENO) == -1)
+        if (o == -1 || dup2(in[0], STDIN_FILENO) == -1 || dup2(o, STDOUT_FILENO) == -1 || dup2(err, STDERR_FILENO) == -1)
             _exit(126);
         argv[0] = path;
         execv(path, (char *const *)argv);

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -29,6 +28,7 @@
 #include <unistd.h>
 
 #include "auth_proof.h"
+#include "child.h"
 #include "protocol.h"
 
 static int64_t auth_now_ms(void)
@@ -287,15 +287,10 @@ int tc_run_with_input(const char *const *argv, const void *input, size_t len, ch
     int in[2], o[2], e[2];
     if (pipe2(in, O_CLOEXEC) == -1 || pipe2(o, O_CLOEXEC) == -1 || pipe2(e, O_CLOEXEC) == -1)
         tc_fail("pipe2: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = tc_fork_tied();
     if (pid == -1)
         tc_fail("fork: %s", strerror(errno));
     if (pid == 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-            _exit(126);
         if (dup2(in[0], STDIN_FILENO) == -1 || dup2(o[1], STDOUT_FILENO) == -1 ||
             dup2(e[1], STDERR_FILENO) == -1)
             _exit(126);

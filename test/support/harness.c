@@ -24,8 +24,9 @@
  * wakes us at once; without pidfd they fall back to short naps bounded by
  * the deadline.
  *
- * Children. Every child gets PR_SET_PDEATHSIG(SIGKILL), so a test binary
- * that crashes or is killed by the runner's timeout leaves no server behind.
+ * Children. Every child is forked by tc_fork_tied() (child.h) and so gets
+ * PR_SET_PDEATHSIG(SIGKILL): a test binary that crashes or is killed by
+ * the runner's timeout leaves no server behind.
  *
  * Logs. The server's stdout and stderr go to a file under
  * $P2P_BUILD/test-logs/servers/ (not test-logs/ itself: the runner treats
@@ -52,7 +53,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -60,6 +60,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "codec.h"
 #include "protocol.h"
 
@@ -303,14 +304,10 @@ static void child_exec_failed(const char *path)
     }
 }
 
-/* In a freshly forked child: die with the parent, stdin from /dev/null.
- * Only async-signal-safe calls: the test may have threads. */
-static void child_setup(pid_t parent)
+/* In a child from tc_fork_tied(): stdin from /dev/null, default signal
+ * handling. Only async-signal-safe calls: the test may have threads. */
+static void child_setup(void)
 {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1)
-        _exit(126);
-    if (getppid() != parent)
-        _exit(126);
     int nul = open("/dev/null", O_RDONLY);
     if (nul == -1 || dup2(nul, STDIN_FILENO) == -1)
         _exit(126);
@@ -338,10 +335,7 @@ int tc_run_capture(const char *const *argv, char *out, size_t cap, int timeout_m
         fprintf(stderr, "harness: pipe2: %s\n", strerror(errno));
         return -1;
     }
-    fflush(stdout);
-    fflush(stderr);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = tc_fork_tied();
     if (pid == -1) {
         fprintf(stderr, "harness: fork: %s\n", strerror(errno));
         close(pipefd[0]);
@@ -349,7 +343,7 @@ int tc_run_capture(const char *const *argv, char *out, size_t cap, int timeout_m
         return -1;
     }
     if (pid == 0) {
-        child_setup(parent);
+        child_setup();
         if (dup2(pipefd[1], STDOUT_FILENO) == -1 || dup2(pipefd[1], STDERR_FILENO) == -1)
             _exit(126);
         execvp(argv[0], (char *const *)argv);
@@ -590,17 +584,14 @@ static enum start_result start_on_port(struct p2p_server *server,
     if (logfd == -1)
         return START_FATAL;
 
-    fflush(stdout);
-    fflush(stderr);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = tc_fork_tied();
     if (pid == -1) {
         fprintf(stderr, "harness: fork: %s\n", strerror(errno));
         close(logfd);
         return START_FATAL;
     }
     if (pid == 0) {
-        child_setup(parent);
+        child_setup();
         if (dup2(logfd, STDOUT_FILENO) == -1 || dup2(logfd, STDERR_FILENO) == -1)
             _exit(126);
         execv(path, (char *const *)argv);

@@ -12,12 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "child.h"
 
 /* ---- time and waiting ------------------------------------------------------ */
 
@@ -207,10 +208,7 @@ static int spawn(struct nats_node *node, int i)
     int log = open_log(node, i);
     if (log == -1)
         return -1;
-    fflush(stdout);
-    fflush(stderr);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = tc_fork_tied();
     if (pid == -1) {
         fprintf(stderr, "nats_cluster: fork: %s\n", strerror(errno));
         close(log);
@@ -220,8 +218,6 @@ static int spawn(struct nats_node *node, int i)
         /* Only async-signal-safe calls here: the test may have threads. */
         sigset_t none;
         sigemptyset(&none);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-            _exit(126);
         int nul = open("/dev/null", O_RDONLY);
         if (nul == -1 || dup2(nul, STDIN_FILENO) == -1 || dup2(log, STDOUT_FILENO) == -1 ||
             dup2(log, STDERR_FILENO) == -1)

@@ -21,12 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "harness.h"
 
 #define STRESS_WAIT_MS TC_WAIT_MS
@@ -232,16 +232,11 @@ void tc_piped_server_start(struct tc_piped_server *s, const char *const *args, i
         tc_fail("pipe2: %s", strerror(errno));
     if (pipe_size > 0 && fcntl(pipefd[1], F_SETPIPE_SZ, pipe_size) == -1)
         tc_fail("F_SETPIPE_SZ: %s", strerror(errno));
-    fflush(stdout);
-    fflush(stderr);
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = tc_fork_tied();
     if (pid == -1)
         tc_fail("fork: %s", strerror(errno));
     if (pid == 0) {
         /* Async-signal-safe calls only: the test may have threads. */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid() != parent)
-            _exit(126);
         int nul = open("/dev/null", O_RDWR);
         if (nul == -1 || dup2(nul, STDIN_FILENO) == -1 || dup2(nul, STDOUT_FILENO) == -1 ||
             dup2(pipefd[1], STDERR_FILENO) == -1)
